@@ -1,0 +1,6 @@
+"""Diff and plan: the pure step between desired and observed state.
+
+Turns the difference into typed actions (snapshot, send, hold, release, destroy, ...)
+in a dependency DAG with a deterministic order, checks the safety invariants on every
+plan, renders plans as tables, and saves/loads them as versioned JSON.
+"""

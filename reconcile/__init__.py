@@ -1,0 +1,8 @@
+"""Observe and desire: the read side of the reconciler.
+
+`reconcile` holds the data model, the parsing of zfs output, observation of a host's
+state (read-only commands through an injected runner), and the pure rules that decide
+what the state should be: selection, snapshot naming, thinning and target mapping.
+"""
+
+__version__ = "0.1.0"

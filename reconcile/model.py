@@ -1,0 +1,127 @@
+"""The data model: hosts, datasets and snapshots as observed, as frozen attrs values.
+
+Everything here is plain data. Observation fills it from zfs output; desire and the
+planner read it. Nothing in this module runs a command or reads the clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Optional
+
+import attrs
+
+FILESYSTEM = "filesystem"
+VOLUME = "volume"
+
+
+@attrs.frozen
+class Host:
+    """Where commands run: this machine (`ssh` is None) or `ssh` = user@host / ssh alias."""
+
+    ssh: Optional[str] = None
+    ssh_config: Optional[str] = None
+
+    @property
+    def is_local(self) -> bool:
+        return self.ssh is None
+
+    def describe(self) -> str:
+        return "local" if self.ssh is None else self.ssh
+
+
+@attrs.frozen
+class Selection:
+    """The value of the selection property on a dataset and where it comes from.
+
+    `source` is zfs' own word: "local", "received", "default", "-" (none), or
+    "inherited from POOL/DS" (then `inherited_from` names the dataset).
+    """
+
+    value: str
+    source: str
+
+    @property
+    def inherited_from(self) -> Optional[str]:
+        prefix = "inherited from "
+        return self.source[len(prefix) :] if self.source.startswith(prefix) else None
+
+    @property
+    def is_inherited(self) -> bool:
+        return self.inherited_from is not None
+
+
+@attrs.frozen
+class Snapshot:
+    dataset: str
+    name: str
+    guid: int
+    createtxg: int
+    creation: int
+    userrefs: int = 0
+    written: int = 0
+    #: hold tags; only observed for snapshots with userrefs > 0
+    holds: tuple[str, ...] = ()
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.dataset}@{self.name}"
+
+
+@attrs.frozen
+class Dataset:
+    name: str
+    type: str
+    guid: int
+    #: bytes written since the newest snapshot (zfs `written`)
+    written: int = 0
+    resume_token: Optional[str] = None
+    #: the snapshot this dataset is a clone of
+    origin: Optional[str] = None
+    encryption: str = "off"
+    selection: Optional[Selection] = None
+    #: oldest first (createtxg order)
+    snapshots: tuple[Snapshot, ...] = ()
+
+    @property
+    def pool(self) -> str:
+        return self.name.split("/", 1)[0]
+
+    @property
+    def parent(self) -> Optional[str]:
+        return self.name.rsplit("/", 1)[0] if "/" in self.name else None
+
+    def snapshot(self, name: str) -> Optional[Snapshot]:
+        for snap in self.snapshots:
+            if snap.name == name:
+                return snap
+        return None
+
+
+@attrs.frozen
+class HostState:
+    """What one observation of one host saw."""
+
+    host: Host
+    datasets: Mapping[str, Dataset] = attrs.field(factory=dict)
+    #: the command lines observation ran, for the command budget
+    commands: tuple[str, ...] = ()
+
+    def __iter__(self) -> Iterator[Dataset]:
+        return iter(self.datasets.values())
+
+    def get(self, name: str) -> Optional[Dataset]:
+        return self.datasets.get(name)
+
+    def children(self, name: str) -> list[Dataset]:
+        """Direct child filesystems and volumes of `name`."""
+        prefix = name + "/"
+        return [
+            ds
+            for ds in self.datasets.values()
+            if ds.name.startswith(prefix) and "/" not in ds.name[len(prefix) :]
+        ]
+
+    def descendants(self, name: str) -> list[Dataset]:
+        prefix = name + "/"
+        return [ds for ds in self.datasets.values() if ds.name.startswith(prefix)]

@@ -1,0 +1,196 @@
+"""All knowledge of zfs' text output lives here: parsing and error classification.
+
+The tool asks zfs for machine-readable output (`-H` tab separated, `-p` exact numbers)
+and turns it into model values. zfs error text becomes typed errors. Where OpenZFS
+versions word things differently, the alternatives are listed side by side.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Optional
+
+import attrs
+
+from reconcile import errors
+from reconcile.model import FILESYSTEM, VOLUME, Dataset, Selection, Snapshot
+
+#: Properties observation asks `zfs list` for, in this order.
+LIST_PROPERTIES = (
+    "name",
+    "type",
+    "guid",
+    "createtxg",
+    "creation",
+    "userrefs",
+    "written",
+    "receive_resume_token",
+    "origin",
+    "encryption",
+)
+
+
+def _rows(output: str, fields: int) -> Iterator[list[str]]:
+    for line in output.split("\n"):
+        if not line:
+            continue
+        cols = line.split("\t")
+        if len(cols) != fields:
+            raise errors.ZfsError(f"Unexpected zfs output (expected {fields} columns): {line!r}")
+        yield cols
+
+
+def _int(value: str) -> int:
+    return 0 if value in ("-", "") else int(value)
+
+
+def _opt(value: str) -> Optional[str]:
+    return None if value in ("-", "") else value
+
+
+@attrs.frozen
+class ListedDataset:
+    """A filesystem or volume row of `zfs list`, before its snapshots are attached."""
+
+    name: str
+    type: str
+    guid: int
+    written: int
+    resume_token: Optional[str]
+    origin: Optional[str]
+    encryption: str
+
+
+def parse_list(output: str) -> tuple[list[ListedDataset], list[Snapshot]]:
+    """Parse `zfs list -H -p -o <LIST_PROPERTIES> -t filesystem,volume,snapshot`."""
+    datasets: list[ListedDataset] = []
+    snapshots: list[Snapshot] = []
+    for name, kind, guid, txg, creation, userrefs, written, token, origin, enc in _rows(
+        output, len(LIST_PROPERTIES)
+    ):
+        if kind == "snapshot":
+            dataset, _, short = name.partition("@")
+            snapshots.append(
+                Snapshot(
+                    dataset=dataset,
+                    name=short,
+                    guid=int(guid),
+                    createtxg=int(txg),
+                    creation=int(creation),
+                    userrefs=_int(userrefs),
+                    written=_int(written),
+                )
+            )
+        elif kind in (FILESYSTEM, VOLUME):
+            datasets.append(
+                ListedDataset(
+                    name=name,
+                    type=kind,
+                    guid=int(guid),
+                    written=_int(written),
+                    resume_token=_opt(token),
+                    origin=_opt(origin),
+                    encryption=enc if enc not in ("-", "") else "off",
+                )
+            )
+        # bookmarks and other types are not part of the model (yet)
+    return datasets, snapshots
+
+
+def parse_selection(output: str) -> dict[str, Selection]:
+    """Parse `zfs get -H -p -o name,value,source PROPERTY` (filesystems and volumes)."""
+    result: dict[str, Selection] = {}
+    for name, value, source in _rows(output, 3):
+        result[name] = Selection(value=value, source=source)
+    return result
+
+
+def parse_holds(output: str) -> dict[str, tuple[str, ...]]:
+    """Parse `zfs holds -H SNAP...`: snapshot full name -> hold tags."""
+    result: dict[str, list[str]] = {}
+    for line in output.split("\n"):
+        if not line:
+            continue
+        # name<TAB>tag<TAB>timestamp; the tag itself may not contain a tab
+        cols = line.split("\t")
+        if len(cols) < 2:
+            raise errors.ZfsError(f"Unexpected zfs holds output: {line!r}")
+        result.setdefault(cols[0], []).append(cols[1])
+    return {name: tuple(tags) for name, tags in result.items()}
+
+
+def assemble(
+    listed: Sequence[ListedDataset],
+    snapshots: Iterable[Snapshot],
+    selection: Optional[dict[str, Selection]] = None,
+    holds: Optional[dict[str, tuple[str, ...]]] = None,
+) -> dict[str, Dataset]:
+    """Attach snapshots (createtxg order), selection values and holds to datasets."""
+    by_dataset: dict[str, list[Snapshot]] = {}
+    for snap in snapshots:
+        tags = holds.get(snap.full_name) if holds else None
+        held = attrs.evolve(snap, holds=tags) if tags else snap
+        by_dataset.setdefault(snap.dataset, []).append(held)
+    result: dict[str, Dataset] = {}
+    for item in sorted(listed, key=lambda d: d.name):
+        snaps = sorted(by_dataset.get(item.name, ()), key=lambda s: s.createtxg)
+        result[item.name] = Dataset(
+            name=item.name,
+            type=item.type,
+            guid=item.guid,
+            written=item.written,
+            resume_token=item.resume_token,
+            origin=item.origin,
+            encryption=item.encryption,
+            selection=(selection or {}).get(item.name),
+            snapshots=tuple(snaps),
+        )
+    return result
+
+
+# --- errors ------------------------------------------------------------------------
+
+
+def first_line(text: str) -> str:
+    for line in text.split("\n"):
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+_NOT_FOUND = ("dataset does not exist", "could not find any snapshots to destroy")
+_BUSY = ("dataset is busy", "pool or dataset is busy", "is busy")
+_DENIED = ("permission denied",)
+
+
+def command_error(command: str, returncode: int, stderr: str) -> errors.ReconcileError:
+    """Turn a failed command's stderr into a typed error with a one-line message."""
+    text = stderr.lower()
+    detail = first_line(stderr) or f"exit code {returncode}"
+    message = f"Command failed: {detail}"
+    if returncode == 127:
+        # POSIX shells exit 127 when a program is missing ("sh: 1: mbuffer: not found")
+        return errors.CommandNotFound(f"Command not found on the host: {detail}")
+    if any(s in text for s in _NOT_FOUND):
+        return errors.DatasetNotFound(message, command, stderr)
+    if any(s in text for s in _BUSY):
+        return errors.DatasetBusy(message, command, stderr)
+    if any(s in text for s in _DENIED):
+        return errors.PermissionDenied(message, command, stderr)
+    return errors.ZfsError(message, command, stderr)
+
+
+def looks_like_ssh_failure(stderr: str) -> bool:
+    text = stderr.lower()
+    return any(
+        s in text
+        for s in (
+            "ssh:",
+            "permission denied (publickey",
+            "host key verification failed",
+            "connection refused",
+            "connection timed out",
+            "could not resolve hostname",
+            "connection closed by",
+        )
+    )

@@ -1,0 +1,195 @@
+"""The real-ZFS test bed as the tests see it: a booted guest with the tool installed.
+
+How the tool under test reaches ZFS:
+- local mode: the tool runs *inside* the guest. The project's packages and its
+  pure-Python dependencies are copied from the host's interpreter into
+  /opt/zfs-reconcile in the guest (the guest has no network), and
+  /usr/local/bin/zfs-autobackup runs them with the guest's python3.
+- remote modes: the tool (in the guest) reaches the guest itself as root@localhost,
+  or a second guest; the host reaches a guest with `ssh -F <guest.ssh_config> <name>`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import itertools
+import shlex
+import subprocess
+import tarfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Optional
+
+import attrs
+
+from tests.zfsvm.guest import Guest
+
+REPO = Path(__file__).resolve().parents[2]
+GUEST_PREFIX = "/opt/zfs-reconcile"
+#: import names of the runtime dependencies (and theirs) that the guest needs
+RUNTIME_MODULES = (
+    "attr",
+    "attrs",
+    "cattrs",
+    "networkx",
+    "tabulate",
+    "plumbum",
+    "typing_extensions",
+)
+OUR_PACKAGES = ("reconcile", "planner", "executors", "tests")
+
+WRAPPER = f"""#!/bin/sh
+PYTHONPATH={GUEST_PREFIX} exec python3 -m executors "$@"
+"""
+
+
+def _skip(info: tarfile.TarInfo) -> Optional[tarfile.TarInfo]:
+    parts = Path(info.name).parts
+    if "__pycache__" in parts or info.name.endswith(".pyc"):
+        return None
+    # networkx ships its test suite: a third of its files, never imported
+    if parts[:1] == ("networkx",) and "tests" in parts:
+        return None
+    return info
+
+
+def install_tarball() -> bytes:
+    """The project and its runtime dependencies, as the guest's PYTHONPATH tree."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for package in OUR_PACKAGES:
+            tar.add(REPO / package, arcname=package, filter=_skip)
+        for module in RUNTIME_MODULES:
+            spec = importlib.util.find_spec(module)
+            if spec is None:
+                continue  # e.g. typing_extensions where nothing needs it
+            if spec.submodule_search_locations:
+                path = Path(next(iter(spec.submodule_search_locations)))
+                tar.add(path, arcname=module, filter=_skip)
+            elif spec.origin:
+                tar.add(spec.origin, arcname=Path(spec.origin).name)
+    return buf.getvalue()
+
+
+@attrs.define
+class Pools:
+    """Fresh pools for one test. `names[0]` is `src`, `names[1]` is `dst`."""
+
+    bed: ZfsBed
+    names: tuple[str, ...]
+
+    @property
+    def src(self) -> str:
+        return self.names[0]
+
+    @property
+    def dst(self) -> str:
+        return self.names[1]
+
+
+@attrs.define
+class ZfsBed:
+    guest: Guest
+    zfs_version: str = ""
+    _counter: Iterator[int] = attrs.field(factory=lambda: itertools.count(1))
+
+    def install_tool(self) -> None:
+        self.guest.put_tree(install_tarball(), GUEST_PREFIX)
+        self.guest.run(
+            "cat > /usr/local/bin/zfs-autobackup && chmod +x /usr/local/bin/zfs-autobackup",
+            input=WRAPPER,
+        )
+
+    def run(self, script: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+        return self.guest.run(script, **kwargs)  # type: ignore[arg-type]
+
+    def sh(self, *argv: str) -> str:
+        """Run one command (argv) in the guest, fail on error, return stdout."""
+        return self.guest.run(shlex.join(argv)).stdout
+
+    # --- pools ---------------------------------------------------------------------
+
+    def create_pools(self, roles: Sequence[str] = ("src", "dst"), size: str = "384M") -> Pools:
+        n = next(self._counter)
+        names = tuple(f"{role}{n}" for role in roles)
+        script = ["mkdir -p /var/tmp/pools"]
+        for name in names:
+            img = f"/var/tmp/pools/{name}.img"
+            script.append(f"truncate -s {size} {img}")
+            # mountpoints under /mnt keep test pools away from the guest's own tree
+            script.append(f"zpool create -f -o cachefile=none -m /mnt/{name} {name} {img}")
+        self.guest.run(" && ".join(script))
+        return Pools(self, names)
+
+    def destroy_pools(self, pools: Pools) -> None:
+        script = []
+        for name in pools.names:
+            script.append(f"zpool destroy -f {name} 2>/dev/null; rm -f /var/tmp/pools/{name}.img")
+        self.guest.run("; ".join(script), check=False)
+
+    # --- reading state for assertions ---------------------------------------------
+
+    def names(self, *roots: str) -> list[str]:
+        """`zfs list -H -o name -t all -r ROOTS` as a list (zfs' own order)."""
+        out = self.guest.run_argv(["zfs", "list", "-H", "-o", "name", "-t", "all", "-r", *roots])
+        return [line for line in out.stdout.split("\n") if line]
+
+    def snapshots(self, dataset: str) -> list[str]:
+        """Short snapshot names of one dataset, oldest first."""
+        out = self.guest.run_argv(
+            [
+                "zfs",
+                "list",
+                "-H",
+                "-o",
+                "name",
+                "-t",
+                "snapshot",
+                "-s",
+                "createtxg",
+                "-d",
+                "1",
+                dataset,
+            ]
+        )
+        return [line.split("@", 1)[1] for line in out.stdout.split("\n") if line]
+
+    def prop(self, dataset: str, prop: str) -> str:
+        return self.guest.run_argv(
+            ["zfs", "get", "-H", "-p", "-o", "value", prop, dataset]
+        ).stdout.strip()
+
+    def holds(self, snapshot: str) -> list[str]:
+        out = self.guest.run_argv(["zfs", "holds", "-H", snapshot]).stdout
+        return sorted(line.split("\t")[1] for line in out.split("\n") if line)
+
+    def write(self, dataset: str, path: str = "file", size_kb: int = 64) -> None:
+        """Write fresh random data into a mounted filesystem."""
+        mnt = self.prop(dataset, "mountpoint")
+        target = f"{mnt}/{path}"
+        self.guest.run_argv(
+            ["dd", "if=/dev/urandom", f"of={target}", "bs=1k", f"count={size_kb}", "status=none"]
+        )
+        self.guest.run("sync")
+
+    def checksum(self, dataset: str) -> str:
+        """sha256 over the files of a filesystem (mounting it read-only if needed)."""
+        script = f"""
+set -e
+ds={shlex.quote(dataset)}
+mnt=$(mktemp -d)
+mount -t zfs -o ro "$ds" "$mnt"
+(cd "$mnt" && find . -type f | LC_ALL=C sort | xargs -r sha256sum) | sha256sum
+umount "$mnt"; rmdir "$mnt"
+"""
+        return self.guest.run(script).stdout.split()[0]
+
+    def tool(
+        self, *args: str, now: Optional[str] = None, check: bool = False
+    ) -> subprocess.CompletedProcess[str]:
+        """Run zfs-autobackup inside the guest; `now` ('YYYY-MM-DD HH:MM:SS') freezes its clock."""
+        argv = ["zfs-autobackup", *args]
+        if now:
+            argv = ["faketime", "-f", now, *argv]
+        return self.guest.run_argv(argv, check=check)
