@@ -99,6 +99,18 @@ class Dataset:
 
 
 @attrs.frozen
+class ResumeInfo:
+    """What a receive_resume_token is about (from `zfs send -nvt TOKEN`)."""
+
+    toname: str
+    toguid: Optional[int] = None
+
+    @property
+    def snapshot(self) -> str:
+        return self.toname.partition("@")[2]
+
+
+@attrs.frozen
 class HostState:
     """What one observation of one host saw."""
 

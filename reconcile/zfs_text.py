@@ -119,6 +119,15 @@ def parse_holds(output: str) -> dict[str, tuple[str, ...]]:
     return {name: tuple(tags) for name, tags in result.items()}
 
 
+def parse_pool_features(output: str) -> dict[str, set[str]]:
+    """Parse `zpool get -H -o name,property,value feature@...`: pool -> usable features."""
+    result: dict[str, set[str]] = {}
+    for pool, prop, value in _rows(output, 3):
+        if value in ("enabled", "active"):
+            result.setdefault(pool, set()).add(prop.partition("@")[2])
+    return result
+
+
 def assemble(
     listed: Sequence[ListedDataset],
     snapshots: Iterable[Snapshot],
@@ -146,6 +155,20 @@ def assemble(
             snapshots=tuple(snaps),
         )
     return result
+
+
+def parse_resume_info(text: str) -> tuple[Optional[str], Optional[int]]:
+    """(toname, toguid) from `zfs send -nv -t TOKEN` output (stdout or stderr)."""
+    toname = toguid = None
+    for line in text.split("\n"):
+        key, sep, value = line.strip().partition(" = ")
+        if not sep:
+            continue
+        if key == "toname":
+            toname = value.strip()
+        elif key == "toguid":
+            toguid = int(value.strip(), 0)
+    return toname, toguid
 
 
 # --- errors ------------------------------------------------------------------------

@@ -171,17 +171,22 @@ class ZfsBed:
         self.guest.run_argv(
             ["dd", "if=/dev/urandom", f"of={target}", "bs=1k", f"count={size_kb}", "status=none"]
         )
-        self.guest.run("sync")
+        # `sync` only reaches the ZIL; `written` changes when the transaction group commits
+        self.guest.run_argv(["zpool", "sync", dataset.split("/", maxsplit=1)[0]])
 
     def checksum(self, dataset: str) -> str:
         """sha256 over the files of a filesystem (mounting it read-only if needed)."""
         script = f"""
 set -e
 ds={shlex.quote(dataset)}
-mnt=$(mktemp -d)
-mount -t zfs -o ro "$ds" "$mnt"
-(cd "$mnt" && find . -type f | LC_ALL=C sort | xargs -r sha256sum) | sha256sum
-umount "$mnt"; rmdir "$mnt"
+if [ "$(zfs get -H -o value mounted "$ds")" = yes ]; then
+    mnt=$(zfs get -H -o value mountpoint "$ds"); tmp=""
+else
+    mnt=$(mktemp -d); tmp=$mnt
+    mount -t zfs -o ro,zfsutil "$ds" "$mnt"
+fi
+(cd "$mnt" && find . -xdev -type f | LC_ALL=C sort | xargs -r sha256sum) | sha256sum
+if [ -n "$tmp" ]; then umount "$tmp"; rmdir "$tmp"; fi
 """
         return self.guest.run(script).stdout.split()[0]
 

@@ -1,0 +1,64 @@
+"""The classic zfs-autobackup console: titles, [Source]/[Target] lines, errors, debug.
+
+verbose lines and titles go to stdout only with --verbose; errors and warnings always go
+to stderr; debug lines (every command, exactly as run) with --debug. Colour only on a tty.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TextIO
+
+_RED, _YELLOW, _BOLD, _DIM, _RESET = "\033[31;1m", "\033[33m", "\033[1m", "\033[2m", "\033[0m"
+
+
+class Console:
+    def __init__(
+        self,
+        *,
+        verbose: bool = False,
+        debug: bool = False,
+        color: bool | None = None,
+        out: TextIO | None = None,
+        err: TextIO | None = None,
+    ) -> None:
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+        self.show_verbose = verbose or debug
+        self.show_debug = debug
+        if color is None:
+            color = self.out.isatty() and "NO_COLOR" not in os.environ
+        self.color = color
+
+    def _paint(self, code: str, text: str) -> str:
+        return f"{code}{text}{_RESET}" if self.color else text
+
+    def _print(self, stream: TextIO, text: str) -> None:
+        print(text, file=stream, flush=True)
+
+    def title(self, text: str) -> None:
+        if self.show_verbose:
+            self._print(self.out, self._paint(_BOLD, f"#### {text}"))
+
+    def verbose(self, text: str) -> None:
+        if self.show_verbose:
+            self._print(self.out, text)
+
+    def info(self, text: str) -> None:
+        """Always shown (final results that cron users want to see only when asked)."""
+        self._print(self.out, text)
+
+    def warning(self, text: str) -> None:
+        self._print(self.err, self._paint(_YELLOW, f"  NOTE: {text}"))
+
+    def error(self, text: str) -> None:
+        self._print(self.err, self._paint(_RED, f"! {text}"))
+
+    def debug(self, text: str) -> None:
+        if self.show_debug:
+            self._print(self.out, self._paint(_DIM, f"# {text}"))
+
+    def command(self, label: str, text: str) -> None:
+        """Listener for the runner: every command line (and output with --debug-output)."""
+        self.debug(f"{label} {text}" if label else text)

@@ -1,0 +1,179 @@
+"""Execute a plan: each action as commands on the right host, failures isolated.
+
+Actions run in the plan's order. When an action fails, the error is reported with its
+dataset, that dataset (its "unit") counts as failed, and every action that depends on
+it (directly or not) is skipped and counts its own unit as failed too. Other datasets go
+on. With `stop_on_error` (--debug) the run stops at the first failure.
+
+The runner decides what really runs: under `plan`/`--test` it is a ReadOnlyRunner, and
+every write is only shown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Optional
+
+import attrs
+
+from executors import commands
+from executors.console import Console
+from executors.runner import Runner
+from planner.actions import (
+    SOURCE,
+    TARGET,
+    AbortResume,
+    Action,
+    CreateParent,
+    CreateSnapshots,
+    Destroy,
+    Hold,
+    Release,
+    Rollback,
+    Send,
+)
+from planner.plan import Plan
+from reconcile import zfs_text
+from reconcile.errors import ReconcileError, ZfsError
+from reconcile.job import Job
+from reconcile.model import Host
+
+
+@attrs.frozen
+class Outcome:
+    failed: tuple[str, ...]
+    executed: int
+    skipped: int
+
+
+def _label(side: str) -> str:
+    return "[Source]" if side == SOURCE else "[Target]"
+
+
+class Executor:
+    def __init__(self, job: Job, runner: Runner, console: Console) -> None:
+        self.job = job
+        self.runner = runner
+        self.console = console
+        #: side -> pool -> enabled/active features (probed once per host, only for sends)
+        self._pool_features: dict[str, dict[str, set[str]]] = {}
+
+    def _host(self, side: str) -> Host:
+        return self.job.source if side == SOURCE else self.job.target
+
+    def _run(self, side: str, argv: list[str]) -> None:
+        self.runner.run(self._host(side), argv, label=_label(side))
+
+    def _features_of(self, side: str) -> dict[str, set[str]]:
+        if side not in self._pool_features:
+            argv = ["zpool", "get", "-H", "-o", "name,property,value",
+                    "feature@large_blocks,feature@embedded_data"]  # fmt: skip
+            out = self.runner.run(self._host(side), argv, label=_label(side)).stdout
+            self._pool_features[side] = zfs_text.parse_pool_features(out)
+        return self._pool_features[side]
+
+    def features(self, action: Send) -> commands.SendFeatures:
+        """Features both pools of a send have: they decide -L and -e."""
+        source = self._features_of(SOURCE).get(action.source_dataset.split("/")[0], set())
+        target = self._features_of(TARGET).get(action.target_dataset.split("/")[0], set())
+        both = source & target
+        return commands.SendFeatures(
+            large_blocks="large_blocks" in both, embedded_data="embedded_data" in both
+        )
+
+    def _send(self, action: Send) -> None:
+        stages = commands.send_stages(action, self.job, self.features(action))
+        if not self.job.ignore_transfer_errors:
+            self.runner.pipeline(stages)
+            return
+        result = self.runner.pipeline(stages, check=False)
+        if result.ok:
+            return
+        # --ignore-transfer-errors: fine as long as the snapshot arrived
+        name = f"{action.target_dataset}@{action.snapshot}"
+        found = self.runner.run(
+            self.job.target,
+            ["zfs", "list", "-H", "-o", "name", name],
+            label="[Target]",
+            check=False,
+        )
+        if found.returncode != 0:
+            raise ZfsError(f"transfer failed and {name} did not arrive: {result.stderrs}")
+        self.console.warning(f"[Target] {name}: ignoring transfer errors, the snapshot arrived")
+
+    def perform(self, action: Action) -> None:
+        say = self.console.verbose
+        if isinstance(action, CreateSnapshots):
+            say(f"[Source] Creating snapshots {action.snapshot} in pool {action.pool}")
+            self._run(SOURCE, commands.snapshot_argv(action, self.job))
+        elif isinstance(action, CreateParent):
+            say(f"[Target] {action.dataset}: Creating filesystem and parents")
+            self._run(action.side, commands.create_parent_argv(action))
+        elif isinstance(action, AbortResume):
+            say(f"[Target] {action.dataset}: {action.reason}")
+            self._run(action.side, commands.abort_resume_argv(action))
+        elif isinstance(action, Rollback):
+            say(f"[Target] {action.dataset}: Rolling back to @{action.snapshot}")
+            self._run(action.side, commands.rollback_argv(action))
+        elif isinstance(action, Destroy):
+            for snap in action.snapshots:
+                say(f"{_label(action.side)} {action.dataset}@{snap}: Destroying")
+            for argv in commands.destroy_argvs(action):
+                self._run(action.side, argv)
+        elif isinstance(action, Hold):
+            self.console.debug(f"{_label(action.side)} {action.dataset}@{action.snapshot}: holding")
+            self._run(action.side, commands.hold_argv(action))
+        elif isinstance(action, Release):
+            self.console.debug(
+                f"{_label(action.side)} {action.dataset}@{action.snapshot}: releasing"
+            )
+            self._run(action.side, commands.release_argv(action))
+        elif isinstance(action, Send):
+            what = {"full": "receiving full", "incremental": "receiving incremental",
+                    "resume": "resuming"}[action.mode]  # fmt: skip
+            say(f"[Target] {action.target_dataset}@{action.snapshot}: {what}")
+            self._send(action)
+        else:  # pragma: no cover - the Action union is closed
+            raise TypeError(f"unknown action {action!r}")
+
+    def execute(
+        self,
+        plan: Plan,
+        *,
+        stop_on_error: bool = False,
+        before_first: Optional[Callable[[Action], None]] = None,
+    ) -> Outcome:
+        failed_units: dict[str, None] = {p.unit: None for p in plan.problems}
+        broken: set[int] = set()
+        executed = skipped = 0
+        for index, action in enumerate(plan.actions):
+            if before_first:
+                before_first(action)
+            blocked = [d for d in plan.depends[index] if d in broken]
+            if blocked or action.unit in failed_units:
+                broken.add(index)
+                skipped += 1
+                if action.unit not in failed_units:
+                    cause = plan.actions[blocked[0]]
+                    self.console.error(
+                        f"{_label(action.side)} {_dataset(action)}: skipped, "
+                        f"because {_dataset(cause)} failed"
+                    )
+                    failed_units[action.unit] = None
+                continue
+            try:
+                self.perform(action)
+                executed += 1
+            except ReconcileError as exc:
+                broken.add(index)
+                failed_units[action.unit] = None
+                self.console.error(f"{_label(action.side)} {_dataset(action)}: FAILED: {exc}")
+                if stop_on_error:
+                    break
+        return Outcome(tuple(failed_units), executed, skipped)
+
+
+def _dataset(action: Action) -> str:
+    if isinstance(action, CreateSnapshots):
+        return f"pool {action.pool}"
+    return action.dataset

@@ -1,0 +1,358 @@
+"""The command line: zfs-autobackup v3's options, parsed and turned into a Job.
+
+Every option of the v3.0 `--help` (and the v3.3 additions) is accepted with its v3
+meaning. Options whose feature has not landed yet are refused with a clear message
+instead of being silently ignored. Bad values are one-line errors naming the value.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Callable, NoReturn, Optional
+
+from reconcile import __version__, naming
+from reconcile.errors import UsageError
+from reconcile.job import Job
+from reconcile.model import Host
+from reconcile.schedule import DEFAULT, Schedule
+
+#: options accepted for compatibility but not implemented in this version: refused when used
+NOT_YET = {
+    "compress": "--compress",
+    "buffer": "--buffer",
+    "rate": "--rate",
+    "send_pipe": "--send-pipe",
+    "recv_pipe": "--recv-pipe",
+    "destroy_missing": "--destroy-missing",
+    "exclude_snapshot_pattern": "--exclude-snapshot-pattern",
+    "encrypt": "--encrypt",
+    "decrypt": "--decrypt",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message} (see --help)")
+
+
+def _non_negative(option: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"invalid value '{text}' for {option}: a whole number of 0 or more is allowed"
+            ) from None
+        if value < 0:
+            raise argparse.ArgumentTypeError(
+                f"invalid value '{text}' for {option}: a whole number of 0 or more is allowed"
+            )
+        return value
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="zfs-autobackup",
+        description=f"zfs-autobackup v{__version__} (zfs-reconcile): snapshot, replicate "
+        "and thin ZFS datasets, compatible with zfs-autobackup v3.",
+        epilog="When a dataset fails, the others go on; the exit code is the number of "
+        "failed datasets (255: usage or fatal error).",
+    )
+    p.add_argument(
+        "backup_name",
+        metavar="BACKUP-NAME",
+        help="name of the backup: select datasets with 'zfs set autobackup:BACKUP-NAME=true'",
+    )
+    p.add_argument(
+        "target_path",
+        metavar="TARGET-PATH",
+        nargs="?",
+        help="target ZFS filesystem (without it: only snapshot and thin the source)",
+    )
+    p.add_argument(
+        "--version", action="version", version=f"zfs-autobackup v{__version__} (zfs-reconcile)"
+    )
+
+    g = p.add_argument_group("Hosts")
+    g.add_argument("--ssh-config", metavar="CONFIG-FILE", help="custom ssh client config")
+    g.add_argument("--ssh-source", metavar="USER@HOST", help="source host to pull the backup from")
+    g.add_argument("--ssh-target", metavar="USER@HOST", help="target host to push the backup to")
+
+    g = p.add_argument_group("Snapshots")
+    g.add_argument("--no-snapshot", action="store_true", help="don't create new snapshots")
+    g.add_argument(
+        "--min-change",
+        metavar="BYTES",
+        type=_non_negative("--min-change"),
+        default=1,
+        help="only snapshot datasets with at least this many bytes written (default 1)",
+    )
+    g.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="snapshot even unchanged datasets (same as --min-change 0)",
+    )
+    g.add_argument(
+        "--other-snapshots", action="store_true", help="send other snapshots too, not just ours"
+    )
+    g.add_argument(
+        "--set-snapshot-properties",
+        metavar="PROPERTY=VALUE,...",
+        help="properties for new snapshots",
+    )
+    g.add_argument(
+        "--pre-snapshot-cmd",
+        metavar="COMMAND",
+        action="append",
+        default=[],
+        help="run COMMAND on the source before snapshotting (repeatable)",
+    )
+    g.add_argument(
+        "--post-snapshot-cmd",
+        metavar="COMMAND",
+        action="append",
+        default=[],
+        help="run COMMAND on the source after snapshotting, even if it failed (repeatable)",
+    )
+    g.add_argument(
+        "--exclude-snapshot-pattern",
+        metavar="REGEX",
+        action="append",
+        default=[],
+        help="ignore snapshots matching REGEX",
+    )
+
+    g = p.add_argument_group("Selection")
+    g.add_argument("--ignore-replicated", action="store_true", help="same as --exclude-unchanged 1")
+    g.add_argument(
+        "--exclude-unchanged",
+        metavar="BYTES",
+        type=_non_negative("--exclude-unchanged"),
+        default=0,
+        help="exclude datasets with fewer bytes written since their newest snapshot (Proxmox HA)",
+    )
+    g.add_argument(
+        "--exclude-received",
+        action="store_true",
+        help="exclude datasets whose selection was received",
+    )
+    g.add_argument(
+        "--property-format",
+        metavar="FORMAT",
+        default=naming.PROPERTY_FORMAT,
+        help="selection property (default %(default)s)",
+    )
+    g.add_argument(
+        "--snapshot-format",
+        metavar="FORMAT",
+        default=naming.SNAPSHOT_FORMAT,
+        help="snapshot name (default %(default)s)",
+    )
+    g.add_argument(
+        "--hold-format",
+        metavar="FORMAT",
+        default=naming.HOLD_FORMAT,
+        help="hold tag (default %(default)s)",
+    )
+    g.add_argument("--utc", action="store_true", help="snapshot names in UTC instead of local time")
+
+    g = p.add_argument_group("Transfer")
+    g.add_argument("--no-send", action="store_true", help="don't send snapshots (thin only)")
+    g.add_argument("--no-holds", action="store_true", help="don't hold the common snapshots")
+    g.add_argument(
+        "--strip-path",
+        metavar="N",
+        type=_non_negative("--strip-path"),
+        default=0,
+        help="strip N leading components of source names on the target",
+    )
+    g.add_argument(
+        "--clear-refreservation",
+        action="store_true",
+        help="same as --filter-properties refreservation",
+    )
+    g.add_argument(
+        "--clear-mountpoint", action="store_true", help="same as --set-properties canmount=noauto"
+    )
+    g.add_argument(
+        "--filter-properties",
+        metavar="PROPERTY,...",
+        help="properties not to receive (zfs recv -x)",
+    )
+    g.add_argument(
+        "--set-properties",
+        metavar="PROPERTY=VALUE,...",
+        help="properties to override (zfs recv -o)",
+    )
+    g.add_argument(
+        "--rollback", action="store_true", help="roll the target back to its newest snapshot first"
+    )
+    g.add_argument("--force", action="store_true", help="receive with zfs recv -F (use with care)")
+    g.add_argument(
+        "--destroy-incompatible",
+        action="store_true",
+        help="destroy incompatible target snapshots (implies --rollback; use with care)",
+    )
+    g.add_argument(
+        "--ignore-transfer-errors",
+        action="store_true",
+        help="ignore receive errors as long as the snapshot arrived",
+    )
+    g.add_argument(
+        "--no-guid-check", action="store_true", help="match common snapshots by name only"
+    )
+    g.add_argument("--raw", action="store_true", help=argparse.SUPPRESS)
+    g.add_argument("--resume", action="store_true", help=argparse.SUPPRESS)
+    g.add_argument("--decrypt", action="store_true", help="decrypt data before sending it")
+    g.add_argument("--encrypt", action="store_true", help="encrypt data after receiving it")
+    g.add_argument(
+        "--zfs-compressed",
+        action="store_true",
+        help="send compressed blocks as they are (zfs send -c)",
+    )
+    g.add_argument(
+        "--compress", metavar="TYPE", nargs="?", const="zstd-fast", help="compress the transfer"
+    )
+    g.add_argument("--buffer", metavar="SIZE", help="mbuffer on both ends")
+    g.add_argument("--rate", metavar="RATE", help="limit the transfer rate (mbuffer)")
+    g.add_argument(
+        "--send-pipe",
+        metavar="COMMAND",
+        action="append",
+        default=[],
+        help="pipe zfs send through COMMAND",
+    )
+    g.add_argument(
+        "--recv-pipe",
+        metavar="COMMAND",
+        action="append",
+        default=[],
+        help="pipe zfs recv input through COMMAND",
+    )
+
+    g = p.add_argument_group("Thinning")
+    g.add_argument(
+        "--keep-source",
+        metavar="SCHEDULE",
+        default=DEFAULT,
+        help="source schedule (default %(default)s)",
+    )
+    g.add_argument(
+        "--keep-target",
+        metavar="SCHEDULE",
+        default=DEFAULT,
+        help="target schedule (default %(default)s)",
+    )
+    g.add_argument("--no-thinning", action="store_true", help="don't destroy any snapshots")
+    g.add_argument(
+        "--destroy-missing",
+        metavar="DEADLINE",
+        help="destroy target datasets missing on the source after DEADLINE (e.g. 30d)",
+    )
+
+    g = p.add_argument_group("Output")
+    g.add_argument("--test", action="store_true", help="show what would be done; change nothing")
+    g.add_argument("--verbose", "-v", action="store_true", help="verbose output")
+    g.add_argument(
+        "--debug", action="store_true", help="show every command; stop at the first failure"
+    )
+    g.add_argument(
+        "--debug-output", action="store_true", help="show commands with their output and exit codes"
+    )
+    g.add_argument("--progress", action="store_true", default=None, help="show transfer progress")
+    g.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="no transfer progress"
+    )
+    return p
+
+
+def _list(text: Optional[str]) -> list[str]:
+    return [item.strip() for item in (text or "").split(",") if item.strip()]
+
+
+def _properties(option: str, text: Optional[str]) -> list[str]:
+    items = _list(text)
+    for item in items:
+        name, eq, value = item.partition("=")
+        if not eq or not name or not value:
+            raise UsageError(f"Invalid {option} item '{item}': use PROPERTY=VALUE,...")
+    return items
+
+
+def _host(ssh: Optional[str], ssh_config: Optional[str]) -> Host:
+    if ssh is not None and (not ssh or ssh.startswith("-") or any(c.isspace() for c in ssh)):
+        raise UsageError(
+            f"Invalid ssh host '{ssh}': use USER@HOST or a Host alias from your ssh config"
+        )
+    return Host(ssh=ssh, ssh_config=ssh_config) if ssh else Host()
+
+
+def job_from_args(args: argparse.Namespace) -> Job:
+    for attr, option in NOT_YET.items():
+        if getattr(args, attr):
+            raise UsageError(f"{option} is not supported yet by this version of zfs-autobackup")
+    if args.pre_snapshot_cmd or args.post_snapshot_cmd:
+        raise UsageError(
+            "--pre-snapshot-cmd/--post-snapshot-cmd are not supported yet by this version"
+        )
+    if args.ssh_config is not None:
+        try:
+            Path(args.ssh_config).read_bytes()
+        except OSError as exc:
+            raise UsageError(
+                f"Can't read --ssh-config '{args.ssh_config}': {exc.strerror}"
+            ) from None
+    name = args.backup_name
+    if not name or any(c.isspace() or c in "@/," for c in name):
+        raise UsageError(f"Invalid backup name '{name}': no spaces, '@', '/' or ','")
+    if args.target_path is not None and (
+        "@" in args.target_path or not args.target_path.strip("/")
+    ):
+        raise UsageError(
+            f"Invalid target path '{args.target_path}': name a filesystem, not a snapshot"
+        )
+    filter_properties = _list(args.filter_properties)
+    if args.clear_refreservation:
+        filter_properties.append("refreservation")
+    set_properties = _properties("--set-properties", args.set_properties)
+    if args.clear_mountpoint:
+        set_properties.append("canmount=noauto")
+    keep_source = Schedule.parse(args.keep_source)
+    keep_target = Schedule.parse(args.keep_target)
+    exclude_unchanged = args.exclude_unchanged or (1 if args.ignore_replicated else 0)
+    return Job(
+        naming=naming.Naming.create(
+            name,
+            property_format=args.property_format,
+            snapshot_format=args.snapshot_format,
+            hold_format=args.hold_format,
+            utc=args.utc,
+        ),
+        source=_host(args.ssh_source, args.ssh_config),
+        target=_host(args.ssh_target, args.ssh_config),
+        target_path=args.target_path.rstrip("/") if args.target_path else None,
+        keep_source=None if args.no_thinning else keep_source,
+        keep_target=None if args.no_thinning else keep_target,
+        strip_path=args.strip_path,
+        min_change=0 if args.allow_empty else args.min_change,
+        snapshot=not args.no_snapshot,
+        send=not args.no_send,
+        holds=not args.no_holds,
+        other_snapshots=args.other_snapshots,
+        exclude_received=args.exclude_received,
+        exclude_unchanged=exclude_unchanged,
+        rollback=args.rollback or args.destroy_incompatible,
+        destroy_incompatible=args.destroy_incompatible,
+        force=args.force,
+        guid_check=not args.no_guid_check,
+        filter_properties=tuple(filter_properties),
+        set_properties=tuple(set_properties),
+        snapshot_properties=tuple(
+            _properties("--set-snapshot-properties", args.set_snapshot_properties)
+        ),
+        zfs_compressed=args.zfs_compressed,
+        ignore_transfer_errors=args.ignore_transfer_errors,
+    )

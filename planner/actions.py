@@ -1,0 +1,155 @@
+"""Typed plan actions. Plain frozen values: what to do, on which side, and why.
+
+`side` is "source" or "target". `unit` names the dataset whose failure this action
+counts as (the source dataset of a pair, or a missing target dataset): the executor
+isolates failures per unit, and the exit code counts failed units.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Union
+
+import attrs
+
+SOURCE = "source"
+TARGET = "target"
+
+
+@attrs.frozen
+class CreateSnapshots:
+    """One atomic `zfs snapshot` of several datasets of one pool."""
+
+    pool: str
+    snapshot: str
+    datasets: tuple[str, ...]
+    #: 1-based part number when the list had to be split for the OS argument limit
+    part: int = 1
+    parts: int = 1
+    side: str = SOURCE
+    kind: str = "snapshot"
+
+    @property
+    def unit(self) -> str:
+        return f"pool {self.pool}"
+
+    @property
+    def reason(self) -> str:
+        why = f"{len(self.datasets)} changed dataset(s) in pool {self.pool}"
+        if self.parts > 1:
+            why += f" (part {self.part} of {self.parts}: too many for one command)"
+        return why
+
+
+@attrs.frozen
+class CreateParent:
+    """`zfs create -p` for a target parent that does not exist yet."""
+
+    dataset: str
+    unit: str
+    reason: str = "parent of a received dataset"
+    side: str = TARGET
+    kind: str = "create-parent"
+
+
+@attrs.frozen
+class AbortResume:
+    dataset: str
+    unit: str
+    reason: str
+    side: str = TARGET
+    kind: str = "abort-resume"
+
+
+@attrs.frozen
+class Rollback:
+    dataset: str
+    snapshot: str
+    unit: str
+    reason: str
+    side: str = TARGET
+    kind: str = "rollback"
+
+
+@attrs.frozen
+class Destroy:
+    """Destroy snapshots of one dataset (one `zfs destroy ds@a,b,c`)."""
+
+    side: str
+    dataset: str
+    snapshots: tuple[str, ...]
+    reasons: tuple[str, ...]
+    unit: str
+    kind: str = "destroy"
+
+    @property
+    def reason(self) -> str:
+        return "; ".join(f"{s}: {r}" for s, r in zip(self.snapshots, self.reasons))
+
+
+@attrs.frozen
+class Send:
+    """Replicate one snapshot: full (no base), incremental from `base`, or resumed."""
+
+    source_dataset: str
+    target_dataset: str
+    snapshot: str
+    base: Optional[str]
+    unit: str
+    reason: str
+    #: guid of the snapshot when it already exists (None: made by this run)
+    guid: Optional[int] = None
+    resume_token: Optional[str] = None
+    #: send raw (-w): the source is encrypted and --decrypt was not given
+    raw: bool = False
+    #: receive with -F (--force)
+    force: bool = False
+    volume: bool = False
+    side: str = TARGET
+    kind: str = "send"
+
+    @property
+    def dataset(self) -> str:
+        return self.target_dataset
+
+    @property
+    def mode(self) -> str:
+        if self.resume_token:
+            return "resume"
+        return "incremental" if self.base else "full"
+
+
+@attrs.frozen
+class Hold:
+    side: str
+    dataset: str
+    snapshot: str
+    tag: str
+    unit: str
+    reason: str = "newest common snapshot"
+    kind: str = "hold"
+
+
+@attrs.frozen
+class Release:
+    side: str
+    dataset: str
+    snapshot: str
+    tag: str
+    unit: str
+    reason: str = "no longer the newest common snapshot"
+    kind: str = "release"
+
+
+Action = Union[CreateSnapshots, CreateParent, AbortResume, Rollback, Destroy, Send, Hold, Release]
+ACTION_TYPES: tuple[type, ...] = (
+    CreateSnapshots,
+    CreateParent,
+    AbortResume,
+    Rollback,
+    Destroy,
+    Send,
+    Hold,
+    Release,
+)
+#: the `kind` tag of each action type (the discriminator in plan files)
+KINDS: dict[str, type] = {attrs.fields(t).kind.default: t for t in ACTION_TYPES}

@@ -1,0 +1,110 @@
+"""The snapshot graph of one source and one target host (networkx).
+
+Nodes:
+  ("ds", side, name)          a filesystem or volume
+  ("snap", side, full_name)   a snapshot (attributes: dataset, name, guid, createtxg)
+Edges (attribute `kind`):
+  child    dataset -> child dataset (parent/child in the name hierarchy)
+  has      dataset -> each of its snapshots
+  next     snapshot -> the next snapshot of the same dataset (createtxg order): an
+           incremental send is possible along it
+  replica  source snapshot -> target snapshot with the same guid (the same snapshot)
+  clone    snapshot -> a dataset cloned from it (origin)
+
+The latest common snapshot of a source/target pair is the newest source snapshot with a
+replica edge into the target dataset.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import networkx as nx
+
+from reconcile.model import Dataset, HostState, Snapshot
+
+SOURCE = "source"
+TARGET = "target"
+
+
+def ds_node(side: str, name: str) -> tuple[str, str, str]:
+    return ("ds", side, name)
+
+
+def snap_node(side: str, full_name: str) -> tuple[str, str, str]:
+    return ("snap", side, full_name)
+
+
+def _add_host(graph: nx.DiGraph, side: str, state: HostState) -> None:
+    for ds in state:
+        node = ds_node(side, ds.name)
+        graph.add_node(node, kind="ds", dataset=ds)
+        if ds.parent is not None and ds.parent in state.datasets:
+            graph.add_edge(ds_node(side, ds.parent), node, kind="child")
+        prev = None
+        for snap in ds.snapshots:
+            s_node = snap_node(side, snap.full_name)
+            graph.add_node(s_node, kind="snap", snapshot=snap)
+            graph.add_edge(node, s_node, kind="has")
+            if prev is not None:
+                graph.add_edge(prev, s_node, kind="next")
+            prev = s_node
+    for ds in state:
+        if ds.origin and graph.has_node(snap_node(side, ds.origin)):
+            graph.add_edge(snap_node(side, ds.origin), ds_node(side, ds.name), kind="clone")
+
+
+def build(source: HostState, target: Optional[HostState] = None) -> nx.DiGraph:
+    graph = nx.DiGraph()
+    _add_host(graph, SOURCE, source)
+    if target is not None:
+        _add_host(graph, TARGET, target)
+        by_guid: dict[int, list[Snapshot]] = {}
+        for ds in target:
+            for snap in ds.snapshots:
+                by_guid.setdefault(snap.guid, []).append(snap)
+        for ds in source:
+            for snap in ds.snapshots:
+                for replica in by_guid.get(snap.guid, ()):
+                    graph.add_edge(
+                        snap_node(SOURCE, snap.full_name),
+                        snap_node(TARGET, replica.full_name),
+                        kind="replica",
+                    )
+    return graph
+
+
+def latest_common(
+    graph: nx.DiGraph, source: Dataset, target: Optional[Dataset]
+) -> Optional[tuple[Snapshot, Snapshot]]:
+    """(source snapshot, target snapshot) of the newest snapshot both hold, by guid."""
+    if target is None:
+        return None
+    for snap in reversed(source.snapshots):
+        for _, replica, kind in graph.out_edges(snap_node(SOURCE, snap.full_name), data="kind"):
+            if kind == "replica":
+                other: Snapshot = graph.nodes[replica]["snapshot"]
+                if other.dataset == target.name:
+                    return snap, other
+    return None
+
+
+def latest_common_by_name(
+    source: Dataset, target: Optional[Dataset]
+) -> Optional[tuple[Snapshot, Snapshot]]:
+    """The same by snapshot name only (--no-guid-check)."""
+    if target is None:
+        return None
+    names = {snap.name: snap for snap in target.snapshots}
+    for snap in reversed(source.snapshots):
+        if snap.name in names:
+            return snap, names[snap.name]
+    return None
+
+
+def clones(graph: nx.DiGraph, side: str, snapshot: Snapshot) -> list[str]:
+    """Datasets cloned from `snapshot`."""
+    node = snap_node(side, snapshot.full_name)
+    if not graph.has_node(node):
+        return []
+    return [dst[2] for _, dst, kind in graph.out_edges(node, data="kind") if kind == "clone"]

@@ -1,0 +1,59 @@
+"""The job: everything a run was asked to do, as one frozen value.
+
+Built once from the command line (executors.cli) and passed down; desire and the planner
+read it, nothing mutates it.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import attrs
+
+from reconcile.model import Host
+from reconcile.naming import Naming
+from reconcile.schedule import Schedule
+
+
+@attrs.frozen
+class Job:
+    naming: Naming
+    source: Host = attrs.Factory(Host)
+    target: Host = attrs.Factory(Host)
+    #: None: snapshot-only mode (no target)
+    target_path: Optional[str] = None
+    #: None: --no-thinning
+    keep_source: Optional[Schedule] = None
+    keep_target: Optional[Schedule] = None
+    strip_path: int = 0
+    min_change: int = 1
+    snapshot: bool = True
+    send: bool = True
+    holds: bool = True
+    other_snapshots: bool = False
+    exclude_received: bool = False
+    exclude_unchanged: int = 0
+    rollback: bool = False
+    destroy_incompatible: bool = False
+    force: bool = False
+    guid_check: bool = True
+    #: recv options: -x PROPERTY and -o PROPERTY=VALUE
+    filter_properties: tuple[str, ...] = ()
+    set_properties: tuple[str, ...] = ()
+    #: zfs snapshot -o PROPERTY=VALUE for new snapshots
+    snapshot_properties: tuple[str, ...] = ()
+    zfs_compressed: bool = False
+    ignore_transfer_errors: bool = False
+    decrypt: bool = False
+    encrypt: bool = False
+
+    @property
+    def same_host(self) -> bool:
+        return self.source == self.target
+
+    @property
+    def exclude_paths(self) -> tuple[str, ...]:
+        """When source and target are one host, the target path is never a source."""
+        if self.target_path and self.same_host:
+            return (self.target_path,)
+        return ()

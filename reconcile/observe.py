@@ -1,0 +1,139 @@
+"""Observe: read a host's state with a constant number of read-only zfs commands.
+
+However many datasets and snapshots exist, observing a host costs:
+  source: 1 `zfs get` (the selection property, every filesystem and volume)
+          1 `zfs list -r` over the roots that carry the property
+          0-1 `zfs holds` (only snapshots whose userrefs > 0; split only past ~100 KB of names)
+  target: 1 `zfs list -r TARGET-PATH`, 0-1 `zfs holds`
+Commands go through an injected reader (the executors' runner), never directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Optional, Protocol
+
+import attrs
+
+from reconcile import zfs_text
+from reconcile.errors import DatasetNotFound, UsageError
+from reconcile.limits import chunked
+from reconcile.model import Dataset, Host, HostState, ResumeInfo, Selection
+
+
+class Output(Protocol):
+    @property
+    def stdout(self) -> str: ...
+
+    @property
+    def stderr(self) -> str: ...
+
+
+class Reader(Protocol):
+    def run(
+        self,
+        host: Host,
+        argv: Sequence[str],
+        *,
+        label: str = "",
+        input: Optional[str] = None,
+        check: bool = True,
+    ) -> Output: ...
+
+
+def _list_argv(roots: Sequence[str]) -> list[str]:
+    return [
+        "zfs", "list", "-H", "-p", "-o", ",".join(zfs_text.LIST_PROPERTIES),
+        "-t", "filesystem,volume,snapshot", "-r", *roots,
+    ]  # fmt: skip
+
+
+def _minimal_roots(names: Sequence[str]) -> list[str]:
+    """Names that have no ancestor in `names` (listing those with -r covers the rest)."""
+    roots: list[str] = []
+    for name in sorted(names):
+        if not roots or not (name + "/").startswith(roots[-1] + "/"):
+            roots.append(name)
+    return roots
+
+
+def _holds(reader: Reader, host: Host, label: str, state: dict[str, Dataset]) -> dict[str, Dataset]:
+    held = [s.full_name for ds in state.values() for s in ds.snapshots if s.userrefs > 0]
+    if not held:
+        return state
+    tags: dict[str, tuple[str, ...]] = {}
+    for chunk in chunked(held):
+        out = reader.run(host, ["zfs", "holds", "-H", *chunk], label=label).stdout
+        tags.update(zfs_text.parse_holds(out))
+    result = {}
+    for name, ds in state.items():
+        if any(s.userrefs > 0 for s in ds.snapshots):
+            snaps = tuple(
+                attrs.evolve(s, holds=tags.get(s.full_name, ())) if s.userrefs else s
+                for s in ds.snapshots
+            )
+            ds = attrs.evolve(ds, snapshots=snaps)  # noqa: PLW2901
+        result[name] = ds
+    return result
+
+
+def observe_source(
+    reader: Reader, host: Host, property_name: str, label: str = "[Source]"
+) -> HostState:
+    """Every filesystem/volume's selection value, and the trees that carry one."""
+    out = reader.run(
+        host,
+        [
+            "zfs",
+            "get",
+            "-H",
+            "-p",
+            "-o",
+            "name,value,source",
+            "-t",
+            "filesystem,volume",
+            property_name,
+        ],
+        label=label,
+    ).stdout
+    values: dict[str, Selection] = zfs_text.parse_selection(out)
+    roots = _minimal_roots([name for name, sel in values.items() if sel.value not in ("-", "")])
+    datasets: dict[str, Dataset] = {}
+    if roots:
+        listed, snaps = zfs_text.parse_list(reader.run(host, _list_argv(roots), label=label).stdout)
+        datasets = zfs_text.assemble(listed, snaps, values)
+    # datasets outside these roots have no value ("-"): they are not part of the backup
+    datasets = dict(sorted(_holds(reader, host, label, datasets).items()))
+    return HostState(host=host, datasets=datasets)
+
+
+def observe_target(
+    reader: Reader, host: Host, target_path: str, label: str = "[Target]"
+) -> HostState:
+    """Everything under the target path. A missing target path is a usage error."""
+    try:
+        out = reader.run(host, _list_argv([target_path]), label=label).stdout
+    except DatasetNotFound:
+        raise UsageError(
+            f"Target path '{target_path}' does not exist. Please create this dataset first."
+        ) from None
+    listed, snaps = zfs_text.parse_list(out)
+    datasets = _holds(reader, host, label, zfs_text.assemble(listed, snaps))
+    return HostState(host=host, datasets=datasets)
+
+
+def resume_info(
+    reader: Reader, host: Host, target: HostState, label: str = "[Source]"
+) -> dict[str, ResumeInfo]:
+    """What each resume token on the target is about: one `zfs send -nvt` per token,
+    on the source (so zero commands when nothing was interrupted)."""
+    result: dict[str, ResumeInfo] = {}
+    for ds in target:
+        if ds.resume_token:
+            out = reader.run(
+                host, ["zfs", "send", "-nv", "-t", ds.resume_token], label=label, check=False
+            )
+            toname, toguid = zfs_text.parse_resume_info(out.stdout + "\n" + out.stderr)
+            if toname:
+                result[ds.name] = ResumeInfo(toname, toguid)
+    return result

@@ -1,0 +1,134 @@
+"""Thinning schedules: parsing and explaining strings like `10,1d1w,1w1m,1m1y`.
+
+A schedule is a comma separated list of rules. A plain number N keeps the last N
+snapshots. `<interval><ttl>` (for example `1d1w`) keeps one snapshot per interval-sized
+block of time for as long as it is younger than ttl. Units: y (365.25 days), m (30 days),
+w, d, h, min, s, as in zfs-autobackup.
+
+    >>> Schedule.parse("10,1d1w").describe()
+    ['Keep the last 10 snapshots.', 'Keep every 1 day, delete after 1 week.']
+"""
+
+from __future__ import annotations
+
+import re
+
+import attrs
+
+from reconcile.errors import ScheduleError
+
+UNIT_SECONDS: dict[str, float] = {
+    "y": 3600 * 24 * 365.25,
+    "m": 3600 * 24 * 30,
+    "w": 3600 * 24 * 7,
+    "d": 3600 * 24,
+    "h": 3600,
+    "min": 60,
+    "s": 1,
+}
+UNIT_NAMES = {
+    "y": "year",
+    "m": "month",
+    "w": "week",
+    "d": "day",
+    "h": "hour",
+    "min": "minute",
+    "s": "second",
+}
+DEFAULT = "10,1d1w,1w1m,1m1y"
+_RULE = re.compile(r"^([0-9]+)([a-z]+)([0-9]+)([a-z]+)$")
+_ALLOWED = (
+    "a number (keep the last N) or <interval><ttl> such as 1d1w (units: y, m, w, d, h, min, s)"
+)
+
+
+def _plural(amount: int, unit: str) -> str:
+    return f"{amount} {UNIT_NAMES[unit]}{'' if amount == 1 else 's'}"
+
+
+def parse_duration(text: str) -> float:
+    """`30d` -> seconds (the units of a schedule), for options such as --destroy-missing."""
+    match = re.match(r"^([0-9]+)([a-z]+)$", text.strip().lower())
+    if not match or match.group(2) not in UNIT_SECONDS:
+        raise ScheduleError(
+            f"Invalid duration '{text}': use a number and a unit, such as 30d "
+            "(units: y, m, w, d, h, min, s)"
+        )
+    return int(match.group(1)) * UNIT_SECONDS[match.group(2)]
+
+
+@attrs.frozen
+class Rule:
+    """Keep one snapshot per `period` seconds (blocks counted from the epoch) until `ttl`."""
+
+    text: str
+    period_amount: int
+    period_unit: str
+    ttl_amount: int
+    ttl_unit: str
+
+    @property
+    def period(self) -> float:
+        return self.period_amount * UNIT_SECONDS[self.period_unit]
+
+    @property
+    def ttl(self) -> float:
+        return self.ttl_amount * UNIT_SECONDS[self.ttl_unit]
+
+    @classmethod
+    def parse(cls, text: str) -> Rule:
+        match = _RULE.match(text.lower())
+        if not match:
+            raise ScheduleError(f"Invalid schedule rule '{text}': allowed is {_ALLOWED}")
+        period_amount, period_unit, ttl_amount, ttl_unit = match.groups()
+        for unit in (period_unit, ttl_unit):
+            if unit not in UNIT_SECONDS:
+                raise ScheduleError(
+                    f"Invalid time unit '{unit}' in schedule rule '{text}': "
+                    "allowed are y, m, w, d, h, min, s"
+                )
+        rule = cls(text.lower(), int(period_amount), period_unit, int(ttl_amount), ttl_unit)
+        if rule.period <= 0:
+            raise ScheduleError(f"Invalid schedule rule '{text}': the interval must be above 0")
+        if rule.period > rule.ttl:
+            raise ScheduleError(
+                f"Invalid schedule rule '{text}': the interval can't be longer than the ttl"
+            )
+        return rule
+
+    def describe(self) -> str:
+        every = _plural(self.period_amount, self.period_unit)
+        ttl = _plural(self.ttl_amount, self.ttl_unit)
+        return f"Keep every {every}, delete after {ttl}."
+
+
+@attrs.frozen
+class Schedule:
+    text: str
+    keep_last: int = 0
+    rules: tuple[Rule, ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> Schedule:
+        """Parse a schedule; an empty string keeps nothing (but the newest snapshot)."""
+        keep_last = 0
+        rules: list[Rule] = []
+        if text.strip():
+            for part in text.split(","):
+                item = part.strip()
+                if item.isdigit():
+                    # as zfs-autobackup: the last plain number wins
+                    keep_last = int(item)
+                elif not item:
+                    raise ScheduleError(f"Invalid schedule '{text}': empty rule between commas")
+                else:
+                    rules.append(Rule.parse(item))
+        return cls(text, keep_last, tuple(rules))
+
+    def describe(self) -> list[str]:
+        lines = []
+        if self.keep_last:
+            n = self.keep_last
+            lines.append(f"Keep the last {n} snapshot{'' if n == 1 else 's'}.")
+        lines.extend(rule.describe() for rule in self.rules)
+        return lines or ["Keep no old snapshots."]

@@ -1,0 +1,117 @@
+"""Selection: which source datasets the backup takes, and why. Pure.
+
+As zfs-autobackup 3.3, from the value and source of the selection property
+(`autobackup:NAME`) on every filesystem and volume:
+
+- `true` selects the dataset and (by inheritance) its descendants;
+- `child` selects only the descendants; `parent` only the dataset itself;
+- `false` deselects (and is inherited too); no value ("-") means not part of this backup;
+- a value inherited from a *received* value counts as received: `--exclude-received`
+  ignores those; datasets under an excluded path (the target path, when source and
+  target are the same host) are ignored; `--exclude-unchanged N` ignores datasets with
+  fewer than N bytes written since their newest snapshot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import attrs
+
+from reconcile.model import Selection
+
+VALUES = ("true", "false", "child", "parent")
+
+
+@attrs.frozen
+class Choice:
+    dataset: str
+    selected: bool
+    #: the short reason, as printed in parentheses ("direct selection", "disabled", ...)
+    reason: str
+    #: True: only worth a debug line (not set at all, or an excluded path)
+    quiet: bool = False
+    #: True: the property value is invalid; reported as an error
+    invalid: bool = False
+
+    @property
+    def message(self) -> str:
+        if self.invalid:
+            return f"Ignored ({self.reason})"
+        if self.selected:
+            return f"Selected ({self.reason})"
+        return f"{'Excluded' if self.reason.startswith('by ') else 'Ignored'} ({self.reason})"
+
+
+def _under(name: str, path: str) -> bool:
+    return (name + "/").startswith(path.rstrip("/") + "/")
+
+
+def select(
+    values: Mapping[str, Selection],
+    *,
+    property_name: str,
+    exclude_received: bool = False,
+    exclude_paths: Sequence[str] = (),
+    exclude_unchanged: int = 0,
+    written: Mapping[str, int] | None = None,
+) -> list[Choice]:
+    """One choice per dataset in `values`, in name order."""
+    resolved_source: dict[str, str] = {}
+    choices = []
+    for name in sorted(values):
+        selection = values[name]
+        origin = selection.inherited_from
+        source = resolved_source.get(origin, "local") if origin else selection.source
+        resolved_source[name] = source
+        choices.append(
+            _choose(
+                name,
+                selection.value,
+                source,
+                inherited=origin is not None,
+                property_name=property_name,
+                exclude_received=exclude_received,
+                exclude_paths=exclude_paths,
+                exclude_unchanged=exclude_unchanged,
+                written=(written or {}).get(name),
+            )
+        )
+    return choices
+
+
+def _choose(
+    name: str,
+    value: str,
+    source: str,
+    *,
+    inherited: bool,
+    property_name: str,
+    exclude_received: bool,
+    exclude_paths: Sequence[str],
+    exclude_unchanged: int,
+    written: int | None,
+) -> Choice:
+    if value in ("-", ""):
+        return Choice(name, False, "not selected", quiet=True)
+    if value not in VALUES:
+        return Choice(
+            name,
+            False,
+            f"invalid value '{value}' of {property_name}: allowed are true, false, child, parent",
+            invalid=True,
+        )
+    if value == "child" and not inherited:
+        return Choice(name, False, "only childs")
+    if value == "parent" and inherited:
+        return Choice(name, False, "only parent")
+    if value == "false":
+        return Choice(name, False, "disabled")
+    for path in exclude_paths:
+        if _under(name, path):
+            return Choice(name, False, "path in exclude list", quiet=True)
+    if source == "received" and exclude_received:
+        return Choice(name, False, "dataset already received")
+    if exclude_unchanged and written is not None and written < exclude_unchanged:
+        return Choice(name, False, "by --exclude-unchanged")
+    return Choice(name, True, "inherited selection" if inherited else "direct selection")

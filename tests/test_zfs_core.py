@@ -1,0 +1,241 @@
+"""The reconciler core on real OpenZFS: the seed's walkthrough, in local mode.
+
+The tool runs inside the guest (as a user would on a server with a backup pool); the
+clock is frozen per run with faketime, so time moves forward without sleeping.
+Assertions are on real outcomes: `zfs list` of both pools, guids, holds, file data.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.zfsvm.bed import Pools, ZfsBed
+
+pytestmark = pytest.mark.zfs
+
+DAY = "2026-01-{:02d} 12:00:00"
+
+
+def stamp(day: int, hour: int = 12) -> str:
+    return f"2026-01-{day:02d} {hour:02d}:00:00"
+
+
+def snapname(backup: str, day: int, hour: int = 12) -> str:
+    return f"{backup}-202601{day:02d}{hour:02d}0000"
+
+
+def test_snapshot_only_mode_selects_snapshots_atomically_and_thins(
+    zfs_bed: ZfsBed, pools: Pools
+) -> None:
+    """The seed's snapshot-tool example: true/child/false selection, one snapshot per
+    pool, then the default schedule thins the source as time passes."""
+    s, d = pools.src, pools.dst
+    zfs_bed.run(
+        f"zfs create {s}/fs1 && zfs create {s}/fs1/sub && zfs create {d}/fs2 && "
+        f"zfs create {d}/fs2/sub && zfs create {s}/other && "
+        f"zfs set autobackup:test=true {s}/fs1 && zfs set autobackup:test=child {d}/fs2"
+    )
+    run = zfs_bed.tool("test", "--verbose", now=stamp(1, 0))
+    assert run.returncode == 0, run.stderr
+    out = run.stdout
+    assert f"[Source] {s}/fs1: Selected (direct selection)" in out
+    assert f"[Source] {s}/fs1/sub: Selected (inherited selection)" in out
+    assert f"[Source] {d}/fs2: Ignored (only childs)" in out
+    assert f"[Source] {d}/fs2/sub: Selected (inherited selection)" in out
+    assert f"{s}/other" not in out
+    first = "test-20260101000000"
+    # one zfs snapshot per pool: all datasets of a pool in one atomic command
+    assert f"[Source] Creating snapshots {first} in pool {s}" in out
+    assert f"[Source] Creating snapshots {first} in pool {d}" in out
+    assert "(No target_path specified, only operated as snapshot tool.)" in out
+    assert zfs_bed.names(s) == [
+        s, f"{s}/fs1", f"{s}/fs1@{first}", f"{s}/fs1/sub", f"{s}/fs1/sub@{first}", f"{s}/other",
+    ]  # fmt: skip
+    assert zfs_bed.prop(f"{s}/fs1@{first}", "createtxg") == zfs_bed.prop(
+        f"{s}/fs1/sub@{first}", "createtxg"
+    )
+
+    # 11 more hourly runs: the last 10 are kept, and the first of the day (1d1w block);
+    # the 01:00 snapshot shares its day with 00:00 and is destroyed
+    for hour in range(1, 12):
+        run = zfs_bed.tool("test", "--allow-empty", now=stamp(1, hour))
+        assert run.returncode == 0, run.stderr
+    expected = [snapname("test", 1, 0)] + [snapname("test", 1, h) for h in range(2, 12)]
+    for ds in (f"{s}/fs1", f"{s}/fs1/sub", f"{d}/fs2/sub"):
+        assert zfs_bed.snapshots(ds) == expected
+    assert zfs_bed.snapshots(f"{s}/other") == []
+    assert zfs_bed.snapshots(f"{d}/fs2") == []
+
+
+def _seed_tree(zfs_bed: ZfsBed, pools: Pools) -> None:
+    """The seed's server1: a pool root with ROOT, data (with a volume) and swap (false)."""
+    s, d = pools.src, pools.dst
+    zfs_bed.run(
+        f"zfs create {s}/ROOT && zfs create {s}/ROOT/server1-1 && zfs create {s}/data && "
+        f"zfs create -V 4M {s}/data/vm-100-disk-0 && zfs create {s}/swap && "
+        f"zfs set autobackup:offsite1=true {s} && zfs set autobackup:offsite1=false {s}/swap && "
+        f"zfs create -p {d}/backup/server1"
+    )
+    zfs_bed.write(f"{s}/ROOT/server1-1", "etc-hosts", 32)
+    zfs_bed.write(f"{s}/data", "blob", 256)
+    zfs_bed.run(
+        f"dd if=/dev/urandom of=/dev/zvol/{s}/data/vm-100-disk-0 bs=64k count=8 status=none "
+        f"&& zpool sync {s}"
+    )
+
+
+def test_seed_walkthrough_full_then_incremental_with_holds(zfs_bed: ZfsBed, pools: Pools) -> None:
+    s, d = pools.src, pools.dst
+    _seed_tree(zfs_bed, pools)
+    target = f"{d}/backup/server1"
+
+    run = zfs_bed.tool("offsite1", target, "--verbose", now=stamp(1))
+    assert run.returncode == 0, run.stdout + run.stderr
+    first = snapname("offsite1", 1)
+    out = run.stdout
+    assert f"[Source] {s}/swap: Ignored (disabled)" in out
+    assert f"[Source] {s}/ROOT: Selected (inherited selection)" in out
+    assert f"[Target] {target}/{s}/ROOT/server1-1@{first}: receiving full" in out
+    assert "#### All operations completed successfully" in out
+    selected = [s, f"{s}/ROOT", f"{s}/ROOT/server1-1", f"{s}/data", f"{s}/data/vm-100-disk-0"]
+    assert zfs_bed.names(target) == [target] + [
+        name for ds in selected for name in (f"{target}/{ds}", f"{target}/{ds}@{first}")
+    ]
+    for ds in selected:
+        assert zfs_bed.prop(f"{target}/{ds}@{first}", "guid") == zfs_bed.prop(
+            f"{ds}@{first}", "guid"
+        )
+        assert zfs_bed.holds(f"{ds}@{first}") == ["zfs_autobackup:offsite1"]
+        assert zfs_bed.holds(f"{target}/{ds}@{first}") == ["zfs_autobackup:offsite1"]
+    assert zfs_bed.prop(f"{target}/{s}/data/vm-100-disk-0", "type") == "volume"
+    assert zfs_bed.checksum(f"{target}/{s}/data") == zfs_bed.checksum(f"{s}/data")
+
+    # change one dataset: only it gets a new snapshot, sent incrementally; holds move
+    zfs_bed.write(f"{s}/data", "blob2", 64)
+    run = zfs_bed.tool("offsite1", target, "--verbose", now=stamp(1, 13))
+    assert run.returncode == 0, run.stdout + run.stderr
+    second = snapname("offsite1", 1, 13)
+    assert f"[Source] {s}/ROOT: No changes since {first}" in run.stdout
+    assert f"[Target] {target}/{s}/data@{second}: receiving incremental" in run.stdout
+    assert "receiving full" not in run.stdout
+    assert zfs_bed.snapshots(f"{target}/{s}/data") == [first, second]
+    assert zfs_bed.snapshots(f"{target}/{s}/ROOT") == [first]
+    assert zfs_bed.holds(f"{s}/data@{second}") == ["zfs_autobackup:offsite1"]
+    assert zfs_bed.holds(f"{target}/{s}/data@{second}") == ["zfs_autobackup:offsite1"]
+    assert zfs_bed.holds(f"{s}/data@{first}") == []
+    assert zfs_bed.holds(f"{target}/{s}/data@{first}") == []
+    assert zfs_bed.checksum(f"{target}/{s}/data") == zfs_bed.checksum(f"{s}/data")
+
+    # converged: a run without snapshot has nothing to do, and only reads (5 commands)
+    before = zfs_bed.names(s, d)
+    run = zfs_bed.tool("offsite1", target, "--no-snapshot", "--debug", now=stamp(1, 14))
+    assert run.returncode == 0, run.stdout + run.stderr
+    commands = [line for line in run.stdout.splitlines() if " CMD > " in line]
+    assert len(commands) == 5, commands
+    assert all(" zfs list " in c or " zfs get " in c or " zfs holds " in c for c in commands)
+    assert zfs_bed.names(s, d) == before
+
+
+def test_thinning_as_days_pass_on_both_sides(zfs_bed: ZfsBed, pools: Pools) -> None:
+    """Daily runs for 10 days: source keeps 2 + every day for 3 days, target every day
+    for a week (age == ttl is still kept)."""
+    s, d = pools.src, pools.dst
+    zfs_bed.run(f"zfs create {s}/home && zfs set autobackup:daily=true {s}/home")
+    for day in range(1, 11):
+        run = zfs_bed.tool(
+            "daily", d, "--allow-empty", "--keep-source=2,1d3d", "--keep-target=1d1w",
+            now=stamp(day),
+        )  # fmt: skip
+        assert run.returncode == 0, run.stdout + run.stderr
+    assert zfs_bed.snapshots(f"{s}/home") == [snapname("daily", day) for day in range(7, 11)]
+    assert zfs_bed.snapshots(f"{d}/{s}/home") == [snapname("daily", day) for day in range(3, 11)]
+    newest = snapname("daily", 10)
+    assert zfs_bed.holds(f"{s}/home@{newest}") == ["zfs_autobackup:daily"]
+    assert zfs_bed.holds(f"{d}/{s}/home@{snapname('daily', 9)}") == []
+
+
+def test_far_behind_target_gets_only_what_its_schedule_keeps(zfs_bed: ZfsBed, pools: Pools) -> None:
+    """Snapshot-only runs for days, then one backup: intermediate snapshots the target
+    schedule would drop are never sent (zfs send -i skips them)."""
+    s, d = pools.src, pools.dst
+    zfs_bed.run(f"zfs create {s}/db && zfs set autobackup:nightly=true {s}/db")
+    for hour in range(6):
+        assert zfs_bed.tool("nightly", "--allow-empty", now=stamp(2, hour)).returncode == 0
+    run = zfs_bed.tool(
+        "nightly", d, "--no-snapshot", "--keep-target=1,1d1w", "--verbose", now=stamp(2, 6)
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    # the target keeps the first of the day (1d1w block) and the newest (keep 1)
+    assert zfs_bed.snapshots(f"{d}/{s}/db") == [
+        snapname("nightly", 2, 0),
+        snapname("nightly", 2, 5),
+    ]
+    assert run.stdout.count("receiving") == 2
+    assert zfs_bed.snapshots(f"{s}/db") == [snapname("nightly", 2, h) for h in range(6)]
+
+
+def test_test_mode_changes_nothing(zfs_bed: ZfsBed, pools: Pools) -> None:
+    s, d = pools.src, pools.dst
+    _seed_tree(zfs_bed, pools)
+    zfs_bed.tool("offsite1", f"{d}/backup/server1", now=stamp(1))
+    zfs_bed.write(f"{s}/data", "more", 16)
+    state = zfs_bed.run(f"zfs list -H -p -o name,guid,written,userrefs -t all -r {s} {d}").stdout
+    run = zfs_bed.tool(
+        "offsite1", f"{d}/backup/server1", "--test", "--verbose", "--debug", "--keep-source=0",
+        "--keep-target=0", now=stamp(3),
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "Would execute > zfs snapshot" in run.stdout, run.stdout
+    assert "Would execute > zfs destroy" in run.stdout
+    assert "Would execute > zfs send" in run.stdout
+    assert "TEST MODE - DID NOT MAKE ANY CHANGES!" in run.stderr
+    assert (
+        zfs_bed.run(f"zfs list -H -p -o name,guid,written,userrefs -t all -r {s} {d}").stdout
+        == state
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["nosuchbackup", "{d}"], "No source filesystems selected, please do a 'zfs set autobackup:nosuchbackup=true'"),
+        (["offsite1", "{d}/nonexistent"], "Target path '{d}/nonexistent' does not exist. Please create this dataset first."),
+        (["offsite1", "{d}", "--keep-source=1x1w"], "Invalid time unit 'x' in schedule rule '1x1w'"),
+        (["offsite1", "{d}", "--min-change=-5"], "invalid value '-5' for --min-change"),
+    ],
+)  # fmt: skip
+def test_bad_input_is_one_clear_line_and_changes_nothing(
+    zfs_bed: ZfsBed, pools: Pools, args: list[str], message: str
+) -> None:
+    s, d = pools.src, pools.dst
+    zfs_bed.run(f"zfs create {s}/x && zfs set autobackup:offsite1=true {s}/x")
+    before = zfs_bed.names(s, d)
+    run = zfs_bed.tool(*[a.format(d=d) for a in args], now=stamp(1))
+    assert run.returncode == 255
+    errors = [line for line in run.stderr.splitlines() if line.strip()]
+    assert errors == [f"! {message.format(d=d)}"] or (
+        len(errors) == 1 and message.format(d=d) in errors[0]
+    ), run.stderr
+    assert "Traceback" not in run.stderr
+    assert zfs_bed.names(s, d) == before
+
+
+def test_observation_cost_does_not_grow_with_datasets(zfs_bed: ZfsBed, pools: Pools) -> None:
+    """10 datasets and 200 datasets (each with snapshots) are observed with the same
+    number of zfs commands."""
+    s, d = pools.src, pools.dst
+    counts = {}
+    for n in (10, 200):
+        root = f"{s}/n{n}"
+        zfs_bed.run(
+            f"zfs create {root} && for i in $(seq {n}); do zfs create {root}/ds$i; done && "
+            f"zfs set autobackup:scale{n}=true {root} && zfs snapshot -r {root}@scale{n}-20260101000000 && "
+            f"zfs snapshot -r {root}@other && zfs hold keep {root}/ds1@other"
+        )
+        run = zfs_bed.tool(f"scale{n}", d, "--test", "--debug", "--no-snapshot", now=stamp(1))
+        assert run.returncode == 0, run.stdout + run.stderr
+        reads = [line for line in run.stdout.splitlines() if " CMD > " in line]
+        counts[n] = len(reads)
+        assert run.stdout.count("Would execute > zfs send") == n + 1
+    assert counts[10] == counts[200]
+    assert counts[10] <= 6  # get + list + holds (source), list (target), zpool probe x2
