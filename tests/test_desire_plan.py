@@ -1,0 +1,323 @@
+"""Desire and plan, pure: what the plan does for typical and awkward histories."""
+
+from __future__ import annotations
+
+import pytest
+
+from planner import invariants
+from planner.actions import (
+    SOURCE,
+    TARGET,
+    AbortResume,
+    CreateParent,
+    CreateSnapshots,
+    Destroy,
+    Hold,
+    Release,
+    Rollback,
+    Send,
+)
+from planner.plan import Plan, build_plan
+from reconcile.errors import UsageError
+from reconcile.mapping import map_targets, target_name
+from reconcile.model import ResumeInfo, Selection
+from reconcile.selection import select
+from tests.builders import dataset, job, run_desire, state
+
+TAG = "zfs_autobackup:bak"
+
+
+def snap(day: int, hour: int = 12) -> str:
+    return f"bak-202601{day:02d}{hour:02d}0000"
+
+
+def now_at(day: int, hour: int = 12) -> float:
+    stamp = job().naming.timestamp(snap(day, hour))
+    assert stamp is not None
+    return stamp
+
+
+def plan_for(job_, source, target, now, resume=None) -> tuple[Plan, object]:  # type: ignore[no-untyped-def]
+    desired = run_desire(job_, source, target, now, resume)
+    plan = build_plan(job_, desired, source, target)
+    invariants.check(plan, job_, desired)
+    return plan, desired
+
+
+def kinds(plan: Plan) -> list[str]:
+    return [a.kind for a in plan.actions]
+
+
+SELECTED = ("true", "local")
+
+
+# --- selection and mapping -----------------------------------------------------------
+
+
+def test_selection_reasons_as_v3() -> None:
+    values = {
+        "p": Selection("true", "local"),
+        "p/a": Selection("true", "inherited from p"),
+        "p/swap": Selection("false", "local"),
+        "p/swap/x": Selection("false", "inherited from p/swap"),
+        "q": Selection("child", "local"),
+        "q/c": Selection("child", "inherited from q"),
+        "r": Selection("parent", "local"),
+        "r/c": Selection("parent", "inherited from r"),
+        "s": Selection("-", "-"),
+        "t": Selection("yes", "local"),
+        "u": Selection("true", "received"),
+        "u/c": Selection("true", "inherited from u"),
+    }
+    choices = {c.dataset: c for c in select(values, property_name="autobackup:bak")}
+    assert choices["p"].message == "Selected (direct selection)"
+    assert choices["p/a"].message == "Selected (inherited selection)"
+    assert choices["p/swap"].message == "Ignored (disabled)"
+    assert not choices["p/swap/x"].selected
+    assert choices["q"].message == "Ignored (only childs)"
+    assert choices["q/c"].message == "Selected (inherited selection)"
+    assert choices["r"].selected and not choices["r/c"].selected
+    assert choices["s"].quiet and not choices["s"].selected
+    assert choices["t"].invalid and "invalid value 'yes'" in choices["t"].message
+    assert choices["u"].selected and choices["u/c"].selected
+    received = {
+        c.dataset: c for c in select(values, property_name="autobackup:bak", exclude_received=True)
+    }
+    assert received["u"].message == "Ignored (dataset already received)"
+    # a value inherited from a received value counts as received
+    assert not received["u/c"].selected
+    excluded = {
+        c.dataset: c for c in select(values, property_name="autobackup:bak", exclude_paths=["p"])
+    }
+    assert not excluded["p/a"].selected and excluded["p/a"].quiet
+    unchanged = select(
+        {"p": Selection("true", "local")},
+        property_name="autobackup:bak",
+        exclude_unchanged=100,
+        written={"p": 10},
+    )
+    assert unchanged[0].message == "Excluded (by --exclude-unchanged)"
+
+
+def test_target_mapping_and_strip_path() -> None:
+    assert target_name("rpool/data/vm", "backup/h1") == "backup/h1/rpool/data/vm"
+    assert target_name("rpool/data/vm", "backup/h1/", 2) == "backup/h1/vm"
+    with pytest.raises(UsageError, match="strips too much"):
+        target_name("rpool", "backup", 1)
+    with pytest.raises(UsageError, match="'a/x' and 'b/x' would both be received as 'bk/x'"):
+        map_targets(["a/x", "b/x"], "bk", 1)
+
+
+# --- plans ---------------------------------------------------------------------------
+
+
+def test_first_backup_full_then_incremental_with_parent_and_holds() -> None:
+    source = state(
+        [
+            dataset("p", (snap(1),), selection=SELECTED, written=10),
+            dataset("p/a", (snap(1),), selection=("true", "inherited from p"), written=10),
+        ]
+    )
+    target = state([dataset("backup")])
+    plan, _ = plan_for(job(), source, target, now_at(2))
+    assert kinds(plan) == [
+        "snapshot", "send", "send", "hold", "hold", "send", "send", "hold", "hold",
+    ]  # fmt: skip
+    snap_action = plan.actions[0]
+    assert isinstance(snap_action, CreateSnapshots)
+    assert snap_action.datasets == ("p", "p/a") and snap_action.snapshot == snap(2)
+    sends = [a for a in plan.actions if isinstance(a, Send)]
+    assert [(s.target_dataset, s.snapshot, s.base) for s in sends] == [
+        ("backup/p", snap(1), None),
+        ("backup/p", snap(2), snap(1)),
+        ("backup/p/a", snap(1), None),
+        ("backup/p/a", snap(2), snap(1)),
+    ]
+    # the child's full send needs the parent's full send
+    child_full = plan.actions.index(sends[2])
+    assert plan.actions.index(sends[0]) in plan.depends[child_full]
+    holds = [(a.side, a.dataset, a.snapshot) for a in plan.actions if isinstance(a, Hold)]
+    assert (TARGET, "backup/p", snap(2)) in holds and (SOURCE, "p", snap(2)) in holds
+
+
+def test_missing_parents_are_created_once() -> None:
+    source = state(
+        [
+            dataset("p/x/a", (snap(1),), selection=SELECTED),
+            dataset("p/x/b", (snap(1),), selection=SELECTED),
+        ]
+    )
+    plan, _ = plan_for(job(snapshot=False), source, state([dataset("backup")]), now_at(1))
+    parents = [a for a in plan.actions if isinstance(a, CreateParent)]
+    assert [p.dataset for p in parents] == ["backup/p/x"]
+
+
+def test_incremental_moves_holds_then_destroys_the_old_common() -> None:
+    held = {snap(1): (TAG,)}
+    source = state([dataset("p", (snap(1),), selection=SELECTED, written=5, holds=held)])
+    target = state([dataset("backup"), dataset("backup/p", (snap(1),), lineage="p", holds=held)])
+    plan, desired = plan_for(job(keep_source="0", keep_target="0"), source, target, now_at(2))
+    assert [(a.kind, a.side) for a in plan.actions] == [
+        ("snapshot", SOURCE),
+        ("send", TARGET),
+        ("hold", TARGET),
+        ("hold", SOURCE),
+        ("release", TARGET),
+        ("release", SOURCE),
+        ("destroy", TARGET),
+        ("destroy", SOURCE),
+    ]
+    destroys = [a for a in plan.actions if isinstance(a, Destroy)]
+    assert all(d.snapshots == (snap(1),) for d in destroys)
+    assert desired.pairs[0].final_common == snap(2)  # type: ignore[attr-defined]
+
+
+def test_far_behind_sends_only_what_the_target_keeps() -> None:
+    snaps = [snap(5, h) for h in range(6)]
+    source = state([dataset("p", snaps, selection=SELECTED)])
+    target = state([dataset("backup"), dataset("backup/p", snaps[:1], lineage="p")])
+    plan, desired = plan_for(
+        job(snapshot=False, keep_target="1,1d1w"), source, target, now_at(5, 6)
+    )
+    sends = [(a.snapshot, a.base) for a in plan.actions if isinstance(a, Send)]
+    # 5 hours later in the same day: the daily block is taken by hour 0 (the common);
+    # only the newest (keep 1) is wanted, sent as one increment from the common
+    assert sends == [(snaps[5], snaps[0])]
+    pair = desired.pairs[0]  # type: ignore[attr-defined]
+    assert [name for name, _ in pair.skipped] == snaps[1:5]
+    # the source keeps them (its own schedule keeps the last 10)
+    assert not [a for a in plan.actions if isinstance(a, Destroy) and a.side == SOURCE]
+
+
+def test_no_common_snapshot_is_a_dataset_problem() -> None:
+    source = state([dataset("p", (snap(2),), selection=SELECTED)])
+    target = state([dataset("backup"), dataset("backup/p", (snap(1),), lineage="other")])
+    plan, _ = plan_for(job(snapshot=False), source, target, now_at(3))
+    assert not plan.actions
+    assert "Can't find a common snapshot" in plan.problems[0].message
+
+
+def test_incompatible_snapshots_need_the_flag() -> None:
+    source = state([dataset("p", (snap(1), snap(2)), selection=SELECTED)])
+    tgt = dataset("backup/p", (snap(1), "manual"), lineage="p")
+    target = state([dataset("backup"), tgt])
+    plan, _ = plan_for(job(snapshot=False), source, target, now_at(3))
+    assert not plan.actions
+    assert (
+        "manual" in plan.problems[0].message
+        and "--destroy-incompatible" in plan.problems[0].message
+    )
+
+    plan, _ = plan_for(
+        job(snapshot=False, destroy_incompatible=True, rollback=True), source, target, now_at(3)
+    )
+    assert kinds(plan)[:2] == ["destroy", "rollback"]
+    first = plan.actions[0]
+    assert isinstance(first, Destroy) and first.snapshots == ("manual",)
+    rollback = plan.actions[1]
+    assert isinstance(rollback, Rollback) and rollback.snapshot == snap(1)
+
+
+def test_changed_target_needs_rollback() -> None:
+    source = state([dataset("p", (snap(1), snap(2)), selection=SELECTED)])
+    target = state([dataset("backup"), dataset("backup/p", (snap(1),), lineage="p", written=4096)])
+    plan, _ = plan_for(job(snapshot=False), source, target, now_at(3))
+    assert "use --rollback" in plan.problems[0].message and not plan.actions
+    plan, _ = plan_for(job(snapshot=False, rollback=True), source, target, now_at(3))
+    assert kinds(plan)[:2] == ["rollback", "send"]
+
+
+def test_resume_token_resumes_or_is_aborted() -> None:
+    source = state([dataset("p", (snap(1), snap(2)), selection=SELECTED)])
+    target = state(
+        [dataset("backup"), dataset("backup/p", (snap(1),), lineage="p", token="1-abc-def")]
+    )
+    resume = {"backup/p": ResumeInfo(f"p@{snap(2)}")}
+    plan, _ = plan_for(job(snapshot=False), source, target, now_at(3), resume)
+    send = plan.actions[0]
+    assert isinstance(send, Send) and send.resume_token == "1-abc-def" and send.mode == "resume"
+
+    stale = {"backup/p": ResumeInfo("p@gone")}
+    plan, _ = plan_for(job(snapshot=False), source, target, now_at(3), stale)
+    abort = plan.actions[0]
+    assert isinstance(abort, AbortResume) and "no longer valid" in abort.reason
+    assert isinstance(plan.actions[1], Send) and plan.actions[1].resume_token is None
+
+
+def test_foreign_holds_keep_a_snapshot() -> None:
+    source = state(
+        [dataset("p", (snap(1), snap(2)), selection=SELECTED, holds={snap(1): ("mine",)})]
+    )
+    plan, _ = plan_for(
+        job(target_path=None, snapshot=False, keep_source="0"), source, None, now_at(3)
+    )
+    assert not [a for a in plan.actions if isinstance(a, Destroy)]
+
+
+def test_snapshot_only_mode_keeps_our_held_common_snapshot() -> None:
+    source = state(
+        [dataset("p", (snap(1), snap(2)), selection=SELECTED, written=5, holds={snap(1): (TAG,)})]
+    )
+    plan, _ = plan_for(job(target_path=None, keep_source="0"), source, None, now_at(3))
+    destroys = [a for a in plan.actions if isinstance(a, Destroy)]
+    assert [d.snapshots for d in destroys] == [(snap(2),)]
+
+
+def test_missing_datasets_are_thinned_keeping_the_last() -> None:
+    source = state([dataset("p", (snap(1),), selection=SELECTED)])
+    gone = dataset("backup/old", (snap(1), snap(2), "other"), holds={snap(2): (TAG,)})
+    target = state([dataset("backup"), dataset("backup/p", (snap(1),), lineage="p"), gone])
+    plan, _ = plan_for(job(snapshot=False, keep_target="0"), source, target, now_at(5))
+    destroys = [a for a in plan.actions if isinstance(a, Destroy) and a.dataset == "backup/old"]
+    assert [d.snapshots for d in destroys] == [(snap(1),)]
+
+
+def test_no_send_only_thins() -> None:
+    source = state([dataset("p", (snap(1), snap(2)), selection=SELECTED)])
+    target = state([dataset("backup"), dataset("backup/p", (snap(1),), lineage="p")])
+    plan, _ = plan_for(job(snapshot=False, send=False), source, target, now_at(3))
+    assert not [a for a in plan.actions if isinstance(a, Send)]
+
+
+def test_many_datasets_split_the_snapshot_command_and_say_so() -> None:
+    names = [f"pool/{'x' * 200}{i}" for i in range(1200)]
+    source = state([dataset(n, (), selection=SELECTED) for n in names])
+    plan, _ = plan_for(job(target_path=None), source, None, now_at(1))
+    parts = [a for a in plan.actions if isinstance(a, CreateSnapshots)]
+    assert len(parts) == 3
+    assert sum(len(p.datasets) for p in parts) == 1200
+    assert "part 1 of 3: too many for one command" in parts[0].reason
+
+
+def test_same_input_same_plan() -> None:
+    source = state(
+        [dataset(f"p/{i}", (snap(1),), selection=SELECTED, written=1) for i in range(30)]
+    )
+    target = state([dataset("backup")])
+    first, _ = plan_for(job(), source, target, now_at(2))
+    second, _ = plan_for(job(), source, target, now_at(2))
+    assert first == second
+
+
+def test_release_precedes_destroy_of_held_snapshots() -> None:
+    held = {snap(1): (TAG,), snap(2): (TAG,)}
+    source = state([dataset("p", (snap(1), snap(2), snap(3)), selection=SELECTED, holds=held)])
+    target = state(
+        [
+            dataset("backup"),
+            dataset("backup/p", (snap(1), snap(2), snap(3)), lineage="p", holds=held),
+        ]
+    )
+    plan, _ = plan_for(
+        job(snapshot=False, keep_source="0", keep_target="0"), source, target, now_at(4)
+    )
+    for side in (SOURCE, TARGET):
+        acts = [
+            a for a in plan.actions if a.side == side and isinstance(a, (Release, Destroy, Hold))
+        ]
+        released = set()
+        for act in acts:
+            if isinstance(act, Release):
+                released.add(act.snapshot)
+            if isinstance(act, Destroy):
+                assert set(act.snapshots) <= released
