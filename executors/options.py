@@ -53,11 +53,37 @@ def _non_negative(option: str) -> Callable[[str], int]:
     return parse
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _file_parser(mode: str) -> argparse.ArgumentParser:
+    command = mode.split("-", maxsplit=1)[0]
+    p = _Parser(prog=f"zfs-autobackup {command}", description=f"{command} a saved plan file")
+    p.add_argument(
+        "plan_file", metavar="FILE", help="a plan saved with: zfs-autobackup plan ... --out FILE"
+    )
+    if command == "show":
+        p.add_argument("--json", action="store_true", help="print the plan file's JSON")
+    else:
+        p.add_argument(
+            "--auto-approve", action="store_true", help="(a saved plan needs no approval)"
+        )
+        p.add_argument("--verbose", "-v", action="store_true", help="verbose output")
+        p.add_argument(
+            "--debug", action="store_true", help="show every command; stop at the first failure"
+        )
+        p.add_argument(
+            "--debug-output", action="store_true", help="show commands with their output"
+        )
+    return p
+
+
+def build_parser(mode: str = "classic") -> argparse.ArgumentParser:
+    """The parser for a mode: classic, plan, apply, apply-file or show-file."""
+    if mode.endswith("-file"):
+        return _file_parser(mode)
     p = _Parser(
-        prog="zfs-autobackup",
+        prog="zfs-autobackup" if mode == "classic" else f"zfs-autobackup {mode}",
         description=f"zfs-autobackup v{__version__} (zfs-reconcile): snapshot, replicate "
-        "and thin ZFS datasets, compatible with zfs-autobackup v3.",
+        "and thin ZFS datasets, compatible with zfs-autobackup v3. Also: "
+        "'zfs-autobackup plan|apply|show ...' (see docs/plan-apply.md).",
         epilog="When a dataset fails, the others go on; the exit code is the number of "
         "failed datasets (255: usage or fatal error).",
     )
@@ -254,7 +280,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     g = p.add_argument_group("Output")
-    g.add_argument("--test", action="store_true", help="show what would be done; change nothing")
+    if mode == "classic":
+        g.add_argument(
+            "--test", action="store_true", help="show what would be done; change nothing"
+        )
+    elif mode == "plan":
+        g.add_argument(
+            "--out", metavar="FILE", help="save the plan, to apply it later with: apply FILE"
+        )
+        g.add_argument(
+            "--json", action="store_true", help="print the plan as JSON (docs/plan-format.md)"
+        )
+        g.add_argument(
+            "--detailed-exitcode",
+            action="store_true",
+            help="exit 0 when there is nothing to do, 2 when there are changes, 1 on errors",
+        )
+        g.add_argument(
+            "--estimate",
+            action="store_true",
+            help="estimate the size of each send (one zfs send -nP each)",
+        )
+    else:
+        g.add_argument("--auto-approve", action="store_true", help="apply without asking")
     g.add_argument("--verbose", "-v", action="store_true", help="verbose output")
     g.add_argument(
         "--debug", action="store_true", help="show every command; stop at the first failure"

@@ -260,7 +260,14 @@ def _pair(
             problem="Can't find a common snapshot with the target: you probably need to "
             "destroy the target dataset to fix this.",
         )
-    if tds is not None and not tds.snapshots and not job.force and job.send:
+    # a dataset without snapshots but with a resume token is an interrupted full receive
+    if (
+        tds is not None
+        and not tds.snapshots
+        and not tds.resume_token
+        and not job.force
+        and job.send
+    ):
         return attrs.evolve(
             base,
             problem=f"Target dataset {tds.name} exists but has no snapshots: a full receive "

@@ -74,7 +74,12 @@ def thin(
         if reasons:
             verdicts.append(Verdict(True, tuple(reasons)))
         elif longest_ttl is None:
-            verdicts.append(Verdict(False, ("the schedule keeps no old snapshots",)))
+            why = (
+                f"not among the last {keep_last}"
+                if keep_last
+                else "the schedule keeps no old snapshots"
+            )
+            verdicts.append(Verdict(False, (why,)))
         elif age > longest_ttl:
             verdicts.append(Verdict(False, (f"older than every rule's ttl ({age} s old)",)))
         else:

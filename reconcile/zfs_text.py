@@ -171,6 +171,15 @@ def parse_resume_info(text: str) -> tuple[Optional[str], Optional[int]]:
     return toname, toguid
 
 
+def parse_send_size(text: str) -> Optional[int]:
+    """The estimated stream size from `zfs send -nP ...` ("size<TAB>N")."""
+    for line in text.split("\n"):
+        cols = line.strip().split("\t")
+        if len(cols) == 2 and cols[0] == "size" and cols[1].isdigit():
+            return int(cols[1])
+    return None
+
+
 # --- errors ------------------------------------------------------------------------
 
 

@@ -321,3 +321,16 @@ def test_release_precedes_destroy_of_held_snapshots() -> None:
                 released.add(act.snapshot)
             if isinstance(act, Destroy):
                 assert set(act.snapshots) <= released
+
+
+def test_interrupted_full_receive_is_resumed_or_aborted() -> None:
+    source = state([dataset("p", (snap(1),), selection=SELECTED)])
+    partial = dataset("backup/p", (), lineage="p", token="1-full")
+    target = state([dataset("backup"), partial])
+    resume = {"backup/p": ResumeInfo(f"p@{snap(1)}")}
+    plan, _ = plan_for(job(snapshot=False), source, target, now_at(2), resume)
+    send = plan.actions[0]
+    assert isinstance(send, Send) and send.mode == "resume" and send.base is None
+    plan, _ = plan_for(job(snapshot=False), source, target, now_at(2), {})
+    assert kinds(plan)[:2] == ["abort-resume", "send"]
+    assert not plan.problems

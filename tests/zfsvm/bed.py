@@ -164,6 +164,12 @@ class ZfsBed:
         out = self.guest.run_argv(["zfs", "holds", "-H", snapshot]).stdout
         return sorted(line.split("\t")[1] for line in out.split("\n") if line)
 
+    def all_holds(self, *roots: str) -> str:
+        """`zfs holds -H` of every snapshot under `roots` (sorted lines)."""
+        names = " ".join(shlex.quote(r) for r in roots)
+        out = self.guest.run(f"zfs list -H -o name -t snapshot -r {names} | xargs -r zfs holds -H")
+        return "\n".join(sorted(out.stdout.splitlines()))
+
     def write(self, dataset: str, path: str = "file", size_kb: int = 64) -> None:
         """Write fresh random data into a mounted filesystem."""
         mnt = self.prop(dataset, "mountpoint")

@@ -1,0 +1,149 @@
+"""The classic invocation: plan + apply in one go, with zfs-autobackup v3's log.
+
+    zfs-autobackup [options] BACKUP-NAME [TARGET-PATH]
+
+prints the settings summary, `#### Selecting`, `#### Snapshotting`, `#### Sending and
+thinning` (or `#### Thinning source`), and returns the number of failed datasets.
+`--test` runs the same through a runner that refuses writes.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import attrs
+
+from executors.console import Console
+from executors.execute import Executor
+from executors.runner import Runner
+from planner import invariants
+from planner.actions import Action, CreateSnapshots
+from planner.plan import Plan, build_plan
+from reconcile import graph as snapgraph
+from reconcile.desire import Desired, desire
+from reconcile.errors import EXIT_FATAL
+from reconcile.job import Job
+from reconcile.model import HostState
+from reconcile.observe import observe_source, observe_target, resume_info
+
+
+@attrs.frozen
+class Observed:
+    source: HostState
+    target: Optional[HostState]
+    desired: Desired
+    plan: Plan
+
+
+def settings_summary(job: Job, console: Console) -> None:
+    console.title("Settings summary")
+    for label, host, schedule in (
+        ("[Source]", job.source, job.keep_source),
+        ("[Target]", job.target, job.keep_target),
+    ):
+        if label == "[Target]" and job.target_path is None:
+            break
+        if host.ssh_config:
+            console.verbose(f"{label} Using custom SSH config: {host.ssh_config}")
+        console.verbose(
+            f"{label} Datasets on: {host.ssh}" if host.ssh else f"{label} Datasets are local"
+        )
+        for line in schedule.describe() if schedule else ["Keep all snapshots (--no-thinning)."]:
+            console.verbose(f"{label} {line}")
+        if label == "[Source]":
+            prop = job.naming.property_name
+            if job.target_path is None:
+                console.verbose(
+                    f"[Source] Selects all datasets that have property '{prop}=true' "
+                    f"(or childs of datasets that have '{prop}=child')"
+                )
+            else:
+                console.verbose(
+                    f"[Source] Send all datasets that have '{prop}=true' or '{prop}=child'"
+                )
+        else:
+            console.verbose(f"[Target] Receive datasets under: {job.target_path}")
+
+
+def observe_and_plan(job: Job, runner: Runner, now: float) -> Observed:
+    """Read both hosts, compute the desired state and the checked plan. Changes nothing."""
+    source = observe_source(runner, job.source, job.naming.property_name)
+    target = observe_target(runner, job.target, job.target_path) if job.target_path else None
+    resume = resume_info(runner, job.source, target) if target is not None else {}
+    graph = snapgraph.build(source, target)
+    desired = desire(job, source, target, graph, now, resume)
+    plan = build_plan(job, desired, source, target)
+    invariants.check(plan, job, desired)
+    return Observed(source, target, desired, plan)
+
+
+def print_selection(desired: Desired, console: Console) -> int:
+    """The `#### Selecting` section; returns the number of invalid property values."""
+    console.title("Selecting")
+    invalid = 0
+    for choice in desired.choices:
+        line = f"[Source] {choice.dataset}: {choice.message}"
+        if choice.invalid:
+            console.error(line)
+            invalid += 1
+        elif choice.quiet:
+            console.debug(line)
+        else:
+            console.verbose(line)
+    return invalid
+
+
+def run_classic(job: Job, args_test: bool, console: Console, runner: Runner, now: float) -> int:
+    if args_test:
+        console.warning("TEST MODE - SIMULATING WITHOUT MAKING ANY CHANGES")
+    settings_summary(job, console)
+    observed = observe_and_plan(job, runner, now)
+    desired, plan = observed.desired, observed.plan
+    invalid = print_selection(desired, console)
+    if not desired.selected:
+        console.error(
+            f"No source filesystems selected, please do a 'zfs set "
+            f"{job.naming.property_name}=true' on the source datasets you want to select."
+        )
+        return EXIT_FATAL
+
+    if job.snapshot:
+        console.title("Snapshotting")
+        for note in plan.notes:
+            if not note.text.startswith("skipped:"):
+                console.verbose(f"[Source] {note.dataset}: {note.text}")
+        if not any(isinstance(a, CreateSnapshots) for a in plan.actions):
+            console.verbose("[Source] No changes anywhere: not creating snapshots.")
+
+    second = "Sending and thinning" if job.target_path else "Thinning source"
+    state = {"titled": False}
+
+    def before(action: Action) -> None:
+        if not state["titled"] and not isinstance(action, CreateSnapshots):
+            state["titled"] = True
+            console.title(second)
+
+    for problem in plan.problems:
+        label = "[Target]" if problem.side == "target" else "[Source]"
+        console.error(f"{label} {problem.dataset}: FAILED: {problem.message}")
+    for note in plan.notes:
+        if note.text.startswith("skipped:"):
+            console.debug(f"[Source] {note.dataset}: {note.text}")
+    outcome = Executor(job, runner, console).execute(
+        plan, stop_on_error=console.show_debug, before_first=before
+    )
+    if not state["titled"]:
+        console.title(second)
+    failed = len(outcome.failed) + invalid
+    if failed:
+        console.error(f"{failed} dataset(s) failed!")
+    elif args_test:
+        console.title("All tests successful.")
+    else:
+        console.title("All operations completed successfully")
+        if not job.target_path:
+            console.verbose("(No target_path specified, only operated as snapshot tool.)")
+    if args_test:
+        console.verbose("")
+        console.warning("TEST MODE - DID NOT MAKE ANY CHANGES!")
+    return min(failed, EXIT_FATAL - 1)

@@ -1,0 +1,97 @@
+"""Saved plans: versioned JSON written and read with cattrs.
+
+A plan file holds the job (every option that shapes the run), the plan (actions in
+order, their dependencies, problems, notes), the assumptions it rests on, `now` and the
+fixed name of the new snapshot, the machine it was made on, and a sha256 of its content.
+Reading refuses, with a one-line message, anything that is not exactly such a file:
+not JSON (truncated), another format or version, an edited file (checksum), a file that
+does not fit the schema. The format is documented in docs/plan-format.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import attrs
+import cattrs
+
+from planner.actions import KINDS, Action
+from planner.drift import Assumptions
+from planner.plan import Plan
+from reconcile.errors import ReconcileError
+from reconcile.job import Job
+
+FORMAT = "zfs-reconcile-plan"
+VERSION = 1
+
+
+class PlanFileError(ReconcileError):
+    exit_code = 1
+
+
+@attrs.frozen
+class SavedPlan:
+    job: Job
+    plan: Plan
+    assumptions: Assumptions
+    now: float
+    made_on: str
+    tool_version: str
+
+
+def _converter() -> cattrs.Converter:
+    conv = cattrs.Converter(forbid_extra_keys=True)
+
+    def structure_action(data: Any, _: Any) -> Action:
+        if not isinstance(data, dict) or data.get("kind") not in KINDS:
+            raise ValueError(f"unknown action {data!r:.80}")
+        result: Action = conv.structure(data, KINDS[data["kind"]])
+        return result
+
+    conv.register_structure_hook(Action, structure_action)
+    conv.register_unstructure_hook(Action, lambda a: conv.unstructure(a, type(a)))
+    return conv
+
+
+CONVERTER = _converter()
+
+
+def _digest(body: dict[str, Any]) -> str:
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def dumps(saved: SavedPlan) -> str:
+    body: dict[str, Any] = {"format": FORMAT, "version": VERSION, **CONVERTER.unstructure(saved)}
+    return json.dumps({**body, "sha256": _digest(body)}, indent=1, ensure_ascii=False) + "\n"
+
+
+def loads(text: str, source: str = "plan file") -> SavedPlan:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PlanFileError(
+            f"{source} is not a readable plan (invalid JSON at line {exc.lineno}: "
+            f"{exc.msg}); was it truncated?"
+        ) from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise PlanFileError(f"{source} is not a zfs-reconcile plan file")
+    if data.get("version") != VERSION:
+        raise PlanFileError(
+            f"{source} has plan format version {data.get('version')!r}; "
+            f"this zfs-autobackup reads version {VERSION} (make the plan again)"
+        )
+    digest = data.pop("sha256", None)
+    if digest != _digest(data):
+        raise PlanFileError(
+            f"{source} was changed after it was saved (its checksum does not match)"
+        )
+    data.pop("format")
+    data.pop("version")
+    try:
+        return CONVERTER.structure(data, SavedPlan)
+    except (cattrs.BaseValidationError, ValueError, TypeError, KeyError) as exc:
+        detail = "; ".join(str(e) for e in getattr(exc, "exceptions", [exc]))[:200]
+        raise PlanFileError(f"{source} does not fit the plan format: {detail}") from None

@@ -1,0 +1,120 @@
+"""Plans as tables (tabulate), grouped by host and dataset, with a one-line summary.
+
+Target (local): backup/server1
+dataset               action            object                        why
+--------------------  ----------------  ----------------------------  ------------------
+.../rpool/data        send incremental  @offsite1-20260102 from @...  target keeps it: ...
+
+Plan: 3 snapshots to create, 12 to send, 7 to destroy on source, 9 on target, 2 holds to move.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Optional
+
+from tabulate import tabulate
+
+from planner.actions import (
+    SOURCE,
+    TARGET,
+    AbortResume,
+    Action,
+    CreateParent,
+    CreateSnapshots,
+    Destroy,
+    Hold,
+    Release,
+    Rollback,
+    Send,
+)
+from planner.plan import Plan
+
+NO_CHANGES = "No changes. Source and target are in sync."
+
+
+def _rows(action: Action, size: Optional[str]) -> list[list[str]]:
+    """(dataset, action, object, why[, size]) rows for one action."""
+    extra = [size or ""] if size is not None else []
+    if isinstance(action, CreateSnapshots):
+        return [
+            [ds, "snapshot", f"@{action.snapshot}", action.reason, *extra] for ds in action.datasets
+        ]
+    if isinstance(action, Send):
+        what = f"@{action.snapshot}" + (f" from @{action.base}" if action.base else "")
+        verb = {"full": "send full", "incremental": "send incremental", "resume": "resume send"}
+        return [[action.target_dataset, verb[action.mode], what, action.reason, *extra]]
+    if isinstance(action, Destroy):
+        return [
+            [action.dataset, "destroy", f"@{snap}", why, *extra]
+            for snap, why in zip(action.snapshots, action.reasons)
+        ]
+    if isinstance(action, (Hold, Release)):
+        return [
+            [
+                action.dataset,
+                action.kind,
+                f"@{action.snapshot} ({action.tag})",
+                action.reason,
+                *extra,
+            ]
+        ]
+    if isinstance(action, Rollback):
+        return [[action.dataset, "rollback", f"to @{action.snapshot}", action.reason, *extra]]
+    if isinstance(action, (CreateParent, AbortResume)):
+        return [[action.dataset, action.kind, "", action.reason, *extra]]
+    raise TypeError(f"unknown action {action!r}")  # pragma: no cover
+
+
+def summary(plan: Plan) -> str:
+    if plan.empty and not plan.problems:
+        return NO_CHANGES
+    snapshots = sum(len(a.datasets) for a in plan.actions if isinstance(a, CreateSnapshots))
+    sends = sum(1 for a in plan.actions if isinstance(a, Send))
+    destroy = {SOURCE: 0, TARGET: 0}
+    for action in plan.actions:
+        if isinstance(action, Destroy):
+            destroy[action.side] += len(action.snapshots)
+    holds = sum(1 for a in plan.actions if isinstance(a, Hold))
+    text = (
+        f"Plan: {snapshots} snapshots to create, {sends} to send, {destroy[SOURCE]} to destroy "
+        f"on source, {destroy[TARGET]} on target, {holds} holds to move."
+    )
+    if plan.problems:
+        text += f" {len(plan.problems)} dataset(s) can't be processed (see above)."
+    return text
+
+
+def render(
+    plan: Plan,
+    hosts: Mapping[str, str],
+    sizes: Optional[Mapping[int, str]] = None,
+) -> str:
+    """The whole plan as text: a table per host, problems, and the summary line.
+
+    `hosts`: side -> description ("local", "root@server1"); `sizes`: action index ->
+    estimated stream size (adds a column).
+    """
+    parts = []
+    for side in (SOURCE, TARGET):
+        rows: list[tuple[str, int, list[str]]] = []
+        for index, action in enumerate(plan.actions):
+            if action.side == side:
+                size = None if sizes is None else sizes.get(index, "")
+                for row in _rows(action, size):
+                    rows.append((row[0], index, row))
+        if not rows:
+            continue
+        rows.sort(key=lambda r: (r[0], r[1]))
+        headers = ["dataset", "action", "object", "why"] + (["size"] if sizes is not None else [])
+        title = "Source" if side == SOURCE else "Target"
+        parts.append(f"{title} ({hosts.get(side, 'local')}):")
+        parts.append(tabulate([r[2] for r in rows], headers=headers, tablefmt="simple"))
+        parts.append("")
+    if plan.problems:
+        rows2 = [[p.side, p.dataset, p.message] for p in plan.problems]
+        parts.append("Can't be processed:")
+        parts.append(tabulate(rows2, headers=["side", "dataset", "problem"], tablefmt="simple"))
+        parts.append("")
+    parts.append(summary(plan))
+    return "\n".join(parts)

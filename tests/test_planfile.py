@@ -1,0 +1,144 @@
+"""Plan files, drift detection and plan tables, pure."""
+
+from __future__ import annotations
+
+import json
+
+import attrs
+import pytest
+
+from planner.drift import Assumptions, assumptions, drift
+from planner.plan import build_plan
+from planner.planfile import VERSION, PlanFileError, SavedPlan, dumps, loads
+from planner.show import NO_CHANGES, render, summary
+from tests.builders import dataset, job, run_desire, state
+
+TAG = "zfs_autobackup:bak"
+
+
+def _saved() -> SavedPlan:
+    j = job(keep_target="0", set_properties=("canmount=noauto",))
+    src = state(
+        [
+            dataset(
+                "p",
+                ("bak-20260101120000", "bak-20260102120000"),
+                selection=("true", "local"),
+                written=4,
+            ),
+            dataset(
+                "p/c", ("bak-20260101120000",), selection=("true", "inherited from p"), written=4
+            ),
+        ]
+    )
+    tgt = state(
+        [
+            dataset("backup"),
+            dataset(
+                "backup/p",
+                ("bak-20260101120000",),
+                lineage="p",
+                holds={"bak-20260101120000": (TAG,)},
+            ),
+        ]
+    )
+    now = j.naming.timestamp("bak-20260103120000")
+    assert now is not None
+    desired = run_desire(j, src, tgt, now)
+    plan = build_plan(j, desired, src, tgt)
+    return SavedPlan(j, plan, assumptions(desired, src, tgt), now, "host1", "0.1.0")
+
+
+def test_plan_file_round_trips_and_is_json() -> None:
+    saved = _saved()
+    text = dumps(saved)
+    data = json.loads(text)
+    assert data["format"] == "zfs-reconcile-plan" and data["version"] == VERSION
+    assert {a["kind"] for a in data["plan"]["actions"]} >= {"snapshot", "send", "hold", "destroy"}
+    assert loads(text) == saved
+
+
+@pytest.mark.parametrize(
+    ("mangle", "message"),
+    [
+        (lambda t: t[: len(t) // 2], "invalid JSON"),
+        (lambda t: "", "invalid JSON"),
+        (lambda t: "[1, 2]", "not a zfs-reconcile plan file"),
+        (lambda t: t.replace('"version": 1', '"version": 99'), "plan format version 99"),
+        (
+            lambda t: t.replace("bak-20260103120000", "bak-20260104120000"),
+            "changed after it was saved",
+        ),
+        (
+            lambda t: t.replace('"format": "zfs-reconcile-plan"', '"format": "terraform"'),
+            "not a zfs-reconcile plan file",
+        ),
+    ],
+)
+def test_bad_plan_files_are_one_clear_error(mangle, message: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(PlanFileError, match=message) as info:
+        loads(mangle(dumps(_saved())), "p.json")
+    assert "\n" not in str(info.value)
+
+
+def test_schema_violations_with_a_valid_checksum_are_refused() -> None:
+    from planner import planfile
+
+    data = json.loads(dumps(_saved()))
+    data.pop("sha256")
+    data["plan"]["actions"][0]["kind"] = "format-the-disk"
+    data["sha256"] = planfile._digest(data)
+    with pytest.raises(PlanFileError, match="does not fit the plan format"):
+        loads(json.dumps(data))
+
+
+def test_drift_names_each_change() -> None:
+    saved = _saved()
+    old = saved.assumptions
+    assert drift(old, old) == []
+    prints = {(p.side, p.name): p for p in old.datasets}
+    tgt = prints[("target", "backup/p")]
+    changed = attrs.evolve(
+        tgt,
+        snapshots={**tgt.snapshots, "manual": 7},
+        holds={"bak-20260101120000": (TAG, "user")},
+        resume_token="1-abc",
+    )
+    source_p = prints[("source", "p")]
+    base_gone = attrs.evolve(
+        source_p, snapshots={"bak-20260102120000": source_p.snapshots["bak-20260102120000"]}
+    )
+    new = Assumptions(
+        selected=("p", "p/new"),
+        datasets=(
+            base_gone,
+            changed,
+            *(
+                p
+                for k, p in prints.items()
+                if k not in {("target", "backup/p"), ("source", "p"), ("source", "p/c")}
+            ),
+        ),
+    )
+    texts = {(c.side, c.dataset, c.change) for c in drift(old, new)}
+    assert ("source", "p", "snapshot @bak-20260101120000 was destroyed") in texts
+    assert ("source", "p/c", "no longer selected (or destroyed)") in texts
+    assert ("source", "p/new", "newly selected (or created)") in texts
+    assert ("target", "backup/p", "snapshot @manual appeared") in texts
+    assert ("target", "backup/p", "hold 'user' appeared on @bak-20260101120000") in texts
+    assert ("target", "backup/p", "a resume token appeared (an interrupted receive)") in texts
+
+
+def test_tables_and_summary() -> None:
+    saved = _saved()
+    text = render(saved.plan, {"source": "local", "target": "local: backup"})
+    assert text.splitlines()[0] == "Source (local):"
+    assert "Target (local: backup):" in text
+    assert "send incremental" in text and "@bak-20260103120000 from @bak-20260101120000" in text
+    assert "send full" in text
+    assert text.endswith(summary(saved.plan))
+    assert summary(saved.plan) == (
+        "Plan: 2 snapshots to create, 2 to send, 0 to destroy on source, 1 on target, 4 holds to move."
+    )
+    empty = attrs.evolve(saved.plan, actions=(), depends=(), problems=())
+    assert summary(empty) == NO_CHANGES
