@@ -93,7 +93,15 @@ def print_selection(desired: Desired, console: Console) -> int:
     return invalid
 
 
-def run_classic(job: Job, args_test: bool, console: Console, runner: Runner, now: float) -> int:
+def run_classic(
+    job: Job,
+    args_test: bool,
+    console: Console,
+    runner: Runner,
+    now: float,
+    *,
+    progress: bool = False,
+) -> int:
     if args_test:
         console.warning("TEST MODE - SIMULATING WITHOUT MAKING ANY CHANGES")
     settings_summary(job, console)
@@ -129,7 +137,7 @@ def run_classic(job: Job, args_test: bool, console: Console, runner: Runner, now
     for note in plan.notes:
         if note.text.startswith("skipped:"):
             console.debug(f"[Source] {note.dataset}: {note.text}")
-    outcome = Executor(job, runner, console).execute(
+    outcome = Executor(job, runner, console, progress=progress and not args_test).execute(
         plan, stop_on_error=console.show_debug, before_first=before
     )
     if not state["titled"]:

@@ -24,7 +24,7 @@ from typing import Callable, Optional
 
 from executors.classic import run_classic
 from executors.console import Console
-from executors.options import build_parser, job_from_args
+from executors.options import build_parser, job_from_args, wants_progress
 from executors.runner import LocalRunner, ReadOnlyRunner, Runner, SshSettings
 from reconcile import __version__
 from reconcile.errors import EXIT_FATAL, ReconcileError
@@ -59,14 +59,14 @@ def _run(args_list: list[str], console: Console, control_dir: str, now: float) -
         if mode == "show":
             return workflow.run_show(args.plan_file, console, args.json)
         runner = _runner(console, control_dir, args.debug_output, read_only=False)
-        return workflow.run_apply_file(args.plan_file, console, runner)
+        return workflow.run_apply_file(
+            args.plan_file, console, runner, progress=wants_progress(args)
+        )
 
     args = build_parser(mode=mode).parse_args(rest)
     for flag, text in (("raw", "--raw"), ("resume", "--resume")):
         if getattr(args, flag):
             console.warning(f"The {text} option isn't needed anymore (it's automatic now).")
-    if args.progress:
-        console.warning("--progress is not implemented yet: transfers run without it.")
     job = job_from_args(args)
     console.verbose(
         f"zfs-autobackup v{__version__} (zfs-reconcile, compatible with zfs-autobackup v3)"
@@ -87,8 +87,10 @@ def _run(args_list: list[str], console: Console, control_dir: str, now: float) -
         console, control_dir, args.debug_output, read_only=getattr(args, "test", False)
     )
     if mode == "apply":
-        return workflow.run_apply(job, console, runner, now, auto_approve=args.auto_approve)
-    return run_classic(job, args.test, console, runner, now)
+        return workflow.run_apply(
+            job, console, runner, now, auto_approve=args.auto_approve, progress=wants_progress(args)
+        )
+    return run_classic(job, args.test, console, runner, now, progress=wants_progress(args))
 
 
 def main(argv: Optional[Sequence[str]] = None, *, clock: Callable[[], float] = time.time) -> int:

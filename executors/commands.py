@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import attrs
 
-from executors.runner import Stage
 from planner.actions import (
     AbortResume,
     CreateParent,
@@ -74,8 +73,10 @@ def release_argv(action: Release) -> list[str]:
     return ["zfs", "release", action.tag, f"{action.dataset}@{action.snapshot}"]
 
 
-def send_argv(action: Send, job: Job, features: SendFeatures) -> list[str]:
+def send_argv(action: Send, job: Job, features: SendFeatures, progress: bool = False) -> list[str]:
     argv = ["zfs", "send"]
+    if progress:
+        argv.append("-P")  # the size estimate on stderr; never -v (a second per send)
     if features.large_blocks:
         argv.append("-L")
     if features.embedded_data and not action.raw and not job.encrypt:
@@ -109,10 +110,3 @@ def recv_argv(action: Send, job: Job) -> list[str]:
     if action.force:
         argv.append("-F")
     return [*argv, action.target_dataset]
-
-
-def send_stages(action: Send, job: Job, features: SendFeatures) -> list[Stage]:
-    return [
-        Stage(job.source, tuple(send_argv(action, job, features)), "[Source]"),
-        Stage(job.target, tuple(recv_argv(action, job)), "[Target]"),
-    ]

@@ -59,6 +59,14 @@ class Console:
         if self.show_debug:
             self._print(self.out, self._paint(_DIM, f"# {text}"))
 
+    def progress(self, text: str, done: bool) -> None:
+        """One updating line on a terminal; plain lines otherwise (--progress in cron)."""
+        if self.err.isatty():
+            self.err.write("\r\033[K" + ("" if done else text))
+            self.err.flush()
+        elif not done:
+            self._print(self.err, text)
+
     def command(self, label: str, text: str) -> None:
         """Listener for the runner: every command line (and output with --debug-output)."""
         self.debug(f"{label} {text}" if label else text)

@@ -16,9 +16,10 @@ from typing import Optional
 
 import attrs
 
-from executors import commands
+from executors import commands, transfer
 from executors.console import Console
-from executors.runner import Runner
+from executors.progress import Progress
+from executors.runner import Runner, Stage, group_stages
 from planner.actions import (
     SOURCE,
     TARGET,
@@ -51,10 +52,13 @@ def _label(side: str) -> str:
 
 
 class Executor:
-    def __init__(self, job: Job, runner: Runner, console: Console) -> None:
+    def __init__(
+        self, job: Job, runner: Runner, console: Console, *, progress: bool = False
+    ) -> None:
         self.job = job
         self.runner = runner
         self.console = console
+        self.progress = progress
         #: side -> pool -> enabled/active features (probed once per host, only for sends)
         self._pool_features: dict[str, dict[str, set[str]]] = {}
 
@@ -81,12 +85,35 @@ class Executor:
             large_blocks="large_blocks" in both, embedded_data="embedded_data" in both
         )
 
+    def _watch(self, action: Send, stages: list[Stage]) -> Optional[Progress]:
+        if not self.progress:
+            return None
+        job = self.job
+        groups = group_stages(stages)
+        compressed = False
+        if job.source.is_local:
+            index = 0  # zfs send itself
+        elif job.target.is_local:
+            index = len(groups) - 2  # what feeds zfs recv
+        else:
+            index, compressed = 0, bool(job.transfer.compress)
+        title = f"[Target] {action.target_dataset}@{action.snapshot}"
+        return Progress(title, index, self.console.progress, compressed=compressed)
+
     def _send(self, action: Send) -> None:
-        stages = commands.send_stages(action, self.job, self.features(action))
-        if not self.job.ignore_transfer_errors:
-            self.runner.pipeline(stages)
+        job = self.job
+        stages = transfer.pipeline(
+            job.source,
+            job.target,
+            commands.send_argv(action, job, self.features(action), self.progress),
+            commands.recv_argv(action, job),
+            job.transfer,
+        )
+        watch = self._watch(action, stages)
+        if not job.ignore_transfer_errors:
+            self.runner.pipeline(stages, watch=watch)
             return
-        result = self.runner.pipeline(stages, check=False)
+        result = self.runner.pipeline(stages, check=False, watch=watch)
         if result.ok:
             return
         # --ignore-transfer-errors: fine as long as the snapshot arrived
@@ -143,6 +170,8 @@ class Executor:
         stop_on_error: bool = False,
         before_first: Optional[Callable[[Action], None]] = None,
     ) -> Outcome:
+        if any(isinstance(a, Send) for a in plan.actions):
+            transfer.check_helpers(self.runner, self.job.source, self.job.target, self.job.transfer)
         failed_units: dict[str, None] = {p.unit: None for p in plan.problems}
         broken: set[int] = set()
         executed = skipped = 0

@@ -8,6 +8,7 @@ instead of being silently ignored. Bad values are one-line errors naming the val
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Callable, NoReturn, Optional
 
@@ -15,19 +16,13 @@ from reconcile import __version__, naming
 from reconcile.errors import UsageError
 from reconcile.job import Job
 from reconcile.model import Host
+from reconcile.pipes import COMPRESSORS, TransferOptions
 from reconcile.schedule import DEFAULT, Schedule
 
 #: options accepted for compatibility but not implemented in this version: refused when used
 NOT_YET = {
-    "compress": "--compress",
-    "buffer": "--buffer",
-    "rate": "--rate",
-    "send_pipe": "--send-pipe",
-    "recv_pipe": "--recv-pipe",
     "destroy_missing": "--destroy-missing",
     "exclude_snapshot_pattern": "--exclude-snapshot-pattern",
-    "encrypt": "--encrypt",
-    "decrypt": "--decrypt",
 }
 
 
@@ -240,7 +235,11 @@ def build_parser(mode: str = "classic") -> argparse.ArgumentParser:
         help="send compressed blocks as they are (zfs send -c)",
     )
     g.add_argument(
-        "--compress", metavar="TYPE", nargs="?", const="zstd-fast", help="compress the transfer"
+        "--compress",
+        metavar="TYPE",
+        nargs="?",
+        const="zstd-fast",
+        help=f"compress the transfer (default zstd-fast; {', '.join(COMPRESSORS)})",
     )
     g.add_argument("--buffer", metavar="SIZE", help="mbuffer on both ends")
     g.add_argument("--rate", metavar="RATE", help="limit the transfer rate (mbuffer)")
@@ -403,4 +402,16 @@ def job_from_args(args: argparse.Namespace) -> Job:
         ),
         zfs_compressed=args.zfs_compressed,
         ignore_transfer_errors=args.ignore_transfer_errors,
+        decrypt=args.decrypt,
+        encrypt=args.encrypt,
+        transfer=TransferOptions.create(
+            args.compress, args.buffer, args.rate, args.send_pipe, args.recv_pipe
+        ),
     )
+
+
+def wants_progress(args: argparse.Namespace) -> bool:
+    """--progress / --no-progress; by default on when stderr is a terminal."""
+    if getattr(args, "progress", None) is None:
+        return sys.stderr.isatty()
+    return bool(args.progress)

@@ -69,6 +69,14 @@ class PipelineResult:
         return all(rc == 0 for rc in self.returncodes)
 
 
+class PipelineWatch(Protocol):
+    """Told when a pipeline's processes run (pids and stderr files, one per process)."""
+
+    def started(self, pids: Sequence[int], stderr: Sequence[IO[bytes]]) -> None: ...
+
+    def finished(self) -> None: ...
+
+
 class Runner(Protocol):
     def run(
         self,
@@ -80,7 +88,13 @@ class Runner(Protocol):
         check: bool = True,
     ) -> Result: ...
 
-    def pipeline(self, stages: Sequence[Stage], *, check: bool = True) -> PipelineResult: ...
+    def pipeline(
+        self,
+        stages: Sequence[Stage],
+        *,
+        check: bool = True,
+        watch: Optional[PipelineWatch] = None,
+    ) -> PipelineResult: ...
 
 
 # --- what may run in plan / --test -------------------------------------------------
@@ -88,6 +102,8 @@ class Runner(Protocol):
 _READ_ONLY_ZFS = frozenset({"list", "get", "holds", "version", "send", "userspace", "groupspace"})
 _READ_ONLY_ZPOOL = frozenset({"list", "get", "status", "version"})
 _READ_ONLY_PROGRAMS = frozenset({"true", "uname"})
+#: `sh -c PROBE_SCRIPT sh PROG...` prints the programs that are not installed
+PROBE_SCRIPT = 'for p in "$@"; do command -v "$p" >/dev/null 2>&1 || echo "$p"; done'
 
 
 def is_read_only(argv: Sequence[str]) -> bool:
@@ -95,6 +111,8 @@ def is_read_only(argv: Sequence[str]) -> bool:
     if not argv:
         return False
     program = argv[0].rsplit("/", 1)[-1]
+    if tuple(argv[:3]) == ("sh", "-c", PROBE_SCRIPT):
+        return True
     if program == "zfs":
         return len(argv) > 1 and argv[1] in _READ_ONLY_ZFS
     if program == "zpool":
@@ -141,7 +159,7 @@ def _process_argv(host: Host, commands: Sequence[Sequence[str]], ssh: SshSetting
     return [*ssh.prefix(host), remote]
 
 
-def _group(stages: Sequence[Stage]) -> list[tuple[Host, list[Stage]]]:
+def group_stages(stages: Sequence[Stage]) -> list[tuple[Host, list[Stage]]]:
     """Consecutive stages on the same remote host become one ssh process."""
     groups: list[tuple[Host, list[Stage]]] = []
     for stage in stages:
@@ -157,7 +175,7 @@ def shell_line(stages: Sequence[Stage], ssh: Optional[SshSettings] = None) -> st
     ssh = ssh or SshSettings()
     return " | ".join(
         shlex.join(_process_argv(host, [s.argv for s in group], ssh))
-        for host, group in _group(stages)
+        for host, group in group_stages(stages)
     )
 
 
@@ -232,8 +250,14 @@ class LocalRunner:
             raise _failure(host, line, result.returncode, result.stderr)
         return result
 
-    def pipeline(self, stages: Sequence[Stage], *, check: bool = True) -> PipelineResult:
-        groups = _group(stages)
+    def pipeline(
+        self,
+        stages: Sequence[Stage],
+        *,
+        check: bool = True,
+        watch: Optional[PipelineWatch] = None,
+    ) -> PipelineResult:
+        groups = group_stages(stages)
         line = shell_line(stages, self._ssh)
         label = stages[0].label if stages else ""
         self._announce(label, line)
@@ -243,7 +267,7 @@ class LocalRunner:
         with contextlib.ExitStack() as files:
             # stderr of each process goes to its own file: no pipe can fill up and block
             stderr_files = [files.enter_context(tempfile.TemporaryFile()) for _ in commands]
-            out, codes = _run_joined(commands, stderr_files)
+            out, codes = _run_joined(commands, stderr_files, watch)
             stderrs = []
             for err_file in stderr_files:
                 err_file.seek(0)
@@ -261,7 +285,9 @@ class LocalRunner:
 
 
 def _run_joined(
-    commands: Sequence[Any], stderr_files: Sequence[IO[bytes]]
+    commands: Sequence[Any],
+    stderr_files: Sequence[IO[bytes]],
+    watch: Optional[PipelineWatch] = None,
 ) -> tuple[bytes, tuple[int, ...]]:
     """Start the processes joined by OS pipes, wait for all; (last stdout, exit codes)."""
     procs: list[Any] = []
@@ -278,10 +304,14 @@ def _run_joined(
                 prev_stdout.close()
             prev_stdout = proc.stdout
             procs.append(proc)
+        if watch is not None:
+            watch.started([proc.pid for proc in procs], stderr_files)
         out = procs[-1].stdout.read() if procs else b""
         procs[-1].stdout.close()
         return out, tuple(proc.wait() for proc in procs)
     finally:
+        if watch is not None:
+            watch.finished()
         for proc in procs:
             if proc.poll() is None:
                 proc.kill()
@@ -329,9 +359,15 @@ class ReadOnlyRunner:
         self._swallow(label, line)
         return Result(line, 0, "", "")
 
-    def pipeline(self, stages: Sequence[Stage], *, check: bool = True) -> PipelineResult:
+    def pipeline(
+        self,
+        stages: Sequence[Stage],
+        *,
+        check: bool = True,
+        watch: Optional[PipelineWatch] = None,
+    ) -> PipelineResult:
         if all(is_read_only(s.argv) for s in stages):
-            return self._inner.pipeline(stages, check=check)
+            return self._inner.pipeline(stages, check=check, watch=watch)
         line = self._inner.line(stages)
         self._swallow(stages[0].label if stages else "", line)
         return PipelineResult(line, (0,), ("",), "")

@@ -141,8 +141,10 @@ def _confirm(console: Console, auto_approve: bool) -> bool:
     return answer == "yes"
 
 
-def _execute(job: Job, observed_plan: SavedPlan, runner: Runner, console: Console) -> int:
-    outcome = Executor(job, runner, console).execute(
+def _execute(
+    job: Job, observed_plan: SavedPlan, runner: Runner, console: Console, progress: bool
+) -> int:
+    outcome = Executor(job, runner, console, progress=progress).execute(
         observed_plan.plan, stop_on_error=console.show_debug
     )
     failed = len(outcome.failed)
@@ -155,7 +157,15 @@ def _execute(job: Job, observed_plan: SavedPlan, runner: Runner, console: Consol
     return min(failed, 254)
 
 
-def run_apply(job: Job, console: Console, runner: Runner, now: float, *, auto_approve: bool) -> int:
+def run_apply(
+    job: Job,
+    console: Console,
+    runner: Runner,
+    now: float,
+    *,
+    auto_approve: bool,
+    progress: bool = False,
+) -> int:
     observed = observe_and_plan(job, runner, now)
     print_selection(observed.desired, console)
     if not observed.desired.selected:
@@ -169,7 +179,7 @@ def run_apply(job: Job, console: Console, runner: Runner, now: float, *, auto_ap
     if not _confirm(console, auto_approve):
         console.info("Apply cancelled.")
         return EXIT_ERROR
-    return _execute(job, saved_plan(job, observed, now), runner, console)
+    return _execute(job, saved_plan(job, observed, now), runner, console, progress)
 
 
 def load_plan(path: str) -> SavedPlan:
@@ -183,7 +193,7 @@ def load_plan(path: str) -> SavedPlan:
     return loads(text, path)
 
 
-def run_apply_file(path: str, console: Console, runner: Runner) -> int:
+def run_apply_file(path: str, console: Console, runner: Runner, *, progress: bool = False) -> int:
     saved = load_plan(path)
     here = socket.gethostname()
     if saved.made_on != here:
@@ -206,7 +216,7 @@ def run_apply_file(path: str, console: Console, runner: Runner) -> int:
         )
     invariants.check(saved.plan, job, desired)
     console.verbose(summary(saved.plan))
-    return _execute(job, saved, runner, console)
+    return _execute(job, saved, runner, console, progress)
 
 
 def run_show(path: str, console: Console, as_json: bool) -> int:

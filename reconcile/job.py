@@ -12,6 +12,7 @@ import attrs
 
 from reconcile.model import Host
 from reconcile.naming import Naming
+from reconcile.pipes import TransferOptions
 from reconcile.schedule import Schedule
 
 
@@ -46,6 +47,8 @@ class Job:
     ignore_transfer_errors: bool = False
     decrypt: bool = False
     encrypt: bool = False
+    #: compression, buffers, rate and user pipes of every send
+    transfer: TransferOptions = attrs.Factory(TransferOptions)
 
     @property
     def same_host(self) -> bool:

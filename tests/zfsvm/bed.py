@@ -112,7 +112,8 @@ class ZfsBed:
 
     def create_pools(self, roles: Sequence[str] = ("src", "dst"), size: str = "384M") -> Pools:
         n = next(self._counter)
-        names = tuple(f"{role}{n}" for role in roles)
+        # the peer guest's pools get a "p" so names never repeat between the two guests
+        names = tuple(f"{role}{n}{'p' if self.guest.name != 'guest1' else ''}" for role in roles)
         script = ["mkdir -p /var/tmp/pools"]
         for name in names:
             img = f"/var/tmp/pools/{name}.img"
@@ -181,7 +182,7 @@ class ZfsBed:
         self.guest.run_argv(["zpool", "sync", dataset.split("/", maxsplit=1)[0]])
 
     def checksum(self, dataset: str) -> str:
-        """sha256 over the files of a filesystem (mounting it read-only if needed)."""
+        """sha256 over the files of a filesystem or snapshot (mounted read-only if needed)."""
         script = f"""
 set -e
 ds={shlex.quote(dataset)}
@@ -189,7 +190,10 @@ if [ "$(zfs get -H -o value mounted "$ds")" = yes ]; then
     mnt=$(zfs get -H -o value mountpoint "$ds"); tmp=""
 else
     mnt=$(mktemp -d); tmp=$mnt
-    mount -t zfs -o ro,zfsutil "$ds" "$mnt"
+    case "$ds" in
+        *@*) mount -t zfs -o ro "$ds" "$mnt" ;;  # a snapshot
+        *) mount -t zfs -o ro,zfsutil "$ds" "$mnt" ;;
+    esac
 fi
 (cd "$mnt" && find . -xdev -type f | LC_ALL=C sort | xargs -r sha256sum) | sha256sum
 if [ -n "$tmp" ]; then umount "$tmp"; rmdir "$tmp"; fi

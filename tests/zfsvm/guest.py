@@ -61,13 +61,15 @@ class Guest:
         *,
         memory_mb: Optional[int] = None,
         peer_port: Optional[int] = None,
+        port: Optional[int] = None,
     ) -> None:
         self.image = image
         self.name = name
         self.workdir = workdir / name
         self.memory_mb = memory_mb or int(os.environ.get("ZFSVM_MEMORY", "1536"))
         self.peer_port = peer_port
-        self.port = 0
+        #: the host port forwarded to the guest's ssh (0: pick a free one at boot)
+        self.port = port or 0
         self.pid: Optional[int] = None
         self.boot_seconds = 0.0
 
@@ -105,7 +107,7 @@ class Guest:
             ],
             check=True,
         )
-        self.port = free_port()
+        self.port = self.port or free_port()
         nic = f"user,model=virtio-net-pci,restrict=on,hostfwd=tcp:127.0.0.1:{self.port}-:22"
         if self.peer_port:
             bridge = f"{sys.executable} {BRIDGE} 127.0.0.1 {self.peer_port}"

@@ -22,7 +22,7 @@ from typing import Any, Optional
 import pytest
 
 from tests.zfsvm.bed import Pools, ZfsBed
-from tests.zfsvm.guest import Guest, GuestError
+from tests.zfsvm.guest import Guest, GuestError, free_port
 from tests.zfsvm.image import ImageUnavailable, ensure_image
 
 _STATE: dict[str, Any] = {"bed": None, "reason": None, "needed": False, "workdir": None}
@@ -36,8 +36,9 @@ def _mode() -> str:
     return mode
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    _STATE["needed"] = any(item.get_closest_marker("zfs") for item in items)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # after -m/-k deselection: boot only when a selected test needs real ZFS
+    _STATE["needed"] = any(item.get_closest_marker("zfs") for item in session.items)
 
 
 def _boot(config: pytest.Config) -> Optional[ZfsBed]:
@@ -56,7 +57,11 @@ def _boot(config: pytest.Config) -> Optional[ZfsBed]:
     built = time.monotonic() - started
     workdir = Path(tempfile.mkdtemp(prefix="zfsvm-"))
     _STATE["workdir"] = workdir
-    guest = Guest(image, workdir)
+    # a second guest, booted only when a test needs it, is reachable from this one as
+    # root@10.0.2.100 through a port reserved now
+    _STATE["peer_port"] = free_port()
+    _STATE["image"] = image
+    guest = Guest(image, workdir, peer_port=_STATE["peer_port"])
     _STATE["guest"] = guest
     guest.boot()
     bed = ZfsBed(guest)
@@ -92,9 +97,10 @@ def pytest_runtestloop(session: pytest.Session) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    bed: Optional[ZfsBed] = _STATE.get("bed")
-    if bed is not None:
-        bed.guest.stop()
+    for key in ("bed", "peer"):
+        bed: Optional[ZfsBed] = _STATE.get(key)
+        if bed is not None:
+            bed.guest.stop()
     workdir = _STATE.get("workdir")
     if workdir is not None:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -122,6 +128,35 @@ def zfs_bed() -> ZfsBed:
     if bed is None:
         pytest.skip(_STATE.get("reason") or "real-ZFS guest not booted")
     return bed
+
+
+@pytest.fixture(scope="session")
+def zfs_peer(zfs_bed: ZfsBed) -> ZfsBed:
+    """A second guest (booted on first use), reachable from the first as root@10.0.2.100."""
+    peer: Optional[ZfsBed] = _STATE.get("peer")
+    if peer is None:
+        guest = Guest(_STATE["image"], _STATE["workdir"], "guest2", port=_STATE["peer_port"])
+        try:
+            guest.boot()
+        except GuestError as exc:
+            guest.stop()
+            if _mode() == "require":
+                pytest.fail(f"ZFSVM=require: the second guest did not boot: {exc}")
+            pytest.skip(f"the second guest did not boot: {exc}")
+        peer = ZfsBed(guest)
+        peer.zfs_version = zfs_bed.zfs_version
+        _STATE["peer"] = peer
+    return peer
+
+
+@pytest.fixture
+def peer_pools(zfs_peer: ZfsBed) -> Iterator[Pools]:
+    """A fresh `src` pool on the second guest."""
+    created = zfs_peer.create_pools(("src",))
+    try:
+        yield created
+    finally:
+        zfs_peer.destroy_pools(created)
 
 
 @pytest.fixture

@@ -1,0 +1,123 @@
+"""Transfer pipeline options, pure: compression, buffers, rate, user pipes.
+
+Which commands go where (the executors turn them into processes):
+
+    zfs send ... | [send pipes] | [compress] | [mbuffer (buffer/rate)]     on the source
+      | [decompress] | [recv pipes] | [mbuffer] | zfs recv -u -s ...        on the target
+
+User pipe commands are split with shell rules (shlex), never passed to a shell.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Sequence
+from typing import Optional
+
+import attrs
+
+from reconcile.errors import UsageError
+
+
+@attrs.frozen
+class Compressor:
+    compress: tuple[str, ...]
+    decompress: tuple[str, ...]
+
+
+COMPRESSORS: dict[str, Compressor] = {
+    "gzip": Compressor(("gzip", "-3"), ("gzip", "-dc")),
+    "pigz-fast": Compressor(("pigz", "-3"), ("pigz", "-dc")),
+    "pigz-slow": Compressor(("pigz", "-9"), ("pigz", "-dc")),
+    "zstd-fast": Compressor(("zstd", "-T0", "-3"), ("zstd", "-dc")),
+    "zstd-slow": Compressor(("zstd", "-T0", "-19"), ("zstd", "-dc")),
+    "zstd-adapt": Compressor(("zstd", "-T0", "--adapt"), ("zstd", "-dc")),
+    "xz": Compressor(("xz",), ("xz", "-d")),
+    "lzo": Compressor(("lzop",), ("lzop", "-dfc")),
+    "lz4": Compressor(("lz4",), ("lz4", "-dc")),
+}
+DEFAULT_COMPRESSOR = "zstd-fast"
+_SIZE = re.compile(r"^[0-9]+(\.[0-9]+)?[bkKmMgGtT%]?$")
+
+
+@attrs.frozen
+class TransferOptions:
+    compress: Optional[str] = None
+    buffer: Optional[str] = None
+    rate: Optional[str] = None
+    send_pipes: tuple[tuple[str, ...], ...] = ()
+    recv_pipes: tuple[tuple[str, ...], ...] = ()
+
+    @classmethod
+    def create(
+        cls,
+        compress: Optional[str],
+        buffer: Optional[str],
+        rate: Optional[str],
+        send_pipes: Sequence[str],
+        recv_pipes: Sequence[str],
+    ) -> TransferOptions:
+        if compress is not None and compress not in COMPRESSORS:
+            raise UsageError(
+                f"Invalid --compress '{compress}': allowed are {', '.join(COMPRESSORS)}"
+            )
+        for option, value in (("--buffer", buffer), ("--rate", rate)):
+            if value is not None and not _SIZE.match(value):
+                raise UsageError(f"Invalid {option} '{value}': use a size such as 128M, 1G or 512k")
+        return cls(
+            compress=compress,
+            buffer=buffer,
+            rate=rate,
+            send_pipes=tuple(_split("--send-pipe", p) for p in send_pipes),
+            recv_pipes=tuple(_split("--recv-pipe", p) for p in recv_pipes),
+        )
+
+    @property
+    def active(self) -> bool:
+        return bool(self.compress or self.buffer or self.rate or self.send_pipes or self.recv_pipes)
+
+
+def _split(option: str, text: str) -> tuple[str, ...]:
+    try:
+        argv = tuple(shlex.split(text))
+    except ValueError as exc:
+        raise UsageError(f"Invalid {option} '{text}': {exc}") from None
+    if not argv:
+        raise UsageError(f"Invalid {option} '{text}': it is empty")
+    return argv
+
+
+def _mbuffer(size: str, rate: Optional[str] = None) -> tuple[str, ...]:
+    argv = ("mbuffer", "-q", "-s128k", f"-m{size}")
+    return (*argv, f"-R{rate}") if rate else argv
+
+
+def source_side(options: TransferOptions) -> list[tuple[str, ...]]:
+    """Commands after `zfs send`, on the source."""
+    stages = list(options.send_pipes)
+    if options.compress:
+        stages.append(COMPRESSORS[options.compress].compress)
+    if options.buffer or options.rate:
+        stages.append(_mbuffer(options.buffer or "16M", options.rate))
+    return stages
+
+
+def target_side(options: TransferOptions, remote: bool) -> list[tuple[str, ...]]:
+    """Commands before `zfs recv`, on the target."""
+    stages = []
+    if options.compress:
+        stages.append(COMPRESSORS[options.compress].decompress)
+    stages.extend(options.recv_pipes)
+    # a second buffer only helps when something sits between the two ends
+    if options.buffer and (remote or options.send_pipes or options.recv_pipes or options.compress):
+        stages.append(_mbuffer(options.buffer))
+    return stages
+
+
+def helpers(options: TransferOptions, remote: bool) -> dict[str, list[str]]:
+    """Programs each side needs besides zfs ("source"/"target" -> names)."""
+    return {
+        "source": sorted({argv[0] for argv in source_side(options)}),
+        "target": sorted({argv[0] for argv in target_side(options, remote)}),
+    }
