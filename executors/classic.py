@@ -137,6 +137,8 @@ def run_classic(
     for note in plan.notes:
         if note.text.startswith("skipped:"):
             console.debug(f"[Source] {note.dataset}: {note.text}")
+        elif note.side == "target":
+            console.verbose(f"[Target] {note.dataset}: {note.text}")
     outcome = Executor(job, runner, console, progress=progress and not args_test).execute(
         plan, stop_on_error=console.show_debug, before_first=before
     )

@@ -19,6 +19,7 @@ from planner.actions import (
     CreateParent,
     CreateSnapshots,
     Destroy,
+    DestroyDataset,
     Hold,
     Release,
     Rollback,
@@ -63,6 +64,11 @@ def destroy_argvs(action: Destroy) -> list[list[str]]:
         ["zfs", "destroy", f"{action.dataset}@{','.join(chunk)}"]
         for chunk in chunked(action.snapshots, budget=100_000 - fixed)
     ]
+
+
+def destroy_dataset_argv(action: DestroyDataset) -> list[str]:
+    """Never -r: the dataset has no children and its snapshots are already gone."""
+    return ["zfs", "destroy", action.dataset]
 
 
 def hold_argv(action: Hold) -> list[str]:

@@ -28,6 +28,7 @@ from planner.actions import (
     CreateParent,
     CreateSnapshots,
     Destroy,
+    DestroyDataset,
     Hold,
     Release,
     Rollback,
@@ -147,6 +148,9 @@ class Executor:
                 say(f"{_label(action.side)} {action.dataset}@{snap}: Destroying")
             for argv in commands.destroy_argvs(action):
                 self._run(action.side, argv)
+        elif isinstance(action, DestroyDataset):
+            say(f"[Target] {action.dataset}: Destroying (missing on source)")
+            self._run(action.side, commands.destroy_dataset_argv(action))
         elif isinstance(action, Hold):
             self.console.debug(f"{_label(action.side)} {action.dataset}@{action.snapshot}: holding")
             self._run(action.side, commands.hold_argv(action))
@@ -172,34 +176,80 @@ class Executor:
     ) -> Outcome:
         if any(isinstance(a, Send) for a in plan.actions):
             transfer.check_helpers(self.runner, self.job.source, self.job.target, self.job.transfer)
-        failed_units: dict[str, None] = {p.unit: None for p in plan.problems}
-        broken: set[int] = set()
-        executed = skipped = 0
+        run = _Run(failed={p.unit: None for p in plan.problems})
+        snapshot_steps = [i for i, a in enumerate(plan.actions) if isinstance(a, CreateSnapshots)]
         for index, action in enumerate(plan.actions):
             if before_first:
                 before_first(action)
-            blocked = [d for d in plan.depends[index] if d in broken]
-            if blocked or action.unit in failed_units:
-                broken.add(index)
-                skipped += 1
-                if action.unit not in failed_units:
-                    cause = plan.actions[blocked[0]]
-                    self.console.error(
-                        f"{_label(action.side)} {_dataset(action)}: skipped, "
-                        f"because {_dataset(cause)} failed"
-                    )
-                    failed_units[action.unit] = None
-                continue
+            if snapshot_steps and index == snapshot_steps[0] and not self._snapshot_cmds("pre"):
+                for i in snapshot_steps:
+                    run.broken.add(i)
+                    run.fail(plan.actions[i])
+            ok = self._step(plan, index, run)
+            if snapshot_steps and index == snapshot_steps[-1]:
+                # after the last snapshot, whether it worked or not (as v3)
+                self._snapshot_cmds("post")
+            if not ok and stop_on_error:
+                break
+        return Outcome(tuple(run.failed), run.executed, run.skipped)
+
+    def _step(self, plan: Plan, index: int, run: _Run) -> bool:
+        """Run one action unless something it needs failed; False if it failed."""
+        action = plan.actions[index]
+        blocked = [d for d in plan.depends[index] if d in run.broken]
+        if blocked or index in run.broken or any(u in run.failed for u in _units(action)):
+            run.broken.add(index)
+            run.skipped += 1
+            if blocked and not any(u in run.failed for u in _units(action)):
+                cause = plan.actions[blocked[0]]
+                self.console.error(
+                    f"{_label(action.side)} {_dataset(action)}: skipped, "
+                    f"because {_dataset(cause)} failed"
+                )
+                run.fail(action)
+            return True
+        try:
+            self.perform(action)
+        except ReconcileError as exc:
+            run.broken.add(index)
+            run.fail(action)
+            self.console.error(f"{_label(action.side)} {_dataset(action)}: FAILED: {exc}")
+            return False
+        run.executed += 1
+        return True
+
+    def _snapshot_cmds(self, when: str) -> bool:
+        """Run --pre/--post-snapshot-cmd on the source; False if one failed."""
+        cmds = self.job.pre_snapshot_cmds if when == "pre" else self.job.post_snapshot_cmds
+        for argv in cmds:
+            self.console.verbose(f"[Source] Running {when}-snapshot-cmd")
             try:
-                self.perform(action)
-                executed += 1
+                self.runner.run(self.job.source, list(argv), label="[Source]")
             except ReconcileError as exc:
-                broken.add(index)
-                failed_units[action.unit] = None
-                self.console.error(f"{_label(action.side)} {_dataset(action)}: FAILED: {exc}")
-                if stop_on_error:
-                    break
-        return Outcome(tuple(failed_units), executed, skipped)
+                self.console.error(f"[Source] {when}-snapshot-cmd failed: {exc}")
+                return False
+        return True
+
+
+@attrs.define
+class _Run:
+    #: units (datasets) that failed, in order
+    failed: dict[str, None]
+    #: indexes of actions that failed or were skipped
+    broken: set[int] = attrs.Factory(set)
+    executed: int = 0
+    skipped: int = 0
+
+    def fail(self, action: Action) -> None:
+        for unit in _units(action):
+            self.failed[unit] = None
+
+
+def _units(action: Action) -> tuple[str, ...]:
+    """The datasets whose failure an action counts as (a snapshot: all of its datasets)."""
+    if isinstance(action, CreateSnapshots):
+        return action.datasets
+    return (action.unit,)
 
 
 def _dataset(action: Action) -> str:

@@ -1,13 +1,14 @@
 """The command line: zfs-autobackup v3's options, parsed and turned into a Job.
 
 Every option of the v3.0 `--help` (and the v3.3 additions) is accepted with its v3
-meaning. Options whose feature has not landed yet are refused with a clear message
-instead of being silently ignored. Bad values are one-line errors naming the value.
+meaning. Bad values are one-line errors naming the value.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
+import shlex
 import sys
 from pathlib import Path
 from typing import Callable, NoReturn, Optional
@@ -17,13 +18,7 @@ from reconcile.errors import UsageError
 from reconcile.job import Job
 from reconcile.model import Host
 from reconcile.pipes import COMPRESSORS, TransferOptions
-from reconcile.schedule import DEFAULT, Schedule
-
-#: options accepted for compatibility but not implemented in this version: refused when used
-NOT_YET = {
-    "destroy_missing": "--destroy-missing",
-    "exclude_snapshot_pattern": "--exclude-snapshot-pattern",
-}
+from reconcile.schedule import DEFAULT, Schedule, parse_duration
 
 
 class _Parser(argparse.ArgumentParser):
@@ -329,6 +324,16 @@ def _properties(option: str, text: Optional[str]) -> list[str]:
     return items
 
 
+def _command(option: str, text: str) -> tuple[str, ...]:
+    try:
+        argv = tuple(shlex.split(text))
+    except ValueError as exc:
+        raise UsageError(f"Invalid {option} '{text}': {exc}") from None
+    if not argv:
+        raise UsageError(f"Invalid {option} '{text}': it is empty")
+    return argv
+
+
 def _host(ssh: Optional[str], ssh_config: Optional[str]) -> Host:
     if ssh is not None and (not ssh or ssh.startswith("-") or any(c.isspace() for c in ssh)):
         raise UsageError(
@@ -338,13 +343,14 @@ def _host(ssh: Optional[str], ssh_config: Optional[str]) -> Host:
 
 
 def job_from_args(args: argparse.Namespace) -> Job:
-    for attr, option in NOT_YET.items():
-        if getattr(args, attr):
-            raise UsageError(f"{option} is not supported yet by this version of zfs-autobackup")
-    if args.pre_snapshot_cmd or args.post_snapshot_cmd:
-        raise UsageError(
-            "--pre-snapshot-cmd/--post-snapshot-cmd are not supported yet by this version"
-        )
+    for pattern in args.exclude_snapshot_pattern:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise UsageError(
+                f"Invalid --exclude-snapshot-pattern '{pattern}': {exc} "
+                "(a Python regular expression)"
+            ) from None
     if args.ssh_config is not None:
         try:
             Path(args.ssh_config).read_bytes()
@@ -404,6 +410,12 @@ def job_from_args(args: argparse.Namespace) -> Job:
         ignore_transfer_errors=args.ignore_transfer_errors,
         decrypt=args.decrypt,
         encrypt=args.encrypt,
+        pre_snapshot_cmds=tuple(_command("--pre-snapshot-cmd", c) for c in args.pre_snapshot_cmd),
+        post_snapshot_cmds=tuple(
+            _command("--post-snapshot-cmd", c) for c in args.post_snapshot_cmd
+        ),
+        exclude_snapshot_patterns=tuple(args.exclude_snapshot_pattern),
+        destroy_missing=parse_duration(args.destroy_missing) if args.destroy_missing else None,
         transfer=TransferOptions.create(
             args.compress, args.buffer, args.rate, args.send_pipe, args.recv_pipe
         ),

@@ -87,6 +87,19 @@ class Destroy:
 
 
 @attrs.frozen
+class DestroyDataset:
+    """Destroy a target dataset that is missing on the source (--destroy-missing only).
+
+    Never recursive: its snapshots are destroyed first, and it has no children."""
+
+    dataset: str
+    unit: str
+    reason: str
+    side: str = TARGET
+    kind: str = "destroy-dataset"
+
+
+@attrs.frozen
 class Send:
     """Replicate one snapshot: full (no base), incremental from `base`, or resumed."""
 
@@ -140,13 +153,24 @@ class Release:
     kind: str = "release"
 
 
-Action = Union[CreateSnapshots, CreateParent, AbortResume, Rollback, Destroy, Send, Hold, Release]
+Action = Union[
+    CreateSnapshots,
+    CreateParent,
+    AbortResume,
+    Rollback,
+    Destroy,
+    DestroyDataset,
+    Send,
+    Hold,
+    Release,
+]
 ACTION_TYPES: tuple[type, ...] = (
     CreateSnapshots,
     CreateParent,
     AbortResume,
     Rollback,
     Destroy,
+    DestroyDataset,
     Send,
     Hold,
     Release,

@@ -5,8 +5,9 @@ nothing is executed.
 
 1. The newest common snapshot of a pair is never destroyed on either side, except the
    old one after a newer snapshot was sent (the destroy depends on that send).
-2. Nothing on the target is rolled back, received with -F, or has snapshots that are
-   not ours destroyed, unless the flag that allows it was given.
+2. Nothing on the target is rolled back, received with -F, has snapshots that are not
+   ours destroyed, or is destroyed as a dataset, unless the flag that allows it was given
+   (and a dataset this run backs up is never destroyed).
 4. Only snapshots whose names match this backup's format are destroyed (incompatible
    target snapshots with --destroy-incompatible excepted).
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from planner.actions import SOURCE, TARGET, Destroy, Rollback, Send
+from planner.actions import SOURCE, TARGET, Destroy, DestroyDataset, Rollback, Send
 from planner.plan import Plan
 from reconcile.desire import Desired
 from reconcile.errors import PlanRefused
@@ -38,6 +39,7 @@ def check(plan: Plan, job: Job, desired: Desired) -> None:
     commons: dict[tuple[str, str], str] = {}
     finals: dict[tuple[str, str], str] = {}
     incompatible: dict[str, set[str]] = {}
+    targets = {pair.target_name for pair in desired.pairs}
     for pair in desired.pairs:
         if pair.common:
             commons[(SOURCE, pair.name)] = pair.common[0]
@@ -76,5 +78,12 @@ def check(plan: Plan, job: Job, desired: Desired) -> None:
                     )
         elif isinstance(action, Rollback) and not (job.rollback or job.destroy_incompatible):
             raise PlanRefused(f"BUG: the plan rolls back {action.dataset} without --rollback")
+        elif isinstance(action, DestroyDataset):
+            if job.destroy_missing is None:
+                raise PlanRefused(
+                    f"BUG: the plan destroys {action.dataset} without --destroy-missing"
+                )
+            if action.dataset in targets:
+                raise PlanRefused(f"BUG: the plan destroys {action.dataset}, a dataset it backs up")
         elif isinstance(action, Send) and action.force and not job.force:
             raise PlanRefused(f"BUG: the plan receives {action.dataset} with -F without --force")

@@ -37,6 +37,7 @@ from planner.actions import (
     CreateParent,
     CreateSnapshots,
     Destroy,
+    DestroyDataset,
     Hold,
     Release,
     Rollback,
@@ -171,6 +172,8 @@ def build_plan(job: Job, desired: Desired, source: HostState, target: Optional[H
         else:
             _pair_actions(ctx, pair)
     for missing in desired.missing:
+        if missing.note:
+            ctx.notes.append(Note(TARGET, missing.target.name, missing.note))
         _missing(builder, job, missing)
     return builder.finish(ctx.problems, ctx.notes, desired.snapshot_name)
 
@@ -283,6 +286,8 @@ def _pair_actions(ctx: _Context, pair: PairDesire) -> None:
 
 
 def _missing(builder: _Builder, job: Job, missing: MissingDesire) -> None:
-    _release_and_destroy(
-        builder, job, TARGET, missing.target.name, missing.fates, missing.target.name, None
-    )
+    name = missing.target.name
+    prev = _release_and_destroy(builder, job, TARGET, name, missing.fates, name, None)
+    if missing.destroy:
+        why = "missing on source past the --destroy-missing deadline"
+        builder.add(DestroyDataset(name, name, why), [prev])

@@ -23,6 +23,7 @@ from planner.actions import (
     CreateParent,
     CreateSnapshots,
     Destroy,
+    DestroyDataset,
     Hold,
     Release,
     Rollback,
@@ -61,7 +62,7 @@ def _rows(action: Action, size: Optional[str]) -> list[list[str]]:
         ]
     if isinstance(action, Rollback):
         return [[action.dataset, "rollback", f"to @{action.snapshot}", action.reason, *extra]]
-    if isinstance(action, (CreateParent, AbortResume)):
+    if isinstance(action, (CreateParent, AbortResume, DestroyDataset)):
         return [[action.dataset, action.kind, "", action.reason, *extra]]
     raise TypeError(f"unknown action {action!r}")  # pragma: no cover
 
@@ -80,6 +81,9 @@ def summary(plan: Plan) -> str:
         f"Plan: {snapshots} snapshots to create, {sends} to send, {destroy[SOURCE]} to destroy "
         f"on source, {destroy[TARGET]} on target, {holds} holds to move."
     )
+    datasets = sum(1 for a in plan.actions if isinstance(a, DestroyDataset))
+    if datasets:
+        text += f" {datasets} missing dataset(s) to destroy on target."
     if plan.problems:
         text += f" {len(plan.problems)} dataset(s) can't be processed (see above)."
     return text

@@ -26,6 +26,7 @@ Example (keep-target 1d1w, source A B C D, target A; D is today's):
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Optional
 
@@ -95,10 +96,18 @@ class PairDesire:
 
 @attrs.frozen
 class MissingDesire:
-    """A target dataset whose source is gone or no longer selected: thinned only."""
+    """A target dataset whose source is gone or no longer selected.
+
+    It is thinned with the target schedule (its last snapshot of ours is always kept);
+    with --destroy-missing, once the deadline passed, all our snapshots but the last go,
+    and the dataset itself goes when nothing else holds it (`destroy`).
+    """
 
     target: Dataset
     fates: tuple[Fate, ...]
+    destroy: bool = False
+    #: what --destroy-missing decided, for the log ("Waiting for deadline", ...)
+    note: Optional[str] = None
 
 
 @attrs.frozen
@@ -207,7 +216,7 @@ def desire(
         for tds in target:
             if tds.name == job.target_path or tds.name in used:
                 continue
-            missing.append(MissingDesire(tds, _thin_missing(job, tds, now)))
+            missing.append(_missing(job, tds, target, graph, now))
     return Desired(tuple(choices), snapshot_name, tuple(pairs), tuple(missing))
 
 
@@ -317,8 +326,12 @@ def _pair(
     sends: list[SendWish] = []
     skipped: list[tuple[str, str]] = []
     prev = common_src
+    patterns = [re.compile(p) for p in job.exclude_snapshot_patterns]
     if job.send:
         for name, guid, _ in candidates:
+            if any(p.search(f"{ds.name}@{name}") for p in patterns):
+                skipped.append((name, "matches --exclude-snapshot-pattern"))
+                continue
             keep, reason = target_verdicts.get(name, (True, "not made by this backup"))
             if keep:
                 sends.append(SendWish(name, guid, prev, f"target keeps it: {reason}"))
@@ -414,11 +427,45 @@ def _pair(
     )
 
 
-def _thin_missing(job: Job, tds: Dataset, now: float) -> tuple[Fate, ...]:
+def _missing(
+    job: Job, tds: Dataset, target: HostState, graph: nx.DiGraph, now: float
+) -> MissingDesire:
     ours = [s for s in tds.snapshots if _ours(job, s.name) is not None]
     names = [s.name for s in ours]
     verdicts = _thin_names(job.keep_target, names, [_ours(job, n) or 0.0 for n in names], now)
-    return tuple(
+    thinned = tuple(
         _fate(job, snap, verdicts[snap.name][0], f"missing on source; {verdicts[snap.name][1]}")
         for snap in ours
     )
+    if job.destroy_missing is None:
+        return MissingDesire(tds, thinned)
+    children = target.children(tds.name)
+    if not ours:
+        note = (
+            None
+            if children
+            else "Destroy missing: has no snapshots made by us (please destroy manually)."
+        )
+        return MissingDesire(tds, thinned, note=note)
+    last = ours[-1]
+    if (_ours(job, last.name) or 0.0) + job.destroy_missing > now:
+        return MissingDesire(tds, thinned, note="Destroy missing: Waiting for deadline.")
+    # past the deadline: every snapshot of ours but the last goes, whatever the schedule
+    why = "missing on source past the --destroy-missing deadline"
+    fates = [_fate(job, snap, False, why) for snap in ours[:-1]]
+    others = [s for s in tds.snapshots if _ours(job, s.name) is None]
+    foreign = _foreign_holds(job, last)
+    cloned = [c for snap in tds.snapshots for c in snapgraph.clones(graph, snapgraph.TARGET, snap)]
+    if others:
+        note = "Destroy missing: Still in use by other snapshots."
+    elif children:
+        note = "Destroy missing: Still has children here."
+    elif cloned:
+        note = f"Destroy missing: Still has clones ({', '.join(cloned)})."
+    elif foreign:
+        note = f"Destroy missing: Its last snapshot is held by {', '.join(foreign)}."
+    else:
+        fates.append(_fate(job, last, False, why))
+        return MissingDesire(tds, tuple(fates), destroy=True, note="Destroy missing.")
+    fates.append(_fate(job, last, True, "last snapshot of a missing dataset"))
+    return MissingDesire(tds, tuple(fates), note=note)

@@ -43,6 +43,13 @@ class Job:
     set_properties: tuple[str, ...] = ()
     #: zfs snapshot -o PROPERTY=VALUE for new snapshots
     snapshot_properties: tuple[str, ...] = ()
+    #: commands (argv) run on the source before / after taking the snapshots
+    pre_snapshot_cmds: tuple[tuple[str, ...], ...] = ()
+    post_snapshot_cmds: tuple[tuple[str, ...], ...] = ()
+    #: --destroy-missing: seconds after our last snapshot (None: never destroy datasets)
+    destroy_missing: Optional[float] = None
+    #: regular expressions: source snapshots whose full name matches one are never sent
+    exclude_snapshot_patterns: tuple[str, ...] = ()
     zfs_compressed: bool = False
     ignore_transfer_errors: bool = False
     decrypt: bool = False

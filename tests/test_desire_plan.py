@@ -334,3 +334,65 @@ def test_interrupted_full_receive_is_resumed_or_aborted() -> None:
     plan, _ = plan_for(job(snapshot=False), source, target, now_at(2), {})
     assert kinds(plan)[:2] == ["abort-resume", "send"]
     assert not plan.problems
+
+
+def test_destroy_missing_waits_for_the_deadline_then_destroys() -> None:
+    from planner.actions import DestroyDataset
+
+    source = state([dataset("p", (snap(1),), selection=SELECTED)])
+    gone = dataset("backup/gone", (snap(1), snap(2), snap(3)), holds={snap(3): (TAG,)})
+    keeps_other = dataset("backup/other", (snap(1), "manual"))
+    parent = dataset("backup/parent", (snap(1),))
+    child = dataset("backup/parent/child")
+    target = state(
+        [
+            dataset("backup"),
+            dataset("backup/p", (snap(1),), lineage="p"),
+            gone,
+            keeps_other,
+            parent,
+            child,
+        ]
+    )
+    day = 86400
+
+    plan, desired = plan_for(
+        job(snapshot=False, destroy_missing=30 * day), source, target, now_at(20)
+    )
+    notes = {m.target.name: m.note for m in desired.missing}  # type: ignore[attr-defined]
+    assert notes["backup/gone"] == "Destroy missing: Waiting for deadline."
+    assert not [a for a in plan.actions if isinstance(a, DestroyDataset)]
+
+    later = now_at(3) + 31 * day
+    plan, desired = plan_for(job(snapshot=False, destroy_missing=30 * day), source, target, later)
+    notes = {m.target.name: m.note for m in desired.missing}  # type: ignore[attr-defined]
+    assert notes["backup/gone"] == "Destroy missing."
+    assert notes["backup/other"] == "Destroy missing: Still in use by other snapshots."
+    assert notes["backup/parent"] == "Destroy missing: Still has children here."
+    assert notes["backup/parent/child"] == (
+        "Destroy missing: has no snapshots made by us (please destroy manually)."
+    )
+    gone_actions = [
+        (a.kind, getattr(a, "snapshots", None)) for a in plan.actions if a.unit == "backup/gone"
+    ]
+    assert gone_actions == [
+        ("release", None),
+        ("destroy", (snap(1), snap(2), snap(3))),
+        ("destroy-dataset", None),
+    ]
+    # without the flag, a missing dataset is only thinned, never destroyed
+    plan, _ = plan_for(job(snapshot=False), source, target, later)
+    assert not [a for a in plan.actions if isinstance(a, DestroyDataset)]
+
+
+def test_exclude_snapshot_pattern_skips_sending() -> None:
+    source = state([dataset("p", (snap(1), snap(2), snap(3)), selection=SELECTED)])
+    target = state([dataset("backup"), dataset("backup/p", (snap(1),), lineage="p")])
+    plan, desired = plan_for(
+        job(snapshot=False, exclude_snapshot_patterns=(r"@bak-20260103",)),
+        source,
+        target,
+        now_at(4),
+    )
+    assert [a.snapshot for a in plan.actions if isinstance(a, Send)] == [snap(2)]
+    assert (snap(3), "matches --exclude-snapshot-pattern") in desired.pairs[0].skipped  # type: ignore[attr-defined]

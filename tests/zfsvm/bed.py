@@ -23,6 +23,7 @@ from typing import Optional
 
 import attrs
 
+from tests.oracle import oracle_path
 from tests.zfsvm.guest import Guest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -41,6 +42,11 @@ OUR_PACKAGES = ("reconcile", "planner", "executors", "tests")
 
 WRAPPER = f"""#!/bin/sh
 PYTHONPATH={GUEST_PREFIX} exec python3 -m executors "$@"
+"""
+#: zfs-autobackup 3.3 itself (the migration partner), from the oracle folder
+V33_PREFIX = "/opt/zfs-autobackup-3.3"
+V33_WRAPPER = f"""#!/bin/sh
+PYTHONPATH={V33_PREFIX} exec python3 -c 'import sys; from zfs_autobackup.ZfsAutobackup import cli; sys.argv[0] = "zfs-autobackup"; cli()' "$@"
 """
 
 
@@ -100,6 +106,27 @@ class ZfsBed:
             "cat > /usr/local/bin/zfs-autobackup && chmod +x /usr/local/bin/zfs-autobackup",
             input=WRAPPER,
         )
+        v33 = oracle_path() / "zfs_autobackup"
+        if v33.is_dir():
+            buf = io.BytesIO()
+            with tarfile.open(fileobj=buf, mode="w") as tar:
+                tar.add(v33, arcname="zfs_autobackup", filter=_skip)
+            self.guest.put_tree(buf.getvalue(), V33_PREFIX)
+            self.guest.run(
+                "cat > /usr/local/bin/zfs-autobackup-3.3 && chmod +x /usr/local/bin/zfs-autobackup-3.3",
+                input=V33_WRAPPER,
+            )
+
+    def tool_v33(self, *args: str, now: Optional[str] = None) -> subprocess.CompletedProcess[str]:
+        """Run zfs-autobackup 3.3 in the guest (skips the test where it is not installed)."""
+        if self.guest.run("test -x /usr/local/bin/zfs-autobackup-3.3", check=False).returncode:
+            import pytest
+
+            pytest.skip("zfs-autobackup 3.3 is not installed here (tests/run installs it)")
+        argv = ["zfs-autobackup-3.3", *args]
+        if now:
+            argv = ["faketime", "-f", now, *argv]
+        return self.guest.run_argv(argv, check=False)
 
     def run(self, script: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
         return self.guest.run(script, **kwargs)  # type: ignore[arg-type]

@@ -1,0 +1,123 @@
+"""The executor with a scripted runner: order, failure isolation, snapshot commands.
+
+(What the commands do to real datasets is tested on real ZFS; here only the executor's
+own decisions: what runs, what is skipped after a failure, what counts as failed.)
+"""
+
+from __future__ import annotations
+
+import io
+import shlex
+from collections.abc import Sequence
+from typing import Optional
+
+from executors.console import Console
+from executors.execute import Executor
+from executors.runner import PipelineResult, PipelineWatch, Result, Stage, shell_line
+from planner.plan import build_plan
+from reconcile import zfs_text
+from reconcile.model import Host
+from tests.builders import dataset, job, run_desire, state
+
+
+class ScriptedRunner:
+    """Records every command; fails those containing one of `fail_on`."""
+
+    def __init__(self, fail_on: Sequence[str] = ()) -> None:
+        self.fail_on = fail_on
+        self.lines: list[str] = []
+
+    def _result(self, line: str, check: bool) -> tuple[int, str]:
+        self.lines.append(line)
+        failing = any(f in line for f in self.fail_on)
+        if failing and check:
+            raise zfs_text.command_error(line, 1, "cannot do it: simulated failure")
+        return (1 if failing else 0), ""
+
+    def run(
+        self,
+        host: Host,
+        argv: Sequence[str],
+        *,
+        label: str = "",
+        input: Optional[str] = None,
+        check: bool = True,
+    ) -> Result:
+        line = shlex.join(argv)
+        code, out = self._result(line, check)
+        return Result(line, code, out, "")
+
+    def pipeline(
+        self, stages: Sequence[Stage], *, check: bool = True, watch: Optional[PipelineWatch] = None
+    ) -> PipelineResult:
+        line = shell_line(stages)
+        code, _ = self._result(line, check)
+        return PipelineResult(line, (code,), ("",), "")
+
+
+SNAP = "bak-20260102120000"
+
+
+def _plan(j, names=("p/a", "p/b")):  # type: ignore[no-untyped-def]
+    source = state(
+        [dataset(n, ("bak-20260101120000",), selection=("true", "local"), written=9) for n in names]
+    )
+    target = state([dataset("backup")])
+    now = j.naming.timestamp(SNAP)
+    desired = run_desire(j, source, target, now)
+    return build_plan(j, desired, source, target)
+
+
+def _console() -> Console:
+    return Console(verbose=True, out=io.StringIO(), err=io.StringIO(), color=False)
+
+
+def test_a_failing_dataset_does_not_stop_the_others() -> None:
+    j = job()
+    runner = ScriptedRunner(fail_on=["zfs recv -u -s backup/p/a"])
+    console = _console()
+    outcome = Executor(j, runner, console).execute(_plan(j))
+    assert outcome.failed == ("p/a",)
+    # p/b was sent completely, p/a's later actions were skipped
+    assert any("zfs recv -u -s backup/p/b" in line for line in runner.lines)
+    assert not any(line.startswith("zfs hold") and "p/a@" in line for line in runner.lines)
+    errors = console.err.getvalue()  # type: ignore[attr-defined]
+    assert (
+        "! [Target] backup/p/a: FAILED: Command failed: cannot do it: simulated failure" in errors
+    )
+
+
+def test_stop_on_error_stops_everything() -> None:
+    j = job()
+    runner = ScriptedRunner(fail_on=["zfs recv -u -s backup/p/a"])
+    outcome = Executor(j, runner, _console()).execute(_plan(j), stop_on_error=True)
+    assert not any("backup/p/b" in line for line in runner.lines)
+    assert outcome.failed == ("p/a",)
+
+
+def test_failed_snapshot_fails_its_datasets_and_post_cmd_still_runs() -> None:
+    j = job(pre_snapshot_cmds=(("freeze",),), post_snapshot_cmds=(("thaw",),))
+    runner = ScriptedRunner(fail_on=["zfs snapshot"])
+    outcome = Executor(j, runner, _console()).execute(_plan(j))
+    assert set(outcome.failed) == {"p/a", "p/b"}
+    assert runner.lines.index("freeze") < runner.lines.index("thaw")
+    assert not any("zfs send" in line for line in runner.lines)
+
+
+def test_failing_pre_snapshot_cmd_takes_no_snapshot() -> None:
+    j = job(pre_snapshot_cmds=(("freeze",),), post_snapshot_cmds=(("thaw",),))
+    runner = ScriptedRunner(fail_on=["freeze"])
+    outcome = Executor(j, runner, _console()).execute(_plan(j))
+    assert set(outcome.failed) == {"p/a", "p/b"}
+    assert not any(line.startswith("zfs snapshot") for line in runner.lines)
+    assert "thaw" in runner.lines
+
+
+def test_child_is_skipped_when_its_parents_full_send_fails() -> None:
+    j = job()
+    runner = ScriptedRunner(fail_on=["zfs recv -u -s backup/p/a"])
+    console = _console()
+    outcome = Executor(j, runner, console).execute(_plan(j, ("p/a", "p/a/c")))
+    assert set(outcome.failed) == {"p/a", "p/a/c"}
+    assert not any("backup/p/a/c" in line for line in runner.lines)
+    assert "backup/p/a/c: skipped, because backup/p/a failed" in console.err.getvalue()  # type: ignore[attr-defined]
