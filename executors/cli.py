@@ -13,6 +13,7 @@ errors in the classic mode (as v3), the number of failed datasets otherwise; `pl
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from typing import Callable, Optional
 
 from executors.classic import run_classic
 from executors.console import Console
+from executors.lock import backup_lock
 from executors.options import build_parser, job_from_args, wants_progress
 from executors.runner import LocalRunner, ReadOnlyRunner, Runner, SshSettings
 from reconcile import __version__
@@ -59,9 +61,10 @@ def _run(args_list: list[str], console: Console, control_dir: str, now: float) -
         if mode == "show":
             return workflow.run_show(args.plan_file, console, args.json)
         runner = _runner(console, control_dir, args.debug_output, read_only=False)
-        return workflow.run_apply_file(
-            args.plan_file, console, runner, progress=wants_progress(args)
-        )
+        with backup_lock(workflow.load_plan(args.plan_file).job):
+            return workflow.run_apply_file(
+                args.plan_file, console, runner, progress=wants_progress(args)
+            )
 
     args = build_parser(mode=mode).parse_args(rest)
     for flag, text in (("raw", "--raw"), ("resume", "--resume")):
@@ -87,10 +90,17 @@ def _run(args_list: list[str], console: Console, control_dir: str, now: float) -
         console, control_dir, args.debug_output, read_only=getattr(args, "test", False)
     )
     if mode == "apply":
-        return workflow.run_apply(
-            job, console, runner, now, auto_approve=args.auto_approve, progress=wants_progress(args)
-        )
-    return run_classic(job, args.test, console, runner, now, progress=wants_progress(args))
+        with backup_lock(job):
+            return workflow.run_apply(
+                job,
+                console,
+                runner,
+                now,
+                auto_approve=args.auto_approve,
+                progress=wants_progress(args),
+            )
+    with contextlib.nullcontext() if args.test else backup_lock(job):
+        return run_classic(job, args.test, console, runner, now, progress=wants_progress(args))
 
 
 def main(argv: Optional[Sequence[str]] = None, *, clock: Callable[[], float] = time.time) -> int:

@@ -126,14 +126,26 @@ def _ours(job: Job, snap_name: str) -> Optional[float]:
     return job.naming.timestamp(snap_name)
 
 
+def written_since(ds: Dataset, snapshot: str) -> int:
+    """Bytes written since `snapshot`, from values observation already has: the
+    dataset's `written` plus the `written` of every snapshot after it. (zfs'
+    `written@SNAP` would cost a command per dataset; the sum can only be larger.)"""
+    index = next(i for i, s in enumerate(ds.snapshots) if s.name == snapshot)
+    return ds.written + sum(s.written for s in ds.snapshots[index + 1 :])
+
+
 def _wants_snapshot(job: Job, ds: Dataset, name: str) -> Optional[str]:
-    """None if the dataset gets the new snapshot, else the note why not."""
+    """None if the dataset gets the new snapshot, else the note why not.
+
+    As zfs-autobackup 3.3: changed means at least --min-change bytes written since the
+    newest snapshot *of this backup* (so two backup names on one dataset both snapshot).
+    """
     if ds.snapshot(name) is not None:
         return f"Snapshot {name} already exists"
     ours = [s for s in ds.snapshots if _ours(job, s.name) is not None]
     if job.min_change == 0 or not ours:
         return None
-    if ds.written < job.min_change:
+    if written_since(ds, ours[-1].name) < job.min_change:
         return f"No changes since {ours[-1].name}"
     return None
 

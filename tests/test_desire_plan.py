@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import attrs
 import pytest
 
 from planner import invariants
@@ -396,3 +397,18 @@ def test_exclude_snapshot_pattern_skips_sending() -> None:
     )
     assert [a.snapshot for a in plan.actions if isinstance(a, Send)] == [snap(2)]
     assert (snap(3), "matches --exclude-snapshot-pattern") in desired.pairs[0].skipped  # type: ignore[attr-defined]
+
+
+def test_changed_means_written_since_our_last_snapshot() -> None:
+    """Another backup's snapshot after ours does not hide the changes (v3.3)."""
+    ds = dataset("p", (snap(1), "other-1"), selection=SELECTED, written=0)
+    with_written = attrs.evolve(
+        ds, snapshots=(ds.snapshots[0], attrs.evolve(ds.snapshots[1], written=5000))
+    )
+    desired = run_desire(job(target_path=None), state([with_written]), None, now_at(2))
+    assert desired.pairs[0].new_snapshot == snap(2)
+    desired = run_desire(
+        job(target_path=None, min_change=6000), state([with_written]), None, now_at(2)
+    )
+    assert desired.pairs[0].new_snapshot is None
+    assert desired.pairs[0].snapshot_note == f"No changes since {snap(1)}"

@@ -1,0 +1,87 @@
+"""Transfer throughput: the tool against a bare `zfs send | ssh | zfs recv`, same guests.
+
+    .venv/bin/python -m bench.throughput [--mib 64] [--rounds 3]
+
+Boots the real-ZFS test bed (two guests), writes MIB of random data into a dataset on
+the second guest, and pulls it into the first: once with a bare pipe, once with
+`zfs-autobackup --ssh-source`. The tool's transfer time is its run time minus the run
+time of the same command with nothing to send (observation, planning and start-up),
+measured right after. Prints a markdown table; report the ratio, not absolute times (the
+guests are emulated).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from tests.zfsvm.bed import ZfsBed
+from tests.zfsvm.guest import Guest, free_port
+from tests.zfsvm.image import ensure_image
+
+PEER = "root@10.0.2.100"
+
+
+def timed(bed: ZfsBed, script: str) -> float:
+    started = time.monotonic()
+    bed.run(script)
+    return time.monotonic() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mib", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    image = ensure_image()
+    workdir = Path(tempfile.mkdtemp(prefix="bench-"))
+    peer_port = free_port()
+    guests = [
+        Guest(image, workdir, peer_port=peer_port),
+        Guest(image, workdir, "guest2", port=peer_port),
+    ]
+    try:
+        for guest in guests:
+            guest.boot()
+        local, remote = ZfsBed(guests[0]), ZfsBed(guests[1])
+        local.install_tool()
+        (dst,) = local.create_pools(("dst",), size="1G").names
+        (src,) = remote.create_pools(("src",), size="1G").names
+        remote.run(
+            f"zfs create {src}/data && zfs set autobackup:bench=true {src}/data && "
+            f"dd if=/dev/urandom of=/mnt/{src}/data/blob bs=1M count={args.mib} status=none && "
+            f"zpool sync {src}"
+        )
+        bare, tool = [], []
+        for n in range(args.rounds):
+            snap = f"bench-2026010{n + 1}000000"
+            remote.run(f"zfs snapshot {src}/data@{snap}")
+            bare.append(
+                timed(local, f"ssh {PEER} 'zfs send {src}/data@{snap}' | zfs recv -u {dst}/bare{n}")
+            )
+            run = f"zfs-autobackup --ssh-source {PEER} bench {dst}/tool{n} --no-snapshot --no-holds"
+            local.run(f"zfs create {dst}/tool{n}")
+            total = timed(local, run)
+            idle = timed(local, run)  # the same run again: nothing to send
+            tool.append(total - idle)
+            remote.run(f"zfs destroy {src}/data@{snap}")
+        mib = args.mib
+        rate_bare = mib / statistics.median(bare)
+        rate_tool = mib / statistics.median(tool)
+        print(
+            f"| transfer of {mib} MiB (guest to guest over ssh, median of {args.rounds}) | MiB/s |"
+        )
+        print("|---|---|")
+        print(f"| bare `ssh src 'zfs send' \\| zfs recv` | {rate_bare:.1f} |")
+        print(f"| zfs-autobackup --ssh-source (transfer part) | {rate_tool:.1f} |")
+        print(f"| ratio tool / bare | {rate_tool / rate_bare:.0%} |")
+    finally:
+        for guest in guests:
+            guest.stop()
+
+
+if __name__ == "__main__":
+    main()
