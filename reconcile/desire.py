@@ -18,10 +18,14 @@ It follows zfs-autobackup 3.3's sync:
 - target snapshots newer than the common one are incompatible: they stop the dataset
   unless --destroy-incompatible.
 
-Example (keep-target 1d1w, source A B C D, target A; D is today's):
-    common A; candidates B C D; the target schedule over A B C D keeps A? (block taken?)
-    ... whatever it drops among B C is skipped (never sent), D is always kept (newest),
-    so the plan sends e.g. A->C (incremental) and C->D.
+Example: keep-target 1d1w, keep-source 2; source snapshots Jan 1 12:00 (the common one,
+already on the target), Jan 2 08:00, Jan 2 20:00 and Jan 3 12:00 (now):
+- the target schedule over all four keeps one per day: Jan 1, Jan 2 08:00 and Jan 3;
+  Jan 2 20:00 shares its day with 08:00, so it is skipped (never sent);
+- sends: Jan 2 08:00 incremental from Jan 1, then Jan 3 incremental from Jan 2 08:00;
+- the source keeps its last 2 (Jan 2 20:00 and Jan 3); Jan 1 (the old common snapshot)
+  and Jan 2 08:00 are destroyed only after the sends ("post").
+(`tests/test_desire_plan.py` has this and more as tests.)
 """
 
 from __future__ import annotations

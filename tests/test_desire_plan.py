@@ -412,3 +412,20 @@ def test_changed_means_written_since_our_last_snapshot() -> None:
     )
     assert desired.pairs[0].new_snapshot is None
     assert desired.pairs[0].snapshot_note == f"No changes since {snap(1)}"
+
+
+def test_the_worked_example_of_the_desire_module() -> None:
+    names = [snap(1), snap(2, 8), snap(2, 20), snap(3)]
+    source = state([dataset("p", names, selection=SELECTED)])
+    target = state([dataset("backup"), dataset("backup/p", names[:1], lineage="p")])
+    desired = run_desire(
+        job(snapshot=False, keep_target="1d1w", keep_source="2"), source, target, now_at(3)
+    )
+    pair = desired.pairs[0]
+    assert [(w.snapshot, w.base) for w in pair.sends] == [
+        (snap(2, 8), snap(1)),
+        (snap(3), snap(2, 8)),
+    ]
+    assert [name for name, _ in pair.skipped] == [snap(2, 20)]
+    doomed = [(f.snapshot, f.phase) for f in pair.source_fates if not f.keep]
+    assert doomed == [(snap(1), "post"), (snap(2, 8), "post")]
