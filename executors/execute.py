@@ -197,7 +197,10 @@ class Executor:
         """Run one action unless something it needs failed; False if it failed."""
         action = plan.actions[index]
         blocked = [d for d in plan.depends[index] if d in run.broken]
-        if blocked or index in run.broken or any(u in run.failed for u in _units(action)):
+        # a dataset that failed stops its own actions; a pool's snapshot still covers the
+        # others (as v3: snapshots are taken before anything is sent)
+        unit_failed = not isinstance(action, CreateSnapshots) and action.unit in run.failed
+        if blocked or index in run.broken or unit_failed:
             run.broken.add(index)
             run.skipped += 1
             if blocked and not any(u in run.failed for u in _units(action)):

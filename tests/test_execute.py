@@ -121,3 +121,22 @@ def test_child_is_skipped_when_its_parents_full_send_fails() -> None:
     assert set(outcome.failed) == {"p/a", "p/a/c"}
     assert not any("backup/p/a/c" in line for line in runner.lines)
     assert "backup/p/a/c: skipped, because backup/p/a failed" in console.err.getvalue()  # type: ignore[attr-defined]
+
+
+def test_a_dataset_with_a_problem_does_not_block_its_pools_snapshot() -> None:
+    j = job()
+    source = state(
+        [
+            dataset("p/bad", ("bak-20260101120000",), selection=("true", "local"), written=9),
+            dataset("p/good", ("bak-20260101120000",), selection=("true", "local"), written=9),
+        ]
+    )
+    # the target of p/bad has a snapshot that is not on the source: no common snapshot
+    target = state([dataset("backup"), dataset("backup/p/bad", ("alien",), lineage="x")])
+    desired = run_desire(j, source, target, j.naming.timestamp(SNAP))
+    plan = build_plan(j, desired, source, target)
+    runner = ScriptedRunner()
+    outcome = Executor(j, runner, _console()).execute(plan)
+    assert outcome.failed == ("p/bad",)
+    assert any(line.startswith("zfs snapshot") and "p/good@" in line for line in runner.lines)
+    assert any("zfs recv -u -s backup/p/good" in line for line in runner.lines)

@@ -209,7 +209,10 @@ class ZfsBed:
         self.guest.run_argv(["zpool", "sync", dataset.split("/", maxsplit=1)[0]])
 
     def checksum(self, dataset: str) -> str:
-        """sha256 over the files of a filesystem or snapshot (mounted read-only if needed)."""
+        """sha256 over the files of a filesystem or snapshot (mounted read-only if needed).
+
+        Reading a filesystem that is already mounted read-write updates atime, which
+        counts as a change of that dataset: compare snapshots in that case."""
         script = f"""
 set -e
 ds={shlex.quote(dataset)}
