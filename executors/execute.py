@@ -90,16 +90,14 @@ class Executor:
         if not self.progress:
             return None
         job = self.job
-        groups = group_stages(stages)
-        compressed = False
-        if job.source.is_local:
-            index = 0  # zfs send itself
-        elif job.target.is_local:
-            index = len(groups) - 2  # what feeds zfs recv
-        else:
-            index, compressed = 0, bool(job.transfer.compress)
+        processes = len(group_stages(stages))
+        count: Optional[tuple[int, str]] = None
+        if job.target.is_local:
+            count = (processes - 1, "rchar")  # what zfs recv read
+        elif job.source.is_local:
+            count = (processes - 2, "wchar")  # what the last stage here handed to ssh
         title = f"[Target] {action.target_dataset}@{action.snapshot}"
-        return Progress(title, index, self.console.progress, compressed=compressed)
+        return Progress(title, self.console.progress, count=count)
 
     def _send(self, action: Send) -> None:
         job = self.job

@@ -2,10 +2,12 @@
 
 The total comes from `zfs send -P`, which prints `size<TAB>N` on stderr before the
 stream (`-v` is not used: on OpenZFS 2.x it adds about a second to every send). The
-bytes done are read once a second from /proc/PID/io (`wchar`) of a local process of the
-pipeline: `zfs send` itself when it runs here, else the process that feeds `zfs recv`
-here, else the ssh that brings the stream (then the count is of compressed bytes when
---compress is on). Where /proc is missing, only the total is known.
+bytes done are read once a second from /proc/PID/io of a local process: what `zfs recv`
+read (`rchar`) when it runs here, else what the last stage here handed to ssh (`wchar`:
+`zfs send`, or the buffer/compressor after it; with --compress that count is of
+compressed bytes). (Not an ssh process: with connection multiplexing the ssh client hands its pipe
+to the master, and counts nothing.) With pull+push neither runs here: only the elapsed
+time and the total are shown.
 """
 
 from __future__ import annotations
@@ -33,22 +35,26 @@ def _eta(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
-def _written(pid: int) -> Optional[int]:
+def _io_count(pid: int, field: str) -> Optional[int]:
+    """`wchar` or `rchar` of a process, from /proc/PID/io."""
     try:
         text = Path(f"/proc/{pid}/io").read_text()
     except OSError:
         return None
     for line in text.splitlines():
         key, _, value = line.partition(":")
-        if key == "wchar":
+        if key == field:
             return int(value)
     return None
 
 
-def describe(done: int, total: Optional[int], elapsed: float, compressed: bool = False) -> str:
+def describe(done: Optional[int], total: Optional[int], elapsed: float) -> str:
     """`45% 12.3 MiB/s 123.4 MiB of 270.0 MiB, ETA 0:00:12` (the line shown)."""
+    if done is None:
+        size = f", {_human(total)} in all" if total else ""
+        return f"{_eta(elapsed)} elapsed{size}"
     rate = done / elapsed if elapsed > 0 else 0.0
-    moved = f"{_human(done)}{' (compressed)' if compressed else ''}"
+    moved = _human(done)
     if not total:
         return f"{moved} at {_human(rate)}/s"
     percent = min(100, int(done * 100 / total))
@@ -62,25 +68,27 @@ class Progress:
     def __init__(
         self,
         title: str,
-        watch_index: int,
         show: Callable[[str, bool], None],
         *,
-        compressed: bool = False,
+        count: Optional[tuple[int, str]] = None,
         interval: float = 1.0,
     ) -> None:
+        """`count`: (index of the process in the pipeline, "wchar" or "rchar"), or None."""
         self.title = title
-        self.watch_index = watch_index
         self.show = show
-        self.compressed = compressed
+        self.count = count
         self.interval = interval
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
 
     def started(self, pids: Sequence[int], stderr: Sequence[IO[bytes]]) -> None:
-        pid = pids[min(self.watch_index, len(pids) - 1)]
+        counted = None
+        if self.count is not None:
+            index, field = self.count
+            counted = (pids[index], field)
         first_err = stderr[0].fileno() if stderr else None
         self._thread = threading.Thread(
-            target=self._loop, args=(pid, first_err, time.monotonic()), daemon=True
+            target=self._loop, args=(counted, first_err, time.monotonic()), daemon=True
         )
         self._thread.start()
 
@@ -95,14 +103,12 @@ class Progress:
             return None
         return zfs_text.parse_send_size(head.decode(errors="replace"))
 
-    def _loop(self, pid: int, err: Optional[int], start: float) -> None:
+    def _loop(self, counted: Optional[tuple[int, str]], err: Optional[int], start: float) -> None:
         total = None
         while not self._stop.wait(self.interval):
             total = total or self._total(err)
-            done = _written(pid)
-            if done is None:
-                continue
-            text = describe(done, total, time.monotonic() - start, self.compressed)
+            done = _io_count(*counted) if counted else None
+            text = describe(done, total, time.monotonic() - start)
             self.show(f"{self.title}: {text}", False)
 
     def finished(self) -> None:

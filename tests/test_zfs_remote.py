@@ -269,3 +269,54 @@ def test_received_properties_are_filtered_and_set(zfs_bed: ZfsBed, pools: Pools)
         line for line in run.stdout.splitlines() if "zfs recv" in line and "/vol" in line
     )
     assert "canmount" not in vol_recv  # not a volume property
+
+
+def test_progress_shows_percent_rate_and_eta(zfs_bed: ZfsBed, pools: Pools) -> None:
+    s, d = pools.src, pools.dst
+    zfs_bed.run(f"zfs create {s}/slow && zfs set autobackup:rem=true {s}/slow")
+    zfs_bed.write(f"{s}/slow", "blob", 4 * 1024)
+    # the real clock: faketime -f also stops the monotonic clock that paces the display
+    run = zfs_bed.tool("--ssh-source", LOCAL, "rem", d, "--rate", "1M", "--progress")
+    assert run.returncode == 0, run.stdout + run.stderr
+    lines = [
+        line.split(": ", 1)[1]
+        for line in run.stderr.splitlines()
+        if f"[Target] {d}/{s}/slow@rem-" in line
+    ]
+    assert any(
+        "%" in line and "/s " in line and "of 4.0 MiB" in line and "ETA" in line for line in lines
+    ), lines
+    # counted from what zfs recv read: the percentage grows with the (rate-limited) transfer
+    percents = [int(line.split("%")[0]) for line in lines]
+    assert percents == sorted(percents) and percents[0] < 100, lines
+
+
+def test_zfs_compressed_decrypt_and_encrypt(zfs_bed: ZfsBed, pools: Pools) -> None:
+    s, d = pools.src, pools.dst
+    zfs_bed.run(
+        "echo 'correct horse battery' > /root/zfs.key && "
+        f"zfs create -o compression=lz4 {s}/plain && zfs set autobackup:rem=true {s}/plain && "
+        f"zfs create -o encryption=aes-256-gcm -o keyformat=passphrase -o keylocation=file:///root/zfs.key {s}/secret && "
+        f"zfs set autobackup:dec=true {s}/secret && "
+        f"zfs create -o encryption=aes-256-gcm -o keyformat=passphrase -o keylocation=file:///root/zfs.key {d}/vault"
+    )
+    zfs_bed.write(f"{s}/plain", "f", 128)
+    zfs_bed.write(f"{s}/secret", "f", 128)
+    # --zfs-compressed: blocks go as they are on disk (zfs send -c)
+    run = zfs_bed.tool("rem", d, "--zfs-compressed", "--debug", now=stamp(1))
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert " -c " in next(
+        line for line in run.stdout.splitlines() if "zfs send" in line and "CMD >" in line
+    )
+    assert zfs_bed.checksum(f"{d}/{s}/plain") == zfs_bed.checksum(f"{s}/plain")
+    # --decrypt: an encrypted source arrives as plain data (readable without the key)
+    run = zfs_bed.tool("dec", d, "--decrypt", "--exclude-received", now=stamp(1))
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert zfs_bed.prop(f"{d}/{s}/secret", "encryption") == "off"
+    assert zfs_bed.checksum(f"{d}/{s}/secret") == zfs_bed.checksum(f"{s}/secret")
+    # --encrypt: a plain source is encrypted by its encrypted target parent
+    run = zfs_bed.tool("rem", f"{d}/vault", "--encrypt", "--exclude-received", now=stamp(2))
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert zfs_bed.prop(f"{d}/vault/{s}/plain", "encryption") == "aes-256-gcm"
+    assert zfs_bed.prop(f"{d}/vault/{s}/plain", "encryptionroot") == f"{d}/vault"
+    assert zfs_bed.checksum(f"{d}/vault/{s}/plain") == zfs_bed.checksum(f"{s}/plain@{snapname(2)}")
