@@ -96,7 +96,7 @@ def send_argv(action: Send, job: Job, features: SendFeatures, progress: bool = F
     if not job.decrypt:
         argv.append("-p")
     if action.base:
-        argv += ["-i", f"@{action.base}"]
+        argv += ["-I" if action.intermediates else "-i", f"@{action.base}"]
     return [*argv, f"{action.source_dataset}@{action.snapshot}"]
 
 

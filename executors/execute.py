@@ -160,7 +160,8 @@ class Executor:
         elif isinstance(action, Send):
             what = {"full": "receiving full", "incremental": "receiving incremental",
                     "resume": "resuming"}[action.mode]  # fmt: skip
-            say(f"[Target] {action.target_dataset}@{action.snapshot}: {what}")
+            for snap in action.snapshots:
+                say(f"[Target] {action.target_dataset}@{snap}: {what}")
             self._send(action)
         else:  # pragma: no cover - the Action union is closed
             raise TypeError(f"unknown action {action!r}")

@@ -112,6 +112,9 @@ class Send:
     #: guid of the snapshot when it already exists (None: made by this run)
     guid: Optional[int] = None
     resume_token: Optional[str] = None
+    #: snapshots between `base` and `snapshot` that come along in one `zfs send -I`
+    #: stream (every one of them is wanted on the target); empty: a plain -i step
+    intermediates: tuple[str, ...] = ()
     #: send raw (-w): the source is encrypted and --decrypt was not given
     raw: bool = False
     #: receive with -F (--force)
@@ -129,6 +132,11 @@ class Send:
         if self.resume_token:
             return "resume"
         return "incremental" if self.base else "full"
+
+    @property
+    def snapshots(self) -> tuple[str, ...]:
+        """Every snapshot this send creates on the target, oldest first."""
+        return (*self.intermediates, self.snapshot)
 
 
 @attrs.frozen

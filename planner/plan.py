@@ -43,7 +43,7 @@ from planner.actions import (
     Rollback,
     Send,
 )
-from reconcile.desire import POST, PRE, Desired, Fate, MissingDesire, PairDesire
+from reconcile.desire import POST, PRE, Desired, Fate, MissingDesire, PairDesire, SendWish
 from reconcile.job import Job
 from reconcile.limits import ARG_BYTES, chunked
 from reconcile.model import HostState
@@ -236,16 +236,18 @@ def _pair_actions(ctx: _Context, pair: PairDesire) -> None:
     pre_source = [f for f in pair.source_fates if f.phase == PRE]
     prev = _release_and_destroy(builder, job, SOURCE, pair.name, pre_source, unit, prev)
 
-    for number, wish in enumerate(pair.sends):
+    for number, run in enumerate(_streams(pair.sends)):
+        first, last = run[0], run[-1]
         send = Send(
             source_dataset=pair.name,
             target_dataset=tname,
-            snapshot=wish.snapshot,
-            base=wish.base,
+            snapshot=last.snapshot,
+            base=first.base,
             unit=unit,
-            reason=wish.reason,
-            guid=wish.guid,
-            resume_token=wish.resume_token,
+            reason=last.reason if len(run) == 1 else f"target keeps all {len(run)}: {last.reason}",
+            guid=last.guid,
+            resume_token=first.resume_token,
+            intermediates=tuple(w.snapshot for w in run[:-1]),
             raw=pair.source.encryption != "off" and not job.decrypt,
             force=job.force and number == 0,
             volume=pair.source.type == "volume",
@@ -283,6 +285,36 @@ def _pair_actions(ctx: _Context, pair: PairDesire) -> None:
                 if f.phase == POST and not f.keep
             ]
             prev = _release_and_destroy(builder, job, side, dataset, post, unit, prev)
+
+
+def _streams(sends: Sequence[SendWish]) -> list[list[SendWish]]:
+    """Group sends into as few streams as possible.
+
+    Consecutive incremental sends whose bases are the snapshots right before them on the
+    source become one `zfs send -I @BASE DS@LAST` stream (every snapshot in between is
+    wanted). A full send, a resumed send, and a send that skips snapshots start a new one:
+
+        source A B C D E, target has A, all wanted   -> -I @A E (B C D E in one stream)
+        source A B C D E, nothing on the target      -> full A, then -I @A E
+        source A B C D E, target has A, C not wanted -> -i @A B, -i @B D, -i @D E
+    (B->D skips C, so D stands alone: extending it would make `-I @B` send C.)
+    """
+    streams: list[list[SendWish]] = []
+    for wish in sends:
+        joinable = (
+            streams
+            and wish.adjacent
+            and wish.resume_token is None
+            # never extend a full send, a resumed send, or a step that skips snapshots
+            and streams[-1][0].base is not None
+            and streams[-1][0].adjacent
+            and streams[-1][0].resume_token is None
+        )
+        if joinable:
+            streams[-1].append(wish)
+        else:
+            streams.append([wish])
+    return streams
 
 
 def _missing(builder: _Builder, job: Job, missing: MissingDesire) -> None:

@@ -43,6 +43,8 @@ def _rows(action: Action, size: Optional[str]) -> list[list[str]]:
         ]
     if isinstance(action, Send):
         what = f"@{action.snapshot}" + (f" from @{action.base}" if action.base else "")
+        if action.intermediates:
+            what += f" (-I: {len(action.snapshots)} snapshots in one stream)"
         verb = {"full": "send full", "incremental": "send incremental", "resume": "resume send"}
         return [[action.target_dataset, verb[action.mode], what, action.reason, *extra]]
     if isinstance(action, Destroy):
@@ -71,7 +73,7 @@ def summary(plan: Plan) -> str:
     if plan.empty and not plan.problems:
         return NO_CHANGES
     snapshots = sum(len(a.datasets) for a in plan.actions if isinstance(a, CreateSnapshots))
-    sends = sum(1 for a in plan.actions if isinstance(a, Send))
+    sends = sum(len(a.snapshots) for a in plan.actions if isinstance(a, Send))
     destroy = {SOURCE: 0, TARGET: 0}
     for action in plan.actions:
         if isinstance(action, Destroy):

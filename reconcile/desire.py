@@ -71,6 +71,9 @@ class SendWish:
     reason: str
     #: resume this send with the target's token
     resume_token: Optional[str] = None
+    #: the base is the snapshot right before this one on the source: nothing in between
+    #: would be sent along by `zfs send -I`
+    adjacent: bool = False
 
 
 @attrs.frozen
@@ -306,7 +309,8 @@ def _pair(
     if new:
         chain.append((new, None, None))
     common_src = common[0].name if common else None
-    common_idx = next((i for i, c in enumerate(chain) if c[0] == common_src), -1)
+    src_index = {c[0]: i for i, c in enumerate(chain)}
+    common_idx = src_index.get(common_src, -1) if common_src else -1
     candidates = [
         c for c in chain[common_idx + 1 :] if job.other_snapshots or _ours(job, c[0]) is not None
     ]
@@ -350,7 +354,11 @@ def _pair(
                 continue
             keep, reason = target_verdicts.get(name, (True, "not made by this backup"))
             if keep:
-                sends.append(SendWish(name, guid, prev, f"target keeps it: {reason}"))
+                position = src_index[name]
+                adjacent = prev is not None and position > 0 and chain[position - 1][0] == prev
+                sends.append(
+                    SendWish(name, guid, prev, f"target keeps it: {reason}", adjacent=adjacent)
+                )
                 prev = name
             else:
                 skipped.append((name, f"target schedule skips it: {reason}"))
@@ -363,7 +371,6 @@ def _pair(
     source_verdicts = _thin_names(
         job.keep_source, names, [_ours(job, n) or 0.0 for n in names], now
     )
-    src_index = {c[0]: i for i, c in enumerate(chain)}
     source_fates = []
     for snap in ours:
         keep, reason = source_verdicts[snap.name]

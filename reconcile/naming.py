@@ -8,6 +8,8 @@ name parses with the snapshot format; its timestamp for thinning comes from the 
 
 from __future__ import annotations
 
+import functools
+import re
 import time
 from datetime import datetime, timezone
 from typing import Optional
@@ -19,6 +21,52 @@ from reconcile.errors import UsageError
 PROPERTY_FORMAT = "autobackup:{}"
 SNAPSHOT_FORMAT = "{}-%Y%m%d%H%M%S"
 HOLD_FORMAT = "zfs_autobackup:{}"
+
+
+_FIELDS = {
+    "%Y": r"(\d{4})",
+    "%m": r"(\d{2})",
+    "%d": r"(\d{2})",
+    "%H": r"(\d{2})",
+    "%M": r"(\d{2})",
+    "%S": r"(\d{2})",
+}
+
+
+@functools.lru_cache(maxsize=16)
+def _fast_regex(pattern: str) -> Optional[tuple[re.Pattern[str], tuple[str, ...]]]:
+    """A fixed-width regex for patterns made of literal text and %Y %m %d %H %M %S only."""
+    parts = re.split(r"(%.)", pattern)
+    regex, fields = "", []
+    for part in parts:
+        if part.startswith("%") and len(part) == 2:
+            if part not in _FIELDS or part in fields:
+                return None
+            regex += _FIELDS[part]
+            fields.append(part)
+        else:
+            regex += re.escape(part)
+    return re.compile(regex + r"\Z"), tuple(fields)
+
+
+def _fast_parse(pattern: str, name: str) -> Optional[datetime]:
+    """Parse with the fixed-width regex; None means "ask strptime" (never a different answer:
+    a fixed-width match of these fields is read by strptime the same way)."""
+    compiled = _fast_regex(pattern)
+    if compiled is None:
+        return None
+    regex, fields = compiled
+    match = regex.match(name)
+    if match is None:
+        return None
+    values = dict(zip(fields, map(int, match.groups())))
+    try:
+        return datetime(
+            values.get("%Y", 1900), values.get("%m", 1), values.get("%d", 1),
+            values.get("%H", 0), values.get("%M", 0), values.get("%S", 0),
+        )  # fmt: skip
+    except ValueError:
+        return None
 
 
 def _fill(option: str, fmt: str, backup_name: str) -> str:
@@ -64,15 +112,31 @@ class Naming:
             utc=utc,
         )
 
+    #: name -> timestamp; planning asks for the same names many times
+    _memo: dict[str, Optional[float]] = attrs.field(
+        factory=dict, init=False, repr=False, eq=False, hash=False
+    )
+
     def timestamp(self, snapshot_name: str) -> Optional[float]:
         """Seconds since the epoch encoded in an "our" snapshot name, None if not ours."""
-        try:
-            parsed = datetime.strptime(snapshot_name, self.snapshot_pattern)
-        except ValueError:
-            return None
+        if snapshot_name not in self._memo:
+            self._memo[snapshot_name] = self._parse(snapshot_name)
+        return self._memo[snapshot_name]
+
+    def _parse(self, snapshot_name: str) -> Optional[float]:
+        parsed = _fast_parse(self.snapshot_pattern, snapshot_name)
+        if parsed is None:
+            # strptime decides everything the fixed-width fast path does not match
+            try:
+                parsed = datetime.strptime(snapshot_name, self.snapshot_pattern)
+            except ValueError:
+                return None
         if self.utc:
             parsed = parsed.replace(tzinfo=timezone.utc)
-        return parsed.timestamp()
+        try:
+            return parsed.timestamp()
+        except (ValueError, OverflowError, OSError):
+            return None  # a date the clock cannot represent (year 1): not ours
 
     def is_ours(self, snapshot_name: str) -> bool:
         return self.timestamp(snapshot_name) is not None

@@ -54,19 +54,23 @@ def thin(
         return [Verdict(True, (f"last {keep_last}",)) for _ in timestamps]
     last_from = count - keep_last if keep_last else count
 
+    # (period, ttl, text, the blocks taken for that period): rules with the same period
+    # share their blocks, as in v3
     taken: dict[float, set[int]] = {rule.period: set() for rule in schedule.rules}
+    rules = [(rule.period, rule.ttl, rule.text, taken[rule.period]) for rule in schedule.rules]
     longest_ttl = max((rule.ttl for rule in schedule.rules), default=None)
     verdicts = []
+    now_int = int(now)
     for index, stamp in enumerate(timestamps):
         timestamp = int(stamp)
-        age = int(now) - timestamp
+        age = now_int - timestamp
         reasons: list[str] = []
-        for rule in schedule.rules:
-            if age <= rule.ttl:
-                block = int(timestamp / rule.period)
-                if block not in taken[rule.period]:
-                    taken[rule.period].add(block)
-                    reasons.append(f"{rule.text} block {block}")
+        for period, ttl, text, blocks in rules:
+            if age <= ttl:
+                block = int(timestamp / period)
+                if block not in blocks:
+                    blocks.add(block)
+                    reasons.append(f"{text} block {block}")
         if index in always:
             reasons.append(always_reason)
         if index >= last_from:

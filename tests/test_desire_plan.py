@@ -429,3 +429,31 @@ def test_the_worked_example_of_the_desire_module() -> None:
     assert [name for name, _ in pair.skipped] == [snap(2, 20)]
     doomed = [(f.snapshot, f.phase) for f in pair.source_fates if not f.keep]
     assert doomed == [(snap(1), "post"), (snap(2, 8), "post")]
+
+
+def test_sends_use_as_few_streams_as_the_target_schedule_allows() -> None:
+    names = [snap(d) for d in range(1, 6)]
+    source = state([dataset("p", names, selection=SELECTED)])
+    # the target has A: B..E all wanted -> one -I stream
+    target = state([dataset("backup"), dataset("backup/p", names[:1], lineage="p")])
+    plan, _ = plan_for(job(snapshot=False), source, target, now_at(6))
+    sends = [a for a in plan.actions if isinstance(a, Send)]
+    assert [(s.base, s.intermediates, s.snapshot) for s in sends] == [
+        (snap(1), tuple(names[1:4]), snap(5))
+    ]
+    # nothing on the target: full A, then -I from A
+    plan, _ = plan_for(job(snapshot=False), source, state([dataset("backup")]), now_at(6))
+    sends = [a for a in plan.actions if isinstance(a, Send)]
+    assert [(s.base, s.intermediates, s.snapshot) for s in sends] == [
+        (None, (), snap(1)),
+        (snap(1), tuple(names[1:4]), snap(5)),
+    ]
+    # a snapshot between that is not ours is never sent along without --other-snapshots
+    with_manual = state([dataset("p", [*names[:3], "manual", *names[3:]], selection=SELECTED)])
+    plan, _ = plan_for(job(snapshot=False), with_manual, target, now_at(6))
+    sends = [a for a in plan.actions if isinstance(a, Send)]
+    assert [(s.base, s.intermediates, s.snapshot) for s in sends] == [
+        (snap(1), (snap(2),), snap(3)),
+        (snap(3), (), snap(4)),
+        (snap(4), (), snap(5)),
+    ]

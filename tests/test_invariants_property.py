@@ -132,21 +132,32 @@ def test_plans_never_lose_the_common_snapshot(
     had_common = _common(src, tgt, guids, tguids)
 
     broken: set[int] = set()
+    #: the source chain in order (destroyed snapshots stay: -I needs the order only)
+    chain_now = list(chain)
     for index, action in enumerate(plan.actions):
         if index in failures or any(d in broken for d in plan.depends[index]):
             broken.add(index)
             continue
         if isinstance(action, CreateSnapshots):
             src.add(action.snapshot)
+            chain_now.append(action.snapshot)
             guids[action.snapshot] = 10**12 + index
         elif isinstance(action, Send):
-            assert action.snapshot in src
+            assert set(action.snapshots) <= src
             if action.base is None:
                 assert not tgt_exists or not tgt or action.force
+                assert not action.intermediates
             else:
                 assert action.base in src and action.base in tgt, "incremental base missing"
-            tgt.add(action.snapshot)
-            tguids[action.snapshot] = guids[action.snapshot]
+            if action.intermediates:
+                # -I sends every snapshot between base and snapshot: all must be wanted
+                between = chain_now[
+                    chain_now.index(action.base) + 1 : chain_now.index(action.snapshot)
+                ]
+                assert list(action.intermediates) == between, (action, chain_now)
+            for name in action.snapshots:
+                tgt.add(name)
+                tguids[name] = guids[name]
             tgt_exists = True
         elif isinstance(action, Destroy):
             side_set = src if action.side == SOURCE else tgt
