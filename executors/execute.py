@@ -38,6 +38,7 @@ from planner.plan import Plan
 from reconcile import zfs_text
 from reconcile.errors import ReconcileError, ZfsError
 from reconcile.job import Job
+from reconcile.limits import ARG_BYTES, chunked
 from reconcile.model import Host
 
 
@@ -177,47 +178,93 @@ class Executor:
             transfer.check_helpers(self.runner, self.job.source, self.job.target, self.job.transfer)
         run = _Run(failed={p.unit: None for p in plan.problems})
         snapshot_steps = [i for i, a in enumerate(plan.actions) if isinstance(a, CreateSnapshots)]
-        for index, action in enumerate(plan.actions):
+        index = 0
+        while index < len(plan.actions):
+            action = plan.actions[index]
             if before_first:
                 before_first(action)
             if snapshot_steps and index == snapshot_steps[0] and not self._snapshot_cmds("pre"):
                 for i in snapshot_steps:
                     run.broken.add(i)
                     run.fail(plan.actions[i])
-            ok = self._step(plan, index, run)
-            if snapshot_steps and index == snapshot_steps[-1]:
+            if isinstance(action, (Hold, Release)):
+                batch = _same_kind_run(plan, index)
+                ok = self._hold_step(plan, batch, run)
+            else:
+                batch = [index]
+                ok = self._step(plan, index, run)
+            if snapshot_steps and index <= snapshot_steps[-1] <= batch[-1]:
                 # after the last snapshot, whether it worked or not (as v3)
                 self._snapshot_cmds("post")
             if not ok and stop_on_error:
                 break
+            index = batch[-1] + 1
         return Outcome(tuple(run.failed), run.executed, run.skipped)
 
-    def _step(self, plan: Plan, index: int, run: _Run) -> bool:
-        """Run one action unless something it needs failed; False if it failed."""
+    def _skipped(self, plan: Plan, index: int, run: _Run) -> bool:
+        """Skip (and say why) an action whose dataset or dependency failed."""
         action = plan.actions[index]
         blocked = [d for d in plan.depends[index] if d in run.broken]
         # a dataset that failed stops its own actions; a pool's snapshot still covers the
         # others (as v3: snapshots are taken before anything is sent)
         unit_failed = not isinstance(action, CreateSnapshots) and action.unit in run.failed
-        if blocked or index in run.broken or unit_failed:
-            run.broken.add(index)
-            run.skipped += 1
-            if blocked and not any(u in run.failed for u in _units(action)):
-                cause = plan.actions[blocked[0]]
-                self.console.error(
-                    f"{_label(action.side)} {_dataset(action)}: skipped, "
-                    f"because {_dataset(cause)} failed"
-                )
-                run.fail(action)
+        if not (blocked or index in run.broken or unit_failed):
+            return False
+        run.broken.add(index)
+        run.skipped += 1
+        if blocked and not any(u in run.failed for u in _units(action)):
+            cause = plan.actions[blocked[0]]
+            self.console.error(
+                f"{_label(action.side)} {_dataset(action)}: skipped, "
+                f"because {_dataset(cause)} failed"
+            )
+            run.fail(action)
+        return True
+
+    def _failed(self, action: Action, index: int, run: _Run, exc: ReconcileError) -> None:
+        run.broken.add(index)
+        run.fail(action)
+        self.console.error(f"{_label(action.side)} {_dataset(action)}: FAILED: {exc}")
+
+    def _step(self, plan: Plan, index: int, run: _Run) -> bool:
+        """Run one action unless something it needs failed; False if it failed."""
+        if self._skipped(plan, index, run):
             return True
+        action = plan.actions[index]
         try:
             self.perform(action)
         except ReconcileError as exc:
-            run.broken.add(index)
-            run.fail(action)
-            self.console.error(f"{_label(action.side)} {_dataset(action)}: FAILED: {exc}")
+            self._failed(action, index, run, exc)
             return False
         run.executed += 1
+        return True
+
+    def _hold_step(self, plan: Plan, batch: list[int], run: _Run) -> bool:
+        """Holds (or releases) of one side and tag as one `zfs hold|release TAG ...`;
+        if that fails, one by one, so only the dataset that fails counts as failed."""
+        ready = [i for i in batch if not self._skipped(plan, i, run)]
+        if not ready:
+            return True
+        first = plan.actions[ready[0]]
+        assert isinstance(first, (Hold, Release))
+        verb = "hold" if isinstance(first, Hold) else "release"
+        names = []
+        for i in ready:
+            action = plan.actions[i]
+            assert isinstance(action, (Hold, Release))
+            names.append(f"{action.dataset}@{action.snapshot}")
+            self.console.debug(f"{_label(action.side)} {names[-1]}: {verb}ing")
+        try:
+            for chunk in chunked(names, budget=ARG_BYTES - len(first.tag)):
+                self._run(first.side, ["zfs", verb, first.tag, *chunk])
+        except ReconcileError:
+            if len(ready) == 1:
+                return self._step(plan, ready[0], run)
+            ok = True
+            for i in ready:
+                ok = self._step(plan, i, run) and ok
+            return ok
+        run.executed += len(ready)
         return True
 
     def _snapshot_cmds(self, when: str) -> bool:
@@ -245,6 +292,22 @@ class _Run:
     def fail(self, action: Action) -> None:
         for unit in _units(action):
             self.failed[unit] = None
+
+
+def _same_kind_run(plan: Plan, index: int) -> list[int]:
+    """Indexes of the holds (or releases) from `index` on with the same side and tag."""
+    first = plan.actions[index]
+    assert isinstance(first, (Hold, Release))
+    run = [index]
+    for i in range(index + 1, len(plan.actions)):
+        action = plan.actions[i]
+        if type(action) is not type(first) or action.side != first.side:
+            break
+        assert isinstance(action, (Hold, Release))
+        if action.tag != first.tag or any(d in run for d in plan.depends[i]):
+            break
+        run.append(i)
+    return run
 
 
 def _units(action: Action) -> tuple[str, ...]:

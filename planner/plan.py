@@ -82,14 +82,37 @@ class Plan:
         return not self.actions
 
 
+#: Phases order the plan across datasets (within the dependencies): every dataset's
+#: snapshot, then everything that frees space, then all sends, then all new holds, then
+#: all releases of old holds, then what waited for the new common snapshots. Actions of
+#: one kind and side thus stand together and can run as one command (`zfs hold TAG
+#: a@x b@y ...`), and no old hold is released before every new one is placed.
+SNAPSHOT, PREPARE, CLEAN, SEND, HOLD, RELEASE, AFTER = range(7)
+_PHASE = {
+    "snapshot": SNAPSHOT,
+    "create-parent": PREPARE,
+    "abort-resume": PREPARE,
+    "rollback": CLEAN,
+    "send": SEND,
+    "hold": HOLD,
+    "release": RELEASE,
+    "destroy": AFTER,
+    "destroy-dataset": AFTER,
+}
+
+
 class _Builder:
     def __init__(self) -> None:
         self.graph = nx.DiGraph()
         self.actions: list[Action] = []
+        self.phases: list[int] = []
 
-    def add(self, action: Action, needs: Sequence[Optional[int]] = ()) -> int:
+    def add(
+        self, action: Action, needs: Sequence[Optional[int]] = (), phase: Optional[int] = None
+    ) -> int:
         index = len(self.actions)
         self.actions.append(action)
+        self.phases.append(_PHASE[action.kind] if phase is None else phase)
         self.graph.add_node(index)
         for need in needs:
             if need is not None:
@@ -99,7 +122,13 @@ class _Builder:
     def finish(
         self, problems: Sequence[Problem], notes: Sequence[Note], name: Optional[str]
     ) -> Plan:
-        order = list(nx.lexicographical_topological_sort(self.graph, key=lambda i: i))
+        phases, added = self.phases, self.actions
+
+        def key(i: int) -> tuple[int, int, int]:
+            # within a phase, the target's actions first, then the source's
+            return (phases[i], 0 if added[i].side == TARGET else 1, i)
+
+        order = list(nx.lexicographical_topological_sort(self.graph, key=key))
         position = {old: new for new, old in enumerate(order)}
         actions = tuple(self.actions[i] for i in order)
         depends = tuple(
@@ -136,24 +165,24 @@ def _release_and_destroy(
     fates: Sequence[Fate],
     unit: str,
     prev: Optional[int],
+    *,
+    after: bool = False,
 ) -> Optional[int]:
+    """Release (if ours) and destroy the doomed snapshots: before sending (CLEAN), or
+    `after` the new common snapshot is held (RELEASE, then AFTER)."""
     doomed = [f for f in fates if not f.keep]
     if not doomed:
         return prev
     for fate in doomed:
         if fate.held_by_us:
-            prev = builder.add(
-                Release(
-                    side, dataset, fate.snapshot, job.naming.hold_tag, unit, "before destroying it"
-                ),
-                [prev],
+            release = Release(
+                side, dataset, fate.snapshot, job.naming.hold_tag, unit, "before destroying it"
             )
-    return builder.add(
-        Destroy(
-            side, dataset, tuple(f.snapshot for f in doomed), tuple(f.reason for f in doomed), unit
-        ),
-        [prev],
+            prev = builder.add(release, [prev], RELEASE if after else CLEAN)
+    destroy = Destroy(
+        side, dataset, tuple(f.snapshot for f in doomed), tuple(f.reason for f in doomed), unit
     )
+    return builder.add(destroy, [prev], AFTER if after else CLEAN)
 
 
 def build_plan(job: Job, desired: Desired, source: HostState, target: Optional[HostState]) -> Plan:
@@ -167,7 +196,14 @@ def build_plan(job: Job, desired: Desired, source: HostState, target: Optional[H
         if job.target_path is None:
             post = [f for f in pair.source_fates if f.phase == POST]
             _release_and_destroy(
-                builder, job, SOURCE, pair.name, post, pair.name, ctx.snap_index.get(pair.name)
+                builder,
+                job,
+                SOURCE,
+                pair.name,
+                post,
+                pair.name,
+                ctx.snap_index.get(pair.name),
+                after=True,
             )
         else:
             _pair_actions(ctx, pair)
@@ -284,7 +320,7 @@ def _pair_actions(ctx: _Context, pair: PairDesire) -> None:
                 for f in fates
                 if f.phase == POST and not f.keep
             ]
-            prev = _release_and_destroy(builder, job, side, dataset, post, unit, prev)
+            prev = _release_and_destroy(builder, job, side, dataset, post, unit, prev, after=True)
 
 
 def _streams(sends: Sequence[SendWish]) -> list[list[SendWish]]:

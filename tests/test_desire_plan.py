@@ -121,8 +121,9 @@ def test_first_backup_full_then_incremental_with_parent_and_holds() -> None:
     )
     target = state([dataset("backup")])
     plan, _ = plan_for(job(), source, target, now_at(2))
+    # by phase: the snapshot, all sends, then all holds (so holds can be one command)
     assert kinds(plan) == [
-        "snapshot", "send", "send", "hold", "hold", "send", "send", "hold", "hold",
+        "snapshot", "send", "send", "send", "send", "hold", "hold", "hold", "hold",
     ]  # fmt: skip
     snap_action = plan.actions[0]
     assert isinstance(snap_action, CreateSnapshots)

@@ -140,3 +140,43 @@ def test_a_dataset_with_a_problem_does_not_block_its_pools_snapshot() -> None:
     assert outcome.failed == ("p/bad",)
     assert any(line.startswith("zfs snapshot") and "p/good@" in line for line in runner.lines)
     assert any("zfs recv -u -s backup/p/good" in line for line in runner.lines)
+
+
+def test_holds_and_releases_of_many_datasets_are_one_command_per_side() -> None:
+    j = job()
+    held = {"bak-20260101120000": ("zfs_autobackup:bak",)}
+    names = [f"p/d{i}" for i in range(5)]
+    source = state(
+        [
+            dataset(n, ("bak-20260101120000",), selection=("true", "local"), written=9, holds=held)
+            for n in names
+        ]
+    )
+    target = state(
+        [dataset("backup")]
+        + [dataset(f"backup/{n}", ("bak-20260101120000",), lineage=n, holds=held) for n in names]
+    )
+    desired = run_desire(j, source, target, j.naming.timestamp(SNAP))
+    plan = build_plan(j, desired, source, target)
+    runner = ScriptedRunner()
+    outcome = Executor(j, runner, _console()).execute(plan)
+    assert outcome.failed == ()
+    holds = [line for line in runner.lines if line.startswith("zfs hold ")]
+    releases = [line for line in runner.lines if line.startswith("zfs release ")]
+    assert len(holds) == 2 and len(releases) == 2  # one per side
+    assert holds[0] == "zfs hold zfs_autobackup:bak " + " ".join(
+        f"backup/{n}@{SNAP}" for n in names
+    )
+
+
+def test_a_failing_batched_hold_is_retried_one_by_one() -> None:
+    j = job()
+    runner = ScriptedRunner(fail_on=["backup/p/b@"])
+    # fail only the batch and the single hold of p/b, not the sends into it
+    runner.fail_on = [
+        "zfs hold zfs_autobackup:bak backup/p/a@bak-20260102120000 backup/p/b@",
+        "zfs hold zfs_autobackup:bak backup/p/b@",
+    ]
+    outcome = Executor(j, runner, _console()).execute(_plan(j))
+    assert outcome.failed == ("p/b",)
+    assert f"zfs hold zfs_autobackup:bak backup/p/a@{SNAP}" in runner.lines
