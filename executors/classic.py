@@ -14,7 +14,7 @@ from typing import Optional
 import attrs
 
 from executors.console import Console
-from executors.execute import Executor
+from executors.execute import DEFAULTS, Executor, Settings
 from executors.runner import Runner
 from planner import invariants
 from planner.actions import Action, CreateSnapshots
@@ -100,7 +100,7 @@ def run_classic(
     runner: Runner,
     now: float,
     *,
-    progress: bool = False,
+    settings: Settings = DEFAULTS,
 ) -> int:
     if args_test:
         console.warning("TEST MODE - SIMULATING WITHOUT MAKING ANY CHANGES")
@@ -139,9 +139,9 @@ def run_classic(
             console.debug(f"[Source] {note.dataset}: {note.text}")
         elif note.side == "target":
             console.verbose(f"[Target] {note.dataset}: {note.text}")
-    outcome = Executor(job, runner, console, progress=progress and not args_test).execute(
-        plan, stop_on_error=console.show_debug, before_first=before
-    )
+    outcome = Executor(
+        job, runner, console, attrs.evolve(settings, progress=settings.progress and not args_test)
+    ).execute(plan, stop_on_error=console.show_debug, before_first=before)
     if not state["titled"]:
         console.title(second)
     failed = len(outcome.failed) + invalid

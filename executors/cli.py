@@ -26,7 +26,7 @@ from typing import Callable, Optional
 from executors.classic import run_classic
 from executors.console import Console
 from executors.lock import backup_lock
-from executors.options import build_parser, job_from_args, wants_progress
+from executors.options import build_parser, job_from_args, run_settings
 from executors.runner import LocalRunner, ReadOnlyRunner, Runner, SshSettings
 from reconcile import __version__
 from reconcile.errors import EXIT_FATAL, ReconcileError
@@ -62,9 +62,7 @@ def _run(args_list: list[str], console: Console, control_dir: str, now: float) -
             return workflow.run_show(args.plan_file, console, args.json)
         runner = _runner(console, control_dir, args.debug_output, read_only=False)
         with backup_lock(workflow.load_plan(args.plan_file).job):
-            return workflow.run_apply_file(
-                args.plan_file, console, runner, progress=wants_progress(args)
-            )
+            return workflow.run_apply_file(args.plan_file, console, runner, run_settings(args))
 
     args = build_parser(mode=mode).parse_args(rest)
     for flag, text in (("raw", "--raw"), ("resume", "--resume")):
@@ -97,10 +95,10 @@ def _run(args_list: list[str], console: Console, control_dir: str, now: float) -
                 runner,
                 now,
                 auto_approve=args.auto_approve,
-                progress=wants_progress(args),
+                settings=run_settings(args),
             )
     with contextlib.nullcontext() if args.test else backup_lock(job):
-        return run_classic(job, args.test, console, runner, now, progress=wants_progress(args))
+        return run_classic(job, args.test, console, runner, now, settings=run_settings(args))
 
 
 def main(argv: Optional[Sequence[str]] = None, *, clock: Callable[[], float] = time.time) -> int:

@@ -7,7 +7,9 @@ to stderr; debug lines (every command, exactly as run) with --debug. Colour only
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import threading
 from typing import TextIO
 
 _RED, _YELLOW, _BOLD, _DIM, _RESET = "\033[31;1m", "\033[33m", "\033[1m", "\033[2m", "\033[0m"
@@ -30,12 +32,22 @@ class Console:
         if color is None:
             color = self.out.isatty() and "NO_COLOR" not in os.environ
         self.color = color
+        #: parallel transfers print from several threads
+        self._lock = threading.RLock()
+        #: the progress line on the terminal now (redrawn after other lines)
+        self._progress_line = ""
 
     def _paint(self, code: str, text: str) -> str:
         return f"{code}{text}{_RESET}" if self.color else text
 
     def _print(self, stream: TextIO, text: str) -> None:
-        print(text, file=stream, flush=True)
+        with self._lock:
+            if self._progress_line:
+                self.err.write("\r\033[K")
+            print(text, file=stream, flush=True)
+            if self._progress_line:
+                self.err.write(self._progress_line)
+                self.err.flush()
 
     def title(self, text: str) -> None:
         if self.show_verbose:
@@ -62,8 +74,12 @@ class Console:
     def progress(self, text: str, done: bool) -> None:
         """One updating line on a terminal; plain lines otherwise (--progress in cron)."""
         if self.err.isatty():
-            self.err.write("\r\033[K" + ("" if done else text))
-            self.err.flush()
+            # one line that fits: a wrapped line cannot be redrawn in place
+            width = shutil.get_terminal_size().columns - 1
+            with self._lock:
+                self._progress_line = "" if done else text[:width]
+                self.err.write("\r\033[K" + self._progress_line)
+                self.err.flush()
         elif not done:
             self._print(self.err, text)
 

@@ -5,6 +5,11 @@ dataset, that dataset (its "unit") counts as failed, and every action that depen
 it (directly or not) is skipped and counts its own unit as failed too. Other datasets go
 on. With `stop_on_error` (--debug) the run stops at the first failure.
 
+Sends run `parallel` at a time (--parallel; with `stop_on_error` one at a time): a send
+starts when everything it depends on is done (a child's full send waits for its
+parent's) and no earlier send of its dataset is still running or waiting. Everything
+else runs one action (or one batch) at a time.
+
 The runner decides what really runs: under `plan`/`--test` it is a ReadOnlyRunner, and
 every write is only shown.
 """
@@ -12,13 +17,14 @@ every write is only shown.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Optional
 
 import attrs
 
 from executors import commands, transfer
 from executors.console import Console
-from executors.progress import Progress
+from executors.progress import Board, Progress
 from executors.runner import Runner, Stage, group_stages
 from planner.actions import (
     SOURCE,
@@ -41,6 +47,22 @@ from reconcile.job import Job
 from reconcile.limits import ARG_BYTES, chunked
 from reconcile.model import Host
 
+#: sends at the same time unless --parallel says otherwise
+DEFAULT_PARALLEL = 4
+
+
+@attrs.frozen
+class Settings:
+    """How a plan is executed (not part of the plan)."""
+
+    #: show transfer progress
+    progress: bool = False
+    #: sends at the same time
+    parallel: int = DEFAULT_PARALLEL
+
+
+DEFAULTS = Settings()
+
 
 @attrs.frozen
 class Outcome:
@@ -55,12 +77,14 @@ def _label(side: str) -> str:
 
 class Executor:
     def __init__(
-        self, job: Job, runner: Runner, console: Console, *, progress: bool = False
+        self, job: Job, runner: Runner, console: Console, settings: Settings = DEFAULTS
     ) -> None:
         self.job = job
         self.runner = runner
         self.console = console
-        self.progress = progress
+        self.progress = settings.progress
+        self.parallel = max(1, settings.parallel)
+        self._board = Board(console.progress, combine=console.err.isatty())
         #: side -> pool -> enabled/active features (probed once per host, only for sends)
         self._pool_features: dict[str, dict[str, set[str]]] = {}
 
@@ -98,7 +122,7 @@ class Executor:
         elif job.source.is_local:
             count = (processes - 2, "wchar")  # what the last stage here handed to ssh
         title = f"[Target] {action.target_dataset}@{action.snapshot}"
-        return Progress(title, self.console.progress, count=count)
+        return Progress(title, self._board.channel(), count=count)
 
     def _send(self, action: Send) -> None:
         job = self.job
@@ -127,6 +151,12 @@ class Executor:
         if found.returncode != 0:
             raise ZfsError(f"transfer failed and {name} did not arrive: {result.stderrs}")
         self.console.warning(f"[Target] {name}: ignoring transfer errors, the snapshot arrived")
+
+    def _announce_send(self, action: Send) -> None:
+        what = {"full": "receiving full", "incremental": "receiving incremental",
+                "resume": "resuming"}[action.mode]  # fmt: skip
+        for snap in action.snapshots:
+            self.console.verbose(f"[Target] {action.target_dataset}@{snap}: {what}")
 
     def perform(self, action: Action) -> None:
         say = self.console.verbose
@@ -159,10 +189,7 @@ class Executor:
             )
             self._run(action.side, commands.release_argv(action))
         elif isinstance(action, Send):
-            what = {"full": "receiving full", "incremental": "receiving incremental",
-                    "resume": "resuming"}[action.mode]  # fmt: skip
-            for snap in action.snapshots:
-                say(f"[Target] {action.target_dataset}@{snap}: {what}")
+            self._announce_send(action)
             self._send(action)
         else:  # pragma: no cover - the Action union is closed
             raise TypeError(f"unknown action {action!r}")
@@ -190,6 +217,9 @@ class Executor:
             if isinstance(action, (Hold, Release)):
                 batch = _same_kind_run(plan, index)
                 ok = self._hold_step(plan, batch, run)
+            elif isinstance(action, Send) and self.parallel > 1 and not stop_on_error:
+                batch = _send_run(plan, index)
+                ok = self._send_steps(plan, batch, run)
             else:
                 batch = [index]
                 ok = self._step(plan, index, run)
@@ -238,6 +268,47 @@ class Executor:
             return False
         run.executed += 1
         return True
+
+    def _send_steps(self, plan: Plan, batch: list[int], run: _Run) -> bool:
+        """Consecutive sends, `parallel` at a time; False if one failed."""
+        waiting = list(batch)
+        pending = set(batch)
+        running: dict[Future[None], int] = {}
+        ok = True
+        with ThreadPoolExecutor(self.parallel, thread_name_prefix="send") as pool:
+            while waiting or running:
+                # in plan order: a dataset's sends one after the other, dependencies first
+                held: set[str] = {plan.actions[i].unit for i in running.values()}
+                for i in list(waiting):
+                    if len(running) >= self.parallel:
+                        break
+                    action = plan.actions[i]
+                    if action.unit in held or any(d in pending for d in plan.depends[i]):
+                        held.add(action.unit)
+                        continue
+                    waiting.remove(i)
+                    if self._skipped(plan, i, run):
+                        pending.discard(i)
+                        continue
+                    assert isinstance(action, Send)
+                    self._announce_send(action)
+                    running[pool.submit(self._send, action)] = i
+                    held.add(action.unit)
+                if not running:
+                    continue
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    i = running.pop(future)
+                    pending.discard(i)
+                    exc = future.exception()
+                    if exc is None:
+                        run.executed += 1
+                    elif isinstance(exc, ReconcileError):
+                        self._failed(plan.actions[i], i, run, exc)
+                        ok = False
+                    else:
+                        raise exc
+        return ok
 
     def _hold_step(self, plan: Plan, batch: list[int], run: _Run) -> bool:
         """Holds (or releases) of one side and tag as one `zfs hold|release TAG ...`;
@@ -308,6 +379,14 @@ def _same_kind_run(plan: Plan, index: int) -> list[int]:
             break
         run.append(i)
     return run
+
+
+def _send_run(plan: Plan, index: int) -> list[int]:
+    """Indexes of the consecutive sends from `index` on."""
+    end = index
+    while end < len(plan.actions) and isinstance(plan.actions[end], Send):
+        end += 1
+    return list(range(index, end))
 
 
 def _units(action: Action) -> tuple[str, ...]:

@@ -11,14 +11,19 @@ import re
 import shlex
 import sys
 from pathlib import Path
-from typing import Callable, NoReturn, Optional
+from typing import Any, Callable, NoReturn, Optional
 
+from executors.execute import DEFAULT_PARALLEL, Settings
 from reconcile import __version__, naming
 from reconcile.errors import UsageError
 from reconcile.job import Job
 from reconcile.model import Host
 from reconcile.pipes import COMPRESSORS, TransferOptions
 from reconcile.schedule import DEFAULT, Schedule, parse_duration
+
+#: --parallel at most (each send is a few processes, and over ssh a session of the
+#: host's one connection: sshd allows 10 sessions per connection by default)
+MAX_PARALLEL = 8
 
 
 class _Parser(argparse.ArgumentParser):
@@ -43,6 +48,29 @@ def _non_negative(option: str) -> Callable[[str], int]:
     return parse
 
 
+def _parallel(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_PARALLEL:
+        raise argparse.ArgumentTypeError(
+            f"invalid value '{text}' for --parallel: a whole number from 1 to {MAX_PARALLEL} "
+            "is allowed"
+        )
+    return value
+
+
+def _add_parallel(g: Any) -> None:
+    g.add_argument(
+        "--parallel",
+        metavar="N",
+        type=_parallel,
+        default=DEFAULT_PARALLEL,
+        help="send up to N datasets at the same time (default %(default)s; --debug: one by one)",
+    )
+
+
 def _file_parser(mode: str) -> argparse.ArgumentParser:
     command = mode.split("-", maxsplit=1)[0]
     p = _Parser(prog=f"zfs-autobackup {command}", description=f"{command} a saved plan file")
@@ -55,6 +83,7 @@ def _file_parser(mode: str) -> argparse.ArgumentParser:
         p.add_argument(
             "--auto-approve", action="store_true", help="(a saved plan needs no approval)"
         )
+        _add_parallel(p)
         p.add_argument("--verbose", "-v", action="store_true", help="verbose output")
         p.add_argument(
             "--debug", action="store_true", help="show every command; stop at the first failure"
@@ -238,6 +267,7 @@ def build_parser(mode: str = "classic") -> argparse.ArgumentParser:
     )
     g.add_argument("--buffer", metavar="SIZE", help="mbuffer on both ends")
     g.add_argument("--rate", metavar="RATE", help="limit the transfer rate (mbuffer)")
+    _add_parallel(g)
     g.add_argument(
         "--send-pipe",
         metavar="COMMAND",
@@ -422,8 +452,10 @@ def job_from_args(args: argparse.Namespace) -> Job:
     )
 
 
-def wants_progress(args: argparse.Namespace) -> bool:
-    """--progress / --no-progress; by default on when stderr is a terminal."""
-    if getattr(args, "progress", None) is None:
-        return sys.stderr.isatty()
-    return bool(args.progress)
+def run_settings(args: argparse.Namespace) -> Settings:
+    """--progress / --no-progress (by default on when stderr is a terminal), --parallel."""
+    progress = getattr(args, "progress", None)
+    return Settings(
+        progress=sys.stderr.isatty() if progress is None else bool(progress),
+        parallel=getattr(args, "parallel", DEFAULT_PARALLEL),
+    )

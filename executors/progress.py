@@ -116,3 +116,45 @@ class Progress:
         if self._thread is not None:
             self._thread.join()
             self.show("", True)
+
+
+class Board:
+    """One progress display for transfers that run at the same time (--parallel).
+
+    Each transfer gets a channel (the `show` of its Progress). On a terminal the board
+    shows one line with every running transfer; elsewhere each update is its own line.
+    """
+
+    def __init__(self, show: Callable[[str, bool], None], *, combine: bool) -> None:
+        self.show = show
+        self.combine = combine
+        self._lock = threading.Lock()
+        self._lines: dict[int, str] = {}
+        self._next = 0
+
+    def channel(self) -> Callable[[str, bool], None]:
+        with self._lock:
+            key = self._next
+            self._next += 1
+
+        def show(text: str, done: bool) -> None:
+            with self._lock:
+                if done:
+                    self._lines.pop(key, None)
+                else:
+                    self._lines[key] = text
+                if not self.combine:
+                    if not done:
+                        self.show(text, False)
+                elif self._lines:
+                    self.show(self._render(), False)
+                else:
+                    self.show("", True)
+
+        return show
+
+    def _render(self) -> str:
+        lines = list(self._lines.values())
+        if len(lines) == 1:
+            return lines[0]
+        return f"{len(lines)} transfers: " + " | ".join(lines)

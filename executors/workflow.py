@@ -21,7 +21,7 @@ from tabulate import tabulate
 
 from executors.classic import Observed, observe_and_plan, print_selection
 from executors.console import Console
-from executors.execute import Executor
+from executors.execute import DEFAULTS, Executor, Settings
 from executors.runner import Runner
 from planner import invariants
 from planner.actions import Send
@@ -142,9 +142,9 @@ def _confirm(console: Console, auto_approve: bool) -> bool:
 
 
 def _execute(
-    job: Job, observed_plan: SavedPlan, runner: Runner, console: Console, progress: bool
+    job: Job, observed_plan: SavedPlan, runner: Runner, console: Console, settings: Settings
 ) -> int:
-    outcome = Executor(job, runner, console, progress=progress).execute(
+    outcome = Executor(job, runner, console, settings).execute(
         observed_plan.plan, stop_on_error=console.show_debug
     )
     failed = len(outcome.failed)
@@ -164,7 +164,7 @@ def run_apply(
     now: float,
     *,
     auto_approve: bool,
-    progress: bool = False,
+    settings: Settings = DEFAULTS,
 ) -> int:
     observed = observe_and_plan(job, runner, now)
     print_selection(observed.desired, console)
@@ -179,7 +179,7 @@ def run_apply(
     if not _confirm(console, auto_approve):
         console.info("Apply cancelled.")
         return EXIT_ERROR
-    return _execute(job, saved_plan(job, observed, now), runner, console, progress)
+    return _execute(job, saved_plan(job, observed, now), runner, console, settings)
 
 
 def load_plan(path: str) -> SavedPlan:
@@ -193,7 +193,9 @@ def load_plan(path: str) -> SavedPlan:
     return loads(text, path)
 
 
-def run_apply_file(path: str, console: Console, runner: Runner, *, progress: bool = False) -> int:
+def run_apply_file(
+    path: str, console: Console, runner: Runner, settings: Settings = DEFAULTS
+) -> int:
     saved = load_plan(path)
     here = socket.gethostname()
     if saved.made_on != here:
@@ -216,7 +218,7 @@ def run_apply_file(path: str, console: Console, runner: Runner, *, progress: boo
         )
     invariants.check(saved.plan, job, desired)
     console.verbose(summary(saved.plan))
-    return _execute(job, saved, runner, console, progress)
+    return _execute(job, saved, runner, console, settings)
 
 
 def run_show(path: str, console: Console, as_json: bool) -> int:

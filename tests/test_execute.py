@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import io
 import shlex
+import threading
 from collections.abc import Sequence
 from typing import Optional
 
 from executors.console import Console
-from executors.execute import Executor
+from executors.execute import Executor, Settings
 from executors.runner import PipelineResult, PipelineWatch, Result, Stage, shell_line
 from planner.plan import build_plan
 from reconcile import zfs_text
@@ -180,3 +181,91 @@ def test_a_failing_batched_hold_is_retried_one_by_one() -> None:
     outcome = Executor(j, runner, _console()).execute(_plan(j))
     assert outcome.failed == ("p/b",)
     assert f"zfs hold zfs_autobackup:bak backup/p/a@{SNAP}" in runner.lines
+
+
+class ConcurrentRunner(ScriptedRunner):
+    """Sends (pipelines) wait for `meet` of them to run at the same time (or time out),
+    and record when each started and ended."""
+
+    def __init__(self, meet: int, fail_on: Sequence[str] = ()) -> None:
+        super().__init__(fail_on)
+        self.barrier = threading.Barrier(meet, timeout=10) if meet > 1 else None
+        self.events: list[tuple[str, str]] = []
+        self.running = 0
+        self.most = 0
+        self.lock = threading.Lock()
+
+    def pipeline(
+        self, stages: Sequence[Stage], *, check: bool = True, watch: Optional[PipelineWatch] = None
+    ) -> PipelineResult:
+        line = shell_line(stages)
+        target = line.rsplit(" ", 1)[-1]
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+            self.events.append(("start", target))
+        try:
+            if self.barrier is not None:
+                self.barrier.wait()
+            return super().pipeline(stages, check=check, watch=watch)
+        finally:
+            with self.lock:
+                self.running -= 1
+                self.events.append(("end", target))
+
+
+def test_independent_datasets_are_sent_in_parallel_up_to_the_limit() -> None:
+    j = job()
+    names = [f"p/d{i}" for i in range(6)]
+    # the barrier makes each group of 3 sends wait for each other: it only passes when
+    # 3 really run at the same time (serial execution times out and fails)
+    runner = ConcurrentRunner(meet=3)
+    outcome = Executor(j, runner, _console(), Settings(parallel=3)).execute(_plan(j, names))
+    assert outcome.failed == ()
+    assert runner.most == 3
+    ended = [t for what, t in runner.events if what == "end"]
+    assert sorted(ended) == sorted(f"backup/{n}" for n in names for _ in range(2))
+
+
+def test_parallel_sends_wait_for_the_parents_full_send_and_keep_each_datasets_order() -> None:
+    j = job()
+    source = state(
+        [
+            dataset(
+                n,
+                ("bak-20260101120000", "bak-20260101130000"),
+                selection=("true", "local"),
+                written=9,
+            )
+            for n in ("p/a", "p/a/c", "p/b")
+        ]
+    )
+    target = state([dataset("backup")])
+    desired = run_desire(j, source, target, j.naming.timestamp(SNAP))
+    plan = build_plan(j, desired, source, target)
+    runner = ConcurrentRunner(meet=1)
+    outcome = Executor(j, runner, _console(), Settings(parallel=4)).execute(plan)
+    assert outcome.failed == ()
+    events = runner.events
+    # p/a/c's first (full) send starts after p/a's full send ended
+    first_child = events.index(("start", "backup/p/a/c"))
+    assert ("end", "backup/p/a") in events[:first_child]
+    # sends of one dataset never overlap
+    for target_name in ("backup/p/a", "backup/p/a/c", "backup/p/b"):
+        mine = [what for what, t in events if t == target_name]
+        assert mine == ["start", "end"] * (len(mine) // 2)
+    sends = [line for line in runner.lines if "zfs recv" in line]
+    assert len(sends) == 3 * 2  # per dataset: the first snapshot in full, then one -I
+
+
+def test_a_failing_parallel_send_does_not_stop_the_others() -> None:
+    j = job()
+    names = ["p/a", "p/a/c", "p/b", "p/d"]
+    runner = ConcurrentRunner(meet=1, fail_on=["zfs recv -u -s backup/p/a"])
+    console = _console()
+    outcome = Executor(j, runner, console, Settings(parallel=4)).execute(_plan(j, names))
+    assert outcome.failed == ("p/a", "p/a/c")
+    for ok in ("backup/p/b", "backup/p/d"):
+        assert ("end", ok) in runner.events
+        assert f"zfs hold zfs_autobackup:bak backup/p/b@{SNAP} backup/p/d@{SNAP}" in runner.lines
+    assert ("start", "backup/p/a/c") not in runner.events
