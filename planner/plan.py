@@ -289,7 +289,8 @@ def _pair_actions(ctx: _Context, pair: PairDesire) -> None:
             volume=pair.source.type == "volume",
         )
         prev = builder.add(send, [prev, *parent_needs] if number == 0 else [prev])
-        if number == 0 and pair.target is None:
+        # (a target without snapshots is an interrupted full receive: not there yet)
+        if number == 0 and (pair.target is None or not pair.target.snapshots):
             ctx.created_by[tname] = prev
 
     # holds: the new common snapshot first, then release the old ones

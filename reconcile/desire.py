@@ -425,11 +425,13 @@ def _pair(
             abort = "Aborting resume, its no longer valid."
     rollback_to = None
     problem = None
-    if tds is not None and sends and common_tgt and not job.force:
+    # as v3: --rollback discards changes on the target whenever it syncs, sends or not
+    # (with --force, a receive's -F does it)
+    if tds is not None and job.send and common_tgt and not (job.force and sends):
         changed = tds.written > 0 or bool(incompatible)
         if changed and (job.rollback or job.destroy_incompatible):
             rollback_to = common_tgt
-        elif tds.written > 0 and sends[0].resume_token is None:
+        elif tds.written > 0 and sends and sends[0].resume_token is None:
             problem = (
                 f"Target dataset {tds.name} was changed since its newest snapshot "
                 f"({tds.written} bytes written): use --rollback to discard those changes "

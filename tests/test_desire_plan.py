@@ -338,6 +338,23 @@ def test_interrupted_full_receive_is_resumed_or_aborted() -> None:
     assert not plan.problems
 
 
+def test_a_child_waits_for_its_parents_interrupted_full_receive() -> None:
+    """The parent's target exists, but only as an unfinished receive: the child's full
+    send needs the parent's (resumed) send first, as if the parent were not there."""
+    source = state(
+        [
+            dataset("p", (snap(1),), selection=SELECTED),
+            dataset("p/c", (snap(1),), selection=SELECTED),
+        ]
+    )
+    partial = dataset("backup/p", (), lineage="p", token="1-full")
+    target = state([dataset("backup"), partial])
+    resume = {"backup/p": ResumeInfo(f"p@{snap(1)}")}
+    plan, _ = plan_for(job(snapshot=False), source, target, now_at(2), resume)
+    sends = {a.target_dataset: i for i, a in enumerate(plan.actions) if isinstance(a, Send)}
+    assert sends["backup/p"] in plan.depends[sends["backup/p/c"]]
+
+
 def test_destroy_missing_waits_for_the_deadline_then_destroys() -> None:
     from planner.actions import DestroyDataset
 

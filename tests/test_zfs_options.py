@@ -132,6 +132,13 @@ def test_target_conflicts_need_their_flag(zfs_bed: ZfsBed, pools: Pools) -> None
     assert zfs_bed.checksum(f"{d}/{s}/top/mod@{snapname(2)}") == zfs_bed.checksum(
         f"{s}/top/mod@{snapname(2)}"
     )
+    # as v3: --rollback discards target changes even when there is nothing to send
+    zfs_bed.run(f"touch /mnt/{d}/{s}/top/mod/again && zpool sync {d}")
+    assert zfs_bed.prop(f"{d}/{s}/top/mod", "written") != "0"
+    run = zfs_bed.tool("opt", d, "--no-snapshot", "--rollback", now=stamp(3, day=2))
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert zfs_bed.prop(f"{d}/{s}/top/mod", "written") == "0"
+    assert zfs_bed.snapshots(f"{d}/{s}/top/mod") == [snapname(1), snapname(2)]
     zfs_bed.sh("zfs", "unmount", f"{d}/{s}/top/mod")
 
     # a target dataset that exists without snapshots is only overwritten with --force
