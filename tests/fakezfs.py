@@ -1,0 +1,506 @@
+"""A fast, in-memory fake of the `zfs` and `zpool` commands the tool runs, as a Runner.
+
+For unit, property and scale tests only: every behaviour it stands in for is also tested
+on real OpenZFS in the guest. It models what the tool's safety depends on, with real
+zfs' refusals and error texts:
+
+- datasets with snapshots (guid, createtxg, creation, holds), `written`, the data they
+  hold (a number standing for the content), user properties (local, received, inherited);
+- `zfs send [-i|-I @base] ds@snap | zfs recv -u -s [-F] target`: full and incremental
+  streams with or without intermediates, `-p` carries local user properties (they
+  arrive as "received"), a modified target or a base that is not the target's newest
+  snapshot is refused without -F, -F rolls back (and says so in `events`);
+- interrupted transfers (`interrupt_next`): the target keeps a resume token, `zfs send
+  -t TOKEN` resumes, `zfs send -nv -t TOKEN` describes it, `zfs recv -A` aborts it;
+- holds, releases, snapshot lists destroyed all or nothing (a held one: "dataset is
+  busy"), rollback that refuses to skip newer snapshots.
+
+`events` records every change (("rollback", ds), ("destroy", ds@snap), ("recv-F", ds) ...)
+so tests can check what happened, not only the end state.
+"""
+
+from __future__ import annotations
+
+import itertools
+import shlex
+import threading
+from collections.abc import Callable, Sequence
+from typing import Optional
+
+import attrs
+
+from executors.runner import PipelineResult, PipelineWatch, Result, Stage, shell_line
+from reconcile import zfs_text
+from reconcile.model import Host
+
+
+class FakeError(Exception):
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@attrs.define
+class FSnap:
+    name: str
+    guid: int
+    txg: int
+    creation: int
+    written: int
+    data: int
+    holds: list[str] = attrs.Factory(list)
+
+
+@attrs.define
+class FDataset:
+    name: str
+    type: str
+    guid: int
+    data: int = 0
+    written: int = 0
+    snaps: list[FSnap] = attrs.Factory(list)
+    local_props: dict[str, str] = attrs.Factory(dict)
+    received_props: dict[str, str] = attrs.Factory(dict)
+    token: Optional[str] = None
+
+    def snap(self, name: str) -> Optional[FSnap]:
+        return next((s for s in self.snaps if s.name == name), None)
+
+
+@attrs.frozen
+class Stream:
+    source: str
+    #: snapshots in the stream, oldest first
+    snaps: tuple[FSnap, ...]
+    base_guid: Optional[int]
+    props: tuple[tuple[str, str], ...] = ()
+
+
+@attrs.frozen
+class Partial:
+    """What an interrupted receive left behind: the token's meaning."""
+
+    source: str
+    stream: Stream
+
+
+class FakeZfs:
+    """One host's pools."""
+
+    def __init__(self) -> None:
+        self.datasets: dict[str, FDataset] = {}
+        self.now = 0
+        self._txg = itertools.count(100)
+        self._guid = itertools.count(1_000_001)
+        self._data = itertools.count(1)
+        self._tokens: dict[str, Partial] = {}
+        self.events: list[tuple[str, str]] = []
+        #: the next N receives are interrupted (a resume token stays behind)
+        self.interrupt_next = 0
+
+    # --- set-up and outside interference -------------------------------------------
+
+    def create(self, name: str, kind: str = "filesystem", **props: str) -> FDataset:
+        if name in self.datasets:
+            raise FakeError(f"cannot create '{name}': dataset already exists")
+        parent = name.rpartition("/")[0]
+        if parent and parent not in self.datasets:
+            raise FakeError(f"cannot create '{name}': parent does not exist")
+        ds = FDataset(name, kind, next(self._guid), data=next(self._data))
+        ds.local_props.update(props)
+        self.datasets[name] = ds
+        self.events.append(("create", name))
+        return ds
+
+    def write(self, name: str, size: int = 4096) -> None:
+        ds = self.datasets[name]
+        ds.data = next(self._data)
+        ds.written += size
+
+    def snapshot(self, names: Sequence[str]) -> None:
+        """Atomically, as `zfs snapshot a@x b@x`."""
+        pairs = []
+        for full in names:
+            dsname, _, short = full.partition("@")
+            ds = self.datasets.get(dsname)
+            if ds is None:
+                raise FakeError(f"cannot open '{dsname}': dataset does not exist")
+            if ds.snap(short):
+                raise FakeError(f"cannot create snapshot '{full}': dataset already exists")
+            pairs.append((ds, short))
+        txg = next(self._txg)
+        for ds, short in pairs:
+            ds.snaps.append(FSnap(short, next(self._guid), txg, self.now, ds.written, ds.data))
+            ds.written = 0
+            self.events.append(("snapshot", f"{ds.name}@{short}"))
+
+    def get_snap(self, full: str) -> tuple[FDataset, FSnap]:
+        dsname, _, short = full.partition("@")
+        ds = self.datasets.get(dsname)
+        snap = ds.snap(short) if ds else None
+        if ds is None or snap is None:
+            raise FakeError(f"cannot open '{full}': dataset does not exist")
+        return ds, snap
+
+    # --- property reading ------------------------------------------------------------
+
+    def _prop(self, name: str, prop: str) -> tuple[str, str]:
+        ds = self.datasets[name]
+        if prop in ds.local_props:
+            return ds.local_props[prop], "local"
+        if prop in ds.received_props:
+            return ds.received_props[prop], "received"
+        parent = name.rpartition("/")[0]
+        while parent:
+            up = self.datasets[parent]
+            value = up.local_props.get(prop, up.received_props.get(prop))
+            if value is not None:
+                return value, f"inherited from {parent}"
+            parent = parent.rpartition("/")[0]
+        return "-", "-"
+
+    # --- commands --------------------------------------------------------------------
+
+    def command(self, argv: Sequence[str], stream: Optional[Stream] = None) -> tuple[str, object]:
+        """Run one command; (stdout, stream it produced). Raises FakeError."""
+        if argv[0] == "zpool":
+            pools = sorted({n.split("/")[0] for n in self.datasets})
+            features = next(a for a in argv if a.startswith("feature@")).split(",")
+            lines = [f"{p}\t{f}\tactive" for p in pools for f in features]
+            return "".join(line + "\n" for line in lines), None
+        if argv[0] != "zfs":
+            raise FakeError(f"sh: 1: {argv[0]}: not found", 127)
+        verb, args = argv[1], list(argv[2:])
+        handler = getattr(self, f"_zfs_{verb}", None)
+        if handler is None:
+            raise FakeError(f"fake zfs: unsupported command {shlex.join(argv)}", 2)
+        if verb == "recv":
+            return handler(args, stream), None
+        return handler(args)  # type: ignore[no-any-return]
+
+    def _zfs_get(self, args: list[str]) -> tuple[str, object]:
+        prop = args[-1]
+        lines = []
+        for name in sorted(self.datasets):
+            value, source = self._prop(name, prop)
+            lines.append(f"{name}\t{value}\t{source}\n")
+        return "".join(lines), None
+
+    def _zfs_list(self, args: list[str]) -> tuple[str, object]:
+        roots = args[args.index("-r") + 1 :] if "-r" in args else args[-1:]
+        if "-r" not in args:  # zfs list -H -o name DATASET[@SNAP]
+            name = roots[0]
+            if "@" in name:
+                self.get_snap(name)
+            elif name not in self.datasets:
+                raise FakeError(f"cannot open '{name}': dataset does not exist")
+            return name + "\n", None
+        for root in roots:
+            if root not in self.datasets:
+                raise FakeError(f"cannot open '{root}': dataset does not exist")
+        rows = []
+        for name in sorted(self.datasets):
+            if not any(name == r or name.startswith(r + "/") for r in roots):
+                continue
+            ds = self.datasets[name]
+            rows.append(
+                [name, ds.type, ds.guid, 1, 0, "-", ds.written, ds.token or "-", "-", "off"]
+            )
+            for s in ds.snaps:
+                rows.append(
+                    [
+                        f"{name}@{s.name}",
+                        "snapshot",
+                        s.guid,
+                        s.txg,
+                        s.creation,
+                        len(s.holds),
+                        s.written,
+                        "-",
+                        "-",
+                        "off",
+                    ]
+                )
+        return "".join("\t".join(map(str, r)) + "\n" for r in rows), None
+
+    def _zfs_holds(self, args: list[str]) -> tuple[str, object]:
+        lines = []
+        for full in [a for a in args if not a.startswith("-")]:
+            _, snap = self.get_snap(full)
+            lines += [f"{full}\t{tag}\tThu Jan  1 00:00 1970\n" for tag in snap.holds]
+        return "".join(lines), None
+
+    def _zfs_snapshot(self, args: list[str]) -> tuple[str, object]:
+        names = [a for i, a in enumerate(args) if a != "-o" and (i == 0 or args[i - 1] != "-o")]
+        self.snapshot(names)
+        return "", None
+
+    def _zfs_create(self, args: list[str]) -> tuple[str, object]:
+        name = args[-1]
+        parts = name.split("/")
+        for i in range(1, len(parts) + 1):
+            sub = "/".join(parts[:i])
+            if sub not in self.datasets:
+                self.create(sub)
+        return "", None
+
+    def _zfs_hold(self, args: list[str], release: bool = False) -> tuple[str, object]:
+        tag, names = args[0], args[1:]
+        found = [self.get_snap(n) for n in names]
+        for full, (_, snap) in zip(names, found):
+            if release and tag not in snap.holds:
+                raise FakeError(
+                    f"cannot release hold from snapshot '{full}': no such tag on this dataset"
+                )
+            if not release and tag in snap.holds:
+                raise FakeError(
+                    f"cannot hold snapshot '{full}': tag already exists on this dataset"
+                )
+        for full, (_, snap) in zip(names, found):
+            if release:
+                snap.holds.remove(tag)
+            else:
+                snap.holds.append(tag)
+            self.events.append(("release" if release else "hold", full))
+        return "", None
+
+    def _zfs_release(self, args: list[str]) -> tuple[str, object]:
+        return self._zfs_hold(args, release=True)
+
+    def _zfs_destroy(self, args: list[str]) -> tuple[str, object]:
+        target = args[-1]
+        if "@" not in target:
+            ds = self.datasets.get(target)
+            if ds is None:
+                raise FakeError(f"cannot open '{target}': dataset does not exist")
+            if ds.snaps or any(n.startswith(target + "/") for n in self.datasets):
+                raise FakeError(f"cannot destroy '{target}': filesystem has children")
+            del self.datasets[target]
+            self.events.append(("destroy-dataset", target))
+            return "", None
+        dsname, _, shorts = target.partition("@")
+        ds = self.datasets.get(dsname)
+        if ds is None:
+            raise FakeError(f"cannot open '{dsname}': dataset does not exist")
+        snaps = [s for s in ds.snaps if s.name in shorts.split(",")]
+        if not snaps:
+            raise FakeError("could not find any snapshots to destroy; check snapshot names.")
+        for s in snaps:  # all or nothing, as one ioctl
+            if s.holds:
+                raise FakeError(f"cannot destroy snapshot {dsname}@{s.name}: dataset is busy")
+        for s in snaps:
+            if s is ds.snaps[-1]:  # `written` now counts from the snapshot before
+                ds.written += s.written
+            ds.snaps.remove(s)
+            self.events.append(("destroy", f"{dsname}@{s.name}"))
+        if not ds.snaps:  # with no snapshot at all, everything counts as written
+            ds.written = max(ds.written, 4096)
+        return "", None
+
+    def _zfs_rollback(self, args: list[str]) -> tuple[str, object]:
+        ds, snap = self.get_snap(args[-1])
+        if ds.snaps[-1] is not snap:
+            raise FakeError(
+                f"cannot rollback to '{args[-1]}': more recent snapshots or bookmarks exist\n"
+                "use '-r' to force deletion of the following snapshots and bookmarks:"
+            )
+        ds.data, ds.written = snap.data, 0
+        self.events.append(("rollback", ds.name))
+        return "", None
+
+    def _zfs_send(self, args: list[str]) -> tuple[str, object]:
+        if "-t" in args:
+            token = args[args.index("-t") + 1]
+            partial = self._tokens.get(token)
+            if partial is None:
+                raise FakeError("cannot resume send: invalid resume token")
+            last = partial.stream.snaps[-1]
+            try:
+                _, snap = self.get_snap(f"{partial.source}@{last.name}")
+            except FakeError:
+                snap = None
+            if snap is None or snap.guid != last.guid:
+                raise FakeError(
+                    f"cannot resume send: '{partial.source}@{last.name}' used in the "
+                    "initial send no longer exists"
+                )
+            if any(a.startswith("-") and "n" in a for a in args):  # -n, -nv, -nvP
+                text = f"\ttoname = {partial.source}@{last.name}\n\ttoguid = {hex(last.guid)}\n"
+                return "", text  # -nv prints on stderr... shown through the stream slot
+            return "", partial.stream
+        full = args[-1]
+        ds, snap = self.get_snap(full)
+        base_guid = None
+        chosen = [snap]
+        for flag in ("-i", "-I"):
+            if flag in args:
+                base_name = args[args.index(flag) + 1].lstrip("@")
+                _, base = self.get_snap(f"{ds.name}@{base_name}")
+                base_guid = base.guid
+                if base.txg >= snap.txg:
+                    raise FakeError("cannot send: incremental source must be earlier")
+                if flag == "-I":
+                    chosen = [s for s in ds.snaps if base.txg < s.txg <= snap.txg]
+        props = tuple(sorted(ds.local_props.items())) if "-p" in args else ()
+        copies = tuple(attrs.evolve(s, holds=[]) for s in chosen)
+        return "", Stream(ds.name, copies, base_guid, props)
+
+    def _zfs_recv(self, args: list[str], stream: Optional[Stream]) -> str:
+        name = args[-1]
+        if args[0] == "-A":
+            ds = self.datasets.get(name)
+            if ds is None or ds.token is None:
+                raise FakeError(f"'{name}' does not have any resumable receive state to abort")
+            # an interrupted full receive: the dataset itself goes
+            if not ds.snaps and any(n.startswith(name + "/") for n in self.datasets):
+                raise FakeError(f"cannot destroy '{name}': filesystem has children")
+            self._tokens.pop(ds.token, None)
+            ds.token = None
+            if not ds.snaps:
+                del self.datasets[name]
+            self.events.append(("abort", name))
+            return ""
+        if stream is None:
+            raise FakeError("cannot receive: failed to read from stream")
+        force = "-F" in args
+        ds = self.datasets.get(name)
+        if ds is not None and ds.token is not None:
+            partial = self._tokens[ds.token]
+            if partial.stream != stream:
+                raise FakeError(
+                    f"cannot receive new filesystem stream: destination {name} contains "
+                    'partially-complete state from "zfs receive -s".'
+                )
+        if stream.base_guid is None:
+            if ds is not None and ds.token is None and (ds.snaps or not force):
+                raise FakeError(
+                    f"cannot receive new filesystem stream: destination '{name}' exists\n"
+                    "must specify -F to overwrite it"
+                )
+            parent = name.rpartition("/")[0]
+            if parent not in self.datasets:
+                raise FakeError(
+                    f"cannot receive new filesystem stream: parent of {name} does not exist"
+                )
+        else:
+            if ds is None:
+                raise FakeError(
+                    f"cannot receive incremental stream: destination '{name}' does not exist"
+                )
+            base = next((s for s in ds.snaps if s.guid == stream.base_guid), None)
+            if base is None:
+                raise FakeError(
+                    f"cannot receive incremental stream: most recent snapshot of {name} does "
+                    "not match incremental source"
+                )
+            newer = ds.snaps[ds.snaps.index(base) + 1 :]
+            if (newer or ds.written) and not force:
+                raise FakeError(
+                    f"cannot receive incremental stream: destination {name} has been "
+                    "modified\nsince most recent snapshot"
+                )
+            if newer or ds.written:
+                if any(s.holds for s in newer):
+                    raise FakeError(f"cannot receive: snapshot of {name} is held: dataset is busy")
+                for s in newer:
+                    ds.snaps.remove(s)
+                    self.events.append(("destroy", f"{name}@{s.name}"))
+                self.events.append(("recv-F", name))
+        if self.interrupt_next > 0:
+            self.interrupt_next -= 1
+            if ds is None:
+                ds = self.create(name) if name.rpartition("/")[0] in self.datasets else None
+            if ds is not None and "-s" in args:
+                token = f"1-fake-{next(self._guid)}"
+                self._tokens[token] = Partial(stream.source, stream)
+                ds.token = token
+            self.events.append(("interrupted", name))
+            raise FakeError(
+                "cannot receive incremental stream: checksum mismatch or incomplete stream.\nPartially received snapshot is saved."
+            )
+        if ds is None:
+            ds = FDataset(name, "filesystem", next(self._guid))
+            self.datasets[name] = ds
+        if ds.token is not None:
+            self._tokens.pop(ds.token, None)
+            ds.token = None
+        for s in stream.snaps:
+            ds.snaps.append(attrs.evolve(s, txg=next(self._txg), holds=[]))
+            self.events.append(("received", f"{name}@{s.name}"))
+        ds.data, ds.written = stream.snaps[-1].data, 0
+        ds.received_props.update(dict(stream.props))
+        return ""
+
+
+class FakeRunner:
+    """A Runner over FakeZfs hosts (by `Host.ssh`; None is this machine)."""
+
+    def __init__(self, hosts: dict[Optional[str], FakeZfs]) -> None:
+        self.hosts = hosts
+        self.history: list[str] = []
+        #: parallel sends run in threads; the fake's state changes one command at a time
+        self._lock = threading.Lock()
+        #: (n, action): someone else acts just before the n-th command from now (0: next)
+        self.meddle: Optional[tuple[int, Callable[[], None]]] = None
+
+    def _before_command(self) -> None:
+        if self.meddle is None:
+            return
+        n, action = self.meddle
+        if n > 0:
+            self.meddle = (n - 1, action)
+            return
+        self.meddle = None
+        action()
+
+    def _zfs(self, host: Host) -> FakeZfs:
+        return self.hosts[host.ssh]
+
+    def run(
+        self,
+        host: Host,
+        argv: Sequence[str],
+        *,
+        label: str = "",
+        input: Optional[str] = None,
+        check: bool = True,
+    ) -> Result:
+        line = shlex.join(argv)
+        self.history.append(line)
+        try:
+            with self._lock:
+                self._before_command()
+                out, extra = self._zfs(host).command(list(argv))
+            err = extra if isinstance(extra, str) else ""
+            result = Result(line, 0, out, err)
+        except FakeError as exc:
+            result = Result(line, exc.code, "", str(exc))
+        if check and result.returncode != 0:
+            raise zfs_text.command_error(line, result.returncode, result.stderr)
+        return result
+
+    def pipeline(
+        self, stages: Sequence[Stage], *, check: bool = True, watch: Optional[PipelineWatch] = None
+    ) -> PipelineResult:
+        line = shell_line(stages)
+        self.history.append(line)
+        assert len(stages) == 2, "the fake knows zfs send | zfs recv only"
+        send, recv = stages
+        codes, errs = [0, 0], ["", ""]
+        stream = None
+        with self._lock:
+            self._before_command()
+            try:
+                _, produced = self._zfs(send.host).command(list(send.argv))
+                stream = produced if isinstance(produced, Stream) else None
+            except FakeError as exc:
+                codes[0], errs[0] = exc.code, str(exc)
+            try:
+                self._zfs(recv.host).command(list(recv.argv), stream)
+            except FakeError as exc:
+                codes[1], errs[1] = exc.code, str(exc)
+        result = PipelineResult(line, tuple(codes), tuple(errs), "")
+        if check and not result.ok:
+            failed = next(i for i, rc in enumerate(codes) if rc)
+            raise zfs_text.command_error(line, codes[failed], "\n".join(e for e in errs if e))
+        return result

@@ -1,0 +1,272 @@
+"""Sequences of whole runs against the fake zfs (hypothesis state machine).
+
+Each example is a random story: runs of the tool with random flags, time passing, data
+written, interrupted transfers, and outside interference (someone takes their own
+snapshots on either side, destroys one of ours on the source, writes into the target,
+creates or deselects datasets). After every run:
+
+- every selected source/target pair that shared a snapshot still shares one (the newest
+  common snapshot is never lost, whatever failed);
+- nothing was rolled back or force-received without --rollback / --destroy-incompatible;
+- only snapshots of this backup were destroyed (others only with --destroy-incompatible);
+- a target dataset that was written to is never touched without --rollback.
+
+Interference also happens *during* a run: someone destroys one of our source snapshots
+between the tool's observation and its n-th command (the fake runs the meddling just
+before that command): the dataset fails with a clear error and the invariants hold.
+
+At the end the story stops interfering and runs the tool like an administrator would
+(with --rollback and --destroy-incompatible if the target was tampered with): it must
+converge: every selected dataset is on the target with the source's newest snapshot,
+the data equals, and the next plan with --no-snapshot is empty.
+
+Examples and steps follow the hypothesis profile (HYPOTHESIS_PROFILE=thorough: more).
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import os
+from typing import Optional
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
+
+from executors.classic import observe_and_plan, run_classic
+from executors.console import Console
+from executors.execute import Settings
+from executors.options import build_parser, job_from_args
+from tests.fakezfs import FakeRunner, FakeZfs, FDataset
+
+START = 1_767_225_600  # 2026-01-01 00:00 UTC
+TAG = "zfs_autobackup:bak"
+PROP = "autobackup:bak"
+TARGET = "bak/srv"
+
+#: flags a run may get (each run draws a few)
+FLAGS = [
+    "--no-holds",
+    "--other-snapshots",
+    "--allow-empty",
+    "--min-change=5000",
+    "--keep-source=3",
+    "--keep-source=1h1d,1d1w",
+    "--keep-target=5",
+    "--keep-target=10,1d1w,1w1m",
+    "--no-thinning",
+    "--no-snapshot",
+    "--rollback",
+    "--destroy-incompatible",
+    "--destroy-missing=1d",
+    "--parallel=1",
+]
+STEPS = [1, 60, 3600, 4 * 3600, 86400, 7 * 86400, 40 * 86400]
+
+
+class Story(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.zfs = FakeZfs()
+        self.zfs.now = START
+        self.runner = FakeRunner({None: self.zfs})
+        for name in ("src", "src/a", "src/a/b", "src/c", "src/d", "bak", TARGET):
+            self.zfs.create(name)
+        self.zfs.datasets["src/a"].local_props[PROP] = "true"
+        self.zfs.datasets["src/c"].local_props[PROP] = "true"
+        self.zfs.datasets["src/d"].local_props[PROP] = "child"
+        self.zfs.create("src/d/e")
+        self.counter = itertools.count()
+        #: the target was tampered with: the final runs may repair it with these flags
+        self.repair: set[str] = set()
+        self.naming = job_from_args(build_parser().parse_args(["bak", TARGET])).naming
+
+    # --- the world ---------------------------------------------------------------
+
+    def _sources(self) -> list[str]:
+        return sorted(n for n in self.zfs.datasets if n.startswith("src/"))
+
+    def _pairs(self) -> dict[str, str]:
+        """Source dataset -> its target dataset, for those that are on the target."""
+        return {s: f"{TARGET}/{s}" for s in self._sources() if f"{TARGET}/{s}" in self.zfs.datasets}
+
+    def _target_datasets(self) -> list[FDataset]:
+        """Those of selected datasets."""
+        selected = self._selected()
+        return [self.zfs.datasets[t] for s, t in self._pairs().items() if selected[s]]
+
+    def _finished_targets(self) -> list[str]:
+        """Target datasets someone could touch (not in the middle of a receive)."""
+        return sorted(
+            t for t in self._pairs().values()
+            if self.zfs.datasets[t].snaps and not self.zfs.datasets[t].token
+        )  # fmt: skip
+
+    def _common(self) -> dict[str, bool]:
+        result = {}
+        for source, target in self._pairs().items():
+            guids = {s.guid for s in self.zfs.datasets[source].snaps}
+            result[source] = any(s.guid in guids for s in self.zfs.datasets[target].snaps)
+        return result
+
+    def _run(self, *flags: str) -> int:
+        self.zfs.now += 1  # two runs never share a second (and a snapshot name)
+        args = build_parser().parse_args(["bak", TARGET, *flags])
+        job = job_from_args(args)
+        console = Console(out=io.StringIO(), err=io.StringIO(), color=False)
+        parallel = args.parallel
+        return run_classic(
+            job, False, console, self.runner, float(self.zfs.now),
+            settings=Settings(progress=False, parallel=parallel),
+        )  # fmt: skip
+
+    # --- rules -------------------------------------------------------------------
+
+    @rule(step=st.sampled_from(STEPS))
+    def time_passes(self, step: int) -> None:
+        self.zfs.now += step
+
+    @rule(data=st.data(), size=st.sampled_from([1, 4096, 100_000]))
+    def write_on_source(self, data: st.DataObject, size: int) -> None:
+        self.zfs.write(data.draw(st.sampled_from(self._sources())), size)
+
+    @rule(
+        flags=st.lists(st.sampled_from(FLAGS), max_size=3, unique=True),
+        interrupt=st.sampled_from([0, 0, 0, 1, 2]),
+        meddle=st.one_of(st.none(), st.integers(0, 12)),
+        picks=st.tuples(st.integers(0, 99), st.integers(0, 99)),
+    )
+    def run(
+        self, flags: list[str], interrupt: int, meddle: Optional[int], picks: tuple[int, int]
+    ) -> None:
+        before = self._common()
+        written = {t: self.zfs.datasets[t].written for t in self._pairs().values()}
+        start = len(self.zfs.events)
+        self.zfs.interrupt_next = interrupt
+        if meddle is not None:
+            # mid-run: someone destroys one of our snapshots after the tool observed it
+            self.runner.meddle = (meddle, lambda: self._destroy_one_of_ours(*picks))
+        self._run(*flags)
+        self.zfs.interrupt_next = 0
+        self.runner.meddle = None
+        events = self.zfs.events[start:]
+        after = self._common()
+        selected = self._selected()
+        for source, had in before.items():
+            # (a deselected dataset is "missing": --destroy-missing may remove its backup)
+            if had and selected.get(source):
+                assert after.get(source), f"{source}: every common snapshot was lost ({events})"
+        allowed = {"--rollback", "--destroy-incompatible"} & set(flags)
+        rolled = [e for e in events if e[0] in ("rollback", "recv-F")]
+        assert allowed or not rolled, f"rolled back without the flag: {rolled}"
+        for kind, name in events:
+            if kind == "destroy":
+                short = name.partition("@")[2]
+                assert self.naming.is_ours(short) or "--destroy-incompatible" in flags, name
+        if "--rollback" not in flags and "--destroy-incompatible" not in flags:
+            for target, size in written.items():
+                if size and target in self.zfs.datasets:
+                    assert self.zfs.datasets[target].written == size, f"{target} was changed"
+
+    @rule(data=st.data())
+    def someone_snapshots_the_source(self, data: st.DataObject) -> None:
+        name = data.draw(st.sampled_from(self._sources()))
+        self.zfs.snapshot([f"{name}@manual-{next(self.counter)}"])
+
+    @precondition(lambda self: bool(self._finished_targets()))
+    @rule(data=st.data())
+    def someone_snapshots_the_target(self, data: st.DataObject) -> None:
+        target = data.draw(st.sampled_from(self._finished_targets()))
+        self.zfs.snapshot([f"{target}@manual-{next(self.counter)}"])
+        self.repair.add("--destroy-incompatible")
+
+    @precondition(lambda self: bool(self._finished_targets()))
+    @rule(data=st.data())
+    def someone_writes_into_the_target(self, data: st.DataObject) -> None:
+        target = data.draw(st.sampled_from(self._finished_targets()))
+        self.zfs.write(target, 512)
+        self.repair.add("--rollback")
+
+    @rule(picks=st.tuples(st.integers(0, 99), st.integers(0, 99)))
+    def someone_destroys_one_of_our_source_snapshots(self, picks: tuple[int, int]) -> None:
+        self._destroy_one_of_ours(*picks)
+
+    def _destroy_one_of_ours(self, pick_dataset: int, pick_snapshot: int) -> None:
+        """An unheld one that is not the newest common snapshot (zfs refuses a held one;
+        destroying the newest common one needs a full resend, which the flags forbid)."""
+        sources = self._sources()
+        name = sources[pick_dataset % len(sources)]
+        ds = self.zfs.datasets[name]
+        target = self.zfs.datasets.get(f"{TARGET}/{name}")
+        guids = {s.guid for s in target.snaps} if target else set()
+        common = [s for s in ds.snaps if s.guid in guids]
+        candidates = [
+            s for s in ds.snaps
+            if not s.holds and self.naming.is_ours(s.name) and (not common or s is not common[-1])
+        ]  # fmt: skip
+        if candidates:
+            victim = candidates[pick_snapshot % len(candidates)]
+            self.zfs.command(["zfs", "destroy", f"{name}@{victim.name}"])
+
+    @rule(parent=st.sampled_from(["src/a", "src/c", "src/d"]))
+    def someone_creates_a_dataset(self, parent: str) -> None:
+        self.zfs.create(f"{parent}/new{next(self.counter)}")
+
+    @precondition(lambda self: "src/a/b" in self.zfs.datasets)
+    @rule(value=st.sampled_from(["false", "true"]))
+    def someone_changes_the_selection(self, value: str) -> None:
+        self.zfs.datasets["src/a/b"].local_props[PROP] = value
+
+    # --- the end -----------------------------------------------------------------
+
+    def teardown(self) -> None:
+        # a target dataset without snapshots (its source's only snapshot was destroyed
+        # before the first send, after a child's send created it as a parent): the tool
+        # says to destroy it or use --force; the administrator picks --force
+        if any(not ds.snaps and not ds.token for ds in self._target_datasets()):
+            self.repair.add("--force")
+        repair = sorted(self.repair)
+        self.zfs.now += 86400
+        self._run(*repair)
+        self.zfs.now += 60
+        failures = self._run("--no-snapshot", *repair)
+        assert failures == 0, self.zfs.events[-20:]
+        args = build_parser().parse_args(["bak", TARGET, "--no-snapshot"])
+        plan = observe_and_plan(job_from_args(args), self.runner, float(self.zfs.now)).plan
+        assert plan.empty, plan.actions
+        for source, value in self._selected().items():
+            if not value:
+                continue
+            target = self.zfs.datasets.get(f"{TARGET}/{source}")
+            assert target is not None, f"{source} is not on the target"
+            ours = [s for s in self.zfs.datasets[source].snaps if self.naming.is_ours(s.name)]
+            assert target.snaps and ours, source
+            on_target = {s.guid for s in target.snaps}
+            assert ours[-1].guid in on_target, f"{source}: our newest snapshot is not on the target"
+            # the target holds exactly the data of a source snapshot (its newest)
+            newest = target.snaps[-1]
+            twin = [s for s in self.zfs.datasets[source].snaps if s.guid == newest.guid]
+            assert twin and target.data == twin[0].data == newest.data and not target.written
+
+    def _selected(self) -> dict[str, bool]:
+        result = {}
+        for name in self._sources():
+            value, source = self.zfs._prop(name, PROP)
+            direct = source == "local"
+            result[name] = value == "true" or (value == "child" and not direct)
+        return result
+
+
+def _settings() -> settings:
+    thorough = os.environ.get("HYPOTHESIS_PROFILE") == "thorough"
+    return settings(
+        max_examples=2000 if thorough else 60,
+        stateful_step_count=30 if thorough else 20,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
+
+
+Story.TestCase.settings = _settings()
+test_stories = Story.TestCase
