@@ -230,6 +230,26 @@ if [ -n "$tmp" ]; then umount "$tmp"; rmdir "$tmp"; fi
 """
         return self.guest.run(script).stdout.split()[0]
 
+    def replica_report(self, pairs: Sequence[tuple[str, str]]) -> list[tuple[str, ...]]:
+        """For each (source, target) in one guest script: the newest snapshot on each side,
+        their guids, the target's resume token, and checksums of both newest snapshots."""
+        lines = []
+        for source, target in pairs:
+            src, tgt = shlex.quote(source), shlex.quote(target)
+            lines.append(
+                f"s=$(zfs list -H -o name -t snapshot -s createtxg -d 1 {src} | tail -n 1); "
+                f"t=$(zfs list -H -o name -t snapshot -s createtxg -d 1 {tgt} | tail -n 1); "
+                'printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\n" "${s#*@}" "${t#*@}" '
+                '"$(zfs get -H -p -o value guid "$s")" "$(zfs get -H -p -o value guid "$t")" '
+                f'"$(zfs get -H -o value receive_resume_token {tgt})" "$(sum_of "$s")" "$(sum_of "$t")"'
+            )
+        script = (
+            'sum_of() { m=$(mktemp -d); mount -t zfs -o ro "$1" "$m" && '
+            '(cd "$m" && find . -type f | LC_ALL=C sort | xargs -r sha256sum) | sha256sum | cut -c1-16; '
+            'umount "$m"; rmdir "$m"; }\n' + "\n".join(lines)
+        )
+        return [tuple(line.split("\t")) for line in self.guest.run(script).stdout.splitlines()]
+
     def tool(
         self, *args: str, now: Optional[str] = None, check: bool = False
     ) -> subprocess.CompletedProcess[str]:
