@@ -1,21 +1,27 @@
-"""This tool against zfs-autobackup 3.3, side by side in the same guest.
+"""This tool against zfs-autobackup 3.3 and bzfs 1.25, side by side in the same guests.
 
-    .venv/bin/python -m bench.peers [--datasets 100] [--snapshots 10]
+    .venv/bin/python -m bench.peers [--datasets 100] [--snapshots 10] [--pull]
+        [--bzfs-wheel bzfs-1.25.0-py3-none-any.whl] [--first-run-by-ours LABEL]
 
-For each tool, on fresh pools in the same (emulated) guest: N datasets with K snapshots
-named as both tools expect (`bench-%Y%m%d%H%M%S`), then three runs with
-`--no-snapshot` and the default schedules:
+For each tool, on fresh pools: N datasets with K snapshots named as the tools expect
+(`bench-%Y%m%d%H%M%S`), then three runs with `--no-snapshot` and the default schedules:
   1. a first full backup,
   2. an incremental run after one new snapshot per dataset,
   3. a run where nothing changed.
-Each run is measured as wall time and as the number of zfs processes started (a shim
-first in PATH logs each one). Prints a markdown table; compare ratios, not absolute
-times: the guest is emulated.
+Local mode: source and target pools in one guest. `--pull`: the sources live on a
+second guest and each tool pulls them over ssh. Each run is measured as wall time and
+as the number of zfs processes (a shim first in PATH logs each one, on both guests) and
+ssh processes (a shim on the guest the tool runs on) it started. Prints a markdown table;
+compare ratios, not absolute times: the guests are emulated.
 
-bzfs 1.25 runs too when its wheel is given (`--bzfs-wheel bzfs-1.25.0-py3-none-any.whl`,
-from `pip download --no-deps bzfs==1.25.0`): it replicates the same tree with
-`bzfs SRC DST --recursive` (it creates no snapshots and thins nothing by default, so it
-does less work than the other two).
+bzfs runs when its wheel is given (`pip download --no-deps bzfs==1.25.0`): it replicates
+the same tree with `bzfs SRC DST --recursive` (it takes no snapshots, places no holds and
+thins nothing by default, so it does less work than the other two).
+
+`--first-run-by-ours LABEL`: for a slow peer, run 1 is done by this tool instead (not
+measured) and the peer continues from there (both use the same names and hold tag);
+used for zfs-autobackup 3.3 at N = 1,000, where its first run sends 10,000 snapshots one
+by one.
 """
 
 from __future__ import annotations
@@ -27,24 +33,32 @@ import tempfile
 import time
 import zipfile
 from pathlib import Path
+from typing import Optional
 
 from tests.zfsvm.bed import ZfsBed
-from tests.zfsvm.guest import Guest
+from tests.zfsvm.guest import Guest, free_port
 from tests.zfsvm.image import ensure_image
 
-SHIM = """#!/bin/sh
+ZFS_SHIM = """#!/bin/sh
 echo "$*" >> /var/tmp/zfs-calls.log
 exec /usr/sbin/zfs "$@"
 """
-#: label -> command template ({s}: source pool, {d}: target pool)
+SSH_SHIM = """#!/bin/sh
+echo "$*" >> /var/tmp/ssh-calls.log
+exec /usr/bin/ssh "$@"
+"""
+PEER = "root@10.0.2.100"
+OURS = "zfs-reconcile"
+#: label -> command template ({src}: source dataset spec for the tool, {d}: target pool)
 TOOLS = {
-    "zfs-reconcile": "zfs-autobackup bench {d} --no-snapshot",
-    "zfs-autobackup 3.3": "zfs-autobackup-3.3 bench {d} --no-snapshot",
+    OURS: "zfs-autobackup {ssh} bench {d} --no-snapshot",
+    "zfs-autobackup 3.3": "zfs-autobackup-3.3 {ssh} bench {d} --no-snapshot",
 }
-BZFS = "bzfs {s}/bench {d}/bench --recursive"
+BZFS = "bzfs {src}/bench {d}/bench --recursive"
 BZFS_WRAPPER = """#!/bin/sh
 PYTHONPATH=/opt/bzfs exec python3 -m bzfs_main.bzfs "$@"
 """
+RUNS = ["1 first full backup", "2 incremental (1 new snapshot each)", "3 nothing changed"]
 
 
 def install_bzfs(bed: ZfsBed, wheel: Path) -> None:
@@ -69,23 +83,31 @@ def name(n: int) -> str:
     return f"bench-20260101{n // 60:02d}{n % 60:02d}00"
 
 
-def measure(bed: ZfsBed, command: str) -> tuple[float, int]:
-    bed.run(": > /var/tmp/zfs-calls.log")
+Measure = tuple[float, int, int]
+
+
+def measure(runner: ZfsBed, beds: list[ZfsBed], command: str) -> Measure:
+    """(seconds, zfs processes on every guest, ssh processes where the tool runs)."""
+    for bed in beds:
+        bed.run(": > /var/tmp/zfs-calls.log; : > /var/tmp/ssh-calls.log")
     started = time.monotonic()
-    out = bed.run(command, check=False)
+    out = runner.run(command, check=False, timeout=6 * 3600)
     seconds = time.monotonic() - started
     if out.returncode != 0:
         raise SystemExit(f"benchmark run failed: {command}\n{out.stdout}\n{out.stderr}")
-    calls = int(bed.run("wc -l < /var/tmp/zfs-calls.log").stdout.strip())
-    return seconds, calls
+    zfs = sum(int(b.run("wc -l < /var/tmp/zfs-calls.log").stdout.strip()) for b in beds)
+    ssh = int(runner.run("wc -l < /var/tmp/ssh-calls.log").stdout.strip())
+    return seconds, zfs, ssh
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", type=int, default=100)
     parser.add_argument("--snapshots", type=int, default=10)
+    parser.add_argument("--pull", action="store_true", help="pull over ssh from a second guest")
     parser.add_argument("--bzfs-wheel", type=Path, help="also run bzfs from this wheel")
     parser.add_argument("--only", action="append", help="run only these tools (labels)")
+    parser.add_argument("--first-run-by-ours", action="append", default=[], metavar="LABEL")
     args = parser.parse_args()
     n, k = args.datasets, args.snapshots
     tools = dict(TOOLS)
@@ -93,46 +115,80 @@ def main() -> None:
         tools["bzfs 1.25"] = BZFS
     if args.only:
         tools = {label: cmd for label, cmd in tools.items() if label in args.only}
-    guest = Guest(ensure_image(), Path(tempfile.mkdtemp(prefix="bench-")))
-    results: dict[str, list[tuple[float, int]]] = {}
+    image = ensure_image()
+    workdir = Path(tempfile.mkdtemp(prefix="bench-"))
+    if args.pull:
+        port = free_port()
+        guests = [Guest(image, workdir, peer_port=port), Guest(image, workdir, "guest2", port=port)]
+    else:
+        guests = [Guest(image, workdir)]
+    results: dict[str, list[Optional[Measure]]] = {}
     try:
-        guest.boot()
-        bed = ZfsBed(guest)
-        bed.install_tool()
-        bed.run("cat > /usr/local/sbin/zfs && chmod +x /usr/local/sbin/zfs", input=SHIM)
+        for guest in guests:
+            guest.boot()
+        beds = [ZfsBed(g) for g in guests]
+        here, there = beds[0], beds[-1]
+        here.install_tool()
+        for bed in beds:
+            bed.run("cat > /usr/local/sbin/zfs && chmod +x /usr/local/sbin/zfs", input=ZFS_SHIM)
+        here.run("cat > /usr/local/bin/ssh && chmod +x /usr/local/bin/ssh", input=SSH_SHIM)
         if args.bzfs_wheel:
-            install_bzfs(bed, args.bzfs_wheel)
+            install_bzfs(here, args.bzfs_wheel)
         for label, command in tools.items():
-            pools = bed.create_pools(size="2G")
-            s, d = pools.src, pools.dst
-            bed.run(
-                f"zfs create {s}/bench && zfs set autobackup:bench=true {s}/bench && "
+            (d,) = here.create_pools(("dst",), size="4G").names
+            (s,) = there.create_pools(("src",), size="4G").names
+            there.run(
+                f"/usr/sbin/zfs create {s}/bench && "
+                f"/usr/sbin/zfs set autobackup:bench=true {s}/bench && "
                 f"for i in $(seq {n}); do /usr/sbin/zfs create {s}/bench/ds$i; done"
             )
             for i in range(k):
-                bed.run(f"/usr/sbin/zfs snapshot -r {s}/bench@{name(i)}")
-            run = f"faketime -f '{{}}' {command.format(s=s, d=d)}"
-            results[label] = [measure(bed, run.format(stamp(k)))]
-            bed.run(f"/usr/sbin/zfs snapshot -r {s}/bench@{name(k)}")
-            results[label].append(measure(bed, run.format(stamp(k + 1))))
-            results[label].append(measure(bed, run.format(stamp(k + 2))))
-            bed.destroy_pools(pools)
+                there.run(f"/usr/sbin/zfs snapshot -r {s}/bench@{name(i)}")
+            src = f"{PEER}:{s}" if args.pull else s
+            # (received selection values on the target must not select it as a source)
+            ssh = f"--ssh-source {PEER} --exclude-received" if args.pull else "--exclude-received"
+            run = "faketime -f '{}' " + command.format(src=src, d=d, ssh=ssh)
+            first = run
+            if label in args.first_run_by_ours:
+                first = "faketime -f '{}' " + TOOLS[OURS].format(d=d, ssh=ssh)
+                here.run(first.format(stamp(k)), timeout=6 * 3600)
+                results[label] = [None]
+            else:
+                results[label] = [measure(here, beds, first.format(stamp(k)))]
+            print(f"# {label}: {results[label][-1]}", flush=True)
+            there.run(f"/usr/sbin/zfs snapshot -r {s}/bench@{name(k)}")
+            for step in (1, 2):
+                results[label].append(measure(here, beds, run.format(stamp(k + step))))
+                print(f"# {label}: {results[label][-1]}", flush=True)
+            here.run(f"zpool destroy -f {d}; rm -f /var/tmp/pools/{d}.img")
+            there.run(f"zpool destroy -f {s}; rm -f /var/tmp/pools/{s}.img")
     finally:
-        guest.stop()
-    print(f"| {n} datasets, {k} snapshots, local, same guest | run | seconds | zfs processes |")
-    print("|---|---|---|---|")
-    runs = ["1 first full backup", "2 incremental (1 new snapshot each)", "3 nothing changed"]
+        for guest in guests:
+            guest.stop()
+    report(results, n, k, "pull over ssh from a second guest" if args.pull else "local")
+
+
+def report(results: dict[str, list[Optional[Measure]]], n: int, k: int, mode: str) -> None:
+    print(
+        f"| {n} datasets, {k} snapshots, {mode} | run | seconds | zfs processes | ssh processes |"
+    )
+    print("|---|---|---|---|---|")
     for label, rows in results.items():
-        for run_name, (seconds, calls) in zip(runs, rows):
-            print(f"| {label} | {run_name} | {seconds:.1f} | {calls} |")
-    ours = results.get("zfs-reconcile")
+        for run_name, row in zip(RUNS, rows):
+            if row is None:
+                print(f"| {label} | {run_name} | (done by {OURS}) | | |")
+            else:
+                print(f"| {label} | {run_name} | {row[0]:.1f} | {row[1]} | {row[2]} |")
+    ours = results.get(OURS)
     for label, theirs in results.items():
-        if ours is None or label == "zfs-reconcile":
+        if ours is None or label == OURS:
             continue
-        for run_name, (a, b) in zip(runs, zip(ours, theirs)):
+        for run_name, a, b in zip(RUNS, ours, theirs):
+            if a is None or b is None:
+                continue
             print(
                 f"| ratio {label} / ours | {run_name} | {b[0] / a[0]:.1f}x "
-                f"| {b[1] / max(a[1], 1):.1f}x |"
+                f"| {b[1] / max(a[1], 1):.1f}x | |"
             )
 
 
