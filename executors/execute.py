@@ -16,6 +16,7 @@ every write is only shown.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Optional
@@ -85,6 +86,7 @@ class Executor:
         self.progress = settings.progress
         self.parallel = max(1, settings.parallel)
         self._board = Board(console.progress, combine=console.err.isatty())
+        self._probe_lock = threading.Lock()
         #: side -> pool -> enabled/active features (probed once per host, only for sends)
         self._pool_features: dict[str, dict[str, set[str]]] = {}
 
@@ -95,6 +97,10 @@ class Executor:
         self.runner.run(self._host(side), argv, label=_label(side))
 
     def _features_of(self, side: str) -> dict[str, set[str]]:
+        with self._probe_lock:  # parallel sends: one probe per host all the same
+            return self._probe_features(side)
+
+    def _probe_features(self, side: str) -> dict[str, set[str]]:
         if side not in self._pool_features:
             argv = ["zpool", "get", "-H", "-o", "name,property,value",
                     "feature@large_blocks,feature@embedded_data"]  # fmt: skip
