@@ -77,6 +77,15 @@ class Stream:
 
 
 @attrs.frozen
+class Output:
+    """What a fake command printed, and the stream it produced (`zfs send`)."""
+
+    stdout: str = ""
+    stderr: str = ""
+    stream: Optional[Stream] = None
+
+
+@attrs.frozen
 class Partial:
     """What an interrupted receive left behind: the token's meaning."""
 
@@ -142,9 +151,12 @@ class FakeZfs:
             raise FakeError(f"cannot open '{full}': dataset does not exist")
         return ds, snap
 
+    def has_children(self, name: str) -> bool:
+        return any(n.startswith(name + "/") for n in self.datasets)
+
     # --- property reading ------------------------------------------------------------
 
-    def _prop(self, name: str, prop: str) -> tuple[str, str]:
+    def prop(self, name: str, prop: str) -> tuple[str, str]:
         ds = self.datasets[name]
         if prop in ds.local_props:
             return ds.local_props[prop], "local"
@@ -161,13 +173,13 @@ class FakeZfs:
 
     # --- commands --------------------------------------------------------------------
 
-    def command(self, argv: Sequence[str], stream: Optional[Stream] = None) -> tuple[str, object]:
-        """Run one command; (stdout, stream it produced). Raises FakeError."""
+    def command(self, argv: Sequence[str], stream: Optional[Stream] = None) -> Output:
+        """Run one command (`stream`: what `zfs recv` reads). Raises FakeError."""
         if argv[0] == "zpool":
             pools = sorted({n.split("/")[0] for n in self.datasets})
             features = next(a for a in argv if a.startswith("feature@")).split(",")
             lines = [f"{p}\t{f}\tactive" for p in pools for f in features]
-            return "".join(line + "\n" for line in lines), None
+            return Output("".join(line + "\n" for line in lines))
         if argv[0] != "zfs":
             raise FakeError(f"sh: 1: {argv[0]}: not found", 127)
         verb, args = argv[1], list(argv[2:])
@@ -175,18 +187,18 @@ class FakeZfs:
         if handler is None:
             raise FakeError(f"fake zfs: unsupported command {shlex.join(argv)}", 2)
         if verb == "recv":
-            return handler(args, stream), None
+            return handler(args, stream)  # type: ignore[no-any-return]
         return handler(args)  # type: ignore[no-any-return]
 
-    def _zfs_get(self, args: list[str]) -> tuple[str, object]:
+    def _zfs_get(self, args: list[str]) -> Output:
         prop = args[-1]
         lines = []
         for name in sorted(self.datasets):
-            value, source = self._prop(name, prop)
+            value, source = self.prop(name, prop)
             lines.append(f"{name}\t{value}\t{source}\n")
-        return "".join(lines), None
+        return Output("".join(lines))
 
-    def _zfs_list(self, args: list[str]) -> tuple[str, object]:
+    def _zfs_list(self, args: list[str]) -> Output:
         roots = args[args.index("-r") + 1 :] if "-r" in args else args[-1:]
         if "-r" not in args:  # zfs list -H -o name DATASET[@SNAP]
             name = roots[0]
@@ -194,7 +206,7 @@ class FakeZfs:
                 self.get_snap(name)
             elif name not in self.datasets:
                 raise FakeError(f"cannot open '{name}': dataset does not exist")
-            return name + "\n", None
+            return Output(name + "\n")
         for root in roots:
             if root not in self.datasets:
                 raise FakeError(f"cannot open '{root}': dataset does not exist")
@@ -221,30 +233,30 @@ class FakeZfs:
                         "off",
                     ]
                 )
-        return "".join("\t".join(map(str, r)) + "\n" for r in rows), None
+        return Output("".join("\t".join(map(str, r)) + "\n" for r in rows))
 
-    def _zfs_holds(self, args: list[str]) -> tuple[str, object]:
+    def _zfs_holds(self, args: list[str]) -> Output:
         lines = []
         for full in [a for a in args if not a.startswith("-")]:
             _, snap = self.get_snap(full)
             lines += [f"{full}\t{tag}\tThu Jan  1 00:00 1970\n" for tag in snap.holds]
-        return "".join(lines), None
+        return Output("".join(lines))
 
-    def _zfs_snapshot(self, args: list[str]) -> tuple[str, object]:
+    def _zfs_snapshot(self, args: list[str]) -> Output:
         names = [a for i, a in enumerate(args) if a != "-o" and (i == 0 or args[i - 1] != "-o")]
         self.snapshot(names)
-        return "", None
+        return Output()
 
-    def _zfs_create(self, args: list[str]) -> tuple[str, object]:
+    def _zfs_create(self, args: list[str]) -> Output:
         name = args[-1]
         parts = name.split("/")
         for i in range(1, len(parts) + 1):
             sub = "/".join(parts[:i])
             if sub not in self.datasets:
                 self.create(sub)
-        return "", None
+        return Output()
 
-    def _zfs_hold(self, args: list[str], release: bool = False) -> tuple[str, object]:
+    def _zfs_hold(self, args: list[str], release: bool = False) -> Output:
         tag, names = args[0], args[1:]
         found = [self.get_snap(n) for n in names]
         for full, (_, snap) in zip(names, found):
@@ -262,22 +274,22 @@ class FakeZfs:
             else:
                 snap.holds.append(tag)
             self.events.append(("release" if release else "hold", full))
-        return "", None
+        return Output()
 
-    def _zfs_release(self, args: list[str]) -> tuple[str, object]:
+    def _zfs_release(self, args: list[str]) -> Output:
         return self._zfs_hold(args, release=True)
 
-    def _zfs_destroy(self, args: list[str]) -> tuple[str, object]:
+    def _zfs_destroy(self, args: list[str]) -> Output:
         target = args[-1]
         if "@" not in target:
             ds = self.datasets.get(target)
             if ds is None:
                 raise FakeError(f"cannot open '{target}': dataset does not exist")
-            if ds.snaps or any(n.startswith(target + "/") for n in self.datasets):
+            if ds.snaps or self.has_children(target):
                 raise FakeError(f"cannot destroy '{target}': filesystem has children")
             del self.datasets[target]
             self.events.append(("destroy-dataset", target))
-            return "", None
+            return Output()
         dsname, _, shorts = target.partition("@")
         ds = self.datasets.get(dsname)
         if ds is None:
@@ -295,9 +307,9 @@ class FakeZfs:
             self.events.append(("destroy", f"{dsname}@{s.name}"))
         if not ds.snaps:  # with no snapshot at all, everything counts as written
             ds.written = max(ds.written, 4096)
-        return "", None
+        return Output()
 
-    def _zfs_rollback(self, args: list[str]) -> tuple[str, object]:
+    def _zfs_rollback(self, args: list[str]) -> Output:
         ds, snap = self.get_snap(args[-1])
         if ds.snaps[-1] is not snap:
             raise FakeError(
@@ -306,19 +318,17 @@ class FakeZfs:
             )
         ds.data, ds.written = snap.data, 0
         self.events.append(("rollback", ds.name))
-        return "", None
+        return Output()
 
-    def _zfs_send(self, args: list[str]) -> tuple[str, object]:
+    def _zfs_send(self, args: list[str]) -> Output:
         if "-t" in args:
             token = args[args.index("-t") + 1]
             partial = self._tokens.get(token)
             if partial is None:
                 raise FakeError("cannot resume send: invalid resume token")
             last = partial.stream.snaps[-1]
-            try:
-                _, snap = self.get_snap(f"{partial.source}@{last.name}")
-            except FakeError:
-                snap = None
+            ds = self.datasets.get(partial.source)
+            snap = ds.snap(last.name) if ds else None
             if snap is None or snap.guid != last.guid:
                 raise FakeError(
                     f"cannot resume send: '{partial.source}@{last.name}' used in the "
@@ -326,8 +336,8 @@ class FakeZfs:
                 )
             if any(a.startswith("-") and "n" in a for a in args):  # -n, -nv, -nvP
                 text = f"\ttoname = {partial.source}@{last.name}\n\ttoguid = {hex(last.guid)}\n"
-                return "", text  # -nv prints on stderr... shown through the stream slot
-            return "", partial.stream
+                return Output(stderr=text)
+            return Output(stream=partial.stream)
         full = args[-1]
         ds, snap = self.get_snap(full)
         base_guid = None
@@ -343,23 +353,23 @@ class FakeZfs:
                     chosen = [s for s in ds.snaps if base.txg < s.txg <= snap.txg]
         props = tuple(sorted(ds.local_props.items())) if "-p" in args else ()
         copies = tuple(attrs.evolve(s, holds=[]) for s in chosen)
-        return "", Stream(ds.name, copies, base_guid, props)
+        return Output(stream=Stream(ds.name, copies, base_guid, props))
 
-    def _zfs_recv(self, args: list[str], stream: Optional[Stream]) -> str:
+    def _zfs_recv(self, args: list[str], stream: Optional[Stream]) -> Output:
         name = args[-1]
         if args[0] == "-A":
             ds = self.datasets.get(name)
             if ds is None or ds.token is None:
                 raise FakeError(f"'{name}' does not have any resumable receive state to abort")
             # an interrupted full receive: the dataset itself goes
-            if not ds.snaps and any(n.startswith(name + "/") for n in self.datasets):
+            if not ds.snaps and self.has_children(name):
                 raise FakeError(f"cannot destroy '{name}': filesystem has children")
             self._tokens.pop(ds.token, None)
             ds.token = None
             if not ds.snaps:
                 del self.datasets[name]
             self.events.append(("abort", name))
-            return ""
+            return Output()
         if stream is None:
             raise FakeError("cannot receive: failed to read from stream")
         force = "-F" in args
@@ -429,7 +439,7 @@ class FakeZfs:
             self.events.append(("received", f"{name}@{s.name}"))
         ds.data, ds.written = stream.snaps[-1].data, 0
         ds.received_props.update(dict(stream.props))
-        return ""
+        return Output()
 
 
 class FakeRunner:
@@ -470,9 +480,8 @@ class FakeRunner:
         try:
             with self._lock:
                 self._before_command()
-                out, extra = self._zfs(host).command(list(argv))
-            err = extra if isinstance(extra, str) else ""
-            result = Result(line, 0, out, err)
+                out = self._zfs(host).command(list(argv))
+            result = Result(line, 0, out.stdout, out.stderr)
         except FakeError as exc:
             result = Result(line, exc.code, "", str(exc))
         if check and result.returncode != 0:
@@ -491,8 +500,7 @@ class FakeRunner:
         with self._lock:
             self._before_command()
             try:
-                _, produced = self._zfs(send.host).command(list(send.argv))
-                stream = produced if isinstance(produced, Stream) else None
+                stream = self._zfs(send.host).command(list(send.argv)).stream
             except FakeError as exc:
                 codes[0], errs[0] = exc.code, str(exc)
             try:

@@ -115,11 +115,8 @@ class Story(RuleBasedStateMachine):
         args = build_parser().parse_args(["bak", TARGET, *flags])
         job = job_from_args(args)
         console = Console(out=io.StringIO(), err=io.StringIO(), color=False)
-        parallel = args.parallel
-        return run_classic(
-            job, False, console, self.runner, float(self.zfs.now),
-            settings=Settings(progress=False, parallel=parallel),
-        )  # fmt: skip
+        settings = Settings(parallel=args.parallel)
+        return run_classic(job, False, console, self.runner, float(self.zfs.now), settings=settings)
 
     # --- rules -------------------------------------------------------------------
 
@@ -252,7 +249,7 @@ class Story(RuleBasedStateMachine):
     def _selected(self) -> dict[str, bool]:
         result = {}
         for name in self._sources():
-            value, source = self.zfs._prop(name, PROP)
+            value, source = self.zfs.prop(name, PROP)
             direct = source == "local"
             result[name] = value == "true" or (value == "child" and not direct)
         return result
