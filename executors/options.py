@@ -31,41 +31,29 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message} (see --help)")
 
 
-def _non_negative(option: str) -> Callable[[str], int]:
+def _whole_number(option: str, low: int = 0, high: Optional[int] = None) -> Callable[[str], int]:
+    """argparse type: an integer from `low` (to `high`), or a one-line error naming it."""
+    allowed = f"from {low} to {high}" if high is not None else f"of {low} or more"
+
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
+            value = None
+        if value is None or value < low or (high is not None and value > high):
             raise argparse.ArgumentTypeError(
-                f"invalid value '{text}' for {option}: a whole number of 0 or more is allowed"
-            ) from None
-        if value < 0:
-            raise argparse.ArgumentTypeError(
-                f"invalid value '{text}' for {option}: a whole number of 0 or more is allowed"
+                f"invalid value '{text}' for {option}: a whole number {allowed} is allowed"
             )
         return value
 
     return parse
 
 
-def _parallel(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if not 1 <= value <= MAX_PARALLEL:
-        raise argparse.ArgumentTypeError(
-            f"invalid value '{text}' for --parallel: a whole number from 1 to {MAX_PARALLEL} "
-            "is allowed"
-        )
-    return value
-
-
 def _add_parallel(g: Any) -> None:
     g.add_argument(
         "--parallel",
         metavar="N",
-        type=_parallel,
+        type=_whole_number("--parallel", 1, MAX_PARALLEL),
         default=DEFAULT_PARALLEL,
         help="send up to N datasets at the same time (default %(default)s; --debug: one by one)",
     )
@@ -131,7 +119,7 @@ def build_parser(mode: str = "classic") -> argparse.ArgumentParser:
     g.add_argument(
         "--min-change",
         metavar="BYTES",
-        type=_non_negative("--min-change"),
+        type=_whole_number("--min-change"),
         default=1,
         help="only snapshot datasets with at least this many bytes written (default 1)",
     )
@@ -175,7 +163,7 @@ def build_parser(mode: str = "classic") -> argparse.ArgumentParser:
     g.add_argument(
         "--exclude-unchanged",
         metavar="BYTES",
-        type=_non_negative("--exclude-unchanged"),
+        type=_whole_number("--exclude-unchanged"),
         default=0,
         help="exclude datasets with fewer bytes written since their newest snapshot (Proxmox HA)",
     )
@@ -210,7 +198,7 @@ def build_parser(mode: str = "classic") -> argparse.ArgumentParser:
     g.add_argument(
         "--strip-path",
         metavar="N",
-        type=_non_negative("--strip-path"),
+        type=_whole_number("--strip-path"),
         default=0,
         help="strip N leading components of source names on the target",
     )
