@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Optional
 
 from tests.zfsvm.bed import ZfsBed
-from tests.zfsvm.guest import Guest, free_port
+from tests.zfsvm.guest import PEER, Guest, guest_pair
 from tests.zfsvm.image import ensure_image
 
 ZFS_SHIM = """#!/bin/sh
@@ -47,7 +47,6 @@ SSH_SHIM = """#!/bin/sh
 echo "$*" >> /var/tmp/ssh-calls.log
 exec /usr/bin/ssh "$@"
 """
-PEER = "root@10.0.2.100"
 OURS = "zfs-reconcile"
 #: label -> command template ({src}: source dataset spec for the tool, {d}: target pool)
 TOOLS = {
@@ -117,11 +116,7 @@ def main() -> None:
         tools = {label: cmd for label, cmd in tools.items() if label in args.only}
     image = ensure_image()
     workdir = Path(tempfile.mkdtemp(prefix="bench-"))
-    if args.pull:
-        port = free_port()
-        guests = [Guest(image, workdir, peer_port=port), Guest(image, workdir, "guest2", port=port)]
-    else:
-        guests = [Guest(image, workdir)]
+    guests = guest_pair(image, workdir) if args.pull else [Guest(image, workdir)]
     results: dict[str, list[Optional[Measure]]] = {}
     try:
         for guest in guests:

@@ -19,10 +19,8 @@ import time
 from pathlib import Path
 
 from tests.zfsvm.bed import ZfsBed
-from tests.zfsvm.guest import Guest, free_port
+from tests.zfsvm.guest import PEER, guest_pair
 from tests.zfsvm.image import ensure_image
-
-PEER = "root@10.0.2.100"
 
 
 def timed(bed: ZfsBed, script: str) -> float:
@@ -37,12 +35,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     image = ensure_image()
-    workdir = Path(tempfile.mkdtemp(prefix="bench-"))
-    peer_port = free_port()
-    guests = [
-        Guest(image, workdir, peer_port=peer_port),
-        Guest(image, workdir, "guest2", port=peer_port),
-    ]
+    guests = guest_pair(image, Path(tempfile.mkdtemp(prefix="bench-")))
     try:
         for guest in guests:
             guest.boot()

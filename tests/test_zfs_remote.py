@@ -10,11 +10,11 @@ from __future__ import annotations
 import pytest
 
 from tests.zfsvm.bed import Pools, ZfsBed
+from tests.zfsvm.guest import PEER
 
 pytestmark = pytest.mark.zfs
 
 LOCAL = "root@localhost"
-PEER = "root@10.0.2.100"
 TAG = "zfs_autobackup:rem"
 #: ZFS allows spaces, ':' and '.' in names (it refuses quotes, '$', ';' and non-ASCII)
 AWKWARD = "my data:set.v1"

@@ -33,6 +33,16 @@ class GuestError(Exception):
     pass
 
 
+#: how the first guest reaches the second one (guest1's 10.0.2.100:22 leads to guest2)
+PEER = "root@10.0.2.100"
+
+
+def guest_pair(image: Image, workdir: Path) -> list[Guest]:
+    """Two guests (not booted): the first reaches the second as PEER."""
+    port = free_port()
+    return [Guest(image, workdir, peer_port=port), Guest(image, workdir, "guest2", port=port)]
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
