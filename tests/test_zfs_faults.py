@@ -13,10 +13,10 @@ import shlex
 import pytest
 
 from tests.zfsvm.bed import Pools, ZfsBed
+from tests.zfsvm.guest import LOCAL
 
 pytestmark = pytest.mark.zfs
 
-LOCAL = "root@localhost"
 #: the tool starts zfs by its full path (/usr/sbin/zfs); the remote shell by its name
 VICTIMS = {
     "zfs send": "pkill -9 -f '(^|/)zfs send'",

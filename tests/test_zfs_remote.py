@@ -10,11 +10,10 @@ from __future__ import annotations
 import pytest
 
 from tests.zfsvm.bed import Pools, ZfsBed
-from tests.zfsvm.guest import PEER
+from tests.zfsvm.guest import LOCAL, PEER
 
 pytestmark = pytest.mark.zfs
 
-LOCAL = "root@localhost"
 TAG = "zfs_autobackup:rem"
 #: ZFS allows spaces, ':' and '.' in names (it refuses quotes, '$', ';' and non-ASCII)
 AWKWARD = "my data:set.v1"

@@ -10,10 +10,10 @@ from __future__ import annotations
 import pytest
 
 from tests.zfsvm.bed import Pools, ZfsBed
+from tests.zfsvm.guest import LOCAL
 
 pytestmark = pytest.mark.zfs
 
-LOCAL = "root@localhost"
 EVIL = "$(touch /tmp/pwned1);`touch /tmp/pwned2`;'\"; touch /tmp/pwned3 #"
 
 

@@ -33,6 +33,8 @@ class GuestError(Exception):
     pass
 
 
+#: how a guest reaches itself over ssh (remote modes without a second guest)
+LOCAL = "root@localhost"
 #: how the first guest reaches the second one (guest1's 10.0.2.100:22 leads to guest2)
 PEER = "root@10.0.2.100"
 
