@@ -67,7 +67,13 @@ def settings_summary(job: Job, console: Console) -> None:
 
 def observe_and_plan(job: Job, runner: Runner, now: float) -> Observed:
     """Read both hosts, compute the desired state and the checked plan. Changes nothing."""
-    source = observe_source(runner, job.source, job.naming.property_name)
+    source = observe_source(
+        runner,
+        job.source,
+        job.naming.property_name,
+        exclude_paths=job.exclude_paths,
+        exclude_received=job.exclude_received,
+    )
     target = observe_target(runner, job.target, job.target_path) if job.target_path else None
     resume = resume_info(runner, job.source, target) if target is not None else {}
     graph = snapgraph.build(source, target)

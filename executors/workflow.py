@@ -204,7 +204,13 @@ def run_apply_file(
             "apply it where it was made, or make a new plan here"
         )
     job = saved.job
-    source = observe_source(runner, job.source, job.naming.property_name)
+    source = observe_source(
+        runner,
+        job.source,
+        job.naming.property_name,
+        exclude_paths=job.exclude_paths,
+        exclude_received=job.exclude_received,
+    )
     target = observe_target(runner, job.target, job.target_path) if job.target_path else None
     resume = resume_info(runner, job.source, target) if target is not None else {}
     desired = desire(job, source, target, snapgraph.build(source, target), saved.now, resume)

@@ -200,6 +200,7 @@ def desire(
     resume: Mapping[str, ResumeInfo] | None = None,
 ) -> Desired:
     values = {ds.name: ds.selection for ds in source if ds.selection is not None}
+    values.update(source.selection)
     written = {ds.name: ds.written for ds in source}
     choices = select(
         values,

@@ -116,6 +116,9 @@ class HostState:
 
     host: Host
     datasets: Mapping[str, Dataset] = attrs.field(factory=dict)
+    #: (source) every dataset's selection value, also of datasets not read because the
+    #: selection rules exclude them anyway; empty: the values of `datasets` say it all
+    selection: Mapping[str, Selection] = attrs.field(factory=dict)
     #: the command lines observation ran, for the command budget
     commands: tuple[str, ...] = ()
 

@@ -2,7 +2,8 @@
 
 However many datasets and snapshots exist, observing a host costs:
   source: 1 `zfs get` (the selection property, every filesystem and volume)
-          1 `zfs list -r` over the roots that carry the property
+          1 `zfs list -r` over the roots of the datasets the property may select
+          (excluded paths and, with --exclude-received, received values are not listed)
           0-1 `zfs holds` (only snapshots whose userrefs > 0; split only past ~100 KB of names)
   target: 1 `zfs list -r TARGET-PATH`, 0-1 `zfs holds`
 Commands go through an injected reader (the executors' runner), never directly.
@@ -18,7 +19,8 @@ import attrs
 from reconcile import zfs_text
 from reconcile.errors import DatasetNotFound, UsageError
 from reconcile.limits import chunked
-from reconcile.model import Dataset, Host, HostState, ResumeInfo, Selection
+from reconcile.model import Dataset, Host, HostState, ResumeInfo
+from reconcile.selection import select
 
 
 class Output(Protocol):
@@ -78,9 +80,20 @@ def _holds(reader: Reader, host: Host, label: str, state: dict[str, Dataset]) ->
 
 
 def observe_source(
-    reader: Reader, host: Host, property_name: str, label: str = "[Source]"
+    reader: Reader,
+    host: Host,
+    property_name: str,
+    label: str = "[Source]",
+    *,
+    exclude_paths: Sequence[str] = (),
+    exclude_received: bool = False,
 ) -> HostState:
-    """Every filesystem/volume's selection value, and the trees that carry one."""
+    """Every filesystem/volume's selection value, and the trees the property may select.
+
+    Datasets the selection rules exclude whatever their snapshots (an excluded path such
+    as the target path on the same host, or a received value with `exclude_received`) are
+    not listed: on a host that also holds the backups that halves what is read.
+    """
     out = reader.run(
         host,
         [
@@ -96,15 +109,24 @@ def observe_source(
         ],
         label=label,
     ).stdout
-    values: dict[str, Selection] = zfs_text.parse_selection(out)
-    roots = _minimal_roots([name for name, sel in values.items() if sel.value not in ("-", "")])
+    values = {
+        name: sel
+        for name, sel in zfs_text.parse_selection(out).items()
+        if sel.value not in ("-", "")  # no value: not part of this backup
+    }
+    candidates = select(
+        values,
+        property_name=property_name,
+        exclude_received=exclude_received,
+        exclude_paths=exclude_paths,
+    )
+    roots = _minimal_roots([c.dataset for c in candidates if c.selected])
     datasets: dict[str, Dataset] = {}
     if roots:
         listed, snaps = zfs_text.parse_list(reader.run(host, _list_argv(roots), label=label).stdout)
         datasets = zfs_text.assemble(listed, snaps, values)
-    # datasets outside these roots have no value ("-"): they are not part of the backup
     datasets = dict(sorted(_holds(reader, host, label, datasets).items()))
-    return HostState(host=host, datasets=datasets)
+    return HostState(host=host, datasets=datasets, selection=values)
 
 
 def observe_target(

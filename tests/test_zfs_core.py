@@ -220,6 +220,28 @@ def test_bad_input_is_one_clear_line_and_changes_nothing(
     assert zfs_bed.names(s, d) == before
 
 
+def test_the_backups_on_the_same_host_are_not_read_as_sources(
+    zfs_bed: ZfsBed, pools: Pools
+) -> None:
+    """The received copies carry the selection property (source `received`); as the
+    target path they are excluded, so the source observation does not list them."""
+    s, d = pools.src, pools.dst
+    zfs_bed.run(
+        f"zfs create {s}/data && zfs create {s}/data/a && zfs create {d}/backup && "
+        f"zfs set autobackup:same=true {s}/data"
+    )
+    assert zfs_bed.tool("same", f"{d}/backup", now=stamp(1)).returncode == 0
+    assert zfs_bed.prop(f"{d}/backup/{s}/data/a", "autobackup:same") == "true"
+    run = zfs_bed.tool("same", f"{d}/backup", "--debug", "--no-snapshot", now=stamp(1, 13))
+    assert run.returncode == 0, run.stdout + run.stderr
+    lists = [line for line in run.stdout.splitlines() if " CMD > zfs list " in line]
+    assert len(lists) == 2, lists  # source, target
+    assert lists[0].startswith("# [Source]") and lists[0].endswith(f" -r {s}/data"), lists[0]
+    assert lists[1].endswith(f" -r {d}/backup"), lists[1]
+    assert f"[Source] {d}/backup/{s}/data/a: Ignored (path in exclude list)" in run.stdout
+    assert "zfs send" not in run.stdout
+
+
 def test_observation_cost_does_not_grow_with_datasets(zfs_bed: ZfsBed, pools: Pools) -> None:
     """10 datasets and 200 datasets (each with snapshots) are observed with the same
     number of zfs commands."""
