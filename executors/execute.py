@@ -5,10 +5,10 @@ dataset, that dataset (its "unit") counts as failed, and every action that depen
 it (directly or not) is skipped and counts its own unit as failed too. Other datasets go
 on. With `stop_on_error` (--debug) the run stops at the first failure.
 
-Sends run `parallel` at a time (--parallel; with `stop_on_error` one at a time): a send
-starts when everything it depends on is done (a child's full send waits for its
-parent's) and no earlier send of its dataset is still running or waiting. Everything
-else runs one action (or one batch) at a time.
+Sends, and snapshot destroys, run `parallel` at a time (--parallel; with `stop_on_error`
+one at a time): one starts when everything it depends on is done (a child's full send
+waits for its parent's) and no earlier action of its dataset is still running or waiting.
+Everything else runs one action (or one batch) at a time.
 
 The runner decides what really runs: under `plan`/`--test` it is a ReadOnlyRunner, and
 every write is only shown.
@@ -48,6 +48,8 @@ from reconcile.job import Job
 from reconcile.limits import ARG_BYTES, chunked
 from reconcile.model import Host
 
+#: holds (releases) per command before they are split over --parallel commands
+HOLDS_PER_COMMAND = 16
 #: sends at the same time unless --parallel says otherwise
 DEFAULT_PARALLEL = 4
 
@@ -164,6 +166,23 @@ class Executor:
         for snap in action.snapshots:
             self.console.verbose(f"[Target] {action.target_dataset}@{snap}: {what}")
 
+    def _start(self, action: Action) -> Callable[[], None]:
+        """Announce a send or destroy here (in plan order); the returned call does it."""
+        if isinstance(action, Send):
+            self._announce_send(action)
+            return lambda: self._send(action)
+        assert isinstance(action, Destroy)
+        self._announce_destroy(action)
+        return lambda: self._destroy(action)
+
+    def _announce_destroy(self, action: Destroy) -> None:
+        for snap in action.snapshots:
+            self.console.verbose(f"{_label(action.side)} {action.dataset}@{snap}: Destroying")
+
+    def _destroy(self, action: Destroy) -> None:
+        for argv in commands.destroy_argvs(action):
+            self._run(action.side, argv)
+
     def perform(self, action: Action) -> None:
         say = self.console.verbose
         if isinstance(action, CreateSnapshots):
@@ -179,10 +198,8 @@ class Executor:
             say(f"[Target] {action.dataset}: Rolling back to @{action.snapshot}")
             self._run(action.side, commands.rollback_argv(action))
         elif isinstance(action, Destroy):
-            for snap in action.snapshots:
-                say(f"{_label(action.side)} {action.dataset}@{snap}: Destroying")
-            for argv in commands.destroy_argvs(action):
-                self._run(action.side, argv)
+            self._announce_destroy(action)
+            self._destroy(action)
         elif isinstance(action, DestroyDataset):
             say(f"[Target] {action.dataset}: Destroying (missing on source)")
             self._run(action.side, commands.destroy_dataset_argv(action))
@@ -223,9 +240,9 @@ class Executor:
             if isinstance(action, (Hold, Release)):
                 batch = _same_kind_run(plan, index)
                 ok = self._hold_step(plan, batch, run)
-            elif isinstance(action, Send) and self.parallel > 1 and not stop_on_error:
-                batch = _send_run(plan, index)
-                ok = self._send_steps(plan, batch, run)
+            elif isinstance(action, (Send, Destroy)) and self.parallel > 1 and not stop_on_error:
+                batch = _parallel_run(plan, index)
+                ok = self._parallel_steps(plan, batch, run)
             else:
                 batch = [index]
                 ok = self._step(plan, index, run)
@@ -275,13 +292,15 @@ class Executor:
         run.executed += 1
         return True
 
-    def _send_steps(self, plan: Plan, batch: list[int], run: _Run) -> bool:
-        """Consecutive sends, `parallel` at a time; False if one failed."""
+    def _parallel_steps(self, plan: Plan, batch: list[int], run: _Run) -> bool:
+        """Consecutive sends (or snapshot destroys), `parallel` at a time; False if one
+        failed. Each waits for zfs (a receive, a destroy) to commit a transaction group:
+        run side by side, they share them."""
         waiting = list(batch)
         pending = set(batch)
         running: dict[Future[None], int] = {}
         ok = True
-        with ThreadPoolExecutor(self.parallel, thread_name_prefix="send") as pool:
+        with ThreadPoolExecutor(self.parallel, thread_name_prefix="zfs") as pool:
             while waiting or running:
                 # in plan order: a dataset's sends one after the other, dependencies first
                 held: set[str] = {plan.actions[i].unit for i in running.values()}
@@ -296,9 +315,7 @@ class Executor:
                     if self._skipped(plan, i, run):
                         pending.discard(i)
                         continue
-                    assert isinstance(action, Send)
-                    self._announce_send(action)
-                    running[pool.submit(self._send, action)] = i
+                    running[pool.submit(self._start(action))] = i
                     held.add(action.unit)
                 if not running:
                     continue
@@ -317,32 +334,50 @@ class Executor:
         return ok
 
     def _hold_step(self, plan: Plan, batch: list[int], run: _Run) -> bool:
-        """Holds (or releases) of one side and tag as one `zfs hold|release TAG ...`;
-        if that fails, one by one, so only the dataset that fails counts as failed."""
+        """Holds (or releases) of one side and tag as `zfs hold|release TAG ...`: one
+        command, or up to `parallel` side by side when there are many (zfs holds each
+        snapshot in its own transaction group: side by side they share them). When a
+        command fails, its holds are retried one by one, so only the dataset that fails
+        counts as failed."""
         ready = [i for i in batch if not self._skipped(plan, i, run)]
         if not ready:
             return True
         first = plan.actions[ready[0]]
         assert isinstance(first, (Hold, Release))
         verb = "hold" if isinstance(first, Hold) else "release"
-        names = []
+        names: dict[str, int] = {}
         for i in ready:
             action = plan.actions[i]
             assert isinstance(action, (Hold, Release))
-            names.append(f"{action.dataset}@{action.snapshot}")
-            self.console.debug(f"{_label(action.side)} {names[-1]}: {verb}ing")
-        try:
-            for chunk in chunked(names, budget=ARG_BYTES - len(first.tag)):
-                self._run(first.side, ["zfs", verb, first.tag, *chunk])
-        except ReconcileError:
-            if len(ready) == 1:
-                return self._step(plan, ready[0], run)
-            ok = True
-            for i in ready:
-                ok = self._step(plan, i, run) and ok
-            return ok
-        run.executed += len(ready)
-        return True
+            name = f"{action.dataset}@{action.snapshot}"
+            names[name] = i
+            self.console.debug(f"{_label(action.side)} {name}: {verb}ing")
+        parts = [
+            part
+            for chunk in chunked(names, budget=ARG_BYTES - len(first.tag))
+            for part in _split(chunk, self.parallel, at_least=HOLDS_PER_COMMAND)
+        ]
+
+        def one(part: list[str]) -> bool:
+            try:
+                self._run(first.side, ["zfs", verb, first.tag, *part])
+            except ReconcileError:
+                return False
+            return True
+
+        if len(parts) == 1:
+            done = [one(parts[0])]
+        else:
+            with ThreadPoolExecutor(len(parts), thread_name_prefix="zfs") as pool:
+                done = list(pool.map(one, parts))
+        ok = True
+        for part, worked in zip(parts, done):
+            if worked:
+                run.executed += len(part)
+                continue
+            for name in part:
+                ok = self._step(plan, names[name], run) and ok
+        return ok
 
     def _snapshot_cmds(self, when: str) -> bool:
         """Run --pre/--post-snapshot-cmd on the source; False if one failed."""
@@ -371,6 +406,13 @@ class _Run:
             self.failed[unit] = None
 
 
+def _split(items: list[str], parts: int, at_least: int) -> list[list[str]]:
+    """`items` in up to `parts` slices of at least `at_least` items (the last may be short)."""
+    count = max(1, min(parts, len(items) // at_least))
+    size = -(-len(items) // count)
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
 def _same_kind_run(plan: Plan, index: int) -> list[int]:
     """Indexes of the holds (or releases) from `index` on with the same side and tag."""
     first = plan.actions[index]
@@ -387,10 +429,11 @@ def _same_kind_run(plan: Plan, index: int) -> list[int]:
     return run
 
 
-def _send_run(plan: Plan, index: int) -> list[int]:
-    """Indexes of the consecutive sends from `index` on."""
+def _parallel_run(plan: Plan, index: int) -> list[int]:
+    """Indexes of the consecutive actions of the same kind (sends, destroys) from `index` on."""
+    kind = type(plan.actions[index])
     end = index
-    while end < len(plan.actions) and isinstance(plan.actions[end], Send):
+    while end < len(plan.actions) and type(plan.actions[end]) is kind:
         end += 1
     return list(range(index, end))
 

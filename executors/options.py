@@ -55,7 +55,8 @@ def _add_parallel(g: Any) -> None:
         metavar="N",
         type=_whole_number("--parallel", 1, MAX_PARALLEL),
         default=DEFAULT_PARALLEL,
-        help="send up to N datasets at the same time (default %(default)s; --debug: one by one)",
+        help="send and thin up to N datasets at the same time "
+        "(default %(default)s; --debug: one by one)",
     )
 
 

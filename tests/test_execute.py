@@ -269,3 +269,83 @@ def test_a_failing_parallel_send_does_not_stop_the_others() -> None:
         assert ("end", ok) in runner.events
         assert f"zfs hold zfs_autobackup:bak backup/p/b@{SNAP} backup/p/d@{SNAP}" in runner.lines
     assert ("start", "backup/p/a/c") not in runner.events
+
+
+class ConcurrentDestroys(ScriptedRunner):
+    """`zfs destroy` waits for `meet` of them to run at the same time (or times out)."""
+
+    def __init__(self, meet: int, fail_on: Sequence[str] = ()) -> None:
+        super().__init__(fail_on)
+        self.barrier = threading.Barrier(meet, timeout=10)
+        self.lock = threading.Lock()
+        self.running = 0
+        self.most = 0
+
+    def run(
+        self,
+        host: Host,
+        argv: Sequence[str],
+        *,
+        label: str = "",
+        input: Optional[str] = None,
+        check: bool = True,
+    ) -> Result:
+        if argv[:2] != ["zfs", "destroy"]:
+            return super().run(host, argv, label=label, input=input, check=check)
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        try:
+            self.barrier.wait()
+            return super().run(host, argv, label=label, input=input, check=check)
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+def _thinning_plan(j, names):  # type: ignore[no-untyped-def]
+    """Snapshot-only job keeping 1: each dataset's two old snapshots go."""
+    old = ("bak-20260101100000", "bak-20260101110000")
+    source = state([dataset(n, old, selection=("true", "local"), written=9) for n in names])
+    desired = run_desire(j, source, None, j.naming.timestamp(SNAP))
+    return build_plan(j, desired, source, None)
+
+
+def test_snapshot_destroys_of_different_datasets_run_in_parallel() -> None:
+    j = job(target_path=None, keep_source="1")
+    names = [f"p/d{i}" for i in range(6)]
+    plan = _thinning_plan(j, names)
+    runner = ConcurrentDestroys(meet=3)  # passes only when 3 destroys run at once
+    outcome = Executor(j, runner, _console(), Settings(parallel=3)).execute(plan)
+    assert outcome.failed == ()
+    assert runner.most == 3
+    destroys = sorted(line for line in runner.lines if line.startswith("zfs destroy"))
+    assert destroys == [f"zfs destroy {n}@bak-20260101100000,bak-20260101110000" for n in names]
+
+
+def test_a_failing_parallel_destroy_fails_only_its_dataset() -> None:
+    j = job(target_path=None, keep_source="1")
+    names = ["p/a", "p/b", "p/c"]
+    runner = ConcurrentDestroys(meet=1, fail_on=["zfs destroy p/b@"])
+    outcome = Executor(j, runner, _console(), Settings(parallel=4)).execute(
+        _thinning_plan(j, names)
+    )
+    assert outcome.failed == ("p/b",)
+    assert "zfs destroy p/a@bak-20260101100000,bak-20260101110000" in runner.lines
+    assert "zfs destroy p/c@bak-20260101100000,bak-20260101110000" in runner.lines
+
+
+def test_many_holds_are_split_over_parallel_commands_and_retried_one_by_one() -> None:
+    j = job()
+    names = [f"p/d{i:02d}" for i in range(40)]
+    runner = ScriptedRunner(fail_on=["backup/p/d25@"])
+    outcome = Executor(j, runner, _console(), Settings(parallel=4)).execute(_plan(j, names))
+    holds = [line.split()[3:] for line in runner.lines if line.startswith("zfs hold")]
+    target_holds = [h for h in holds if h[0].startswith("backup/")]
+    # 40 holds, at least 16 per command: 2 commands side by side, then the failing
+    # command's 20 one by one (only p/d25's fails)
+    assert [len(h) for h in target_holds] == [20, 20] + [1] * 20
+    assert sorted(n for h in target_holds[:2] for n in h) == sorted(
+        f"backup/{n}@{SNAP}" for n in names
+    )
+    assert outcome.failed == ("p/d25",)
