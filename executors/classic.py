@@ -18,6 +18,7 @@ from executors.execute import DEFAULTS, Executor, Settings
 from executors.runner import Runner
 from planner import invariants
 from planner.actions import Action, CreateSnapshots
+from planner.cover import present_sides
 from planner.plan import Plan, build_plan
 from reconcile import graph as snapgraph
 from reconcile.desire import Desired, desire
@@ -146,7 +147,11 @@ def run_classic(
         elif note.side == "target":
             console.verbose(f"[Target] {note.dataset}: {note.text}")
     outcome = Executor(
-        job, runner, console, attrs.evolve(settings, progress=settings.progress and not args_test)
+        job,
+        runner,
+        console,
+        attrs.evolve(settings, progress=settings.progress and not args_test),
+        present_sides(plan, observed.source, observed.target),
     ).execute(plan, stop_on_error=console.show_debug, before_first=before)
     if not state["titled"]:
         console.title(second)

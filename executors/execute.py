@@ -17,7 +17,7 @@ every write is only shown.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Optional
 
@@ -41,6 +41,7 @@ from planner.actions import (
     Rollback,
     Send,
 )
+from planner.cover import Cover, Present, cover
 from planner.plan import Plan
 from reconcile import zfs_text
 from reconcile.errors import ReconcileError, ZfsError
@@ -80,9 +81,17 @@ def _label(side: str) -> str:
 
 class Executor:
     def __init__(
-        self, job: Job, runner: Runner, console: Console, settings: Settings = DEFAULTS
+        self,
+        job: Job,
+        runner: Runner,
+        console: Console,
+        settings: Settings = DEFAULTS,
+        present: Optional[Mapping[str, Present]] = None,
     ) -> None:
+        """`present`: per side, every snapshot each dataset has or may have when the plan
+        ran (planner.cover.present_sides); without it no hold is made recursive."""
         self.job = job
+        self.present = present or {}
         self.runner = runner
         self.console = console
         self.progress = settings.progress
@@ -203,13 +212,9 @@ class Executor:
         elif isinstance(action, DestroyDataset):
             say(f"[Target] {action.dataset}: Destroying (missing on source)")
             self._run(action.side, commands.destroy_dataset_argv(action))
-        elif isinstance(action, Hold):
-            self.console.debug(f"{_label(action.side)} {action.dataset}@{action.snapshot}: holding")
+        elif isinstance(action, Hold):  # (batched by _hold_step, which says so)
             self._run(action.side, commands.hold_argv(action))
         elif isinstance(action, Release):
-            self.console.debug(
-                f"{_label(action.side)} {action.dataset}@{action.snapshot}: releasing"
-            )
             self._run(action.side, commands.release_argv(action))
         elif isinstance(action, Send):
             self._announce_send(action)
@@ -334,11 +339,12 @@ class Executor:
         return ok
 
     def _hold_step(self, plan: Plan, batch: list[int], run: _Run) -> bool:
-        """Holds (or releases) of one side and tag as `zfs hold|release TAG ...`: one
-        command, or up to `parallel` side by side when there are many (zfs holds each
-        snapshot in its own transaction group: side by side they share them). When a
-        command fails, its holds are retried one by one, so only the dataset that fails
-        counts as failed."""
+        """Holds (or releases) of one side and tag, batched: `zfs hold|release -r TAG`
+        for the subtrees where that is exact (planner.cover), and `zfs hold|release TAG
+        ...` for the rest, split over up to `parallel` commands side by side when there
+        are many (zfs holds each of those in its own transaction group: side by side they
+        share them). What a failed command was about is retried one snapshot at a time,
+        so only the dataset that fails counts as failed."""
         ready = [i for i in batch if not self._skipped(plan, i, run)]
         if not ready:
             return True
@@ -352,32 +358,55 @@ class Executor:
             name = f"{action.dataset}@{action.snapshot}"
             names[name] = i
             self.console.debug(f"{_label(action.side)} {name}: {verb}ing")
-        parts = [
-            part
-            for chunk in chunked(names, budget=ARG_BYTES - len(first.tag))
+        present = self.present.get(first.side)
+        grouped = cover(names, present) if present is not None else Cover((), {}, tuple(names))
+        budget = ARG_BYTES - len(first.tag) - 3
+        #: (arguments after the verb, the snapshots they stand for)
+        commands_: list[tuple[list[str], list[str]]] = [
+            (["-r", first.tag, *chunk], [n for root in chunk for n in grouped.covered[root]])
+            for chunk in chunked(grouped.recursive, budget=budget)
+        ]
+        commands_ += [
+            ([first.tag, *part], part)
+            for chunk in chunked(grouped.single, budget=budget)
             for part in _split(chunk, self.parallel, at_least=HOLDS_PER_COMMAND)
         ]
 
-        def one(part: list[str]) -> bool:
+        def one(args: list[str]) -> bool:
             try:
-                self._run(first.side, ["zfs", verb, first.tag, *part])
+                self._run(first.side, ["zfs", verb, *args])
             except ReconcileError:
                 return False
             return True
 
-        if len(parts) == 1:
-            done = [one(parts[0])]
+        if len(commands_) == 1:
+            done = [one(commands_[0][0])]
         else:
-            with ThreadPoolExecutor(len(parts), thread_name_prefix="zfs") as pool:
-                done = list(pool.map(one, parts))
+            with ThreadPoolExecutor(min(len(commands_), self.parallel), "zfs") as pool:
+                done = list(pool.map(one, [args for args, _ in commands_]))
         ok = True
-        for part, worked in zip(parts, done):
+        for (_, about), worked in zip(commands_, done):
             if worked:
-                run.executed += len(part)
+                run.executed += len(about)
                 continue
-            for name in part:
-                ok = self._step(plan, names[name], run) and ok
+            for name in about:
+                ok = self._hold_one(plan, names[name], run) and ok
         return ok
+
+    def _hold_one(self, plan: Plan, index: int, run: _Run) -> bool:
+        """One hold (release) after its batch failed. zfs goes on past a failing snapshot,
+        so this one may be done already: a hold whose tag exists (a release whose tag is
+        gone) counts as done."""
+        action = plan.actions[index]
+        try:
+            self.perform(action)
+        except ReconcileError as exc:
+            done = "tag already exists" if isinstance(action, Hold) else "no such tag"
+            if done not in str(exc):
+                self._failed(action, index, run, exc)
+                return False
+        run.executed += 1
+        return True
 
     def _snapshot_cmds(self, when: str) -> bool:
         """Run --pre/--post-snapshot-cmd on the source; False if one failed."""

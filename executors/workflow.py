@@ -25,6 +25,7 @@ from executors.execute import DEFAULTS, Executor, Settings
 from executors.runner import Runner
 from planner import invariants
 from planner.actions import Send
+from planner.cover import present_sides
 from planner.drift import assumptions, drift
 from planner.planfile import PlanFileError, SavedPlan, dumps, loads
 from planner.show import render, summary
@@ -33,6 +34,7 @@ from reconcile import graph as snapgraph
 from reconcile.desire import desire
 from reconcile.errors import UsageError
 from reconcile.job import Job
+from reconcile.model import HostState
 from reconcile.observe import observe_source, observe_target, resume_info
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
@@ -142,9 +144,16 @@ def _confirm(console: Console, auto_approve: bool) -> bool:
 
 
 def _execute(
-    job: Job, observed_plan: SavedPlan, runner: Runner, console: Console, settings: Settings
+    job: Job,
+    observed_plan: SavedPlan,
+    runner: Runner,
+    console: Console,
+    settings: Settings,
+    sides: tuple[HostState, Optional[HostState]],
 ) -> int:
-    outcome = Executor(job, runner, console, settings).execute(
+    """Run a plan; `sides`: the source and target as just observed."""
+    present = present_sides(observed_plan.plan, *sides)
+    outcome = Executor(job, runner, console, settings, present).execute(
         observed_plan.plan, stop_on_error=console.show_debug
     )
     failed = len(outcome.failed)
@@ -179,7 +188,14 @@ def run_apply(
     if not _confirm(console, auto_approve):
         console.info("Apply cancelled.")
         return EXIT_ERROR
-    return _execute(job, saved_plan(job, observed, now), runner, console, settings)
+    return _execute(
+        job,
+        saved_plan(job, observed, now),
+        runner,
+        console,
+        settings,
+        (observed.source, observed.target),
+    )
 
 
 def load_plan(path: str) -> SavedPlan:
@@ -224,7 +240,7 @@ def run_apply_file(
         )
     invariants.check(saved.plan, job, desired)
     console.verbose(summary(saved.plan))
-    return _execute(job, saved, runner, console, settings)
+    return _execute(job, saved, runner, console, settings, (source, target))
 
 
 def run_show(path: str, console: Console, as_json: bool) -> int:

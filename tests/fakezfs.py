@@ -257,24 +257,49 @@ class FakeZfs:
         return Output()
 
     def _zfs_hold(self, args: list[str], release: bool = False) -> Output:
-        tag, names = args[0], args[1:]
-        found = [self.get_snap(n) for n in names]
-        for full, (_, snap) in zip(names, found):
-            if release and tag not in snap.holds:
-                raise FakeError(
-                    f"cannot release hold from snapshot '{full}': no such tag on this dataset"
-                )
-            if not release and tag in snap.holds:
-                raise FakeError(
-                    f"cannot hold snapshot '{full}': tag already exists on this dataset"
-                )
-        for full, (_, snap) in zip(names, found):
-            if release:
-                snap.holds.remove(tag)
-            else:
-                snap.holds.append(tag)
-            self.events.append(("release" if release else "hold", full))
+        """As zfs: each argument on its own (one failing does not stop the others, the
+        exit code says one failed); with -r, an argument stands for the snapshot and its
+        descendants' snapshots of that name, held (released) all or none."""
+        recursive = args[0] == "-r"
+        tag, names = (args[1], args[2:]) if recursive else (args[0], args[1:])
+        errors = []
+        for arg in names:
+            try:
+                group = self._hold_group(arg, recursive)
+                for full, snap in group:
+                    if release and tag not in snap.holds:
+                        raise FakeError(
+                            f"cannot release hold from snapshot '{full}': no such tag on this dataset"
+                        )
+                    if not release and tag in snap.holds:
+                        raise FakeError(
+                            f"cannot hold snapshot '{full}': tag already exists on this dataset"
+                        )
+            except FakeError as exc:
+                errors.append(str(exc))
+                continue
+            for full, snap in group:
+                if release:
+                    snap.holds.remove(tag)
+                else:
+                    snap.holds.append(tag)
+                self.events.append(("release" if release else "hold", full))
+        if errors:
+            raise FakeError("\n".join(errors))
         return Output()
+
+    def _hold_group(self, arg: str, recursive: bool) -> list[tuple[str, FSnap]]:
+        if not recursive:
+            return [(arg, self.get_snap(arg)[1])]
+        root, _, short = arg.partition("@")
+        group = [
+            (f"{name}@{short}", snap)
+            for name, ds in sorted(self.datasets.items())
+            if (name == root or name.startswith(root + "/")) and (snap := ds.snap(short))
+        ]
+        if not group:
+            raise FakeError(f"cannot open '{arg}': dataset does not exist")
+        return group
 
     def _zfs_release(self, args: list[str]) -> Output:
         return self._zfs_hold(args, release=True)

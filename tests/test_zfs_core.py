@@ -224,14 +224,27 @@ def test_the_backups_on_the_same_host_are_not_read_as_sources(
     zfs_bed: ZfsBed, pools: Pools
 ) -> None:
     """The received copies carry the selection property (source `received`); as the
-    target path they are excluded, so the source observation does not list them."""
+    target path they are excluded, so the source observation does not list them.
+    (And the first run holds each side's tree with one `zfs hold -r`.)"""
     s, d = pools.src, pools.dst
     zfs_bed.run(
         f"zfs create {s}/data && zfs create {s}/data/a && zfs create {d}/backup && "
         f"zfs set autobackup:same=true {s}/data"
     )
-    assert zfs_bed.tool("same", f"{d}/backup", now=stamp(1)).returncode == 0
+    first = zfs_bed.tool("same", f"{d}/backup", "--debug", now=stamp(1))
+    assert first.returncode == 0, first.stdout + first.stderr
     assert zfs_bed.prop(f"{d}/backup/{s}/data/a", "autobackup:same") == "true"
+    # the tree's holds: one recursive command per side, holding every dataset's snapshot
+    snap = snapname("same", 1)
+    holds = [
+        line.split(" CMD > ")[1] for line in first.stdout.splitlines() if "CMD > zfs hold " in line
+    ]
+    assert sorted(holds) == [
+        f"zfs hold -r zfs_autobackup:same {d}/backup/{s}/data@{snap}",
+        f"zfs hold -r zfs_autobackup:same {s}/data@{snap}",
+    ]
+    for name in (f"{s}/data", f"{s}/data/a", f"{d}/backup/{s}/data", f"{d}/backup/{s}/data/a"):
+        assert zfs_bed.holds(f"{name}@{snap}") == ["zfs_autobackup:same"], name
     run = zfs_bed.tool("same", f"{d}/backup", "--debug", "--no-snapshot", now=stamp(1, 13))
     assert run.returncode == 0, run.stdout + run.stderr
     lists = [line for line in run.stdout.splitlines() if " CMD > zfs list " in line]
