@@ -35,6 +35,7 @@ import zipfile
 from pathlib import Path
 from typing import Optional
 
+from tests.oracle import oracle_path
 from tests.zfsvm.bed import ZfsBed
 from tests.zfsvm.guest import PEER, Guest, guest_pair
 from tests.zfsvm.image import ensure_image
@@ -114,6 +115,11 @@ def main() -> None:
         tools["bzfs 1.25"] = BZFS
     if args.only:
         tools = {label: cmd for label, cmd in tools.items() if label in args.only}
+    if "zfs-autobackup 3.3" in tools and not (oracle_path() / "zfs_autobackup").is_dir():
+        raise SystemExit(
+            f"zfs-autobackup 3.3 is not installed in {oracle_path()} (tests/run installs it; "
+            "ZFS_AUTOBACKUP_33=DIR names another folder), or leave it out with --only"
+        )
     image = ensure_image()
     workdir = Path(tempfile.mkdtemp(prefix="bench-"))
     guests = guest_pair(image, workdir) if args.pull else [Guest(image, workdir)]
