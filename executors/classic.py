@@ -9,6 +9,7 @@ thinning` (or `#### Thinning source`), and returns the number of failed datasets
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Optional
 
 import attrs
@@ -66,16 +67,44 @@ def settings_summary(job: Job, console: Console) -> None:
             console.verbose(f"[Target] Receive datasets under: {job.target_path}")
 
 
-def observe_and_plan(job: Job, runner: Runner, now: float) -> Observed:
+def observe_hosts(
+    job: Job, runner: Runner, *, together: bool = False
+) -> tuple[HostState, Optional[HostState]]:
+    """Read the source and the target; `together`: both at once (they are read-only, and
+    the target's listing is the longest part of most runs), unless they are the same
+    remote host (whose first ssh connection both would race to set up)."""
+
+    def source() -> HostState:
+        return observe_source(
+            runner,
+            job.source,
+            job.naming.property_name,
+            exclude_paths=job.exclude_paths,
+            exclude_received=job.exclude_received,
+        )
+
+    def target() -> Optional[HostState]:
+        if not job.target_path:
+            return None
+        return observe_target(runner, job.target, job.target_path)
+
+    same_remote = job.source.ssh is not None and job.source == job.target
+    if not together or not job.target_path or same_remote:
+        return source(), target()
+    with ThreadPoolExecutor(2, "observe") as pool:
+        theirs = pool.submit(target)
+        return source(), theirs.result()
+
+
+def observe_together(settings: Settings, console: Console) -> bool:
+    """Observe source and target at once: unless --parallel 1 or --debug (one thing at a
+    time, in order)."""
+    return settings.parallel > 1 and not console.show_debug
+
+
+def observe_and_plan(job: Job, runner: Runner, now: float, *, together: bool = False) -> Observed:
     """Read both hosts, compute the desired state and the checked plan. Changes nothing."""
-    source = observe_source(
-        runner,
-        job.source,
-        job.naming.property_name,
-        exclude_paths=job.exclude_paths,
-        exclude_received=job.exclude_received,
-    )
-    target = observe_target(runner, job.target, job.target_path) if job.target_path else None
+    source, target = observe_hosts(job, runner, together=together)
     resume = resume_info(runner, job.source, target) if target is not None else {}
     graph = snapgraph.build(source, target)
     desired = desire(job, source, target, graph, now, resume)
@@ -112,7 +141,7 @@ def run_classic(
     if args_test:
         console.warning("TEST MODE - SIMULATING WITHOUT MAKING ANY CHANGES")
     settings_summary(job, console)
-    observed = observe_and_plan(job, runner, now)
+    observed = observe_and_plan(job, runner, now, together=observe_together(settings, console))
     desired, plan = observed.desired, observed.plan
     invalid = print_selection(desired, console)
     if not desired.selected:

@@ -19,7 +19,13 @@ from typing import Optional
 
 from tabulate import tabulate
 
-from executors.classic import Observed, observe_and_plan, print_selection
+from executors.classic import (
+    Observed,
+    observe_and_plan,
+    observe_hosts,
+    observe_together,
+    print_selection,
+)
 from executors.console import Console
 from executors.execute import DEFAULTS, Executor, Settings
 from executors.runner import Runner
@@ -35,7 +41,7 @@ from reconcile.desire import desire
 from reconcile.errors import UsageError
 from reconcile.job import Job
 from reconcile.model import HostState
-from reconcile.observe import observe_source, observe_target, resume_info
+from reconcile.observe import resume_info
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 
@@ -102,7 +108,7 @@ def run_plan(
     detailed: bool,
     estimate: bool,
 ) -> int:
-    observed = observe_and_plan(job, runner, now)
+    observed = observe_and_plan(job, runner, now, together=not console.show_debug)
     invalid = print_selection(observed.desired, console)
     if not observed.desired.selected:
         raise UsageError(
@@ -175,7 +181,7 @@ def run_apply(
     auto_approve: bool,
     settings: Settings = DEFAULTS,
 ) -> int:
-    observed = observe_and_plan(job, runner, now)
+    observed = observe_and_plan(job, runner, now, together=observe_together(settings, console))
     print_selection(observed.desired, console)
     if not observed.desired.selected:
         raise UsageError(
@@ -220,14 +226,7 @@ def run_apply_file(
             "apply it where it was made, or make a new plan here"
         )
     job = saved.job
-    source = observe_source(
-        runner,
-        job.source,
-        job.naming.property_name,
-        exclude_paths=job.exclude_paths,
-        exclude_received=job.exclude_received,
-    )
-    target = observe_target(runner, job.target, job.target_path) if job.target_path else None
+    source, target = observe_hosts(job, runner, together=observe_together(settings, console))
     resume = resume_info(runner, job.source, target) if target is not None else {}
     desired = desire(job, source, target, snapgraph.build(source, target), saved.now, resume)
     changes = drift(saved.assumptions, assumptions(desired, source, target))

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import io
+import threading
+from collections.abc import Sequence
+from typing import Any, Optional
 
-from executors.classic import observe_and_plan, run_classic
+import pytest
+
+from executors.classic import observe_and_plan, observe_hosts, run_classic
 from executors.console import Console
 from executors.options import build_parser, job_from_args
+from executors.runner import Result
+from reconcile.model import Host
 from tests.fakezfs import FakeRunner, FakeZfs
 
 
@@ -62,3 +69,36 @@ def test_received_values_are_not_listed_with_exclude_received() -> None:
         observe_and_plan(job, runner, float(zfs.now + 60))
         (source_list,) = _source_lists(runner)
         assert source_list.endswith(expected), (flags, source_list)
+
+
+class MeetingRunner(FakeRunner):
+    """The source's `zfs get` and the target's `zfs list` wait for each other (when
+    `meet`), so a run gets past them only by reading both hosts at once."""
+
+    def __init__(self, hosts: dict[Optional[str], FakeZfs], meet: bool) -> None:
+        super().__init__(hosts)
+        self.barrier = threading.Barrier(2, timeout=5) if meet else None
+        self.order: list[str] = []
+
+    def run(self, host: Host, argv: Sequence[str], **kwargs: Any) -> Result:
+        line = " ".join(argv)
+        if line.startswith("zfs get") or line.endswith("-r dst/backup"):
+            self.order.append(argv[1])
+            if self.barrier is not None:
+                self.barrier.wait()
+        return super().run(host, argv, **kwargs)
+
+
+@pytest.mark.parametrize("together", [True, False])
+def test_source_and_target_are_read_at_the_same_time_unless_one_at_a_time(
+    together: bool,
+) -> None:
+    zfs, _ = _local_backup()
+    runner = MeetingRunner({None: zfs}, meet=together)
+    job = job_from_args(build_parser().parse_args(["bk", "dst/backup", "--no-snapshot"]))
+    source, target = observe_hosts(job, runner, together=together)
+    assert target is not None and "dst/backup/src/data/a" in target.datasets
+    assert "src/data/a" in source.datasets
+    assert sorted(runner.order) == ["get", "list"]
+    if not together:  # --parallel 1, --debug: in order
+        assert runner.order == ["get", "list"]
