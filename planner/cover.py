@@ -96,10 +96,17 @@ def cover(names: Iterable[str], present: Present) -> Cover:
 
 
 def present_sides(
-    plan: Plan, source: HostState, target: Optional[HostState]
+    plan: Plan, source: HostState, target: Optional[HostState], same_host: bool = False
 ) -> dict[str, dict[str, frozenset[str]]]:
-    """present_after for the source and (when there is one) the target."""
+    """present_after for the source and (when there is one) the target. On one host the
+    two share one namespace (a target path inside the source tree, or the other way
+    round): each side then counts what the other has or receives as well."""
     sides = {SOURCE: present_after(plan, SOURCE, source)}
     if target is not None:
         sides[TARGET] = present_after(plan, TARGET, target)
+        if same_host:
+            both: dict[str, frozenset[str]] = dict(sides[SOURCE])
+            for name, snaps in sides[TARGET].items():
+                both[name] = both.get(name, frozenset()) | snaps
+            sides = {SOURCE: both, TARGET: both}
     return sides

@@ -120,3 +120,29 @@ def test_a_failing_recursive_hold_is_retried_one_by_one() -> None:
     assert len(singles) == 4  # dst/src/data, a, a/x, b
     for name in ("dst/src/data", "dst/src/data/a", "dst/src/data/a/x", "dst/src/data/b"):
         assert zfs.get_snap(f"{name}@{new}")[1].holds == ["zfs_autobackup:bk"]
+
+
+def test_a_target_inside_the_source_tree_keeps_the_source_holds_off_the_copies() -> None:
+    """Target path pool/data/bk inside the selected pool/data, on one host: the copies
+    received in this run have the same snapshot names, so pool/data@s must not be held
+    with -r (it would hold the copies too); pool/data/a's own subtree still can."""
+    zfs = FakeZfs()
+    for name in ("pool", "pool/data", "pool/data/a", "pool/data/a/x", "pool/data/bk"):
+        zfs.create(name)
+    zfs.datasets["pool/data"].local_props["autobackup:bk"] = "true"
+    runner = FakeRunner({None: zfs})
+    zfs.now = 1_767_225_600
+    argv = ["bk", "pool/data/bk", "--parallel", "1"]
+    console = Console(out=io.StringIO(), err=io.StringIO())
+    rc = run_classic(job_from_args(build_parser().parse_args(argv)), False, console, runner,
+                     float(zfs.now))  # fmt: skip
+    assert rc == 0, console.err.getvalue()  # type: ignore[attr-defined]
+    snap = "bk-20260101000000"
+    holds = sorted(line for line in runner.history if line.startswith("zfs hold "))
+    assert holds == [
+        f"zfs hold -r zfs_autobackup:bk pool/data/a@{snap}",
+        f"zfs hold -r zfs_autobackup:bk pool/data/bk/pool/data@{snap}",
+        f"zfs hold zfs_autobackup:bk pool/data@{snap}",
+    ]
+    for name in ("pool/data", "pool/data/a/x", "pool/data/bk/pool/data/a/x"):
+        assert zfs.get_snap(f"{name}@{snap}")[1].holds == ["zfs_autobackup:bk"]
