@@ -180,7 +180,7 @@ def run_classic(
         runner,
         console,
         attrs.evolve(settings, progress=settings.progress and not args_test),
-        present_sides(plan, observed.source, observed.target, job.source == job.target),
+        present_sides(plan, job, observed.source, observed.target),
     ).execute(plan, stop_on_error=console.show_debug, before_first=before)
     if not state["titled"]:
         console.title(second)

@@ -359,7 +359,7 @@ class Executor:
             names[name] = i
             self.console.debug(f"{_label(action.side)} {name}: {verb}ing")
         present = self.present.get(first.side)
-        grouped = cover(names, present) if present is not None else Cover((), {}, tuple(names))
+        grouped = cover(names, present) if present is not None else Cover({}, tuple(names))
         budget = ARG_BYTES - len(first.tag) - 3
         #: (arguments after the verb, the snapshots they stand for)
         commands_: list[tuple[list[str], list[str]]] = [

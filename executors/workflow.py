@@ -158,7 +158,7 @@ def _execute(
     sides: tuple[HostState, Optional[HostState]],
 ) -> int:
     """Run a plan; `sides`: the source and target as just observed."""
-    present = present_sides(observed_plan.plan, *sides, job.source == job.target)
+    present = present_sides(observed_plan.plan, job, *sides)
     outcome = Executor(job, runner, console, settings, present).execute(
         observed_plan.plan, stop_on_error=console.show_debug
     )

@@ -18,6 +18,7 @@ import attrs
 
 from planner.actions import SOURCE, TARGET, CreateSnapshots, Send
 from planner.plan import Plan
+from reconcile.job import Job
 from reconcile.model import HostState
 
 #: dataset -> names of the snapshots it has or may have
@@ -26,11 +27,14 @@ Present = Mapping[str, frozenset[str]]
 
 @attrs.frozen
 class Cover:
-    #: `ROOT@snap` arguments for one `-r` command, each standing for `covered[ROOT@snap]`
-    recursive: tuple[str, ...]
+    #: `ROOT@snap` (an argument of one `-r` command) -> the snapshots it stands for
     covered: Mapping[str, tuple[str, ...]]
     #: the rest, as single snapshots
     single: tuple[str, ...]
+
+    @property
+    def recursive(self) -> tuple[str, ...]:
+        return tuple(self.covered)
 
 
 def present_after(plan: Plan, side: str, state: Optional[HostState]) -> dict[str, frozenset[str]]:
@@ -75,7 +79,6 @@ def cover(names: Iterable[str], present: Present) -> Cover:
         wanted.setdefault(snap, set()).add(dataset)
         order.append(full)
     below = _descendants(present)
-    recursive: list[str] = []
     covered: dict[str, tuple[str, ...]] = {}
     taken: set[str] = set()
     for snap, datasets in wanted.items():
@@ -88,15 +91,14 @@ def cover(names: Iterable[str], present: Present) -> Cover:
                 continue  # nothing to gather, or a descendant's @snap must stay as it is
             roots.append(dataset)
             members = (f"{dataset}@{snap}", *(f"{d}@{snap}" for d in kin))
-            recursive.append(members[0])
             covered[members[0]] = members
             taken.update(members)
     single = tuple(full for full in order if full not in taken)
-    return Cover(tuple(recursive), covered, single)
+    return Cover(covered, single)
 
 
 def present_sides(
-    plan: Plan, source: HostState, target: Optional[HostState], same_host: bool = False
+    plan: Plan, job: Job, source: HostState, target: Optional[HostState]
 ) -> dict[str, dict[str, frozenset[str]]]:
     """present_after for the source and (when there is one) the target. On one host the
     two share one namespace (a target path inside the source tree, or the other way
@@ -104,7 +106,7 @@ def present_sides(
     sides = {SOURCE: present_after(plan, SOURCE, source)}
     if target is not None:
         sides[TARGET] = present_after(plan, TARGET, target)
-        if same_host:
+        if job.source == job.target:
             both: dict[str, frozenset[str]] = dict(sides[SOURCE])
             for name, snaps in sides[TARGET].items():
                 both[name] = both.get(name, frozenset()) | snaps

@@ -70,7 +70,8 @@ def _run(zfs: FakeZfs, runner: FakeRunner, *flags: str) -> int:
                        float(zfs.now))  # fmt: skip
 
 
-def test_holds_of_a_tree_go_out_as_one_recursive_command_per_side() -> None:
+def _backed_up_once() -> tuple[FakeZfs, FakeRunner]:
+    """The tree backed up once to dst; the clock an hour on, the command history empty."""
     zfs = FakeZfs()
     _tree(zfs)
     runner = FakeRunner({None: zfs})
@@ -78,6 +79,11 @@ def test_holds_of_a_tree_go_out_as_one_recursive_command_per_side() -> None:
     assert _run(zfs, runner) == 0
     zfs.now += 3600
     runner.history.clear()
+    return zfs, runner
+
+
+def test_holds_of_a_tree_go_out_as_one_recursive_command_per_side() -> None:
+    zfs, runner = _backed_up_once()
     assert _run(zfs, runner) == 0
     holds = [line for line in runner.history if line.startswith(("zfs hold ", "zfs release "))]
     new, old = "bk-20260101010000", "bk-20260101000000"
@@ -95,18 +101,12 @@ def test_holds_of_a_tree_go_out_as_one_recursive_command_per_side() -> None:
 def test_a_failing_recursive_hold_is_retried_one_by_one() -> None:
     """Someone holds one received snapshot with our tag before we do: the -r hold fails
     (all or none), the single holds take the rest, and that one counts as done."""
-    zfs = FakeZfs()
-    _tree(zfs)
-    runner = FakeRunner({None: zfs})
-    zfs.now = 1_767_225_600
-    assert _run(zfs, runner) == 0
-    zfs.now += 3600
+    zfs, runner = _backed_up_once()
     new = "bk-20260101010000"
 
     def meddle() -> None:
         zfs.get_snap(f"dst/src/data/a@{new}")[1].holds.append("zfs_autobackup:bk")
 
-    runner.history.clear()
     original = runner.run
 
     def run(host, argv, **kwargs):  # type: ignore[no-untyped-def]

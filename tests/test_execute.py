@@ -281,23 +281,15 @@ class ConcurrentDestroys(ScriptedRunner):
         self.running = 0
         self.most = 0
 
-    def run(
-        self,
-        host: Host,
-        argv: Sequence[str],
-        *,
-        label: str = "",
-        input: Optional[str] = None,
-        check: bool = True,
-    ) -> Result:
-        if argv[:2] != ["zfs", "destroy"]:
-            return super().run(host, argv, label=label, input=input, check=check)
+    def _result(self, line: str, check: bool) -> tuple[int, str]:
+        if not line.startswith("zfs destroy "):
+            return super()._result(line, check)
         with self.lock:
             self.running += 1
             self.most = max(self.most, self.running)
         try:
             self.barrier.wait()
-            return super().run(host, argv, label=label, input=input, check=check)
+            return super()._result(line, check)
         finally:
             with self.lock:
                 self.running -= 1
