@@ -1,6 +1,7 @@
 """Transfer throughput: the tool against a bare `zfs send | ssh | zfs recv`, same guests.
 
     .venv/bin/python -m bench.throughput [--mib 64] [--rounds 3]
+    .venv/bin/python -m bench.throughput --mib 1024 --rounds 1    (about 15 minutes)
 
 Boots the real-ZFS test bed (two guests), writes MIB of random data into a dataset on
 the second guest, and pulls it into the first: once with a bare pipe, once with
@@ -41,8 +42,10 @@ def main() -> None:
             guest.boot()
         local, remote = ZfsBed(guests[0]), ZfsBed(guests[1])
         local.install_tool()
-        (dst,) = local.create_pools(("dst",), size="1G").names
-        (src,) = remote.create_pools(("src",), size="1G").names
+        # room for the data and one copy of it at a time (each round's copies go again)
+        size = f"{max(1024, args.mib * 3 // 2 + 256)}M"
+        (dst,) = local.create_pools(("dst",), size=size).names
+        (src,) = remote.create_pools(("src",), size=size).names
         remote.run(
             f"zfs create {src}/data && zfs set autobackup:bench=true {src}/data && "
             f"dd if=/dev/urandom of=/mnt/{src}/data/blob bs=1M count={args.mib} status=none && "
@@ -61,6 +64,7 @@ def main() -> None:
             idle = timed(local, run)  # the same run again: nothing to send
             tool.append(total - idle)
             remote.run(f"zfs destroy {src}/data@{snap}")
+            local.run(f"zfs destroy -r {dst}/bare{n} && zfs destroy -r {dst}/tool{n}")
         mib = args.mib
         rate_bare = mib / statistics.median(bare)
         rate_tool = mib / statistics.median(tool)
