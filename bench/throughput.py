@@ -42,7 +42,7 @@ def main() -> None:
             guest.boot()
         local, remote = ZfsBed(guests[0]), ZfsBed(guests[1])
         local.install_tool()
-        # room for the data and one copy of it at a time (each round's copies go again)
+        # room for the data and one copy of it at a time (each copy goes once measured)
         size = f"{max(1024, args.mib * 3 // 2 + 256)}M"
         (dst,) = local.create_pools(("dst",), size=size).names
         (src,) = remote.create_pools(("src",), size=size).names
@@ -58,13 +58,14 @@ def main() -> None:
             bare.append(
                 timed(local, f"ssh {PEER} 'zfs send {src}/data@{snap}' | zfs recv -u {dst}/bare{n}")
             )
+            local.run(f"zfs destroy -r {dst}/bare{n} && zpool wait -t free {dst}")
             run = f"zfs-autobackup --ssh-source {PEER} bench {dst}/tool{n} --no-snapshot --no-holds"
             local.run(f"zfs create {dst}/tool{n}")
             total = timed(local, run)
             idle = timed(local, run)  # the same run again: nothing to send
             tool.append(total - idle)
             remote.run(f"zfs destroy {src}/data@{snap}")
-            local.run(f"zfs destroy -r {dst}/bare{n} && zfs destroy -r {dst}/tool{n}")
+            local.run(f"zfs destroy -r {dst}/tool{n} && zpool wait -t free {dst}")
         mib = args.mib
         rate_bare = mib / statistics.median(bare)
         rate_tool = mib / statistics.median(tool)
