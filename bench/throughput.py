@@ -1,7 +1,7 @@
 """Transfer throughput: the tool against a bare `zfs send | ssh | zfs recv`, same guests.
 
     .venv/bin/python -m bench.throughput [--mib 64] [--rounds 3]
-    .venv/bin/python -m bench.throughput --mib 1024 --rounds 1    (about 15 minutes)
+    .venv/bin/python -m bench.throughput --mib 1024 --rounds 1    (about 12 minutes)
 
 Boots the real-ZFS test bed (two guests), writes MIB of random data into a dataset on
 the second guest, and pulls it into the first: once with a bare pipe, once with
@@ -51,16 +51,21 @@ def main() -> None:
             f"dd if=/dev/urandom of=/mnt/{src}/data/blob bs=1M count={args.mib} status=none && "
             f"zpool sync {src}"
         )
+        # before each transfer: the source pool exported and imported again, so that every
+        # send reads the data from disk (not the second one from the first one's cache)
+        uncache = f"zpool export {src} && zpool import -d /var/tmp/pools {src}"
         bare, tool = [], []
         for n in range(args.rounds):
             snap = f"bench-2026010{n + 1}000000"
             remote.run(f"zfs snapshot {src}/data@{snap}")
+            remote.run(uncache)
             bare.append(
                 timed(local, f"ssh {PEER} 'zfs send {src}/data@{snap}' | zfs recv -u {dst}/bare{n}")
             )
             local.run(f"zfs destroy -r {dst}/bare{n} && zpool wait -t free {dst}")
             run = f"zfs-autobackup --ssh-source {PEER} bench {dst}/tool{n} --no-snapshot --no-holds"
             local.run(f"zfs create {dst}/tool{n}")
+            remote.run(uncache)
             total = timed(local, run)
             idle = timed(local, run)  # the same run again: nothing to send
             tool.append(total - idle)
