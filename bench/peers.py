@@ -136,8 +136,9 @@ def main() -> None:
         if args.bzfs_wheel:
             install_bzfs(here, args.bzfs_wheel)
         for label, command in tools.items():
-            (d,) = here.create_pools(("dst",), size="4G").names
-            (s,) = there.create_pools(("src",), size="4G").names
+            dst_pools = here.create_pools(("dst",), size="4G")
+            src_pools = there.create_pools(("src",), size="4G")
+            (d,), (s,) = dst_pools.names, src_pools.names
             there.run(
                 f"/usr/sbin/zfs create {s}/bench && "
                 f"/usr/sbin/zfs set autobackup:bench=true {s}/bench && "
@@ -161,8 +162,8 @@ def main() -> None:
             for step in (1, 2):
                 results[label].append(measure(here, beds, run.format(stamp(k + step))))
                 print(f"# {label}: {results[label][-1]}", flush=True)
-            here.run(f"zpool destroy -f {d}; rm -f /var/tmp/pools/{d}.img")
-            there.run(f"zpool destroy -f {s}; rm -f /var/tmp/pools/{s}.img")
+            here.destroy_pools(dst_pools)
+            there.destroy_pools(src_pools)
     finally:
         for guest in guests:
             guest.stop()

@@ -51,26 +51,30 @@ def main() -> None:
             f"dd if=/dev/urandom of=/mnt/{src}/data/blob bs=1M count={args.mib} status=none && "
             f"zpool sync {src}"
         )
-        # before each transfer: the source pool exported and imported again, so that every
-        # send reads the data from disk (not the second one from the first one's cache)
-        uncache = f"zpool export {src} && zpool import -d /var/tmp/pools {src}"
+
+        def drop(copy: str) -> None:
+            """Destroy a received copy and wait until its space is free again."""
+            local.run(f"zfs destroy -r {dst}/{copy} && zpool wait -t free {dst}")
+
         bare, tool = [], []
         for n in range(args.rounds):
             snap = f"bench-2026010{n + 1}000000"
             remote.run(f"zfs snapshot {src}/data@{snap}")
-            remote.run(uncache)
+            # before each transfer: every send reads the data from disk (not the second one
+            # from the first one's cache)
+            remote.reimport(src)
             bare.append(
                 timed(local, f"ssh {PEER} 'zfs send {src}/data@{snap}' | zfs recv -u {dst}/bare{n}")
             )
-            local.run(f"zfs destroy -r {dst}/bare{n} && zpool wait -t free {dst}")
+            drop(f"bare{n}")
             run = f"zfs-autobackup --ssh-source {PEER} bench {dst}/tool{n} --no-snapshot --no-holds"
             local.run(f"zfs create {dst}/tool{n}")
-            remote.run(uncache)
+            remote.reimport(src)
             total = timed(local, run)
             idle = timed(local, run)  # the same run again: nothing to send
             tool.append(total - idle)
             remote.run(f"zfs destroy {src}/data@{snap}")
-            local.run(f"zfs destroy -r {dst}/tool{n} && zpool wait -t free {dst}")
+            drop(f"tool{n}")
         mib = args.mib
         rate_bare = mib / statistics.median(bare)
         rate_tool = mib / statistics.median(tool)

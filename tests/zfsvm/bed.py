@@ -28,6 +28,8 @@ from tests.zfsvm.guest import Guest
 
 REPO = Path(__file__).resolve().parents[2]
 GUEST_PREFIX = "/opt/zfs-reconcile"
+#: where the test pools' image files live in the guest
+POOL_DIR = "/var/tmp/pools"
 #: import names of the runtime dependencies (and theirs) that the guest needs
 RUNTIME_MODULES = (
     "attr",
@@ -141,9 +143,9 @@ class ZfsBed:
         n = next(self._counter)
         # the peer guest's pools get a "p" so names never repeat between the two guests
         names = tuple(f"{role}{n}{'p' if self.guest.name != 'guest1' else ''}" for role in roles)
-        script = ["mkdir -p /var/tmp/pools"]
+        script = [f"mkdir -p {POOL_DIR}"]
         for name in names:
-            img = f"/var/tmp/pools/{name}.img"
+            img = f"{POOL_DIR}/{name}.img"
             script.append(f"truncate -s {size} {img}")
             # mountpoints under /mnt keep test pools away from the guest's own tree
             script.append(f"zpool create -f -o cachefile=none -m /mnt/{name} {name} {img}")
@@ -153,8 +155,12 @@ class ZfsBed:
     def destroy_pools(self, pools: Pools) -> None:
         script = []
         for name in pools.names:
-            script.append(f"zpool destroy -f {name} 2>/dev/null; rm -f /var/tmp/pools/{name}.img")
+            script.append(f"zpool destroy -f {name} 2>/dev/null; rm -f {POOL_DIR}/{name}.img")
         self.guest.run("; ".join(script), check=False)
+
+    def reimport(self, pool: str) -> None:
+        """Export a pool and import it again: none of its data stays cached."""
+        self.guest.run(f"zpool export {pool} && zpool import -d {POOL_DIR} {pool}")
 
     # --- reading state for assertions ---------------------------------------------
 
