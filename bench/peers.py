@@ -20,8 +20,14 @@ thins nothing by default, so it does less work than the other two).
 
 `--first-run-by-ours LABEL`: for a slow peer, run 1 is done by this tool instead (not
 measured) and the peer continues from there (both use the same names and hold tag);
-used for zfs-autobackup 3.3 at N = 1,000, where its first run sends 10,000 snapshots one
-by one.
+used for zfs-autobackup 3.3, whose first run sends every snapshot one by one.
+
+`--shared-first-run` (for N = 1,000, where building the tree and run 1 take the longest):
+the tree is built and run 1 done once, by this tool; then `zpool checkpoint` marks both
+pools, and every tool (this one too) runs 2 and 3 from that same state: before each
+tool both pools are exported and imported again (rewound to the checkpoint, which is then
+taken again; the target without mounting its received datasets, as after a receive), so
+each starts with nothing cached. `--peer-runs 2` leaves out the peers' run 3.
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ from pathlib import Path
 from typing import Optional
 
 from tests.oracle import oracle_path
-from tests.zfsvm.bed import ZfsBed
+from tests.zfsvm.bed import POOL_DIR, Pools, ZfsBed
 from tests.zfsvm.guest import PEER, Guest, guest_pair
 from tests.zfsvm.image import ensure_image
 
@@ -100,6 +106,42 @@ def measure(runner: ZfsBed, beds: list[ZfsBed], command: str) -> Measure:
     return seconds, zfs, ssh
 
 
+def build_tree(bed: ZfsBed, pool: str, n: int, k: int) -> None:
+    """N datasets under POOL/bench, selected, with K recursive snapshots."""
+    bed.run(
+        f"/usr/sbin/zfs create {pool}/bench && "
+        f"/usr/sbin/zfs set autobackup:bench=true {pool}/bench && "
+        f"seq {n} | xargs -P 4 -I @ /usr/sbin/zfs create {pool}/bench/ds@",
+        timeout=3 * 3600,
+    )
+    for i in range(k):
+        bed.run(f"/usr/sbin/zfs snapshot -r {pool}/bench@{name(i)}")
+
+
+def probe(bed: ZfsBed, pool: str) -> str:
+    """The snapshots of one replica (of ds1), to check that a rewind brought them back."""
+    names = bed.run(f"zfs list -H -o name -t filesystem -r {pool}").stdout.split()
+    replica = next(ds for ds in names if ds.endswith("/bench/ds1"))
+    return bed.run(f"zfs list -H -o name -t snapshot {replica}").stdout
+
+
+def reimport_all(src: tuple[ZfsBed, str], dst: tuple[ZfsBed, str], rewind: bool) -> None:
+    """Export and import both pools (so nothing stays cached), rewound to their checkpoint
+    if asked (then checkpointed again). The source mounts everything as when it was built;
+    on the target only what was mounted before (received datasets stay unmounted)."""
+    (sbed, s), (dbed, d) = src, dst
+    mounted = dbed.run(f"zfs list -H -o name,mounted -t filesystem -r {d}").stdout
+    remount = [line.split("\t")[0] for line in mounted.splitlines() if line.endswith("\tyes")]
+    how = "--rewind-to-checkpoint" if rewind else ""
+    for bed, pool, flags in ((sbed, s, ""), (dbed, d, "-N")):
+        script = f"zpool export {pool} && zpool import -d {POOL_DIR} {how} {flags} {pool}"
+        if rewind:
+            script += f" && zpool checkpoint {pool}"
+        bed.run(script, timeout=3600)
+    if remount:
+        dbed.run(" && ".join(f"zfs mount {ds}" for ds in remount))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", type=int, default=100)
@@ -108,11 +150,14 @@ def main() -> None:
     parser.add_argument("--bzfs-wheel", type=Path, help="also run bzfs from this wheel")
     parser.add_argument("--only", action="append", help="run only these tools (labels)")
     parser.add_argument("--first-run-by-ours", action="append", default=[], metavar="LABEL")
+    parser.add_argument("--shared-first-run", action="store_true")
+    parser.add_argument("--peer-runs", type=int, choices=(2, 3), default=3, metavar="{2,3}")
     args = parser.parse_args()
     n, k = args.datasets, args.snapshots
-    tools = dict(TOOLS)
+    tools = {OURS: TOOLS[OURS]}
     if args.bzfs_wheel:
         tools["bzfs 1.25"] = BZFS
+    tools.update(TOOLS)  # zfs-autobackup 3.3 last: the slowest
     if args.only:
         tools = {label: cmd for label, cmd in tools.items() if label in args.only}
     if "zfs-autobackup 3.3" in tools and not (oracle_path() / "zfs_autobackup").is_dir():
@@ -135,35 +180,57 @@ def main() -> None:
         here.run("cat > /usr/local/bin/ssh && chmod +x /usr/local/bin/ssh", input=SSH_SHIM)
         if args.bzfs_wheel:
             install_bzfs(here, args.bzfs_wheel)
-        for label, command in tools.items():
+
+        def new_pools() -> tuple[Pools, Pools, str, str]:
             dst_pools = here.create_pools(("dst",), size="4G")
             src_pools = there.create_pools(("src",), size="4G")
-            (d,), (s,) = dst_pools.names, src_pools.names
-            there.run(
-                f"/usr/sbin/zfs create {s}/bench && "
-                f"/usr/sbin/zfs set autobackup:bench=true {s}/bench && "
-                f"for i in $(seq {n}); do /usr/sbin/zfs create {s}/bench/ds$i; done"
-            )
-            for i in range(k):
-                there.run(f"/usr/sbin/zfs snapshot -r {s}/bench@{name(i)}")
+            build_tree(there, src_pools.names[0], n, k)
+            return dst_pools, src_pools, dst_pools.names[0], src_pools.names[0]
+
+        # (received selection values on the target must not select it as a source)
+        ssh = f"--ssh-source {PEER} --exclude-received" if args.pull else "--exclude-received"
+
+        def command_line(template: str, d: str, s: str) -> str:
             src = f"{PEER}:{s}" if args.pull else s
-            # (received selection values on the target must not select it as a source)
-            ssh = f"--ssh-source {PEER} --exclude-received" if args.pull else "--exclude-received"
-            run = "faketime -f '{}' " + command.format(src=src, d=d, ssh=ssh)
-            first = run
-            if label in args.first_run_by_ours:
-                first = "faketime -f '{}' " + TOOLS[OURS].format(d=d, ssh=ssh)
-                here.run(first.format(stamp(k)), timeout=6 * 3600)
-                results[label] = [None]
-            else:
-                results[label] = [measure(here, beds, first.format(stamp(k)))]
-            print(f"# {label}: {results[label][-1]}", flush=True)
-            there.run(f"/usr/sbin/zfs snapshot -r {s}/bench@{name(k)}")
-            for step in (1, 2):
-                results[label].append(measure(here, beds, run.format(stamp(k + step))))
+            return "faketime -f '{}' " + template.format(src=src, d=d, ssh=ssh)
+
+        def later_runs(label: str, line: str, runs: int) -> None:
+            for step in range(1, runs):
+                results[label].append(measure(here, beds, line.format(stamp(k + step))))
                 print(f"# {label}: {results[label][-1]}", flush=True)
+
+        if args.shared_first_run:
+            dst_pools, src_pools, d, s = new_pools()
+            done = measure(here, beds, command_line(TOOLS[OURS], d, s).format(stamp(k)))
+            print(f"# {OURS} (run 1, shared): {done}", flush=True)
+            there.run(f"/usr/sbin/zfs snapshot -r {s}/bench@{name(k)}")
+            here.run(f"zpool checkpoint {d}")
+            there.run(f"zpool checkpoint {s}")
+            marked = probe(here, d)
+            for i, label in enumerate(tools):
+                results[label] = [done if label == OURS else None]
+                reimport_all((there, s), (here, d), rewind=i > 0)
+                if probe(here, d) != marked:
+                    raise SystemExit(f"the target is not back at its checkpoint before {label}")
+                line = command_line(tools[label], d, s)
+                later_runs(label, line, 3 if label == OURS else args.peer_runs)
             here.destroy_pools(dst_pools)
             there.destroy_pools(src_pools)
+        else:
+            for label in tools:
+                dst_pools, src_pools, d, s = new_pools()
+                line = command_line(tools[label], d, s)
+                if label in args.first_run_by_ours:
+                    first = command_line(TOOLS[OURS], d, s)
+                    here.run(first.format(stamp(k)), timeout=6 * 3600)
+                    results[label] = [None]
+                else:
+                    results[label] = [measure(here, beds, line.format(stamp(k)))]
+                print(f"# {label}: {results[label][-1]}", flush=True)
+                there.run(f"/usr/sbin/zfs snapshot -r {s}/bench@{name(k)}")
+                later_runs(label, line, 3)
+                here.destroy_pools(dst_pools)
+                there.destroy_pools(src_pools)
     finally:
         for guest in guests:
             guest.stop()
