@@ -60,12 +60,14 @@ echo "$*" >> /var/tmp/ssh-calls.log
 exec /usr/bin/ssh "$@"
 """
 OURS = "zfs-reconcile"
-#: label -> command template ({src}: source dataset spec for the tool, {d}: target pool)
+#: label -> command template ({src}: source dataset spec for the tool, {d}: target pool,
+#: {pool}: source pool; bzfs's target is where zfs-autobackup puts the same tree, so that
+#: with --shared-first-run it continues from this tool's first run)
 TOOLS = {
     OURS: "zfs-autobackup {ssh} bench {d} --no-snapshot",
     "zfs-autobackup 3.3": "zfs-autobackup-3.3 {ssh} bench {d} --no-snapshot",
 }
-BZFS = "bzfs {src}/bench {d}/bench --recursive"
+BZFS = "bzfs {src}/bench {d}/{pool}/bench --recursive"
 BZFS_WRAPPER = """#!/bin/sh
 PYTHONPATH=/opt/bzfs exec python3 -m bzfs_main.bzfs "$@"
 """
@@ -142,6 +144,9 @@ def reimport_all(src: tuple[ZfsBed, str], dst: tuple[ZfsBed, str], rewind: bool)
         script = f"zpool export {pool} && zpool import -d {POOL_DIR} {how} {flags} {pool}"
         if rewind:
             script += f" && zpool checkpoint {pool}"
+        # a pool's file only grows (ZFS writes anew what it changes): at N = 1,000 the target's
+        # 4 GiB file filled the guest's disk within two tools' runs unless freed space is trimmed
+        script += f" && zpool trim -w {pool}"
         bed.run(script, timeout=3600)
     if remount:
         dbed.run(" && ".join(f"zfs mount {ds}" for ds in remount))
@@ -201,7 +206,7 @@ def main() -> None:
 
         def command_line(template: str, d: str, s: str) -> str:
             src = f"{PEER}:{s}" if args.pull else s
-            return "faketime -f '{}' " + template.format(src=src, d=d, ssh=ssh)
+            return "faketime -f '{}' " + template.format(src=src, d=d, pool=s, ssh=ssh)
 
         def later_runs(label: str, line: str, runs: int) -> None:
             for step in range(1, runs):
