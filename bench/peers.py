@@ -134,8 +134,9 @@ def probe(bed: ZfsBed, pool: str) -> str:
 
 def reimport_all(src: tuple[ZfsBed, str], dst: tuple[ZfsBed, str], rewind: bool) -> None:
     """Export and import both pools (so nothing stays cached), rewound to their checkpoint
-    if asked (then checkpointed again). The source mounts everything as when it was built;
-    on the target only what was mounted before (received datasets stay unmounted)."""
+    if asked (then checkpointed again), and trim them. The source mounts everything as when
+    it was built; on the target only what was mounted before (received datasets stay
+    unmounted)."""
     (sbed, s), (dbed, d) = src, dst
     mounted = dbed.run(f"zfs list -H -o name,mounted -t filesystem -r {d}").stdout
     remount = [line.split("\t")[0] for line in mounted.splitlines() if line.endswith("\tyes")]
