@@ -27,7 +27,8 @@ the tree is built and run 1 done once, by this tool; then `zpool checkpoint` mar
 pools, and every tool (this one too) runs 2 and 3 from that same state: before each
 tool both pools are exported and imported again (rewound to the checkpoint, which is then
 taken again; the target without mounting its received datasets, as after a receive), so
-each starts with nothing cached. `--peer-runs 2` leaves out the peers' run 3.
+each starts with nothing cached. `--peer-runs 2` leaves out the peers' run 3 (in
+either mode).
 
 At N = 1,000 the test guest's defaults (1.5 GiB, ARC capped at 256 MiB) are too small: a
 thousand mounted datasets pin about 0.8 GiB of ARC metadata, the ARC stays over its cap
@@ -47,7 +48,7 @@ from pathlib import Path
 from typing import Optional
 
 from tests.oracle import oracle_path
-from tests.zfsvm.bed import POOL_DIR, Pools, ZfsBed
+from tests.zfsvm.bed import Pools, ZfsBed
 from tests.zfsvm.guest import PEER, Guest, guest_pair
 from tests.zfsvm.image import ensure_image
 
@@ -122,14 +123,16 @@ def build_tree(bed: ZfsBed, pool: str, n: int, k: int) -> None:
         timeout=3 * 3600,
     )
     for i in range(k):
-        bed.run(f"/usr/sbin/zfs snapshot -r {pool}/bench@{name(i)}")
+        snapshot_tree(bed, pool, i)
 
 
-def probe(bed: ZfsBed, pool: str) -> str:
+def snapshot_tree(bed: ZfsBed, pool: str, i: int) -> None:
+    bed.run(f"/usr/sbin/zfs snapshot -r {pool}/bench@{name(i)}")
+
+
+def probe(bed: ZfsBed, dst: str, src: str) -> str:
     """The snapshots of one replica (of ds1), to check that a rewind brought them back."""
-    names = bed.run(f"zfs list -H -o name -t filesystem -r {pool}").stdout.split()
-    replica = next(ds for ds in names if ds.endswith("/bench/ds1"))
-    return bed.run(f"zfs list -H -o name -t snapshot {replica}").stdout
+    return bed.run(f"zfs list -H -o name -t snapshot {dst}/{src}/bench/ds1").stdout
 
 
 def reimport_all(src: tuple[ZfsBed, str], dst: tuple[ZfsBed, str], rewind: bool) -> None:
@@ -140,15 +143,12 @@ def reimport_all(src: tuple[ZfsBed, str], dst: tuple[ZfsBed, str], rewind: bool)
     (sbed, s), (dbed, d) = src, dst
     mounted = dbed.run(f"zfs list -H -o name,mounted -t filesystem -r {d}").stdout
     remount = [line.split("\t")[0] for line in mounted.splitlines() if line.endswith("\tyes")]
-    how = "--rewind-to-checkpoint" if rewind else ""
-    for bed, pool, flags in ((sbed, s, ""), (dbed, d, "-N")):
-        script = f"zpool export {pool} && zpool import -d {POOL_DIR} {how} {flags} {pool}"
-        if rewind:
-            script += f" && zpool checkpoint {pool}"
+    for bed, pool, mount in ((sbed, s, True), (dbed, d, False)):
+        bed.reimport(pool, rewind=rewind, mount=mount)
         # a pool's file only grows (ZFS writes anew what it changes): at N = 1,000 the target's
         # 4 GiB file filled the guest's disk within two tools' runs unless freed space is trimmed
-        script += f" && zpool trim -w {pool}"
-        bed.run(script, timeout=3600)
+        checkpoint = f"zpool checkpoint {pool} && " if rewind else ""
+        bed.run(f"{checkpoint}zpool trim -w {pool}", timeout=3600)
     if remount:
         dbed.run(" && ".join(f"zfs mount {ds}" for ds in remount))
 
@@ -196,11 +196,11 @@ def main() -> None:
         if args.bzfs_wheel:
             install_bzfs(here, args.bzfs_wheel)
 
-        def new_pools() -> tuple[Pools, Pools, str, str]:
+        def new_pools() -> tuple[Pools, Pools]:
             dst_pools = here.create_pools(("dst",), size="4G")
             src_pools = there.create_pools(("src",), size="4G")
             build_tree(there, src_pools.names[0], n, k)
-            return dst_pools, src_pools, dst_pools.names[0], src_pools.names[0]
+            return dst_pools, src_pools
 
         # (received selection values on the target must not select it as a source)
         ssh = f"--ssh-source {PEER} --exclude-received" if args.pull else "--exclude-received"
@@ -209,31 +209,33 @@ def main() -> None:
             src = f"{PEER}:{s}" if args.pull else s
             return "faketime -f '{}' " + template.format(src=src, d=d, pool=s, ssh=ssh)
 
-        def later_runs(label: str, line: str, runs: int) -> None:
-            for step in range(1, runs):
+        def later_runs(label: str, line: str) -> None:
+            """Runs 2 and 3 (the peers' run 3 only if asked)."""
+            for step in range(1, 3 if label == OURS else args.peer_runs):
                 results[label].append(measure(here, beds, line.format(stamp(k + step))))
                 print(f"# {label}: {results[label][-1]}", flush=True)
 
         if args.shared_first_run:
-            dst_pools, src_pools, d, s = new_pools()
+            dst_pools, src_pools = new_pools()
+            (d,), (s,) = dst_pools.names, src_pools.names
             done = measure(here, beds, command_line(TOOLS[OURS], d, s).format(stamp(k)))
             print(f"# {OURS} (run 1, shared): {done}", flush=True)
-            there.run(f"/usr/sbin/zfs snapshot -r {s}/bench@{name(k)}")
+            snapshot_tree(there, s, k)
             here.run(f"zpool checkpoint {d}")
             there.run(f"zpool checkpoint {s}")
-            marked = probe(here, d)
+            marked = probe(here, d, s)
             for i, label in enumerate(tools):
                 results[label] = [done if label == OURS else None]
                 reimport_all((there, s), (here, d), rewind=i > 0)
-                if probe(here, d) != marked:
+                if probe(here, d, s) != marked:
                     raise SystemExit(f"the target is not back at its checkpoint before {label}")
-                line = command_line(tools[label], d, s)
-                later_runs(label, line, 3 if label == OURS else args.peer_runs)
+                later_runs(label, command_line(tools[label], d, s))
             here.destroy_pools(dst_pools)
             there.destroy_pools(src_pools)
         else:
             for label in tools:
-                dst_pools, src_pools, d, s = new_pools()
+                dst_pools, src_pools = new_pools()
+                (d,), (s,) = dst_pools.names, src_pools.names
                 line = command_line(tools[label], d, s)
                 if label in args.first_run_by_ours:
                     first = command_line(TOOLS[OURS], d, s)
@@ -242,8 +244,8 @@ def main() -> None:
                 else:
                     results[label] = [measure(here, beds, line.format(stamp(k)))]
                 print(f"# {label}: {results[label][-1]}", flush=True)
-                there.run(f"/usr/sbin/zfs snapshot -r {s}/bench@{name(k)}")
-                later_runs(label, line, 3)
+                snapshot_tree(there, s, k)
+                later_runs(label, line)
                 here.destroy_pools(dst_pools)
                 there.destroy_pools(src_pools)
     finally:

@@ -158,9 +158,13 @@ class ZfsBed:
             script.append(f"zpool destroy -f {name} 2>/dev/null; rm -f {POOL_DIR}/{name}.img")
         self.guest.run("; ".join(script), check=False)
 
-    def reimport(self, pool: str) -> None:
-        """Export a pool and import it again: none of its data stays cached."""
-        self.guest.run(f"zpool export {pool} && zpool import -d {POOL_DIR} {pool}")
+    def reimport(self, pool: str, *, rewind: bool = False, mount: bool = True) -> None:
+        """Export a pool and import it again: none of its data stays cached. `rewind`: back
+        to its checkpoint (which that discards); `mount=False`: mount none of its datasets."""
+        flags = ("--rewind-to-checkpoint " if rewind else "") + ("" if mount else "-N ")
+        self.guest.run(
+            f"zpool export {pool} && zpool import -d {POOL_DIR} {flags}{pool}", timeout=3600
+        )
 
     # --- reading state for assertions ---------------------------------------------
 
