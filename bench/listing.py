@@ -2,13 +2,14 @@
 
     .venv/bin/python -m bench.listing [--datasets 100] [--snapshots 12]
 
-Boots one guest, builds N datasets with K snapshots, replicates them with
-`zfs send -R | zfs recv -u` (received datasets stay unmounted, as every backup tool
-leaves them), holds the newest snapshot of each, and times each way of reading them,
-once right after `zpool export` + `zpool import -N` (nothing cached) and once again.
-Prints a markdown table. The question it answers: is there a cheaper way than one
-`zfs list -t snapshot` to learn what a backup target holds (names only, the "simple"
-iteration `zfs list` uses for `-o name -s name`, explicit names, `snapshots_changed`).
+Boots one guest, builds N datasets with K snapshots (`bench.peers.build_tree`),
+replicates them with `zfs send -R | zfs recv -u` (received datasets stay unmounted, as
+every backup tool leaves them), holds the newest snapshot of each, and times each way of
+reading them, once right after `zpool export` + `zpool import -N` (nothing cached) and
+once again. Prints a markdown table. The question it answers: is there a cheaper way
+than one `zfs list -t snapshot` to learn what a backup target holds (names only, the
+"simple" iteration `zfs list` uses for `-o name -s name`, explicit names,
+`snapshots_changed`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.peers import build_tree, name
 from tests.zfsvm.bed import ZfsBed
 from tests.zfsvm.guest import Guest
 from tests.zfsvm.image import ensure_image
@@ -58,15 +60,8 @@ def main() -> None:
         guest.boot()
         bed = ZfsBed(guest)
         s, d = bed.create_pools(("src", "dst"), size="2G").names
-        newest = f"snap{k - 1:03d}"
-        bed.run(
-            f"zfs create {s}/bench && seq {n} | xargs -P 4 -I @ zfs create {s}/bench/ds@",
-            timeout=3600,
-        )
-        bed.run(
-            f"for i in $(seq 0 {k - 1}); do "
-            f"zfs snapshot -r {s}/bench@$(printf snap%03d $i) || exit 1; done"
-        )
+        build_tree(bed, s, n, k)
+        newest = name(k - 1)
         bed.run(
             f"zfs send -R {s}/bench@{newest} | zfs recv -u {d}/bench && "
             f"zfs hold -r keep {d}/bench@{newest} && "
