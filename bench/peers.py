@@ -1,7 +1,7 @@
 """This tool against zfs-autobackup 3.3 and bzfs 1.25, side by side in the same guests.
 
     .venv/bin/python -m bench.peers [--datasets 100] [--snapshots 10] [--pull]
-        [--bzfs-wheel bzfs-1.25.0-py3-none-any.whl] [--first-run-by-ours LABEL]
+        [--bzfs-wheel bzfs-1.25.0-py3-none-any.whl] [--first-run-by-ours LABEL] [--bare]
 
 For each tool, on fresh pools: N datasets with K snapshots named as the tools expect
 (`bench-%Y%m%d%H%M%S`), then three runs with `--no-snapshot` and the default schedules:
@@ -17,6 +17,14 @@ compare ratios, not absolute times: the guests are emulated.
 bzfs runs when its wheel is given (`pip download --no-deps bzfs==1.25.0`): it replicates
 the same tree with `bzfs SRC DST --recursive` (it takes no snapshots, places no holds and
 thins nothing by default, so it does less work than the other two).
+
+`--bare` adds the floor every tool stands on, in local mode: no tool at all, only what
+runs 2 and 3 cannot do without. Its run 2 lists the source's filesystems and sends each
+one's new snapshot with `zfs send -L -e -p -i @PREVIOUS DS@NEW | zfs recv -u -s` (the
+flags this tool uses), 4 at a time as this tool's default `--parallel`; its run 3 reads
+both sides' snapshots once (`zfs list -t snapshot -r`). Its run 1 is done by this tool.
+A peer whose run 2 takes less than ten times the floor's cannot be beaten tenfold by any
+tool that sends one stream per dataset.
 
 `--first-run-by-ours LABEL`: for a slow peer, run 1 is done by this tool instead (not
 measured) and the peer continues from there (both use the same names and hold tag);
@@ -72,6 +80,7 @@ BZFS = "bzfs {src}/bench {d}/{pool}/bench --recursive"
 BZFS_WRAPPER = """#!/bin/sh
 PYTHONPATH=/opt/bzfs exec python3 -m bzfs_main.bzfs "$@"
 """
+BARE = "bare send/recv (the floor)"
 RUNS = ["1 first full backup", "2 incremental (1 new snapshot each)", "3 nothing changed"]
 
 
@@ -153,6 +162,16 @@ def reimport_all(src: tuple[ZfsBed, str], dst: tuple[ZfsBed, str], rewind: bool)
         dbed.run(" && ".join(f"zfs mount {ds}" for ds in remount))
 
 
+def bare_lines(s: str, d: str, k: int) -> list[str]:
+    """Runs 2 and 3 of the floor (see the module's text), source pool S, target pool D."""
+    send = f"zfs send -L -e -p -i @{name(k - 1)} %@{name(k)} | zfs recv -u -s {d}/%"
+    return [
+        f"zfs list -H -o name -r {s}/bench | xargs -P 4 -I % sh -c '{send}'",
+        f"zfs list -H -p -t snapshot -r -o name,guid,createtxg {s}/bench >/dev/null && "
+        f"zfs list -H -p -t snapshot -r -o name,guid,createtxg {d}/{s}/bench >/dev/null",
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", type=int, default=100)
@@ -164,7 +183,10 @@ def main() -> None:
     parser.add_argument("--shared-first-run", action="store_true")
     parser.add_argument("--peer-runs", type=int, choices=(2, 3), default=3, metavar="{2,3}")
     parser.add_argument("--arc-max-mib", type=int, help="raise the guests' zfs_arc_max")
+    parser.add_argument("--bare", action="store_true", help="also measure the floor (local)")
     args = parser.parse_args()
+    if args.bare and args.pull:
+        parser.error("--bare measures the local floor only; leave out --pull or --bare")
     n, k = args.datasets, args.snapshots
     tools = {OURS: TOOLS[OURS]}
     if args.bzfs_wheel:
@@ -172,6 +194,8 @@ def main() -> None:
     tools.update(TOOLS)  # zfs-autobackup 3.3 last: the slowest
     if args.only:
         tools = {label: cmd for label, cmd in tools.items() if label in args.only}
+    if args.bare:
+        tools[BARE] = ""  # its lines come from bare_lines, whatever --only says
     if "zfs-autobackup 3.3" in tools and not (oracle_path() / "zfs_autobackup").is_dir():
         raise SystemExit(
             f"zfs-autobackup 3.3 is not installed in {oracle_path()} (tests/run installs it; "
@@ -209,9 +233,11 @@ def main() -> None:
             src = f"{PEER}:{s}" if args.pull else s
             return "faketime -f '{}' " + template.format(src=src, d=d, pool=s, ssh=ssh)
 
-        def later_runs(label: str, line: str) -> None:
+        def later_runs(label: str, line: str, d: str, s: str) -> None:
             """Runs 2 and 3 (the peers' run 3 only if asked)."""
             for step in range(1, 3 if label == OURS else args.peer_runs):
+                if label == BARE:
+                    line = bare_lines(s, d, k)[step - 1]
                 results[label].append(measure(here, beds, line.format(stamp(k + step))))
                 print(f"# {label}: {results[label][-1]}", flush=True)
 
@@ -229,7 +255,7 @@ def main() -> None:
                 reimport_all((there, s), (here, d), rewind=i > 0)
                 if probe(here, d, s) != marked:
                     raise SystemExit(f"the target is not back at its checkpoint before {label}")
-                later_runs(label, command_line(tools[label], d, s))
+                later_runs(label, command_line(tools[label], d, s), d, s)
             here.destroy_pools(dst_pools)
             there.destroy_pools(src_pools)
         else:
@@ -237,7 +263,7 @@ def main() -> None:
                 dst_pools, src_pools = new_pools()
                 (d,), (s,) = dst_pools.names, src_pools.names
                 line = command_line(tools[label], d, s)
-                if label in args.first_run_by_ours:
+                if label in args.first_run_by_ours or label == BARE:
                     first = command_line(TOOLS[OURS], d, s)
                     here.run(first.format(stamp(k)), timeout=6 * 3600)
                     results[label] = [None]
@@ -245,7 +271,7 @@ def main() -> None:
                     results[label] = [measure(here, beds, line.format(stamp(k)))]
                 print(f"# {label}: {results[label][-1]}", flush=True)
                 snapshot_tree(there, s, k)
-                later_runs(label, line)
+                later_runs(label, line, d, s)
                 here.destroy_pools(dst_pools)
                 there.destroy_pools(src_pools)
     finally:
