@@ -162,11 +162,18 @@ def reimport_all(src: tuple[ZfsBed, str], dst: tuple[ZfsBed, str], rewind: bool)
         dbed.run(" && ".join(f"zfs mount {ds}" for ds in remount))
 
 
+def send_each(s: str, into: str, base: str, new: str, parallel: int, flags: str = "") -> str:
+    """Shell line: each filesystem S/bench/X sends NEW from BASE (`zfs send FLAGS -i`) into
+    INTO/bench/X (`zfs recv -u -s`), PARALLEL at a time."""
+    each = f"zfs send {flags}{' ' if flags else ''}-i @{base} {s}/%@{new} | zfs recv -u -s {into}/%"
+    names = f"zfs list -H -o name -r {s}/bench | sed 's|^{s}/||'"
+    return f"{names} | xargs -P {parallel} -I % sh -c '{each}'"
+
+
 def bare_lines(s: str, d: str, k: int) -> list[str]:
     """Runs 2 and 3 of the floor (see the module's text), source pool S, target pool D."""
-    send = f"zfs send -L -e -p -i @{name(k - 1)} %@{name(k)} | zfs recv -u -s {d}/%"
     return [
-        f"zfs list -H -o name -r {s}/bench | xargs -P 4 -I % sh -c '{send}'",
+        send_each(s, f"{d}/{s}", name(k - 1), name(k), 4, flags="-L -e -p"),
         f"zfs list -H -p -t snapshot -r -o name,guid,createtxg {s}/bench >/dev/null && "
         f"zfs list -H -p -t snapshot -r -o name,guid,createtxg {d}/{s}/bench >/dev/null",
     ]

@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.peers import build_tree, name, snapshot_tree
+from bench.peers import build_tree, name, send_each, snapshot_tree
 from tests.zfsvm.bed import ZfsBed
 from tests.zfsvm.guest import Guest
 from tests.zfsvm.image import ensure_image
@@ -32,9 +32,7 @@ def ways(s: str, d: str) -> dict[str, str]:
     base, new = name(1), name(2)
 
     def per_dataset(parallel: int, replica: str) -> str:
-        each = f"zfs send -i @{base} {s}/%@{new} | zfs recv -u -s {d}/{replica}/%"
-        names = f"zfs list -H -o name -r {s}/bench | sed 's|^{s}/||'"
-        return f"{names} | xargs -P {parallel} -I % sh -c '{each}'"
+        return send_each(s, f"{d}/{replica}", base, new, parallel)
 
     return {
         "one stream per dataset, 4 at a time": per_dataset(4, "r1"),
