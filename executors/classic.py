@@ -9,6 +9,7 @@ thinning` (or `#### Thinning source`), and returns the number of failed datasets
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Optional
 
@@ -18,12 +19,12 @@ from executors.console import Console
 from executors.execute import DEFAULTS, Executor, Settings
 from executors.runner import Runner
 from planner import invariants
-from planner.actions import Action, CreateSnapshots
+from planner.actions import TARGET, Action, CreateSnapshots
 from planner.cover import present_sides
-from planner.plan import Plan, build_plan
+from planner.plan import SKIPPED, SNAPSHOT_NOTE, Plan, build_plan
 from reconcile import graph as snapgraph
 from reconcile.desire import Desired, desire
-from reconcile.errors import EXIT_FATAL
+from reconcile.errors import EXIT_FATAL, SelectionError
 from reconcile.job import Job
 from reconcile.model import HostState
 from reconcile.observe import observe_source, observe_target, resume_info
@@ -35,6 +36,14 @@ class Observed:
     target: Optional[HostState]
     desired: Desired
     plan: Plan
+
+    @property
+    def features(self) -> dict[str, Mapping[str, frozenset[str]]]:
+        """Per side, each pool's features as observed."""
+        sides = {"source": self.source.features}
+        if self.target is not None:
+            sides["target"] = self.target.features
+        return sides
 
 
 def settings_summary(job: Job, console: Console) -> None:
@@ -65,6 +74,15 @@ def settings_summary(job: Job, console: Console) -> None:
                 )
         else:
             console.verbose(f"[Target] Receive datasets under: {job.target_path}")
+    if job.exclude_paths:
+        console.verbose(
+            "NOTE: Source and target are on the same host, excluding target-path from selection."
+        )
+    if job.auto_exclude_received:
+        console.verbose(
+            "NOTE: Source and target are on the same host, adding --exclude-received to "
+            "commandline. (use --include-received to overrule)"
+        )
 
 
 def observe_hosts(
@@ -80,7 +98,7 @@ def observe_hosts(
             job.source,
             job.naming.property_name,
             exclude_paths=job.exclude_paths,
-            exclude_received=job.exclude_received,
+            exclude_received=job.excludes_received,
         )
 
     def target() -> Optional[HostState]:
@@ -102,31 +120,60 @@ def observe_together(settings: Settings, console: Console) -> bool:
     return settings.parallel > 1 and not console.show_debug
 
 
-def observe_and_plan(job: Job, runner: Runner, now: float, *, together: bool = False) -> Observed:
-    """Read both hosts, compute the desired state and the checked plan. Changes nothing."""
+def observe_and_plan(
+    job: Job,
+    runner: Runner,
+    now: float,
+    *,
+    together: bool = False,
+    snapshot_name: Optional[str] = None,
+) -> Observed:
+    """Read both hosts, compute the desired state and the checked plan. Changes nothing.
+    `snapshot_name`: the new snapshot's name when it was fixed before (a saved plan)."""
     source, target = observe_hosts(job, runner, together=together)
     resume = resume_info(runner, job.source, target) if target is not None else {}
     graph = snapgraph.build(source, target)
-    desired = desire(job, source, target, graph, now, resume)
+    desired = desire(job, source, target, graph, now, resume, snapshot_name=snapshot_name)
+    check_selection(desired)
     plan = build_plan(job, desired, source, target)
     invariants.check(plan, job, desired)
     return Observed(source, target, desired, plan)
 
 
-def print_selection(desired: Desired, console: Console) -> int:
-    """The `#### Selecting` section; returns the number of invalid property values."""
+def check_selection(desired: Desired) -> None:
+    """An invalid selection value stops the run before anything changes (as 3.3: one
+    bad value, also inherited, would otherwise turn a backup into a missing dataset)."""
+    invalid = [c for c in desired.choices if c.invalid]
+    if invalid:
+        raise SelectionError(
+            "; ".join(f"{c.dataset}: {c.reason}" for c in invalid)
+            + ". Nothing was changed: fix the value (zfs set / zfs inherit) and run again."
+        )
+
+
+def nothing_to_select(desired: Desired) -> bool:
+    """As 3.3: "No source filesystems selected" only when no dataset has the property
+    at all; when every dataset is excluded (--exclude-unchanged, false, ...) the run
+    simply has nothing to do."""
+    return not desired.selected and all(c.unset for c in desired.choices)
+
+
+def no_selection_message(job: Job) -> str:
+    return (
+        f"No source filesystems selected, please do a 'zfs set "
+        f"{job.naming.property_name}=true' on the source datasets you want to select."
+    )
+
+
+def print_selection(desired: Desired, console: Console) -> None:
+    """The `#### Selecting` section."""
     console.title("Selecting")
-    invalid = 0
     for choice in desired.choices:
         line = f"[Source] {choice.dataset}: {choice.message}"
-        if choice.invalid:
-            console.error(line)
-            invalid += 1
-        elif choice.quiet:
+        if choice.quiet:
             console.debug(line)
         else:
             console.verbose(line)
-    return invalid
 
 
 def run_classic(
@@ -143,18 +190,15 @@ def run_classic(
     settings_summary(job, console)
     observed = observe_and_plan(job, runner, now, together=observe_together(settings, console))
     desired, plan = observed.desired, observed.plan
-    invalid = print_selection(desired, console)
-    if not desired.selected:
-        console.error(
-            f"No source filesystems selected, please do a 'zfs set "
-            f"{job.naming.property_name}=true' on the source datasets you want to select."
-        )
+    print_selection(desired, console)
+    if nothing_to_select(desired):
+        console.error(no_selection_message(job))
         return EXIT_FATAL
 
     if job.snapshot:
         console.title("Snapshotting")
         for note in plan.notes:
-            if not note.text.startswith("skipped:"):
+            if note.kind == SNAPSHOT_NOTE:
                 console.verbose(f"[Source] {note.dataset}: {note.text}")
         if not any(isinstance(a, CreateSnapshots) for a in plan.actions):
             console.verbose("[Source] No changes anywhere: not creating snapshots.")
@@ -171,20 +215,22 @@ def run_classic(
         label = "[Target]" if problem.side == "target" else "[Source]"
         console.error(f"{label} {problem.dataset}: FAILED: {problem.message}")
     for note in plan.notes:
-        if note.text.startswith("skipped:"):
-            console.debug(f"[Source] {note.dataset}: {note.text}")
-        elif note.side == "target":
-            console.verbose(f"[Target] {note.dataset}: {note.text}")
+        label = "[Target]" if note.side == TARGET else "[Source]"
+        if note.kind == SKIPPED:
+            console.debug(f"{label} {note.dataset}: {note.text}")
+        elif note.kind != SNAPSHOT_NOTE:
+            console.verbose(f"{label} {note.dataset}: {note.text}")
     outcome = Executor(
         job,
         runner,
         console,
         attrs.evolve(settings, progress=settings.progress and not args_test),
         present_sides(plan, job, observed.source, observed.target),
+        observed.features,
     ).execute(plan, stop_on_error=console.show_debug, before_first=before)
     if not state["titled"]:
         console.title(second)
-    failed = len(outcome.failed) + invalid
+    failed = len(outcome.failed)
     if failed:
         console.error(f"{failed} dataset(s) failed!")
     elif args_test:

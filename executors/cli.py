@@ -65,9 +65,16 @@ def _run(args_list: list[str], console: Console, control_dir: str, now: float) -
             return workflow.run_apply_file(args.plan_file, console, runner, run_settings(args))
 
     args = build_parser(mode=mode).parse_args(rest)
-    for flag, text in (("raw", "--raw"), ("resume", "--resume")):
-        if getattr(args, flag):
-            console.warning(f"The {text} option isn't needed anymore (it's automatic now).")
+    # as zfs-autobackup 3.3 says it (on stdout)
+    if args.resume:
+        console.warning("The --resume option isn't needed anymore (it's autodetected now)")
+    if args.raw:
+        console.warning(
+            "The --raw option isn't needed anymore (it's autodetected now). "
+            "Also see --encrypt and --decrypt."
+        )
+    if args.ignore_replicated:
+        console.warning("--ignore-replicated has been renamed, using --exclude-unchanged")
     job = job_from_args(args)
     console.verbose(
         f"zfs-autobackup v{__version__} (zfs-reconcile, compatible with zfs-autobackup v3)"

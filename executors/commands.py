@@ -1,13 +1,15 @@
 """Each plan action as the exact commands that carry it out (argv, never shell text).
 
 snapshot        zfs snapshot [-o P=V]... POOL/A@NAME POOL/B@NAME ...
-create-parent   zfs create -p DATASET
+create-parent   zfs create -o canmount=off DATASET
 abort-resume    zfs recv -A DATASET
 rollback        zfs rollback DATASET@SNAP
 destroy         zfs destroy DATASET@A,B,C            (split below the argument limit)
+                zfs destroy DATASET@A                (one by one, when a batch failed)
 hold / release  zfs hold|release TAG DATASET@SNAP
 send            zfs send [-L] [-e] [-c] [-w] [-p] [-i @BASE | -t TOKEN] DATASET@SNAP
-                | zfs recv -u -s [-x P]... [-o P=V]... [-F] TARGET
+                | zfs recv -u [-s] [-x P]... [-o P=V]... [-F] TARGET
+mount           sh -c MOUNT_SCRIPT sh DATASET        (zfs mount DATASET, where 3.3 would)
 """
 
 from __future__ import annotations
@@ -21,10 +23,13 @@ from planner.actions import (
     Destroy,
     DestroyDataset,
     Hold,
+    Mount,
     Release,
     Rollback,
     Send,
 )
+from reconcile import zfs_text
+from reconcile.errors import ReconcileError
 from reconcile.job import Job
 from reconcile.limits import chunked
 
@@ -38,6 +43,8 @@ class SendFeatures:
 
     large_blocks: bool = False
     embedded_data: bool = False
+    #: the target pool has extensible_dataset: `zfs recv -s` (resumable) works there
+    resumable: bool = False
 
 
 def snapshot_argv(action: CreateSnapshots, job: Job) -> list[str]:
@@ -46,7 +53,7 @@ def snapshot_argv(action: CreateSnapshots, job: Job) -> list[str]:
 
 
 def create_parent_argv(action: CreateParent) -> list[str]:
-    return ["zfs", "create", "-p", action.dataset]
+    return ["zfs", "create", "-o", "canmount=off", action.dataset]
 
 
 def abort_resume_argv(action: AbortResume) -> list[str]:
@@ -57,13 +64,19 @@ def rollback_argv(action: Rollback) -> list[str]:
     return ["zfs", "rollback", f"{action.dataset}@{action.snapshot}"]
 
 
-def destroy_argvs(action: Destroy) -> list[list[str]]:
-    """`zfs destroy ds@a,b,c`: many snapshots of one dataset in one command."""
+def destroy_argvs(action: Destroy) -> list[tuple[list[str], list[str]]]:
+    """`zfs destroy ds@a,b,c`: many snapshots of one dataset in one command (with the
+    snapshots each command destroys)."""
     fixed = len(action.dataset) + 1
     return [
-        ["zfs", "destroy", f"{action.dataset}@{','.join(chunk)}"]
+        (["zfs", "destroy", f"{action.dataset}@{','.join(chunk)}"], chunk)
         for chunk in chunked(action.snapshots, budget=100_000 - fixed)
     ]
+
+
+def single_destroy_argvs(action: Destroy, snapshots: list[str]) -> list[list[str]]:
+    """One `zfs destroy ds@a` per snapshot: zfs destroys a batch all or none."""
+    return [["zfs", "destroy", f"{action.dataset}@{snap}"] for snap in snapshots]
 
 
 def destroy_dataset_argv(action: DestroyDataset) -> list[str]:
@@ -77,6 +90,34 @@ def hold_argv(action: Hold) -> list[str]:
 
 def release_argv(action: Release) -> list[str]:
     return ["zfs", "release", action.tag, f"{action.dataset}@{action.snapshot}"]
+
+
+def is_done(action: Hold | Release, exc: ReconcileError) -> bool:
+    """A failed hold (release) whose tag is there (gone) already did what was asked."""
+    return zfs_text.hold_already_done(isinstance(action, Hold), str(exc))
+
+
+#: `sh -c MOUNT_SCRIPT sh DATASET` mounts DATASET where zfs-autobackup 3.3's automount
+#: would (a filesystem, canmount=on, a mountpoint that is not legacy/none, its key
+#: available, not mounted yet), and only onto an absent or empty directory: a backup is
+#: never mounted over other files (OpenZFS 2.2+ would overlay them). It says why it did
+#: not mount, and never fails.
+MOUNT_SCRIPT = (
+    'zfs get -H -o property,value type,canmount,mountpoint,encryption,keystatus,mounted "$1" |'
+    " { tab=$(printf '\\t'); while IFS=$tab read -r p v; do case $p in"
+    " type) t=$v;; canmount) c=$v;; mountpoint) m=$v;; encryption) e=$v;;"
+    " keystatus) k=$v;; mounted) d=$v;; esac; done;"
+    ' [ "$t" = filesystem ] && [ "$d" = no ] && [ "$c" = on ] || exit 0;'
+    " case $m in legacy|none) exit 0;; esac;"
+    ' [ "$e" = off ] || [ "$k" != unavailable ] || exit 0;'
+    ' if [ -e "$m" ] && [ -n "$(ls -A "$m" 2>/dev/null)" ]; then'
+    ' echo "not mounted: $m is not empty"; exit 0; fi;'
+    ' zfs mount "$1" || echo "not mounted: zfs mount failed"; }'
+)
+
+
+def mount_argv(action: Mount) -> list[str]:
+    return ["sh", "-c", MOUNT_SCRIPT, "sh", action.dataset]
 
 
 def send_argv(action: Send, job: Job, features: SendFeatures, progress: bool = False) -> list[str]:
@@ -93,15 +134,15 @@ def send_argv(action: Send, job: Job, features: SendFeatures, progress: bool = F
         argv.append("-w")
     if action.resume_token:
         return [*argv, "-t", action.resume_token]
-    if not job.decrypt:
+    if not action.decrypted:
         argv.append("-p")
     if action.base:
         argv += ["-I" if action.intermediates else "-i", f"@{action.base}"]
     return [*argv, f"{action.source_dataset}@{action.snapshot}"]
 
 
-def recv_argv(action: Send, job: Job) -> list[str]:
-    argv = ["zfs", "recv", "-u", "-s"]
+def recv_argv(action: Send, job: Job, features: SendFeatures) -> list[str]:
+    argv = ["zfs", "recv", "-u", *(["-s"] if features.resumable else [])]
     filters = list(job.filter_properties)
     sets = list(job.set_properties)
     if job.encrypt and not action.raw:

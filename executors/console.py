@@ -1,7 +1,8 @@
 """The classic zfs-autobackup console: titles, [Source]/[Target] lines, errors, debug.
 
-verbose lines and titles go to stdout only with --verbose; errors and warnings always go
-to stderr; debug lines (every command, exactly as run) with --debug. Colour only on a tty.
+verbose lines and titles go to stdout only with --verbose; notes (warnings) always go to
+stdout and errors always to stderr, as in zfs-autobackup 3.3; debug lines (every
+command, exactly as run) with --debug. Colour only on a tty.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ class Console:
         self._print(self.out, text)
 
     def warning(self, text: str) -> None:
-        self._print(self.err, self._paint(_YELLOW, f"  NOTE: {text}"))
+        self._print(self.out, self._paint(_YELLOW, f"  NOTE: {text}"))
 
     def error(self, text: str) -> None:
         self._print(self.err, self._paint(_RED, f"! {text}"))

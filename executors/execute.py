@@ -10,13 +10,18 @@ one at a time): one starts when everything it depends on is done (a child's full
 waits for its parent's) and no earlier action of its dataset is still running or waiting.
 Everything else runs one action (or one batch) at a time.
 
+Thinning never blocks sending: a thinning destroy (or a release) that fails is reported
+and counts as nothing failed (as zfs-autobackup 3.3, which destroys one snapshot at a
+time and goes on): a batched `zfs destroy ds@a,b,c` that zfs refuses as a whole (one
+snapshot has clones, or is held) is retried one snapshot at a time, and the dataset's
+sends go on.
+
 The runner decides what really runs: under `plan`/`--test` it is a ReadOnlyRunner, and
 every write is only shown.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Optional
@@ -37,14 +42,14 @@ from planner.actions import (
     Destroy,
     DestroyDataset,
     Hold,
+    Mount,
     Release,
     Rollback,
     Send,
 )
 from planner.cover import Cover, Present, cover
 from planner.plan import Plan
-from reconcile import zfs_text
-from reconcile.errors import ReconcileError, ZfsError
+from reconcile.errors import DatasetNotFound, ReconcileError, ZfsError
 from reconcile.job import Job
 from reconcile.limits import ARG_BYTES, chunked
 from reconcile.model import Host
@@ -87,19 +92,19 @@ class Executor:
         console: Console,
         settings: Settings = DEFAULTS,
         present: Optional[Mapping[str, Present]] = None,
+        features: Optional[Mapping[str, Mapping[str, frozenset[str]]]] = None,
     ) -> None:
         """`present`: per side, every snapshot each dataset has or may have when the plan
-        ran (planner.cover.present_sides); without it no hold is made recursive."""
+        ran (planner.cover.present_sides); without it no hold is made recursive.
+        `features`: per side, each pool's features as observed (they decide -L, -e, -s)."""
         self.job = job
         self.present = present or {}
+        self.pool_features = features or {}
         self.runner = runner
         self.console = console
         self.progress = settings.progress
         self.parallel = max(1, settings.parallel)
         self._board = Board(console.progress, combine=console.err.isatty())
-        self._probe_lock = threading.Lock()
-        #: side -> pool -> enabled/active features (probed once per host, only for sends)
-        self._pool_features: dict[str, dict[str, set[str]]] = {}
 
     def _host(self, side: str) -> Host:
         return self.job.source if side == SOURCE else self.job.target
@@ -107,25 +112,20 @@ class Executor:
     def _run(self, side: str, argv: list[str]) -> None:
         self.runner.run(self._host(side), argv, label=_label(side))
 
-    def _features_of(self, side: str) -> dict[str, set[str]]:
-        with self._probe_lock:  # parallel sends: one probe per host all the same
-            return self._probe_features(side)
-
-    def _probe_features(self, side: str) -> dict[str, set[str]]:
-        if side not in self._pool_features:
-            argv = ["zpool", "get", "-H", "-o", "name,property,value",
-                    "feature@large_blocks,feature@embedded_data"]  # fmt: skip
-            out = self.runner.run(self._host(side), argv, label=_label(side)).stdout
-            self._pool_features[side] = zfs_text.parse_pool_features(out)
-        return self._pool_features[side]
-
     def features(self, action: Send) -> commands.SendFeatures:
-        """Features both pools of a send have: they decide -L and -e."""
-        source = self._features_of(SOURCE).get(action.source_dataset.split("/")[0], set())
-        target = self._features_of(TARGET).get(action.target_dataset.split("/")[0], set())
+        """Features both pools of a send have decide -L and -e; the target's, -s."""
+        empty: Mapping[str, frozenset[str]] = {}
+        source = self.pool_features.get(SOURCE, empty).get(
+            action.source_dataset.split("/")[0], frozenset()
+        )
+        target = self.pool_features.get(TARGET, empty).get(
+            action.target_dataset.split("/")[0], frozenset()
+        )
         both = source & target
         return commands.SendFeatures(
-            large_blocks="large_blocks" in both, embedded_data="embedded_data" in both
+            large_blocks="large_blocks" in both,
+            embedded_data="embedded_data" in both,
+            resumable="extensible_dataset" in target,
         )
 
     def _watch(self, action: Send, stages: list[Stage]) -> Optional[Progress]:
@@ -143,11 +143,12 @@ class Executor:
 
     def _send(self, action: Send) -> None:
         job = self.job
+        features = self.features(action)
         stages = transfer.pipeline(
             job.source,
             job.target,
-            commands.send_argv(action, job, self.features(action), self.progress),
-            commands.recv_argv(action, job),
+            commands.send_argv(action, job, features, self.progress),
+            commands.recv_argv(action, job, features),
             job.transfer,
         )
         watch = self._watch(action, stages)
@@ -189,8 +190,50 @@ class Executor:
             self.console.verbose(f"{_label(action.side)} {action.dataset}@{snap}: Destroying")
 
     def _destroy(self, action: Destroy) -> None:
-        for argv in commands.destroy_argvs(action):
+        """Required destroys raise; thinning destroys never do: what zfs refuses as a
+        batch is retried one snapshot at a time, and what it still refuses is reported."""
+        for argv, snapshots in commands.destroy_argvs(action):
+            try:
+                self._run(action.side, argv)
+            except ReconcileError:
+                if action.required:
+                    raise
+                for snap, one in zip(snapshots, commands.single_destroy_argvs(action, snapshots)):
+                    self._destroy_one(action, snap, one)
+
+    def _destroy_one(self, action: Destroy, snap: str, argv: list[str]) -> None:
+        try:
             self._run(action.side, argv)
+        except DatasetNotFound:
+            pass  # gone already: that is what was wanted
+        except ReconcileError as exc:
+            self.console.error(
+                f"{_label(action.side)} {action.dataset}@{snap}: can't destroy it ({exc}); "
+                "the backup goes on"
+            )
+
+    def _release(self, action: Release) -> None:
+        """A release that fails is reported; it never fails the dataset (a hold that
+        stays only keeps a snapshot longer)."""
+        try:
+            self._run(action.side, commands.release_argv(action))
+        except ReconcileError as exc:
+            if not commands.is_done(action, exc):
+                self.console.error(
+                    f"{_label(action.side)} {action.dataset}@{action.snapshot}: can't "
+                    f"release {action.tag} ({exc}); the backup goes on"
+                )
+
+    def _mount(self, action: Mount) -> None:
+        """Mount a filesystem received for the first time, where 3.3 would (never fails
+        the dataset)."""
+        try:
+            out = self.runner.run(self.job.target, commands.mount_argv(action), label="[Target]")
+        except ReconcileError as exc:
+            self.console.error(f"[Target] {action.dataset}: can't mount it ({exc})")
+            return
+        if out.stdout.strip():
+            self.console.verbose(f"[Target] {action.dataset}: {out.stdout.strip()}")
 
     def perform(self, action: Action) -> None:
         say = self.console.verbose
@@ -198,8 +241,10 @@ class Executor:
             say(f"[Source] Creating snapshots {action.snapshot} in pool {action.pool}")
             self._run(SOURCE, commands.snapshot_argv(action, self.job))
         elif isinstance(action, CreateParent):
-            say(f"[Target] {action.dataset}: Creating filesystem and parents")
+            say(f"[Target] {action.dataset}: Creating unmountable parent")
             self._run(action.side, commands.create_parent_argv(action))
+        elif isinstance(action, Mount):
+            self._mount(action)
         elif isinstance(action, AbortResume):
             say(f"[Target] {action.dataset}: {action.reason}")
             self._run(action.side, commands.abort_resume_argv(action))
@@ -215,7 +260,7 @@ class Executor:
         elif isinstance(action, Hold):  # (batched by _hold_step, which says so)
             self._run(action.side, commands.hold_argv(action))
         elif isinstance(action, Release):
-            self._run(action.side, commands.release_argv(action))
+            self._release(action)
         elif isinstance(action, Send):
             self._announce_send(action)
             self._send(action)
@@ -264,8 +309,13 @@ class Executor:
         action = plan.actions[index]
         blocked = [d for d in plan.depends[index] if d in run.broken]
         # a dataset that failed stops its own actions; a pool's snapshot still covers the
-        # others (as v3: snapshots are taken before anything is sent)
-        unit_failed = not isinstance(action, CreateSnapshots) and action.unit in run.failed
+        # others (as v3: snapshots are taken before anything is sent); a dataset that can't
+        # be sent is still thinned (as v3, which thins before it finds out)
+        unit_failed = (
+            not isinstance(action, CreateSnapshots)
+            and not _thinning(action)
+            and action.unit in run.failed
+        )
         if not (blocked or index in run.broken or unit_failed):
             return False
         run.broken.add(index)
@@ -396,13 +446,17 @@ class Executor:
     def _hold_one(self, plan: Plan, index: int, run: _Run) -> bool:
         """One hold (release) after its batch failed. zfs goes on past a failing snapshot,
         so this one may be done already: a hold whose tag exists (a release whose tag is
-        gone) counts as done."""
+        gone) counts as done. A release never fails the dataset (see _release)."""
         action = plan.actions[index]
+        if isinstance(action, Release):
+            self._release(action)
+            run.executed += 1
+            return True
+        assert isinstance(action, Hold)
         try:
-            self.perform(action)
+            self._run(action.side, commands.hold_argv(action))
         except ReconcileError as exc:
-            done = "tag already exists" if isinstance(action, Hold) else "no such tag"
-            if done not in str(exc):
+            if not commands.is_done(action, exc):
                 self._failed(action, index, run, exc)
                 return False
         run.executed += 1
@@ -465,6 +519,12 @@ def _parallel_run(plan: Plan, index: int) -> list[int]:
     while end < len(plan.actions) and type(plan.actions[end]) is kind:
         end += 1
     return list(range(index, end))
+
+
+def _thinning(action: Action) -> bool:
+    """Thinning (and the releases before it): it never blocks, and is never blocked by a
+    dataset's other trouble, only by what it depends on."""
+    return (isinstance(action, Destroy) and not action.required) or isinstance(action, Release)
 
 
 def _units(action: Action) -> tuple[str, ...]:

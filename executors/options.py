@@ -174,6 +174,12 @@ def build_parser(mode: str = "classic") -> argparse.ArgumentParser:
         help="exclude datasets whose selection was received",
     )
     g.add_argument(
+        "--include-received",
+        action="store_true",
+        help="without TARGET-PATH on one host, select received values too (otherwise "
+        "--exclude-received is on by itself there, as in zfs-autobackup 3.3)",
+    )
+    g.add_argument(
         "--property-format",
         metavar="FORMAT",
         default=naming.PROPERTY_FORMAT,
@@ -224,11 +230,14 @@ def build_parser(mode: str = "classic") -> argparse.ArgumentParser:
     g.add_argument(
         "--rollback", action="store_true", help="roll the target back to its newest snapshot first"
     )
-    g.add_argument("--force", action="store_true", help="receive with zfs recv -F (use with care)")
+    g.add_argument(
+        "--force", "-F", action="store_true", help="receive with zfs recv -F (use with care)"
+    )
     g.add_argument(
         "--destroy-incompatible",
         action="store_true",
-        help="destroy incompatible target snapshots (implies --rollback; use with care)",
+        help="destroy incompatible target snapshots, then roll back to the newest "
+        "remaining one (use with care)",
     )
     g.add_argument(
         "--ignore-transfer-errors",
@@ -255,6 +264,11 @@ def build_parser(mode: str = "classic") -> argparse.ArgumentParser:
         help=f"compress the transfer (default zstd-fast; {', '.join(COMPRESSORS)})",
     )
     g.add_argument("--buffer", metavar="SIZE", help="mbuffer on both ends")
+    g.add_argument(
+        "--buffer-chunk-size",
+        metavar="SIZE",
+        help="mbuffer's block size (-s, default 128k; turns mbuffer on)",
+    )
     g.add_argument("--rate", metavar="RATE", help="limit the transfer rate (mbuffer)")
     _add_parallel(g)
     g.add_argument(
@@ -295,7 +309,11 @@ def build_parser(mode: str = "classic") -> argparse.ArgumentParser:
     g = p.add_argument_group("Output")
     if mode == "classic":
         g.add_argument(
-            "--test", action="store_true", help="show what would be done; change nothing"
+            "--test",
+            "--dry-run",
+            "-n",
+            action="store_true",
+            help="show what would be done; change nothing",
         )
     elif mode == "plan":
         g.add_argument(
@@ -318,7 +336,10 @@ def build_parser(mode: str = "classic") -> argparse.ArgumentParser:
         g.add_argument("--auto-approve", action="store_true", help="apply without asking")
     g.add_argument("--verbose", "-v", action="store_true", help="verbose output")
     g.add_argument(
-        "--debug", action="store_true", help="show every command; stop at the first failure"
+        "--debug",
+        "-d",
+        action="store_true",
+        help="show every command; stop at the first failure",
     )
     g.add_argument(
         "--debug-output", action="store_true", help="show commands with their output and exit codes"
@@ -380,6 +401,12 @@ def job_from_args(args: argparse.Namespace) -> Job:
     name = args.backup_name
     if not name or any(c.isspace() or c in "@/," for c in name):
         raise UsageError(f"Invalid backup name '{name}': no spaces, '@', '/' or ','")
+    if args.target_path is not None and args.target_path.startswith("/"):
+        # zfs would take it for a path and list whatever is mounted there
+        raise UsageError(
+            f"Invalid target path '{args.target_path}': a dataset name never starts with "
+            "a / (Target should not start with a /)"
+        )
     if args.target_path is not None and (
         "@" in args.target_path or not args.target_path.strip("/")
     ):
@@ -415,8 +442,9 @@ def job_from_args(args: argparse.Namespace) -> Job:
         holds=not args.no_holds,
         other_snapshots=args.other_snapshots,
         exclude_received=args.exclude_received,
+        include_received=args.include_received,
         exclude_unchanged=exclude_unchanged,
-        rollback=args.rollback or args.destroy_incompatible,
+        rollback=args.rollback,
         destroy_incompatible=args.destroy_incompatible,
         force=args.force,
         guid_check=not args.no_guid_check,
@@ -436,7 +464,12 @@ def job_from_args(args: argparse.Namespace) -> Job:
         exclude_snapshot_patterns=tuple(args.exclude_snapshot_pattern),
         destroy_missing=parse_duration(args.destroy_missing) if args.destroy_missing else None,
         transfer=TransferOptions.create(
-            args.compress, args.buffer, args.rate, args.send_pipe, args.recv_pipe
+            args.compress,
+            args.buffer,
+            args.rate,
+            args.send_pipe,
+            args.recv_pipe,
+            chunk_size=args.buffer_chunk_size,
         ),
     )
 

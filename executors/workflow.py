@@ -13,6 +13,7 @@ plan assumed drifted, and otherwise executes exactly the saved plan.
 
 from __future__ import annotations
 
+import shlex
 import socket
 import sys
 from typing import Optional
@@ -21,27 +22,24 @@ from tabulate import tabulate
 
 from executors.classic import (
     Observed,
+    no_selection_message,
+    nothing_to_select,
     observe_and_plan,
-    observe_hosts,
     observe_together,
     print_selection,
 )
 from executors.console import Console
 from executors.execute import DEFAULTS, Executor, Settings
 from executors.runner import Runner
-from planner import invariants
 from planner.actions import Send
 from planner.cover import present_sides
 from planner.drift import assumptions, drift
+from planner.plan import Plan
 from planner.planfile import PlanFileError, SavedPlan, dumps, loads
-from planner.show import render, summary
+from planner.show import describe_action, render, summary
 from reconcile import __version__, zfs_text
-from reconcile import graph as snapgraph
-from reconcile.desire import desire
 from reconcile.errors import UsageError
 from reconcile.job import Job
-from reconcile.model import HostState
-from reconcile.observe import resume_info
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 
@@ -109,12 +107,9 @@ def run_plan(
     estimate: bool,
 ) -> int:
     observed = observe_and_plan(job, runner, now, together=not console.show_debug)
-    invalid = print_selection(observed.desired, console)
-    if not observed.desired.selected:
-        raise UsageError(
-            f"No source filesystems selected, please do a 'zfs set "
-            f"{job.naming.property_name}=true' on the source datasets you want to select."
-        )
+    print_selection(observed.desired, console)
+    if nothing_to_select(observed.desired):
+        raise UsageError(no_selection_message(job))
     saved = saved_plan(job, observed, now)
     if out:
         try:
@@ -129,7 +124,7 @@ def run_plan(
         console.info(render(observed.plan, _hosts(job), sizes))
         if out:
             console.info(f'Saved the plan to {out}: run "zfs-autobackup apply {out}" to apply it.')
-    if observed.plan.problems or invalid:
+    if observed.plan.problems:
         return EXIT_ERROR
     if detailed:
         return EXIT_OK if observed.plan.empty else EXIT_CHANGES
@@ -151,16 +146,15 @@ def _confirm(console: Console, auto_approve: bool) -> bool:
 
 def _execute(
     job: Job,
-    observed_plan: SavedPlan,
+    observed: Observed,
     runner: Runner,
     console: Console,
     settings: Settings,
-    sides: tuple[HostState, Optional[HostState]],
 ) -> int:
-    """Run a plan; `sides`: the source and target as just observed."""
-    present = present_sides(observed_plan.plan, job, *sides)
-    outcome = Executor(job, runner, console, settings, present).execute(
-        observed_plan.plan, stop_on_error=console.show_debug
+    """Run a plan made from the state just observed."""
+    present = present_sides(observed.plan, job, observed.source, observed.target)
+    outcome = Executor(job, runner, console, settings, present, observed.features).execute(
+        observed.plan, stop_on_error=console.show_debug
     )
     failed = len(outcome.failed)
     if failed:
@@ -183,25 +177,15 @@ def run_apply(
 ) -> int:
     observed = observe_and_plan(job, runner, now, together=observe_together(settings, console))
     print_selection(observed.desired, console)
-    if not observed.desired.selected:
-        raise UsageError(
-            f"No source filesystems selected, please do a 'zfs set "
-            f"{job.naming.property_name}=true' on the source datasets you want to select."
-        )
+    if nothing_to_select(observed.desired):
+        raise UsageError(no_selection_message(job))
     console.info(render(observed.plan, _hosts(job)))
     if observed.plan.empty and not observed.plan.problems:
         return EXIT_OK
     if not _confirm(console, auto_approve):
         console.info("Apply cancelled.")
         return EXIT_ERROR
-    return _execute(
-        job,
-        saved_plan(job, observed, now),
-        runner,
-        console,
-        settings,
-        (observed.source, observed.target),
-    )
+    return _execute(job, observed, runner, console, settings)
 
 
 def load_plan(path: str) -> SavedPlan:
@@ -226,10 +210,19 @@ def run_apply_file(
             "apply it where it was made, or make a new plan here"
         )
     job = saved.job
-    source, target = observe_hosts(job, runner, together=observe_together(settings, console))
-    resume = resume_info(runner, job.source, target) if target is not None else {}
-    desired = desire(job, source, target, snapgraph.build(source, target), saved.now, resume)
-    changes = drift(saved.assumptions, assumptions(desired, source, target))
+    # the plan is made again from the saved job and what is there now, at the saved time
+    # (so with the saved snapshot name): it is applied only if it is the same plan,
+    # action for action; a file edited to do anything else (and re-checksummed) is refused
+    observed = observe_and_plan(
+        job,
+        runner,
+        saved.now,
+        together=observe_together(settings, console),
+        snapshot_name=saved.plan.snapshot_name,
+    )
+    changes = drift(
+        saved.assumptions, assumptions(observed.desired, observed.source, observed.target)
+    )
     if changes:
         rows = [[c.side, c.dataset, c.change] for c in changes]
         console.info(tabulate(rows, headers=["side", "dataset", "changed since the plan"]))
@@ -237,9 +230,40 @@ def run_apply_file(
             f"Plan refused: {len(changes)} change(s) since {path} was made; nothing was "
             "applied. Make a new plan."
         )
-    invariants.check(saved.plan, job, desired)
-    console.verbose(summary(saved.plan))
-    return _execute(job, saved, runner, console, settings, (source, target))
+    differences = plan_differences(saved.plan, observed.plan)
+    if differences:
+        console.info(
+            tabulate(
+                differences, headers=["#", "in the plan file", "planned now"], disable_numparse=True
+            )
+        )
+        raise PlanFileError(
+            f"Plan refused: {path} is not the plan this job makes now ({len(differences)} "
+            "action(s) differ); nothing was applied. Make a new plan."
+        )
+    console.verbose(summary(observed.plan))
+    return _execute(job, observed, runner, console, settings)
+
+
+def plan_differences(saved: Plan, fresh: Plan) -> list[list[str]]:
+    """Rows (position, saved action, fresh action) where two plans differ."""
+    rows: list[list[str]] = []
+    for i in range(max(len(saved.actions), len(fresh.actions))):
+        old = saved.actions[i] if i < len(saved.actions) else None
+        new = fresh.actions[i] if i < len(fresh.actions) else None
+        old_needs = saved.depends[i] if i < len(saved.depends) else None
+        new_needs = fresh.depends[i] if i < len(fresh.depends) else None
+        if old != new or old_needs != new_needs:
+            rows.append(
+                [
+                    str(i + 1),
+                    describe_action(old) if old else "-",
+                    describe_action(new) if new else "-",
+                ]
+            )
+    if (saved.problems, saved.snapshot_name) != (fresh.problems, fresh.snapshot_name):
+        rows.append(["", "problems / snapshot name differ", ""])
+    return rows
 
 
 def run_show(path: str, console: Console, as_json: bool) -> int:
@@ -252,5 +276,9 @@ def run_show(path: str, console: Console, as_json: bool) -> int:
         f"Plan for backup '{job.naming.backup_name}', made on {saved.made_on} "
         f"by zfs-autobackup v{saved.tool_version}:"
     )
+    # the job's own commands run as they are: show them (apply checks only the actions)
+    for when, cmds in (("before", job.pre_snapshot_cmds), ("after", job.post_snapshot_cmds)):
+        for argv in cmds:
+            console.info(f"Runs on the source {when} snapshotting: {shlex.join(argv)}")
     console.info(render(saved.plan, _hosts(job)))
     return EXIT_OK

@@ -42,13 +42,29 @@ class CreateSnapshots:
 
 @attrs.frozen
 class CreateParent:
-    """`zfs create -p` for a target parent that does not exist yet."""
+    """`zfs create -o canmount=off` for a target parent that does not exist yet (as
+    zfs-autobackup 3.3: a parent made only to hold backups mounts nothing)."""
 
     dataset: str
     unit: str
     reason: str = "parent of a received dataset"
     side: str = TARGET
     kind: str = "create-parent"
+
+
+@attrs.frozen
+class Mount:
+    """Mount a filesystem after its first (full) receive, as zfs-autobackup 3.3 does:
+    receives are always `zfs recv -u`; then, on the target host, the filesystem is
+    mounted only if its canmount is on, its mountpoint is neither legacy nor none, its
+    key is loaded, and nothing is in the way (the mountpoint is absent or an empty
+    directory: a backup is never mounted over other files). Never fails the dataset."""
+
+    dataset: str
+    unit: str
+    reason: str = "received for the first time"
+    side: str = TARGET
+    kind: str = "mount"
 
 
 @attrs.frozen
@@ -72,13 +88,19 @@ class Rollback:
 
 @attrs.frozen
 class Destroy:
-    """Destroy snapshots of one dataset (one `zfs destroy ds@a,b,c`)."""
+    """Destroy snapshots of one dataset (one `zfs destroy ds@a,b,c`).
+
+    Thinning never blocks sending: unless `required`, a destroy that fails is retried
+    one snapshot at a time, the ones zfs still refuses are reported, and the dataset
+    goes on. `required` destroys (incompatible target snapshots, a missing dataset's
+    snapshots before the dataset itself) must succeed for what comes after them."""
 
     side: str
     dataset: str
     snapshots: tuple[str, ...]
     reasons: tuple[str, ...]
     unit: str
+    required: bool = False
     kind: str = "destroy"
 
     @property
@@ -117,6 +139,11 @@ class Send:
     intermediates: tuple[str, ...] = ()
     #: send raw (-w): the source is encrypted and --decrypt was not given
     raw: bool = False
+    #: the source is encrypted and sent decrypted (--decrypt): zfs cannot send its
+    #: properties then (no -p); an unencrypted source is sent with -p even with
+    #: --decrypt, as 3.3 does (under an encrypted target path the properties keep it
+    #: unencrypted, where a receive without them would encrypt it)
+    decrypted: bool = False
     #: receive with -F (--force)
     force: bool = False
     volume: bool = False
@@ -151,7 +178,7 @@ class Hold:
 
 
 @attrs.frozen
-class Release:
+class Release:  # never blocks: a hold that stays is reported, and the dataset goes on
     side: str
     dataset: str
     snapshot: str
@@ -164,6 +191,7 @@ class Release:
 Action = Union[
     CreateSnapshots,
     CreateParent,
+    Mount,
     AbortResume,
     Rollback,
     Destroy,
@@ -175,6 +203,7 @@ Action = Union[
 ACTION_TYPES: tuple[type, ...] = (
     CreateSnapshots,
     CreateParent,
+    Mount,
     AbortResume,
     Rollback,
     Destroy,

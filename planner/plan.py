@@ -2,17 +2,24 @@
 
 For each dataset pair the actions form a chain, in this order:
 
-    target: abort a stale resume, release + destroy what the target schedule drops
-            (and incompatible snapshots with --destroy-incompatible), roll back
+    target: abort a stale resume, destroy incompatible snapshots (--destroy-incompatible)
+            and roll back, release + destroy what the target schedule drops
     source: release + destroy what the source schedule drops and the target never needs
-    create the target's parent if nothing else will
+    create the target's missing parents (canmount=off), whether or not anything is sent
     send, send, ...        (full or incremental from the previous one; resumed first)
-    hold the new common snapshot (target, then source), then release the old one
+    when something was sent: hold the new common snapshot (target, then source), then
+            release this backup's hold on every other snapshot of the pair, whatever
+            its name
     destroy what was only kept until a newer common snapshot existed (target, source)
+    mount a filesystem received for the first time (as zfs-autobackup 3.3)
 
 so space is freed before receiving, and the newest common snapshot is held before the
-old one is released or destroyed. Every action of a dataset needs its pool's snapshot
-(when it gets one), and a child's first action needs its parent's full send on the target.
+old one is released or destroyed. Thinning never blocks sending: sends depend on the
+thinning destroys only for their order (a thinning destroy that fails is reported and
+the sends go on, see Destroy). A dataset that cannot be sent (incompatible snapshots, a
+changed target) is still thinned, as zfs-autobackup 3.3 does before it finds out.
+Every action of a dataset needs its pool's snapshot (when it gets one), and a child's
+first action needs its parent's full send on the target.
 The dependencies form a networkx DAG; the plan's order is its lexicographic topological
 order, so the same input always gives the same plan.
 
@@ -39,6 +46,7 @@ from planner.actions import (
     Destroy,
     DestroyDataset,
     Hold,
+    Mount,
     Release,
     Rollback,
     Send,
@@ -59,13 +67,22 @@ class Problem:
     message: str
 
 
+#: what a note is about (Note.kind)
+SNAPSHOT_NOTE, SKIPPED, KEPT, MISSING = "snapshot", "skipped", "kept", "missing"
+
+
 @attrs.frozen
 class Note:
-    """Something to tell about a dataset that needs no action (the classic log prints it)."""
+    """Something to tell about a dataset that needs no action (the classic log prints it).
+
+    `kind`: SNAPSHOT_NOTE (why no new snapshot), SKIPPED (a snapshot not sent), KEPT (a
+    snapshot the schedule drops but zfs would refuse to destroy), MISSING (what
+    --destroy-missing decided)."""
 
     side: str
     dataset: str
     text: str
+    kind: str = SNAPSHOT_NOTE
 
 
 @attrs.frozen
@@ -92,6 +109,7 @@ _PHASE = {
     "snapshot": SNAPSHOT,
     "create-parent": PREPARE,
     "abort-resume": PREPARE,
+    "mount": AFTER,
     "rollback": CLEAN,
     "send": SEND,
     "hold": HOLD,
@@ -167,6 +185,7 @@ def _release_and_destroy(
     prev: Optional[int],
     *,
     after: bool = False,
+    required: bool = False,
 ) -> Optional[int]:
     """Release (if ours) and destroy the doomed snapshots: before sending (CLEAN), or
     `after` the new common snapshot is held (RELEASE, then AFTER)."""
@@ -180,19 +199,35 @@ def _release_and_destroy(
             )
             prev = builder.add(release, [prev], RELEASE if after else CLEAN)
     destroy = Destroy(
-        side, dataset, tuple(f.snapshot for f in doomed), tuple(f.reason for f in doomed), unit
+        side,
+        dataset,
+        tuple(f.snapshot for f in doomed),
+        tuple(f.reason for f in doomed),
+        unit,
+        required=required,
     )
     return builder.add(destroy, [prev], AFTER if after else CLEAN)
+
+
+def _kept_notes(side: str, dataset: str, fates: Sequence[Fate]) -> list[Note]:
+    return [
+        Note(side, f"{dataset}@{f.snapshot}", f"kept: {f.kept_because}", KEPT)
+        for f in fates
+        if f.kept_because
+    ]
 
 
 def build_plan(job: Job, desired: Desired, source: HostState, target: Optional[HostState]) -> Plan:
     builder = _Builder()
     ctx = _Context(job, builder, target, _snapshot_actions(builder, desired))
+    ctx.mapped = {pair.target_name for pair in desired.pairs}
     for pair in sorted(desired.pairs, key=lambda p: p.name):
-        if pair.snapshot_note and pair.snapshot_note != "--no-snapshot":
+        if pair.snapshot_note:
             ctx.notes.append(Note(SOURCE, pair.name, pair.snapshot_note))
         for name, why in pair.skipped:
-            ctx.notes.append(Note(SOURCE, f"{pair.name}@{name}", f"skipped: {why}"))
+            ctx.notes.append(Note(SOURCE, f"{pair.name}@{name}", f"skipped: {why}", SKIPPED))
+        ctx.notes += _kept_notes(SOURCE, pair.name, pair.source_fates)
+        ctx.notes += _kept_notes(TARGET, pair.target_name, pair.target_fates)
         if job.target_path is None:
             post = [f for f in pair.source_fates if f.phase == POST]
             _release_and_destroy(
@@ -209,7 +244,8 @@ def build_plan(job: Job, desired: Desired, source: HostState, target: Optional[H
             _pair_actions(ctx, pair)
     for missing in desired.missing:
         if missing.note:
-            ctx.notes.append(Note(TARGET, missing.target.name, missing.note))
+            ctx.notes.append(Note(TARGET, missing.target.name, missing.note, MISSING))
+        ctx.notes += _kept_notes(TARGET, missing.target.name, missing.fates)
         _missing(builder, job, missing)
     return builder.finish(ctx.problems, ctx.notes, desired.snapshot_name)
 
@@ -222,56 +258,95 @@ class _Context:
     snap_index: dict[str, int]
     problems: list[Problem] = attrs.Factory(list)
     notes: list[Note] = attrs.Factory(list)
+    #: target names of every selected dataset (each made by its own first send)
+    mapped: set[str] = attrs.Factory(set)
     #: target dataset -> the action after which it exists (its first full send)
     created_by: dict[str, int] = attrs.Factory(dict)
     parent_made: dict[str, int] = attrs.Factory(dict)
     failed_targets: set[str] = attrs.Factory(set)
+    #: target dataset -> its Mount action (a child's mount waits for its parent's)
+    mounts: dict[str, int] = attrs.Factory(dict)
 
     def fail(self, pair: PairDesire, message: str) -> None:
         self.problems.append(Problem(pair.name, TARGET, pair.target_name, message))
         self.failed_targets.add(pair.target_name)
 
+    def _ready(self, dataset: str) -> Optional[list[int]]:
+        """What makes `dataset` exist on the target ([] if nothing needs to), or None
+        when this run does not make it."""
+        # (an unfinished full receive exists, but only once its resumed send is done)
+        if dataset in self.created_by:
+            return [self.created_by[dataset]]
+        if dataset in self.parent_made:
+            return [self.parent_made[dataset]]
+        if dataset == self.job.target_path or (
+            self.target is not None and self.target.get(dataset) is not None
+        ):
+            return []
+        return None
+
     def parent_needs(self, pair: PairDesire) -> Optional[list[int]]:
-        """What the first send needs so the target's parent exists; None: parent failed."""
-        if pair.target is not None or not pair.sends:
+        """What the first send needs so the target's parents exist; None: a parent
+        failed. As zfs-autobackup 3.3, missing parents are created (canmount=off) for
+        every selected dataset not on the target yet, whether or not it is sent now, but
+        not a parent that is itself the target of a selected dataset (its own send makes
+        it)."""
+        if pair.target is not None or not self.job.send or "/" not in pair.target_name:
             return []
         parent = pair.target_name.rsplit("/", 1)[0]
         if parent in self.failed_targets:
             return None
-        if parent in self.created_by:
-            return [self.created_by[parent]]
-        exists = self.target is not None and self.target.get(parent) is not None
-        if exists or parent == self.job.target_path:
-            return []
-        if parent not in self.parent_made:
-            self.parent_made[parent] = self.builder.add(CreateParent(parent, pair.name))
+        ready = self._ready(parent)
+        if ready is not None:
+            return ready
+        if parent in self.mapped:
+            return []  # its own pair creates it (or fails, and then this send fails)
+        missing = [parent]
+        while "/" in missing[-1]:
+            up = missing[-1].rsplit("/", 1)[0]
+            if self._ready(up) is not None or up in self.mapped:
+                break
+            missing.append(up)
+        above = self._ready(missing[-1].rsplit("/", 1)[0]) or []
+        prev: Optional[int] = above[0] if above else None
+        for name in reversed(missing):
+            prev = self.builder.add(CreateParent(name, pair.name), [prev])
+            self.parent_made[name] = prev
         return [self.parent_made[parent]]
 
 
 def _pair_actions(ctx: _Context, pair: PairDesire) -> None:
     job, builder, unit, tname = ctx.job, ctx.builder, pair.name, pair.target_name
-    tag = job.naming.hold_tag
-    if pair.problem:
-        ctx.fail(pair, pair.problem)
-        return
     parent_needs = ctx.parent_needs(pair)
     if parent_needs is None:
         ctx.fail(pair, f"its parent {tname.rsplit('/', 1)[0]} failed on the target")
         return
     prev = ctx.snap_index.get(pair.name)
 
-    # target, before sending
+    # target, before sending: what must go (a stale resume, incompatible snapshots and
+    # the changes after them), then what thinning drops
     if pair.abort_resume:
         prev = builder.add(AbortResume(tname, unit, pair.abort_resume), [prev])
     pre_target = [f for f in pair.target_fates if f.phase == PRE]
-    prev = _release_and_destroy(builder, job, TARGET, tname, pre_target, unit, prev)
+    required = [f for f in pre_target if f.required]
+    prev = _release_and_destroy(builder, job, TARGET, tname, required, unit, prev, required=True)
     if pair.rollback_to:
-        why = "target changed since the common snapshot"
+        why = (
+            "incompatible snapshots destroyed"
+            if pair.incompatible and job.destroy_incompatible
+            else "target changed since its newest snapshot"
+        )
         prev = builder.add(Rollback(tname, pair.rollback_to, unit, why), [prev])
+    thinned = [f for f in pre_target if not f.required]
+    prev = _release_and_destroy(builder, job, TARGET, tname, thinned, unit, prev)
     # source, before sending
     pre_source = [f for f in pair.source_fates if f.phase == PRE]
     prev = _release_and_destroy(builder, job, SOURCE, pair.name, pre_source, unit, prev)
+    if pair.problem:
+        ctx.fail(pair, pair.problem)
+        return
 
+    full_send: Optional[int] = None
     for number, run in enumerate(_streams(pair.sends)):
         first, last = run[0], run[-1]
         send = Send(
@@ -285,6 +360,7 @@ def _pair_actions(ctx: _Context, pair: PairDesire) -> None:
             resume_token=first.resume_token,
             intermediates=tuple(w.snapshot for w in run[:-1]),
             raw=pair.source.encryption != "off" and not job.decrypt,
+            decrypted=pair.source.encryption != "off" and job.decrypt,
             force=job.force and number == 0,
             volume=pair.source.type == "volume",
         )
@@ -292,23 +368,10 @@ def _pair_actions(ctx: _Context, pair: PairDesire) -> None:
         # (a target without snapshots is an interrupted full receive: not there yet)
         if number == 0 and (pair.target is None or not pair.target.snapshots):
             ctx.created_by[tname] = prev
+        if number == 0 and send.base is None:
+            full_send = prev  # (also a resumed full send)
 
-    # holds: the new common snapshot first, then release the old ones
-    final = pair.final_common
-    released: set[tuple[str, str]] = set()
-    if job.holds and final:
-        sides = (
-            (TARGET, tname, pair.target.snapshots if pair.target else (), pair.target_fates),
-            (SOURCE, pair.name, pair.source.snapshots, pair.source_fates),
-        )
-        for side, dataset, existing, _ in sides:
-            if not any(s.name == final and tag in s.holds for s in existing):
-                prev = builder.add(Hold(side, dataset, final, tag, unit), [prev])
-        for side, dataset, _, fates in sides:
-            for fate in fates:
-                if fate.held_by_us and fate.snapshot != final and (fate.keep or fate.phase == POST):
-                    prev = builder.add(Release(side, dataset, fate.snapshot, tag, unit), [prev])
-                    released.add((side, fate.snapshot))
+    prev, released = _move_holds(ctx, pair, prev)
 
     # after sending: what was kept only as the common snapshot or until it was sent
     if pair.sends:
@@ -322,6 +385,43 @@ def _pair_actions(ctx: _Context, pair: PairDesire) -> None:
                 if f.phase == POST and not f.keep
             ]
             prev = _release_and_destroy(builder, job, side, dataset, post, unit, prev, after=True)
+    if full_send is not None and pair.source.type != "volume":
+        parent = tname.rsplit("/", 1)[0]
+        ctx.mounts[tname] = builder.add(Mount(tname, unit), [full_send, ctx.mounts.get(parent)])
+
+
+def _move_holds(
+    ctx: _Context, pair: PairDesire, prev: Optional[int]
+) -> tuple[Optional[int], set[tuple[str, str]]]:
+    """As zfs-autobackup 3.3, holds change only when something was sent: the newest
+    sent snapshot is held on both sides, then this backup's hold is released from every
+    other snapshot of the pair that has it, whatever its name (a foreign common snapshot
+    of --other-snapshots, an old one from before --snapshot-format changed). Returns the
+    last action and the (side, snapshot) releases planned."""
+    job, builder, unit = ctx.job, ctx.builder, pair.name
+    tag, final = job.naming.hold_tag, pair.final_common
+    released: set[tuple[str, str]] = set()
+    if not (job.holds and pair.sends and final):
+        return prev, released
+    doomed_first = {
+        (side, f.snapshot)
+        for side, fates in ((TARGET, pair.target_fates), (SOURCE, pair.source_fates))
+        for f in fates
+        if not f.keep and f.phase == PRE
+    }
+    sides = (
+        (TARGET, pair.target_name, pair.target.snapshots if pair.target else ()),
+        (SOURCE, pair.name, pair.source.snapshots),
+    )
+    for side, dataset, existing in sides:
+        if not any(s.name == final and tag in s.holds for s in existing):
+            prev = builder.add(Hold(side, dataset, final, tag, unit), [prev])
+    for side, dataset, existing in sides:
+        for snap in existing:
+            if tag in snap.holds and snap.name != final and (side, snap.name) not in doomed_first:
+                prev = builder.add(Release(side, dataset, snap.name, tag, unit), [prev])
+                released.add((side, snap.name))
+    return prev, released
 
 
 def _streams(sends: Sequence[SendWish]) -> list[list[SendWish]]:

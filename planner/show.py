@@ -25,11 +25,12 @@ from planner.actions import (
     Destroy,
     DestroyDataset,
     Hold,
+    Mount,
     Release,
     Rollback,
     Send,
 )
-from planner.plan import Plan
+from planner.plan import KEPT, Plan
 
 NO_CHANGES = "No changes. Source and target are in sync."
 
@@ -64,9 +65,16 @@ def _rows(action: Action, size: Optional[str]) -> list[list[str]]:
         ]
     if isinstance(action, Rollback):
         return [[action.dataset, "rollback", f"to @{action.snapshot}", action.reason, *extra]]
-    if isinstance(action, (CreateParent, AbortResume, DestroyDataset)):
+    if isinstance(action, (CreateParent, AbortResume, DestroyDataset, Mount)):
         return [[action.dataset, action.kind, "", action.reason, *extra]]
     raise TypeError(f"unknown action {action!r}")  # pragma: no cover
+
+
+def describe_action(action: Action) -> str:
+    """One line for an action: side, dataset, what, object."""
+    return "; ".join(
+        f"{action.side} {row[0]}: {row[1]} {row[2]}".rstrip() for row in _rows(action, None)
+    )
 
 
 def summary(plan: Plan) -> str:
@@ -116,6 +124,11 @@ def render(
         title = "Source" if side == SOURCE else "Target"
         parts.append(f"{title} ({hosts.get(side, 'local')}):")
         parts.append(tabulate([r[2] for r in rows], headers=headers, tablefmt="simple"))
+        parts.append("")
+    kept = [[n.side, n.dataset, n.text] for n in plan.notes if n.kind == KEPT]
+    if kept:
+        parts.append("Kept although the schedule drops them:")
+        parts.append(tabulate(kept, headers=["side", "snapshot", "why"], tablefmt="simple"))
         parts.append("")
     if plan.problems:
         rows2 = [[p.side, p.dataset, p.message] for p in plan.problems]

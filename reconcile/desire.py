@@ -60,6 +60,11 @@ class Fate:
     phase: str = PRE
     #: our hold tag is on it (must be released before destroying)
     held_by_us: bool = False
+    #: the destroy must succeed before the dataset's sends (incompatible snapshots);
+    #: False: thinning, which never blocks sending
+    required: bool = False
+    #: the schedule drops it, but this keeps it ("has clones: ...", "held by ...")
+    kept_because: Optional[str] = None
 
 
 @attrs.frozen
@@ -182,13 +187,21 @@ def _fate(
     keep: bool,
     reason: str,
     phase: str = PRE,
+    *,
+    required: bool = False,
 ) -> Fate:
+    """A snapshot's fate; one the schedule drops is still kept when zfs would refuse to
+    destroy it: it has clones, or someone else holds it."""
     held = job.naming.hold_tag in snap.holds
     if not keep:
-        foreign = _foreign_holds(job, snap)
-        if foreign:
-            return Fate(snap.name, True, f"held by {', '.join(foreign)}", held_by_us=held)
-    return Fate(snap.name, keep, reason, phase, held_by_us=held)
+        pin = None
+        if snap.clones:
+            pin = f"has clones: {', '.join(snap.clones)}"
+        elif _foreign_holds(job, snap):
+            pin = f"held by {', '.join(_foreign_holds(job, snap))}"
+        if pin:
+            return Fate(snap.name, True, pin, held_by_us=held, kept_because=pin)
+    return Fate(snap.name, keep, reason, phase, held_by_us=held, required=required)
 
 
 def desire(
@@ -198,20 +211,27 @@ def desire(
     graph: nx.DiGraph,
     now: float,
     resume: Mapping[str, ResumeInfo] | None = None,
+    *,
+    snapshot_name: Optional[str] = None,
 ) -> Desired:
+    """`snapshot_name`: the new snapshot's name when it was fixed before (a saved plan
+    applied later); by default it is made from `now`."""
     values = {ds.name: ds.selection for ds in source if ds.selection is not None}
     values.update(source.selection)
     written = {ds.name: ds.written for ds in source}
     choices = select(
         values,
         property_name=job.naming.property_name,
-        exclude_received=job.exclude_received,
+        exclude_received=job.excludes_received,
         exclude_paths=job.exclude_paths,
         exclude_unchanged=job.exclude_unchanged,
         written=written,
     )
     selected = [source.datasets[c.dataset] for c in choices if c.selected]
-    snapshot_name = job.naming.snapshot_name(now) if job.snapshot else None
+    if job.snapshot and snapshot_name is None:
+        snapshot_name = job.naming.snapshot_name(now)
+    if not job.snapshot:
+        snapshot_name = None
 
     targets: dict[str, str] = {}
     if job.target_path is not None:
@@ -219,16 +239,15 @@ def desire(
 
     pairs = []
     for ds in selected:
-        note = _wants_snapshot(job, ds, snapshot_name) if snapshot_name else "--no-snapshot"
+        note = _wants_snapshot(job, ds, snapshot_name) if snapshot_name else None
         new = snapshot_name if snapshot_name and note is None else None
         if job.target_path is None:
             pairs.append(_snapshot_only(job, ds, new, note, now))
         else:
             assert target is not None
             name = targets[ds.name]
-            pairs.append(
-                _pair(job, ds, name, target.get(name), graph, new, note, now, resume or {})
-            )
+            pin = _PairInput(job, ds, name, target.get(name), new, note, now, resume or {})
+            pairs.append(_pair(pin, graph))
 
     missing: list[MissingDesire] = []
     if target is not None and job.target_path is not None:
@@ -265,19 +284,65 @@ def _snapshot_only(
     )
 
 
-def _pair(
-    job: Job,
-    ds: Dataset,
-    target_name: str,
-    tds: Optional[Dataset],
-    graph: nx.DiGraph,
-    new: Optional[str],
-    note: Optional[str],
-    now: float,
-    resume: Mapping[str, ResumeInfo],
-) -> PairDesire:
+@attrs.frozen
+class _Link:
+    """One snapshot of the source chain as it will be after snapshotting (`snapshot` is
+    None for the one this run takes)."""
+
+    name: str
+    guid: Optional[int]
+    snapshot: Optional[Snapshot]
+
+
+@attrs.frozen
+class _PairInput:
+    job: Job
+    source: Dataset
+    target_name: str
+    target: Optional[Dataset]
+    new: Optional[str]
+    note: Optional[str]
+    now: float
+    resume: Mapping[str, ResumeInfo]
+
+    @property
+    def raw(self) -> bool:
+        """Sent raw (-w): an encrypted source without --decrypt."""
+        return self.source.encryption != "off" and not self.job.decrypt
+
+
+def split_target(
+    tds: Optional[Dataset], common: Optional[Snapshot], raw: bool
+) -> tuple[list[Snapshot], list[Snapshot]]:
+    """(compatible, incompatible) target snapshots, as zfs-autobackup 3.3 and `zfs recv`
+    see them: everything up to the common snapshot is compatible, and so are the direct
+    follow-ups of the common snapshot with nothing written in them (`written` 0: the
+    same data, so an increment from the common snapshot still applies); the first one
+    with data written, and everything after it, is incompatible. A raw receive accepts
+    no snapshot at all after its base: there every follow-up is incompatible.
+
+        target A(common) B(written 0) C(written 0) D(written 4K) E  ->  A B C | D E
+    """
+    if tds is None:
+        return [], []
+    if common is None:
+        return list(tds.snapshots), []
+    index = next(i for i, s in enumerate(tds.snapshots) if s.guid == common.guid)
+    compatible = list(tds.snapshots[: index + 1])
+    rest = list(tds.snapshots[index + 1 :])
+    while rest and not raw and rest[0].written == 0:
+        compatible.append(rest.pop(0))
+    return compatible, rest
+
+
+def _pair(pin: _PairInput, graph: nx.DiGraph) -> PairDesire:
+    job, ds, tds = pin.job, pin.source, pin.target
     base = PairDesire(
-        source=ds, target_name=target_name, target=tds, new_snapshot=new, snapshot_note=note
+        source=ds,
+        target_name=pin.target_name,
+        target=tds,
+        new_snapshot=pin.new,
+        snapshot_note=pin.note,
     )
     if job.guid_check:
         common = snapgraph.latest_common(graph, ds, tds)
@@ -289,155 +354,52 @@ def _pair(
             problem="Can't find a common snapshot with the target: you probably need to "
             "destroy the target dataset to fix this.",
         )
-    # a dataset without snapshots but with a resume token is an interrupted full receive
-    if (
-        tds is not None
-        and not tds.snapshots
-        and not tds.resume_token
-        and not job.force
-        and job.send
-    ):
-        return attrs.evolve(
-            base,
-            problem=f"Target dataset {tds.name} exists but has no snapshots: a full receive "
-            "would overwrite it. Destroy it, or use --force.",
-        )
-
-    # the source chain as it will be after snapshotting: (name, guid, Snapshot or None)
-    chain: list[tuple[str, Optional[int], Optional[Snapshot]]] = [
-        (s.name, s.guid, s) for s in ds.snapshots
-    ]
-    if new:
-        chain.append((new, None, None))
+    chain = [_Link(s.name, s.guid, s) for s in ds.snapshots]
+    if pin.new:
+        chain.append(_Link(pin.new, None, None))
     common_src = common[0].name if common else None
-    src_index = {c[0]: i for i, c in enumerate(chain)}
-    common_idx = src_index.get(common_src, -1) if common_src else -1
-    candidates = [
-        c for c in chain[common_idx + 1 :] if job.other_snapshots or _ours(job, c[0]) is not None
-    ]
-
-    # target: what exists (minus incompatible), plus the candidates as if received
-    incompatible: list[Snapshot] = []
-    existing: list[Snapshot] = []
-    if tds is not None:
-        after = False
-        for snap in tds.snapshots:
-            if after:
-                incompatible.append(snap)
-            else:
-                existing.append(snap)
-            if common and snap.name == common[1].name and snap.guid == common[1].guid:
-                after = True
-    if incompatible and not job.destroy_incompatible:
-        listing = ", ".join(s.name for s in incompatible)
-        return attrs.evolve(
-            base,
-            common=(common[0].name, common[1].name) if common else None,
-            incompatible=tuple(s.name for s in incompatible),
-            problem=f"Incompatible snapshots on the target (newer than the common snapshot): "
-            f"{listing}. Destroy them on the target, or use --destroy-incompatible.",
-        )
-
-    future = [s.name for s in existing if _ours(job, s.name) is not None]
-    future += [c[0] for c in candidates if _ours(job, c[0]) is not None]
-    target_verdicts = _thin_names(
-        job.keep_target, future, [_ours(job, n) or 0.0 for n in future], now
-    )
-
-    sends: list[SendWish] = []
-    skipped: list[tuple[str, str]] = []
-    prev = common_src
-    patterns = [re.compile(p) for p in job.exclude_snapshot_patterns]
-    if job.send:
-        for name, guid, _ in candidates:
-            if any(p.search(f"{ds.name}@{name}") for p in patterns):
-                skipped.append((name, "matches --exclude-snapshot-pattern"))
-                continue
-            keep, reason = target_verdicts.get(name, (True, "not made by this backup"))
-            if keep:
-                position = src_index[name]
-                adjacent = prev is not None and position > 0 and chain[position - 1][0] == prev
-                sends.append(
-                    SendWish(name, guid, prev, f"target keeps it: {reason}", adjacent=adjacent)
-                )
-                prev = name
-            else:
-                skipped.append((name, f"target schedule skips it: {reason}"))
-    final_common = sends[-1].snapshot if sends else common_src
-    sent = {w.snapshot for w in sends}
-
-    # source fates
-    ours = [s for s in ds.snapshots if _ours(job, s.name) is not None]
-    names = [s.name for s in ours] + ([new] if new else [])
-    source_verdicts = _thin_names(
-        job.keep_source, names, [_ours(job, n) or 0.0 for n in names], now
-    )
-    source_fates = []
-    for snap in ours:
-        keep, reason = source_verdicts[snap.name]
-        drop = f"source schedule drops it ({reason})"
-        target_wants = target_verdicts.get(snap.name, (False, ""))[0]
-        if snap.name == final_common:
-            source_fates.append(_fate(job, snap, True, "newest common snapshot"))
-        elif keep:
-            source_fates.append(_fate(job, snap, True, reason))
-        elif snap.name == common_src:
-            # replaced as common snapshot by a newer one: destroy after that one is held
-            source_fates.append(_fate(job, snap, False, drop, POST))
-        elif src_index[snap.name] < common_idx or not target_wants:
-            source_fates.append(_fate(job, snap, False, drop, PRE))
-        elif snap.name in sent:
-            source_fates.append(_fate(job, snap, False, f"{drop}, once sent", POST))
-        else:
-            source_fates.append(_fate(job, snap, True, "the target still needs it"))
-
-    # target fates (existing snapshots)
-    target_fates = []
     common_tgt = common[1].name if common else None
-    for snap in existing:
-        if _ours(job, snap.name) is None:
-            target_fates.append(Fate(snap.name, True, "not made by this backup"))
-            continue
-        keep, reason = target_verdicts[snap.name]
-        drop = f"target schedule drops it ({reason})"
-        if snap.name == common_tgt and final_common == common_src:
-            target_fates.append(_fate(job, snap, True, "newest common snapshot"))
-        elif keep:
-            target_fates.append(_fate(job, snap, True, reason))
-        else:
-            target_fates.append(
-                _fate(job, snap, False, drop, POST if snap.name == common_tgt else PRE)
-            )
-    for snap in incompatible:
-        target_fates.append(
-            Fate(snap.name, False, "incompatible (--destroy-incompatible)", PRE,
-                 held_by_us=job.naming.hold_tag in snap.holds)
-        )  # fmt: skip
+    position = {link.name: i for i, link in enumerate(chain)}
+    common_idx = position[common_src] if common_src else -1
+    candidates = [
+        link
+        for link in chain[common_idx + 1 :]
+        if job.other_snapshots or _ours(job, link.name) is not None
+    ]
+    existing, incompatible = split_target(tds, common[1] if common else None, pin.raw)
+    excluded = _excluded(job, ds.name, candidates)
 
-    # resume token, rollback
-    abort = None
-    if tds is not None and tds.resume_token:
-        info = resume.get(tds.name)
-        if sends and info is not None and info.snapshot == sends[0].snapshot:
-            sends[0] = attrs.evolve(sends[0], resume_token=tds.resume_token)
-        elif not sends:
-            abort = "Aborting resume, its obsolete."
-        else:
-            abort = "Aborting resume, its no longer valid."
+    # the target schedule over what the target has and what it would receive (never
+    # the snapshots --exclude-snapshot-pattern keeps from being sent)
+    future = [s.name for s in existing if _ours(job, s.name) is not None]
+    future += [
+        c.name for c in candidates if _ours(job, c.name) is not None and c.name not in excluded
+    ]
+    target_verdicts = _thin_names(
+        job.keep_target, future, [_ours(job, n) or 0.0 for n in future], pin.now
+    )
+
+    problem = _blocking_problem(pin, incompatible)
+    sends, skipped = (
+        ([], [])
+        if problem
+        else _sends(pin, chain, candidates, excluded, target_verdicts, common_src)
+    )
+    if problem:
+        skipped = [(c.name, why) for c in candidates if (why := excluded.get(c.name))]
+    final_common = sends[-1].snapshot if sends else common_src
+    source_fates = _source_fates(
+        pin, chain, position, common_src, final_common, {w.snapshot for w in sends}, target_verdicts
+    )
+    target_fates = _target_fates(
+        pin, existing, incompatible, common_tgt, final_common == common_src, target_verdicts
+    )
+    abort, sends = _resume(pin, sends) if not problem else (None, sends)
     rollback_to = None
-    problem = None
-    # as v3: --rollback discards changes on the target whenever it syncs, sends or not
-    # (with --force, a receive's -F does it)
-    if tds is not None and job.send and common_tgt and not (job.force and sends):
-        changed = tds.written > 0 or bool(incompatible)
-        if changed and (job.rollback or job.destroy_incompatible):
-            rollback_to = common_tgt
-        elif tds.written > 0 and sends and sends[0].resume_token is None:
-            problem = (
-                f"Target dataset {tds.name} was changed since its newest snapshot "
-                f"({tds.written} bytes written): use --rollback to discard those changes "
-                "(or set readonly=on on the target to prevent this)."
-            )
+    if not problem:
+        rollback_to, problem = _rollback(pin, existing, incompatible, sends)
+        if problem:
+            sends, final_common = [], common_src
     return attrs.evolve(
         base,
         common=(common_src, common_tgt) if common_src and common_tgt else None,
@@ -450,6 +412,194 @@ def _pair(
         rollback_to=rollback_to,
         final_common=final_common,
         problem=problem,
+    )
+
+
+def _excluded(job: Job, dataset: str, candidates: Sequence[_Link]) -> dict[str, str]:
+    """Candidates that --exclude-snapshot-pattern keeps from being sent -> why."""
+    patterns = [re.compile(p) for p in job.exclude_snapshot_patterns]
+    return {
+        c.name: "matches --exclude-snapshot-pattern"
+        for c in candidates
+        if any(p.search(f"{dataset}@{c.name}") for p in patterns)
+    }
+
+
+def _blocking_problem(pin: _PairInput, incompatible: Sequence[Snapshot]) -> Optional[str]:
+    """A problem that stops the dataset's sends; its thinning still happens (as 3.3,
+    which thins both sides before it finds out)."""
+    job, tds = pin.job, pin.target
+    if incompatible and not job.destroy_incompatible:
+        listing = ", ".join(s.name for s in incompatible)
+        return (
+            f"Incompatible snapshots on the target (newer than the common snapshot): "
+            f"{listing}. Destroy them on the target, or use --destroy-incompatible."
+        )
+    # (a dataset without snapshots but with a resume token is an interrupted full receive)
+    if (
+        tds is not None
+        and not tds.snapshots
+        and not tds.resume_token
+        and not job.force
+        and job.send
+    ):
+        return (
+            f"Target dataset {tds.name} exists but has no snapshots: a full receive "
+            "would overwrite it. Destroy it, or use --force."
+        )
+    return None
+
+
+def _sends(
+    pin: _PairInput,
+    chain: Sequence[_Link],
+    candidates: Sequence[_Link],
+    excluded: Mapping[str, str],
+    target_verdicts: Mapping[str, tuple[bool, str]],
+    common_src: Optional[str],
+) -> tuple[list[SendWish], list[tuple[str, str]]]:
+    """The candidates the target schedule keeps, each from the one sent before it."""
+    sends: list[SendWish] = []
+    skipped: list[tuple[str, str]] = []
+    if not pin.job.send:
+        return sends, skipped
+    position = {link.name: i for i, link in enumerate(chain)}
+    prev = common_src
+    for link in candidates:
+        if link.name in excluded:
+            skipped.append((link.name, excluded[link.name]))
+            continue
+        keep, reason = target_verdicts.get(link.name, (True, "not made by this backup"))
+        if not keep:
+            skipped.append((link.name, f"target schedule skips it: {reason}"))
+            continue
+        at = position[link.name]
+        adjacent = prev is not None and at > 0 and chain[at - 1].name == prev
+        sends.append(
+            SendWish(link.name, link.guid, prev, f"target keeps it: {reason}", adjacent=adjacent)
+        )
+        prev = link.name
+    return sends, skipped
+
+
+def _source_fates(
+    pin: _PairInput,
+    chain: Sequence[_Link],
+    position: Mapping[str, int],
+    common_src: Optional[str],
+    final_common: Optional[str],
+    sent: set[str],
+    target_verdicts: Mapping[str, tuple[bool, str]],
+) -> list[Fate]:
+    job = pin.job
+    ours = [link.snapshot for link in chain if link.snapshot and _ours(job, link.name) is not None]
+    names = [s.name for s in ours] + ([pin.new] if pin.new else [])
+    verdicts = _thin_names(job.keep_source, names, [_ours(job, n) or 0.0 for n in names], pin.now)
+    common_idx = position[common_src] if common_src else -1
+    fates = []
+    for snap in ours:
+        keep, reason = verdicts[snap.name]
+        drop = f"source schedule drops it ({reason})"
+        target_wants = target_verdicts.get(snap.name, (False, ""))[0]
+        if snap.name == final_common:
+            fates.append(_fate(job, snap, True, "newest common snapshot"))
+        elif keep:
+            fates.append(_fate(job, snap, True, reason))
+        elif snap.name == common_src:
+            # replaced as common snapshot by a newer one: destroy after that one is held
+            fates.append(_fate(job, snap, False, drop, POST))
+        elif position[snap.name] < common_idx or not target_wants:
+            fates.append(_fate(job, snap, False, drop, PRE))
+        elif snap.name in sent:
+            fates.append(_fate(job, snap, False, f"{drop}, once sent", POST))
+        else:
+            fates.append(_fate(job, snap, True, "the target still needs it"))
+    return fates
+
+
+def _target_fates(
+    pin: _PairInput,
+    existing: Sequence[Snapshot],
+    incompatible: Sequence[Snapshot],
+    common_tgt: Optional[str],
+    common_stays: bool,
+    target_verdicts: Mapping[str, tuple[bool, str]],
+) -> list[Fate]:
+    job = pin.job
+    fates = []
+    for snap in existing:
+        if _ours(job, snap.name) is None:
+            fates.append(Fate(snap.name, True, "not made by this backup"))
+            continue
+        keep, reason = target_verdicts[snap.name]
+        drop = f"target schedule drops it ({reason})"
+        if snap.name == common_tgt and common_stays:
+            fates.append(_fate(job, snap, True, "newest common snapshot"))
+        elif keep:
+            fates.append(_fate(job, snap, True, reason))
+        else:
+            fates.append(_fate(job, snap, False, drop, POST if snap.name == common_tgt else PRE))
+    if job.destroy_incompatible:
+        for snap in incompatible:
+            fates.append(
+                _fate(job, snap, False, "incompatible (--destroy-incompatible)", PRE, required=True)
+            )
+    return fates
+
+
+def _resume(pin: _PairInput, sends: list[SendWish]) -> tuple[Optional[str], list[SendWish]]:
+    """(why the target's resume token is aborted, the sends with the token on the one it
+    resumes). Without --no-send a token is resumed when it belongs to the first send:
+    that dataset and snapshot, that guid; otherwise it is aborted. With --no-send it is
+    left alone: aborting would delete a partially received first backup."""
+    tds = pin.target
+    if tds is None or not tds.resume_token or not pin.job.send:
+        return None, sends
+    info = pin.resume.get(tds.name)
+    if not sends:
+        return "Aborting resume, its obsolete.", sends
+    first = sends[0]
+    if (
+        info is not None
+        and info.toname.partition("@")[0] == pin.source.name
+        and info.snapshot == first.snapshot
+        and first.guid is not None
+        and (info.toguid is None or info.toguid == first.guid)
+    ):
+        return None, [attrs.evolve(first, resume_token=tds.resume_token), *sends[1:]]
+    return "Aborting resume, its no longer valid.", sends
+
+
+def _rollback(
+    pin: _PairInput,
+    existing: Sequence[Snapshot],
+    incompatible: Sequence[Snapshot],
+    sends: Sequence[SendWish],
+) -> tuple[Optional[str], Optional[str]]:
+    """(the target snapshot to roll back to, or a problem), as 3.3:
+
+    - --destroy-incompatible rolls the target back to its newest remaining snapshot after
+      destroying incompatible ones (whether or not anything is sent);
+    - --rollback discards changes right before the first transfer, and only then;
+    - a changed target without --rollback stops the dataset before anything is sent
+      (3.3 fails inside `zfs recv`)."""
+    job, tds = pin.job, pin.target
+    if tds is None or not existing:
+        return None, None
+    newest = existing[-1].name
+    if incompatible and job.destroy_incompatible:
+        return newest, None
+    transfers = bool(sends) and not job.force
+    if not transfers or tds.written == 0:
+        return None, None
+    if job.rollback:
+        return newest, None
+    if sends[0].resume_token is not None:
+        return None, None
+    return None, (
+        f"Target dataset {tds.name} was changed since its newest snapshot "
+        f"({tds.written} bytes written): use --rollback to discard those changes "
+        "(or set readonly=on on the target to prevent this)."
     )
 
 
@@ -481,7 +631,7 @@ def _missing(
     fates = [_fate(job, snap, False, why) for snap in ours[:-1]]
     others = [s for s in tds.snapshots if _ours(job, s.name) is None]
     foreign = _foreign_holds(job, last)
-    cloned = [c for snap in tds.snapshots for c in snapgraph.clones(graph, snapgraph.TARGET, snap)]
+    cloned = [c for snap in tds.snapshots for c in snap.clones]
     if others:
         note = "Destroy missing: Still in use by other snapshots."
     elif children:

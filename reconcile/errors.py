@@ -59,5 +59,13 @@ class SshError(ReconcileError):
     """ssh could not connect or authenticate (exit code 255 from ssh)."""
 
 
+class ObservationError(ReconcileError):
+    """Observation returned something the tool cannot trust (a name it did not ask for)."""
+
+
+class SelectionError(ReconcileError):
+    """An invalid selection property value: the run stops before anything is changed."""
+
+
 class PlanRefused(ReconcileError):
     """A plan breaks a safety invariant: a bug in the planner, never executed."""

@@ -33,6 +33,8 @@ class Job:
     holds: bool = True
     other_snapshots: bool = False
     exclude_received: bool = False
+    #: --include-received: never turn --exclude-received on by itself (see below)
+    include_received: bool = False
     exclude_unchanged: int = 0
     rollback: bool = False
     destroy_incompatible: bool = False
@@ -60,6 +62,22 @@ class Job:
     @property
     def same_host(self) -> bool:
         return self.source == self.target
+
+    @property
+    def auto_exclude_received(self) -> bool:
+        """As zfs-autobackup 3.3: a run without a target on one host (snapshot-only mode)
+        leaves received selection values alone unless --include-received, so a host that
+        also holds a partner's backups does not snapshot and thin those."""
+        return (
+            self.target_path is None
+            and self.same_host
+            and not self.exclude_received
+            and not self.include_received
+        )
+
+    @property
+    def excludes_received(self) -> bool:
+        return self.exclude_received or self.auto_exclude_received
 
     @property
     def exclude_paths(self) -> tuple[str, ...]:

@@ -1,8 +1,10 @@
 """Where each source dataset lands on the target. Pure.
 
 target = target path + "/" + the source name without its first `strip_path` components
-(`--strip-path`, as zfs-autobackup). Two sources that would land on the same target
-name are an error naming both.
+(`--strip-path`, as zfs-autobackup); a source stripped of all its components lands on the
+target path itself (a whole pool onto a backup pool, with --force). Two sources that
+would land on the same target name are an error naming both; the first dataset (in name
+order) that cannot be stripped that far, or collides, is the one reported, as in 3.3.
 """
 
 from __future__ import annotations
@@ -14,10 +16,10 @@ from reconcile.errors import UsageError
 
 def target_name(source: str, target_path: str, strip_path: int = 0) -> str:
     parts = source.split("/")
-    if strip_path >= len(parts):
+    if strip_path > len(parts):
         raise UsageError(
             f"--strip-path {strip_path} strips too much from '{source}' "
-            f"({len(parts)} path components): at most {len(parts) - 1} is allowed"
+            f"({len(parts)} path components): at most {len(parts)} is allowed"
         )
     return "/".join([target_path.rstrip("/"), *parts[strip_path:]])
 

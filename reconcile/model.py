@@ -62,6 +62,8 @@ class Snapshot:
     written: int = 0
     #: hold tags; only observed for snapshots with userrefs > 0
     holds: tuple[str, ...] = ()
+    #: datasets cloned from this snapshot (zfs `clones`): it cannot be destroyed
+    clones: tuple[str, ...] = ()
 
     @property
     def full_name(self) -> str:
@@ -121,6 +123,11 @@ class HostState:
     selection: Mapping[str, Selection] = attrs.field(factory=dict)
     #: the command lines observation ran, for the command budget
     commands: tuple[str, ...] = ()
+    #: pool -> its features that are enabled or active (`zpool get`)
+    features: Mapping[str, frozenset[str]] = attrs.field(factory=dict)
+
+    def pool_features(self, dataset: str) -> frozenset[str]:
+        return self.features.get(dataset.split("/", 1)[0], frozenset())
 
     def __iter__(self) -> Iterator[Dataset]:
         return iter(self.datasets.values())

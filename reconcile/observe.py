@@ -17,7 +17,7 @@ from typing import Optional, Protocol
 import attrs
 
 from reconcile import zfs_text
-from reconcile.errors import DatasetNotFound, UsageError
+from reconcile.errors import DatasetNotFound, ObservationError, UsageError
 from reconcile.limits import chunked
 from reconcile.model import Dataset, Host, HostState, ResumeInfo
 from reconcile.selection import select
@@ -48,6 +48,23 @@ def _list_argv(roots: Sequence[str]) -> list[str]:
         "zfs", "list", "-H", "-p", "-o", ",".join(zfs_text.LIST_PROPERTIES),
         "-t", "filesystem,volume,snapshot", "-r", *roots,
     ]  # fmt: skip
+
+
+def _pool_features(reader: Reader, host: Host, label: str) -> dict[str, frozenset[str]]:
+    argv = ["zpool", "get", "-H", "-o", "name,property,value",
+            ",".join(f"feature@{f}" for f in zfs_text.POOL_FEATURES)]  # fmt: skip
+    return zfs_text.parse_pool_features(reader.run(host, argv, label=label).stdout)
+
+
+def _check_names(host: Host, roots: Sequence[str], names: Sequence[str]) -> None:
+    """Refuse listing output with a name that is neither a root nor under one."""
+    for name in names:
+        if not any(name == root or name.startswith(root + "/") for root in roots):
+            asked = ", ".join(roots)
+            raise ObservationError(
+                f"zfs list -r {asked} on {host.describe()} returned '{name}', which is not "
+                f"{asked} or under it: stopping before anything is changed"
+            )
 
 
 def _minimal_roots(names: Sequence[str]) -> list[str]:
@@ -124,9 +141,11 @@ def observe_source(
     datasets: dict[str, Dataset] = {}
     if roots:
         listed, snaps = zfs_text.parse_list(reader.run(host, _list_argv(roots), label=label).stdout)
+        _check_names(host, roots, [d.name for d in listed] + [s.dataset for s in snaps])
         datasets = zfs_text.assemble(listed, snaps, values)
     datasets = dict(sorted(_holds(reader, host, label, datasets).items()))
-    return HostState(host=host, datasets=datasets, selection=values)
+    features = _pool_features(reader, host, label)
+    return HostState(host=host, datasets=datasets, selection=values, features=features)
 
 
 def observe_target(
@@ -140,8 +159,10 @@ def observe_target(
             f"Target path '{target_path}' does not exist. Please create this dataset first."
         ) from None
     listed, snaps = zfs_text.parse_list(out)
+    _check_names(host, [target_path], [d.name for d in listed] + [s.dataset for s in snaps])
     datasets = _holds(reader, host, label, zfs_text.assemble(listed, snaps))
-    return HostState(host=host, datasets=datasets)
+    features = _pool_features(reader, host, label)
+    return HostState(host=host, datasets=datasets, features=features)
 
 
 def resume_info(

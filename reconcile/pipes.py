@@ -48,6 +48,8 @@ class TransferOptions:
     rate: Optional[str] = None
     send_pipes: tuple[tuple[str, ...], ...] = ()
     recv_pipes: tuple[tuple[str, ...], ...] = ()
+    #: --buffer-chunk-size: mbuffer's -s (None: 128k)
+    chunk_size: Optional[str] = None
 
     @classmethod
     def create(
@@ -57,12 +59,17 @@ class TransferOptions:
         rate: Optional[str],
         send_pipes: Sequence[str],
         recv_pipes: Sequence[str],
+        chunk_size: Optional[str] = None,
     ) -> TransferOptions:
         if compress is not None and compress not in COMPRESSORS:
             raise UsageError(
                 f"Invalid --compress '{compress}': allowed are {', '.join(COMPRESSORS)}"
             )
-        for option, value in (("--buffer", buffer), ("--rate", rate)):
+        for option, value in (
+            ("--buffer", buffer),
+            ("--rate", rate),
+            ("--buffer-chunk-size", chunk_size),
+        ):
             if value is not None and not _SIZE.match(value):
                 raise UsageError(f"Invalid {option} '{value}': use a size such as 128M, 1G or 512k")
         return cls(
@@ -71,11 +78,17 @@ class TransferOptions:
             rate=rate,
             send_pipes=tuple(_split("--send-pipe", p) for p in send_pipes),
             recv_pipes=tuple(_split("--recv-pipe", p) for p in recv_pipes),
+            chunk_size=chunk_size,
         )
 
     @property
+    def buffered(self) -> bool:
+        """mbuffer runs (as zfs-autobackup 3.3: --buffer, --buffer-chunk-size or --rate)."""
+        return bool(self.buffer or self.rate or self.chunk_size)
+
+    @property
     def active(self) -> bool:
-        return bool(self.compress or self.buffer or self.rate or self.send_pipes or self.recv_pipes)
+        return bool(self.compress or self.buffered or self.send_pipes or self.recv_pipes)
 
 
 def _split(option: str, text: str) -> tuple[str, ...]:
@@ -88,8 +101,8 @@ def _split(option: str, text: str) -> tuple[str, ...]:
     return argv
 
 
-def _mbuffer(size: str, rate: Optional[str] = None) -> tuple[str, ...]:
-    argv = ("mbuffer", "-q", "-s128k", f"-m{size}")
+def _mbuffer(options: TransferOptions, rate: Optional[str] = None) -> tuple[str, ...]:
+    argv = ("mbuffer", "-q", f"-s{options.chunk_size or '128k'}", f"-m{options.buffer or '16M'}")
     return (*argv, f"-R{rate}") if rate else argv
 
 
@@ -98,8 +111,8 @@ def source_side(options: TransferOptions) -> list[tuple[str, ...]]:
     stages = list(options.send_pipes)
     if options.compress:
         stages.append(COMPRESSORS[options.compress].compress)
-    if options.buffer or options.rate:
-        stages.append(_mbuffer(options.buffer or "16M", options.rate))
+    if options.buffered:
+        stages.append(_mbuffer(options, options.rate))
     return stages
 
 
@@ -109,9 +122,11 @@ def target_side(options: TransferOptions, remote: bool) -> list[tuple[str, ...]]
     if options.compress:
         stages.append(COMPRESSORS[options.compress].decompress)
     stages.extend(options.recv_pipes)
-    # a second buffer only helps when something sits between the two ends
-    if options.buffer and (remote or options.send_pipes or options.recv_pipes or options.compress):
-        stages.append(_mbuffer(options.buffer))
+    # a second buffer only helps when something sits between the two ends (as 3.3: with
+    # --buffer or --buffer-chunk-size, not for --rate alone)
+    between = remote or options.send_pipes or options.recv_pipes or options.compress
+    if (options.buffer or options.chunk_size) and between:
+        stages.append(_mbuffer(options))
     return stages
 
 

@@ -31,8 +31,10 @@ class Choice:
     reason: str
     #: True: only worth a debug line (not set at all, or an excluded path)
     quiet: bool = False
-    #: True: the property value is invalid; reported as an error
+    #: True: the property value is invalid; the run stops before anything is changed
     invalid: bool = False
+    #: True: the property has no value here (zfs' "-"): not part of this backup at all
+    unset: bool = False
 
     @property
     def message(self) -> str:
@@ -75,6 +77,7 @@ def select(
                 exclude_paths=exclude_paths,
                 exclude_unchanged=exclude_unchanged,
                 written=(written or {}).get(name),
+                where=selection.source,
             )
         )
     return choices
@@ -91,14 +94,16 @@ def _choose(
     exclude_paths: Sequence[str],
     exclude_unchanged: int,
     written: int | None,
+    where: str = "local",
 ) -> Choice:
     if value in ("-", ""):
-        return Choice(name, False, "not selected", quiet=True)
+        return Choice(name, False, "not selected", quiet=True, unset=True)
     if value not in VALUES:
         return Choice(
             name,
             False,
-            f"invalid value '{value}' of {property_name}: allowed are true, false, child, parent",
+            f"invalid value '{value}' of {property_name} ({where}): "
+            "allowed are true, false, child, parent",
             invalid=True,
         )
     if value == "child" and not inherited:

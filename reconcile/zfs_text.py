@@ -27,7 +27,11 @@ LIST_PROPERTIES = (
     "receive_resume_token",
     "origin",
     "encryption",
+    "clones",
 )
+#: Pool features observation asks `zpool get` for: they decide `zfs send -L -e` and
+#: `zfs recv -s`
+POOL_FEATURES = ("large_blocks", "embedded_data", "extensible_dataset")
 
 
 def _rows(output: str, fields: int) -> Iterator[list[str]]:
@@ -65,7 +69,7 @@ def parse_list(output: str) -> tuple[list[ListedDataset], list[Snapshot]]:
     """Parse `zfs list -H -p -o <LIST_PROPERTIES> -t filesystem,volume,snapshot`."""
     datasets: list[ListedDataset] = []
     snapshots: list[Snapshot] = []
-    for name, kind, guid, txg, creation, userrefs, written, token, origin, enc in _rows(
+    for name, kind, guid, txg, creation, userrefs, written, token, origin, enc, clones in _rows(
         output, len(LIST_PROPERTIES)
     ):
         if kind == "snapshot":
@@ -79,6 +83,7 @@ def parse_list(output: str) -> tuple[list[ListedDataset], list[Snapshot]]:
                     creation=int(creation),
                     userrefs=_int(userrefs),
                     written=_int(written),
+                    clones=tuple(c for c in clones.split(",") if c not in ("-", "")),
                 )
             )
         elif kind in (FILESYSTEM, VOLUME):
@@ -119,13 +124,14 @@ def parse_holds(output: str) -> dict[str, tuple[str, ...]]:
     return {name: tuple(tags) for name, tags in result.items()}
 
 
-def parse_pool_features(output: str) -> dict[str, set[str]]:
+def parse_pool_features(output: str) -> dict[str, frozenset[str]]:
     """Parse `zpool get -H -o name,property,value feature@...`: pool -> usable features."""
     result: dict[str, set[str]] = {}
     for pool, prop, value in _rows(output, 3):
+        result.setdefault(pool, set())
         if value in ("enabled", "active"):
-            result.setdefault(pool, set()).add(prop.partition("@")[2])
-    return result
+            result[pool].add(prop.partition("@")[2])
+    return {pool: frozenset(features) for pool, features in result.items()}
 
 
 def assemble(
@@ -210,6 +216,11 @@ def command_error(command: str, returncode: int, stderr: str) -> errors.Reconcil
     if any(s in text for s in _DENIED):
         return errors.PermissionDenied(message, command, stderr)
     return errors.ZfsError(message, command, stderr)
+
+
+def hold_already_done(hold: bool, text: str) -> bool:
+    """zfs' complaint about a hold (release) that is there (gone) already."""
+    return ("tag already exists" if hold else "no such tag") in text
 
 
 def looks_like_ssh_failure(stderr: str) -> bool:

@@ -32,6 +32,9 @@ def dataset(
     holds: Optional[dict[str, tuple[str, ...]]] = None,
     token: Optional[str] = None,
     kind: str = "filesystem",
+    snap_written: Optional[dict[str, int]] = None,
+    clones: Optional[dict[str, tuple[str, ...]]] = None,
+    encryption: str = "off",
 ) -> Dataset:
     lineage = lineage or name
     holds = holds or {}
@@ -41,6 +44,7 @@ def dataset(
         guid=guid(lineage, ""),
         written=written,
         resume_token=token,
+        encryption=encryption,
         selection=Selection(*selection) if selection else None,
         snapshots=tuple(
             Snapshot(
@@ -51,6 +55,8 @@ def dataset(
                 creation=0,
                 userrefs=len(holds.get(s, ())),
                 holds=holds.get(s, ()),
+                written=(snap_written or {}).get(s, 0),
+                clones=(clones or {}).get(s, ()),
             )
             for i, s in enumerate(snaps)
         ),

@@ -8,8 +8,14 @@ zfs' refusals and error texts:
   hold (a number standing for the content), user properties (local, received, inherited);
 - `zfs send [-i|-I @base] ds@snap | zfs recv -u -s [-F] target`: full and incremental
   streams with or without intermediates, `-p` carries local user properties (they
-  arrive as "received"), a modified target or a base that is not the target's newest
-  snapshot is refused without -F, -F rolls back (and says so in `events`);
+  arrive as "received"). As real ZFS, an increment is received onto its base wherever
+  the base is in the target's chain, as long as nothing changed since the base (the
+  snapshots after it have nothing written, and neither has the dataset): they stay, the
+  new ones come after them; a raw (-w) increment needs its base to be the newest
+  snapshot. Otherwise it is refused without -F, and -F rolls back to the base (and says
+  so in `events`);
+- clones (`zfs clone`, `origin` and `clones` in listings): a snapshot with clones is
+  not destroyed ("snapshot has dependent clones"), and in a batch that means none is;
 - interrupted transfers (`interrupt_next`): the target keeps a resume token, `zfs send
   -t TOKEN` resumes, `zfs send -nv -t TOKEN` describes it, `zfs recv -A` aborts it;
 - holds, releases, snapshot lists destroyed all or nothing (a held one: "dataset is
@@ -29,6 +35,7 @@ from typing import Optional
 
 import attrs
 
+from executors.commands import MOUNT_SCRIPT
 from executors.runner import PipelineResult, PipelineWatch, Result, Stage, shell_line
 from reconcile import zfs_text
 from reconcile.model import Host
@@ -62,6 +69,8 @@ class FDataset:
     local_props: dict[str, str] = attrs.Factory(dict)
     received_props: dict[str, str] = attrs.Factory(dict)
     token: Optional[str] = None
+    #: "dataset@snap" this dataset is a clone of
+    origin: Optional[str] = None
 
     def snap(self, name: str) -> Optional[FSnap]:
         return next((s for s in self.snaps if s.name == name), None)
@@ -74,6 +83,7 @@ class Stream:
     snaps: tuple[FSnap, ...]
     base_guid: Optional[int]
     props: tuple[tuple[str, str], ...] = ()
+    raw: bool = False
 
 
 @attrs.frozen
@@ -154,6 +164,16 @@ class FakeZfs:
     def has_children(self, name: str) -> bool:
         return any(n.startswith(name + "/") for n in self.datasets)
 
+    def clones_of(self, full: str) -> list[str]:
+        return sorted(n for n, ds in self.datasets.items() if ds.origin == full)
+
+    def clone(self, snapshot: str, name: str) -> FDataset:
+        """`zfs clone SNAPSHOT NAME`: a new dataset that starts as that snapshot."""
+        _, snap = self.get_snap(snapshot)
+        ds = self.create(name)
+        ds.data, ds.origin = snap.data, snapshot
+        return ds
+
     # --- property reading ------------------------------------------------------------
 
     def prop(self, name: str, prop: str) -> tuple[str, str]:
@@ -180,6 +200,9 @@ class FakeZfs:
             features = next(a for a in argv if a.startswith("feature@")).split(",")
             lines = [f"{p}\t{f}\tactive" for p in pools for f in features]
             return Output("".join(line + "\n" for line in lines))
+        if list(argv[:3]) == ["sh", "-c", MOUNT_SCRIPT]:
+            self.events.append(("mount", argv[4]))
+            return Output()
         if argv[0] != "zfs":
             raise FakeError(f"sh: 1: {argv[0]}: not found", 127)
         verb, args = argv[1], list(argv[2:])
@@ -216,23 +239,15 @@ class FakeZfs:
                 continue
             ds = self.datasets[name]
             rows.append(
-                [name, ds.type, ds.guid, 1, 0, "-", ds.written, ds.token or "-", "-", "off"]
-            )
+                [name, ds.type, ds.guid, 1, 0, "-", ds.written, ds.token or "-",
+                 ds.origin or "-", "off", "-"]
+            )  # fmt: skip
             for s in ds.snaps:
+                clones = ",".join(self.clones_of(f"{name}@{s.name}")) or "-"
                 rows.append(
-                    [
-                        f"{name}@{s.name}",
-                        "snapshot",
-                        s.guid,
-                        s.txg,
-                        s.creation,
-                        len(s.holds),
-                        s.written,
-                        "-",
-                        "-",
-                        "off",
-                    ]
-                )
+                    [f"{name}@{s.name}", "snapshot", s.guid, s.txg, s.creation, len(s.holds),
+                     s.written, "-", "-", "off", clones]
+                )  # fmt: skip
         return Output("".join("\t".join(map(str, r)) + "\n" for r in rows))
 
     def _zfs_holds(self, args: list[str]) -> Output:
@@ -248,12 +263,23 @@ class FakeZfs:
         return Output()
 
     def _zfs_create(self, args: list[str]) -> Output:
+        """`zfs create [-p] [-o P=V]... NAME` (without -p the parent must exist)."""
         name = args[-1]
+        props = dict(
+            a.split("=", 1) for i, a in enumerate(args[:-1]) if i > 0 and args[i - 1] == "-o"
+        )
         parts = name.split("/")
+        if "-p" not in args:
+            self.create(name, **props)
+            return Output()
         for i in range(1, len(parts) + 1):
             sub = "/".join(parts[:i])
             if sub not in self.datasets:
-                self.create(sub)
+                self.create(sub, **(props if sub == name else {}))
+        return Output()
+
+    def _zfs_clone(self, args: list[str]) -> Output:
+        self.clone(args[-2], args[-1])
         return Output()
 
     def _zfs_hold(self, args: list[str], release: bool = False) -> Output:
@@ -323,6 +349,12 @@ class FakeZfs:
         if not snaps:
             raise FakeError("could not find any snapshots to destroy; check snapshot names.")
         for s in snaps:  # all or nothing, as one ioctl
+            clones = self.clones_of(f"{dsname}@{s.name}")
+            if clones:
+                raise FakeError(
+                    f"cannot destroy '{dsname}@{s.name}': snapshot has dependent clones\n"
+                    "use '-R' to destroy the following datasets:\n" + "\n".join(clones)
+                )
             if s.holds:
                 raise FakeError(f"cannot destroy snapshot {dsname}@{s.name}: dataset is busy")
         for s in snaps:
@@ -378,7 +410,7 @@ class FakeZfs:
                     chosen = [s for s in ds.snaps if base.txg < s.txg <= snap.txg]
         props = tuple(sorted(ds.local_props.items())) if "-p" in args else ()
         copies = tuple(attrs.evolve(s, holds=[]) for s in chosen)
-        return Output(stream=Stream(ds.name, copies, base_guid, props))
+        return Output(stream=Stream(ds.name, copies, base_guid, props, raw="-w" in args))
 
     def _zfs_recv(self, args: list[str], stream: Optional[Stream]) -> Output:
         name = args[-1]
@@ -429,12 +461,16 @@ class FakeZfs:
                     "not match incremental source"
                 )
             newer = ds.snaps[ds.snaps.index(base) + 1 :]
-            if (newer or ds.written) and not force:
+            # as real ZFS: modified since the base means data written after it (in the
+            # snapshots that follow it, or in the dataset); a raw increment also needs
+            # its base to be the newest snapshot
+            modified = bool(ds.written) or any(s.written for s in newer)
+            if (modified or (stream.raw and newer)) and not force:
                 raise FakeError(
                     f"cannot receive incremental stream: destination {name} has been "
                     "modified\nsince most recent snapshot"
                 )
-            if newer or ds.written:
+            if force and (newer or ds.written):
                 if any(s.holds for s in newer):
                     raise FakeError(f"cannot receive: snapshot of {name} is held: dataset is busy")
                 for s in newer:

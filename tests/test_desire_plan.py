@@ -103,8 +103,10 @@ def test_selection_reasons_as_v3() -> None:
 def test_target_mapping_and_strip_path() -> None:
     assert target_name("rpool/data/vm", "backup/h1") == "backup/h1/rpool/data/vm"
     assert target_name("rpool/data/vm", "backup/h1/", 2) == "backup/h1/vm"
+    # stripped of everything, a pool lands on the target path itself (3.3's test_force)
+    assert target_name("rpool", "backup", 1) == "backup"
     with pytest.raises(UsageError, match="strips too much"):
-        target_name("rpool", "backup", 1)
+        target_name("rpool", "backup", 2)
     with pytest.raises(UsageError, match="'a/x' and 'b/x' would both be received as 'bk/x'"):
         map_targets(["a/x", "b/x"], "bk", 1)
 
@@ -121,10 +123,13 @@ def test_first_backup_full_then_incremental_with_parent_and_holds() -> None:
     )
     target = state([dataset("backup")])
     plan, _ = plan_for(job(), source, target, now_at(2))
-    # by phase: the snapshot, all sends, then all holds (so holds can be one command)
+    # by phase: the snapshot, all sends, then all holds (so holds can be one command),
+    # then the new filesystems are mounted, parent first
     assert kinds(plan) == [
         "snapshot", "send", "send", "send", "send", "hold", "hold", "hold", "hold",
+        "mount", "mount",
     ]  # fmt: skip
+    assert [a.dataset for a in plan.actions[-2:]] == ["backup/p", "backup/p/a"]
     snap_action = plan.actions[0]
     assert isinstance(snap_action, CreateSnapshots)
     assert snap_action.datasets == ("p", "p/a") and snap_action.snapshot == snap(2)
@@ -151,7 +156,9 @@ def test_missing_parents_are_created_once() -> None:
     )
     plan, _ = plan_for(job(snapshot=False), source, state([dataset("backup")]), now_at(1))
     parents = [a for a in plan.actions if isinstance(a, CreateParent)]
-    assert [p.dataset for p in parents] == ["backup/p/x"]
+    # one level at a time (each canmount=off), the upper one first
+    assert [p.dataset for p in parents] == ["backup/p", "backup/p/x"]
+    assert plan.actions.index(parents[0]) in plan.depends[plan.actions.index(parents[1])]
 
 
 def test_incremental_moves_holds_then_destroys_the_old_common() -> None:
@@ -201,7 +208,7 @@ def test_no_common_snapshot_is_a_dataset_problem() -> None:
 
 def test_incompatible_snapshots_need_the_flag() -> None:
     source = state([dataset("p", (snap(1), snap(2)), selection=SELECTED)])
-    tgt = dataset("backup/p", (snap(1), "manual"), lineage="p")
+    tgt = dataset("backup/p", (snap(1), "manual"), lineage="p", snap_written={"manual": 4096})
     target = state([dataset("backup"), tgt])
     plan, _ = plan_for(job(snapshot=False), source, target, now_at(3))
     assert not plan.actions
@@ -210,14 +217,34 @@ def test_incompatible_snapshots_need_the_flag() -> None:
         and "--destroy-incompatible" in plan.problems[0].message
     )
 
-    plan, _ = plan_for(
-        job(snapshot=False, destroy_incompatible=True, rollback=True), source, target, now_at(3)
-    )
-    assert kinds(plan)[:2] == ["destroy", "rollback"]
+    # --destroy-incompatible alone (it does not imply --rollback): destroy, roll back to
+    # the newest remaining snapshot, send
+    plan, _ = plan_for(job(snapshot=False, destroy_incompatible=True), source, target, now_at(3))
+    assert kinds(plan)[:3] == ["destroy", "rollback", "send"]
     first = plan.actions[0]
-    assert isinstance(first, Destroy) and first.snapshots == ("manual",)
+    assert isinstance(first, Destroy) and first.snapshots == ("manual",) and first.required
     rollback = plan.actions[1]
     assert isinstance(rollback, Rollback) and rollback.snapshot == snap(1)
+
+
+def test_direct_follow_ups_with_nothing_written_are_compatible() -> None:
+    """As 3.3 (find_incompatible_snapshots) and `zfs recv`: another tool's snapshots right
+    after the common one, with nothing written in them, stay; the increment goes on top."""
+    source = state([dataset("p", (snap(1), snap(2)), selection=SELECTED)])
+    tgt = dataset(
+        "backup/p", (snap(1), "hourly-1", "hourly-2", "hourly-3"), lineage="p",
+        snap_written={"hourly-3": 512},
+    )  # fmt: skip
+    target = state([dataset("backup"), tgt])
+    plan, desired = plan_for(job(snapshot=False), source, target, now_at(3))
+    assert desired.pairs[0].incompatible == ("hourly-3",)  # type: ignore[attr-defined]
+    plan, _ = plan_for(job(snapshot=False), source, state([dataset("backup"), attrs.evolve(
+        tgt, snapshots=tgt.snapshots[:3])]), now_at(3))  # fmt: skip
+    assert not plan.problems and kinds(plan) == ["send", "hold", "hold"]
+    # a raw send accepts nothing after its base: every follow-up is incompatible
+    enc = state([dataset("p", (snap(1), snap(2)), selection=SELECTED, encryption="aes-256-gcm")])
+    plan, desired = plan_for(job(snapshot=False), enc, target, now_at(3))
+    assert desired.pairs[0].incompatible == ("hourly-1", "hourly-2", "hourly-3")  # type: ignore[attr-defined]
 
 
 def test_changed_target_needs_rollback() -> None:
@@ -227,6 +254,9 @@ def test_changed_target_needs_rollback() -> None:
     assert "use --rollback" in plan.problems[0].message and not plan.actions
     plan, _ = plan_for(job(snapshot=False, rollback=True), source, target, now_at(3))
     assert kinds(plan)[:2] == ["rollback", "send"]
+    # as 3.3: --rollback rolls back only right before a transfer
+    plan, _ = plan_for(job(snapshot=False, rollback=True, send=False), source, target, now_at(3))
+    assert not plan.actions and not plan.problems
 
 
 def test_resume_token_resumes_or_is_aborted() -> None:

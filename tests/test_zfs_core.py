@@ -188,7 +188,7 @@ def test_test_mode_changes_nothing(zfs_bed: ZfsBed, pools: Pools) -> None:
     assert "Would execute > zfs snapshot" in run.stdout, run.stdout
     assert "Would execute > zfs destroy" in run.stdout
     assert "Would execute > zfs send" in run.stdout
-    assert "TEST MODE - DID NOT MAKE ANY CHANGES!" in run.stderr
+    assert "TEST MODE - DID NOT MAKE ANY CHANGES!" in run.stdout
     assert (
         zfs_bed.run(f"zfs list -H -p -o name,guid,written,userrefs -t all -r {s} {d}").stdout
         == state
