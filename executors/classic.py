@@ -19,7 +19,7 @@ from executors.console import Console
 from executors.execute import DEFAULTS, Executor, Settings
 from executors.runner import Runner
 from planner import invariants
-from planner.actions import TARGET, Action, CreateSnapshots
+from planner.actions import TARGET, Action, CreateSnapshots, Send
 from planner.cover import present_sides
 from planner.plan import SKIPPED, SNAPSHOT_NOTE, Plan, build_plan
 from reconcile import graph as snapgraph
@@ -27,7 +27,7 @@ from reconcile.desire import Desired, desire
 from reconcile.errors import EXIT_FATAL, SelectionError
 from reconcile.job import Job
 from reconcile.model import HostState
-from reconcile.observe import observe_source, observe_target, resume_info
+from reconcile.observe import observe_source, observe_target, pool_features, resume_info
 
 
 @attrs.frozen
@@ -137,6 +137,13 @@ def observe_and_plan(
     check_selection(desired)
     plan = build_plan(job, desired, source, target)
     invariants.check(plan, job, desired)
+    sends = [a for a in plan.actions if isinstance(a, Send)]
+    if sends:  # what shapes the sends: only read when there are any
+        pools = [a.source_dataset.split("/")[0] for a in sends]
+        source = pool_features(runner, source, pools, "[Source]")
+        if target is not None:
+            pools = [a.target_dataset.split("/")[0] for a in sends]
+            target = pool_features(runner, target, pools, "[Target]")
     return Observed(source, target, desired, plan)
 
 
@@ -206,20 +213,24 @@ def run_classic(
     second = "Sending and thinning" if job.target_path else "Thinning source"
     state = {"titled": False}
 
+    def open_second() -> None:
+        """The second section: its title, then what the plan found (problems, notes)."""
+        state["titled"] = True
+        console.title(second)
+        for problem in plan.problems:
+            label = "[Target]" if problem.side == TARGET else "[Source]"
+            console.error(f"{label} {problem.dataset}: FAILED: {problem.message}")
+        for note in plan.notes:
+            label = "[Target]" if note.side == TARGET else "[Source]"
+            if note.kind == SKIPPED:
+                console.debug(f"{label} {note.dataset}: {note.text}")
+            elif note.kind != SNAPSHOT_NOTE:
+                console.verbose(f"{label} {note.dataset}: {note.text}")
+
     def before(action: Action) -> None:
         if not state["titled"] and not isinstance(action, CreateSnapshots):
-            state["titled"] = True
-            console.title(second)
+            open_second()
 
-    for problem in plan.problems:
-        label = "[Target]" if problem.side == "target" else "[Source]"
-        console.error(f"{label} {problem.dataset}: FAILED: {problem.message}")
-    for note in plan.notes:
-        label = "[Target]" if note.side == TARGET else "[Source]"
-        if note.kind == SKIPPED:
-            console.debug(f"{label} {note.dataset}: {note.text}")
-        elif note.kind != SNAPSHOT_NOTE:
-            console.verbose(f"{label} {note.dataset}: {note.text}")
     outcome = Executor(
         job,
         runner,
@@ -229,7 +240,7 @@ def run_classic(
         observed.features,
     ).execute(plan, stop_on_error=console.show_debug, before_first=before)
     if not state["titled"]:
-        console.title(second)
+        open_second()
     failed = len(outcome.failed)
     if failed:
         console.error(f"{failed} dataset(s) failed!")

@@ -99,19 +99,22 @@ def is_done(action: Hold | Release, exc: ReconcileError) -> bool:
 
 #: `sh -c MOUNT_SCRIPT sh DATASET` mounts DATASET where zfs-autobackup 3.3's automount
 #: would (a filesystem, canmount=on, a mountpoint that is not legacy/none, its key
-#: available, not mounted yet), and only onto an absent or empty directory: a backup is
-#: never mounted over other files (OpenZFS 2.2+ would overlay them). It says why it did
-#: not mount, and never fails.
+#: available, not mounted yet), but never onto a directory that something else is mounted
+#: on already (OpenZFS 2.2+ would overlay it: a backup of / or of the source's own
+#: mountpoint would hide the live files; `mountpoint -q`, where util-linux has it). It
+#: never reads the directory (on a filesystem of the backup that would change its atime,
+#: and so the backup), says why it did not mount, and never fails. (`zfs get all`, as
+#: 3.3: a zfs without encryption has no keystatus to ask for.)
 MOUNT_SCRIPT = (
-    'zfs get -H -o property,value type,canmount,mountpoint,encryption,keystatus,mounted "$1" |'
+    'zfs get -H -o property,value all "$1" |'
     " { tab=$(printf '\\t'); while IFS=$tab read -r p v; do case $p in"
     " type) t=$v;; canmount) c=$v;; mountpoint) m=$v;; encryption) e=$v;;"
     " keystatus) k=$v;; mounted) d=$v;; esac; done;"
     ' [ "$t" = filesystem ] && [ "$d" = no ] && [ "$c" = on ] || exit 0;'
     " case $m in legacy|none) exit 0;; esac;"
-    ' [ "$e" = off ] || [ "$k" != unavailable ] || exit 0;'
-    ' if [ -e "$m" ] && [ -n "$(ls -A "$m" 2>/dev/null)" ]; then'
-    ' echo "not mounted: $m is not empty"; exit 0; fi;'
+    ' [ "${e:-off}" = off ] || [ "$k" != unavailable ] || exit 0;'
+    ' if command -v mountpoint >/dev/null 2>&1 && mountpoint -q "$m"; then'
+    ' echo "not mounted: something else is mounted on $m"; exit 0; fi;'
     ' zfs mount "$1" || echo "not mounted: zfs mount failed"; }'
 )
 

@@ -313,7 +313,7 @@ class Executor:
         # be sent is still thinned (as v3, which thins before it finds out)
         unit_failed = (
             not isinstance(action, CreateSnapshots)
-            and not _thinning(action)
+            and not _independent(action)
             and action.unit in run.failed
         )
         if not (blocked or index in run.broken or unit_failed):
@@ -521,10 +521,12 @@ def _parallel_run(plan: Plan, index: int) -> list[int]:
     return list(range(index, end))
 
 
-def _thinning(action: Action) -> bool:
-    """Thinning (and the releases before it): it never blocks, and is never blocked by a
-    dataset's other trouble, only by what it depends on."""
-    return (isinstance(action, Destroy) and not action.required) or isinstance(action, Release)
+def _independent(action: Action) -> bool:
+    """Thinning, releases and mounts never block, and are never blocked by a dataset's
+    other trouble, only by what they depend on (a mount by its dataset's first receive,
+    as 3.3 mounts right after it)."""
+    thinning = isinstance(action, Destroy) and not action.required
+    return thinning or isinstance(action, (Release, Mount))
 
 
 def _units(action: Action) -> tuple[str, ...]:

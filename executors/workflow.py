@@ -30,6 +30,7 @@ from executors.classic import (
 )
 from executors.console import Console
 from executors.execute import DEFAULTS, Executor, Settings
+from executors.plankey import key_path, load_key, signing_key
 from executors.runner import Runner
 from planner.actions import Send
 from planner.cover import present_sides
@@ -114,11 +115,11 @@ def run_plan(
     if out:
         try:
             with open(out, "w", encoding="utf-8") as handle:  # noqa: PTH123
-                handle.write(dumps(saved))
+                handle.write(dumps(saved, signing_key()))
         except OSError as exc:
             raise UsageError(f"Can't write the plan to '{out}': {exc.strerror}") from None
     if as_json:
-        sys.stdout.write(dumps(saved))
+        sys.stdout.write(dumps(saved, signing_key()))
     else:
         sizes = estimate_sizes(observed, job, runner) if estimate else None
         console.info(render(observed.plan, _hosts(job), sizes))
@@ -188,7 +189,15 @@ def run_apply(
     return _execute(job, observed, runner, console, settings)
 
 
-def load_plan(path: str) -> SavedPlan:
+def load_plan(path: str, *, verify: bool = True) -> SavedPlan:
+    """Read a plan file; `verify`: refuse it unless this user's key signed it (show
+    reads unsigned plans too, and says so)."""
+    key = load_key(create=False)
+    if verify and key is None:
+        raise PlanFileError(
+            f"{path} can't be verified: there is no plan signing key here "
+            f"({key_path()}); apply a plan where it was made, or make a new plan here"
+        )
     try:
         with open(path, encoding="utf-8") as handle:  # noqa: PTH123
             text = handle.read()
@@ -196,7 +205,7 @@ def load_plan(path: str) -> SavedPlan:
         raise PlanFileError(f"Can't read plan file '{path}': {exc.strerror}") from None
     except UnicodeDecodeError:
         raise PlanFileError(f"{path} is not a zfs-reconcile plan file") from None
-    return loads(text, path)
+    return loads(text, path, key)
 
 
 def run_apply_file(
@@ -267,10 +276,13 @@ def plan_differences(saved: Plan, fresh: Plan) -> list[list[str]]:
 
 
 def run_show(path: str, console: Console, as_json: bool) -> int:
-    saved = load_plan(path)
+    saved = load_plan(path, verify=False)
     if as_json:
-        sys.stdout.write(dumps(saved))
+        with open(path, encoding="utf-8") as handle:  # noqa: PTH123
+            sys.stdout.write(handle.read())
         return EXIT_OK
+    if load_key(create=False) is None:
+        console.warning(f"no plan signing key here ({key_path()}): {path} is shown unverified")
     job = saved.job
     console.info(
         f"Plan for backup '{job.naming.backup_name}', made on {saved.made_on} "

@@ -221,7 +221,9 @@ def build_plan(job: Job, desired: Desired, source: HostState, target: Optional[H
     builder = _Builder()
     ctx = _Context(job, builder, target, _snapshot_actions(builder, desired))
     ctx.mapped = {pair.target_name for pair in desired.pairs}
-    for pair in sorted(desired.pairs, key=lambda p: p.name):
+    # in target name order: a parent's first send comes before its children's, also
+    # when --strip-path maps datasets of different source trees under each other
+    for pair in sorted(desired.pairs, key=lambda p: (p.target_name, p.name)):
         if pair.snapshot_note:
             ctx.notes.append(Note(SOURCE, pair.name, pair.snapshot_note))
         for name, why in pair.skipped:
@@ -323,11 +325,18 @@ def _pair_actions(ctx: _Context, pair: PairDesire) -> None:
         return
     prev = ctx.snap_index.get(pair.name)
 
-    # target, before sending: what must go (a stale resume, incompatible snapshots and
-    # the changes after them), then what thinning drops
-    if pair.abort_resume:
-        prev = builder.add(AbortResume(tname, unit, pair.abort_resume), [prev])
+    # before sending, in 3.3's order: thinning of both sides first (it never blocks, and a
+    # dataset that can't be sent is thinned all the same), then what the sends need: the
+    # incompatible snapshots gone and the changes after them rolled back, a stale resume
+    # aborted
     pre_target = [f for f in pair.target_fates if f.phase == PRE]
+    thinned = [f for f in pre_target if not f.required]
+    prev = _release_and_destroy(builder, job, TARGET, tname, thinned, unit, prev)
+    pre_source = [f for f in pair.source_fates if f.phase == PRE]
+    prev = _release_and_destroy(builder, job, SOURCE, pair.name, pre_source, unit, prev)
+    if pair.problem:
+        ctx.fail(pair, pair.problem)
+        return
     required = [f for f in pre_target if f.required]
     prev = _release_and_destroy(builder, job, TARGET, tname, required, unit, prev, required=True)
     if pair.rollback_to:
@@ -337,14 +346,8 @@ def _pair_actions(ctx: _Context, pair: PairDesire) -> None:
             else "target changed since its newest snapshot"
         )
         prev = builder.add(Rollback(tname, pair.rollback_to, unit, why), [prev])
-    thinned = [f for f in pre_target if not f.required]
-    prev = _release_and_destroy(builder, job, TARGET, tname, thinned, unit, prev)
-    # source, before sending
-    pre_source = [f for f in pair.source_fates if f.phase == PRE]
-    prev = _release_and_destroy(builder, job, SOURCE, pair.name, pre_source, unit, prev)
-    if pair.problem:
-        ctx.fail(pair, pair.problem)
-        return
+    if pair.abort_resume:
+        prev = builder.add(AbortResume(tname, unit, pair.abort_resume), [prev])
 
     full_send: Optional[int] = None
     for number, run in enumerate(_streams(pair.sends)):
@@ -394,10 +397,11 @@ def _move_holds(
     ctx: _Context, pair: PairDesire, prev: Optional[int]
 ) -> tuple[Optional[int], set[tuple[str, str]]]:
     """As zfs-autobackup 3.3, holds change only when something was sent: the newest
-    sent snapshot is held on both sides, then this backup's hold is released from every
-    other snapshot of the pair that has it, whatever its name (a foreign common snapshot
-    of --other-snapshots, an old one from before --snapshot-format changed). Returns the
-    last action and the (side, snapshot) releases planned."""
+    sent snapshot is held on both sides, then this backup's hold is released from the
+    previous common snapshot, whatever its name (a foreign common snapshot of
+    --other-snapshots, one from before --snapshot-format changed). Other snapshots keep
+    their holds: on the source one may be the common snapshot of another target of the
+    same backup name. Returns the last action and the (side, snapshot) releases planned."""
     job, builder, unit = ctx.job, ctx.builder, pair.name
     tag, final = job.naming.hold_tag, pair.final_common
     released: set[tuple[str, str]] = set()
@@ -409,16 +413,17 @@ def _move_holds(
         for f in fates
         if not f.keep and f.phase == PRE
     }
+    common = pair.common or (None, None)
     sides = (
-        (TARGET, pair.target_name, pair.target.snapshots if pair.target else ()),
-        (SOURCE, pair.name, pair.source.snapshots),
+        (TARGET, pair.target_name, pair.target.snapshots if pair.target else (), common[1]),
+        (SOURCE, pair.name, pair.source.snapshots, common[0]),
     )
-    for side, dataset, existing in sides:
+    for side, dataset, existing, _ in sides:
         if not any(s.name == final and tag in s.holds for s in existing):
             prev = builder.add(Hold(side, dataset, final, tag, unit), [prev])
-    for side, dataset, existing in sides:
+    for side, dataset, existing, old in sides:
         for snap in existing:
-            if tag in snap.holds and snap.name != final and (side, snap.name) not in doomed_first:
+            if snap.name == old != final and tag in snap.holds and (side, old) not in doomed_first:
                 prev = builder.add(Release(side, dataset, snap.name, tag, unit), [prev])
                 released.add((side, snap.name))
     return prev, released
@@ -456,7 +461,9 @@ def _streams(sends: Sequence[SendWish]) -> list[list[SendWish]]:
 
 def _missing(builder: _Builder, job: Job, missing: MissingDesire) -> None:
     name = missing.target.name
-    prev = _release_and_destroy(builder, job, TARGET, name, missing.fates, name, None)
+    prev = _release_and_destroy(
+        builder, job, TARGET, name, missing.fates, name, None, required=missing.destroy
+    )
     if missing.destroy:
         why = "missing on source past the --destroy-missing deadline"
         builder.add(DestroyDataset(name, name, why), [prev])

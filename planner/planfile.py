@@ -2,17 +2,19 @@
 
 A plan file holds the job (every option that shapes the run), the plan (actions in
 order, their dependencies, problems, notes), the assumptions it rests on, `now` and the
-fixed name of the new snapshot, the machine it was made on, and a sha256 of its content.
+fixed name of the new snapshot, the machine it was made on, and an HMAC-SHA256 of its
+content under a key only its maker can read (the key is passed in: executors.plankey).
 Reading refuses, with a one-line message, anything that is not exactly such a file:
-not JSON (truncated), another format or version, an edited file (checksum), a file that
+not JSON (truncated), another format or version, an edited file (signature), a file that
 does not fit the schema. The format is documented in docs/plan-format.md.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
-from typing import Any
+from typing import Any, Optional
 
 import attrs
 import cattrs
@@ -24,7 +26,9 @@ from reconcile.errors import ReconcileError
 from reconcile.job import Job
 
 FORMAT = "zfs-reconcile-plan"
-VERSION = 1
+#: 2: signed with a key (HMAC-SHA256); 1 had an unkeyed sha256
+VERSION = 2
+SIGNATURE = "hmac_sha256"
 
 
 class PlanFileError(ReconcileError):
@@ -58,17 +62,20 @@ def _converter() -> cattrs.Converter:
 CONVERTER = _converter()
 
 
-def _digest(body: dict[str, Any]) -> str:
+def _digest(body: dict[str, Any], key: bytes) -> str:
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hmac.new(key, canonical.encode(), hashlib.sha256).hexdigest()
 
 
-def dumps(saved: SavedPlan) -> str:
+def dumps(saved: SavedPlan, key: bytes) -> str:
     body: dict[str, Any] = {"format": FORMAT, "version": VERSION, **CONVERTER.unstructure(saved)}
-    return json.dumps({**body, "sha256": _digest(body)}, indent=1, ensure_ascii=False) + "\n"
+    signed = {**body, SIGNATURE: _digest(body, key)}
+    return json.dumps(signed, indent=1, ensure_ascii=False) + "\n"
 
 
-def loads(text: str, source: str = "plan file") -> SavedPlan:
+def loads(text: str, source: str = "plan file", key: Optional[bytes] = None) -> SavedPlan:
+    """Read a plan file; with `key`, refuse it unless its signature matches (without,
+    the signature is not checked: for reading, never for applying)."""
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -83,10 +90,11 @@ def loads(text: str, source: str = "plan file") -> SavedPlan:
             f"{source} has plan format version {data.get('version')!r}; "
             f"this zfs-autobackup reads version {VERSION} (make the plan again)"
         )
-    digest = data.pop("sha256", None)
-    if digest != _digest(data):
+    digest = data.pop(SIGNATURE, None)
+    if key is not None and not hmac.compare_digest(str(digest), _digest(data, key)):
         raise PlanFileError(
-            f"{source} was changed after it was saved (its checksum does not match)"
+            f"{source} was changed after it was saved, or made by another user or machine "
+            "(its signature does not match)"
         )
     data.pop("format")
     data.pop("version")

@@ -193,15 +193,18 @@ def _fate(
     """A snapshot's fate; one the schedule drops is still kept when zfs would refuse to
     destroy it: it has clones, or someone else holds it."""
     held = job.naming.hold_tag in snap.holds
-    if not keep:
-        pin = None
-        if snap.clones:
-            pin = f"has clones: {', '.join(snap.clones)}"
-        elif _foreign_holds(job, snap):
-            pin = f"held by {', '.join(_foreign_holds(job, snap))}"
-        if pin:
-            return Fate(snap.name, True, pin, held_by_us=held, kept_because=pin)
+    pin = _pinned(job, snap) if not keep else None
+    if pin:
+        return Fate(snap.name, True, pin, held_by_us=held, kept_because=pin)
     return Fate(snap.name, keep, reason, phase, held_by_us=held, required=required)
+
+
+def _pinned(job: Job, snap: Snapshot) -> Optional[str]:
+    """Why zfs would refuse to destroy `snap` (None: it would not)."""
+    if snap.clones:
+        return f"has clones: {', '.join(snap.clones)}"
+    foreign = _foreign_holds(job, snap)
+    return f"held by {', '.join(foreign)}" if foreign else None
 
 
 def desire(
@@ -397,7 +400,10 @@ def _pair(pin: _PairInput, graph: nx.DiGraph) -> PairDesire:
     abort, sends = _resume(pin, sends) if not problem else (None, sends)
     rollback_to = None
     if not problem:
-        rollback_to, problem = _rollback(pin, existing, incompatible, sends)
+        # (to the newest snapshot thinning leaves: thinning goes first)
+        thinned = {f.snapshot for f in target_fates if not f.keep and f.phase == PRE}
+        remaining = [s for s in existing if s.name not in thinned]
+        rollback_to, problem = _rollback(pin, remaining, incompatible, sends)
         if problem:
             sends, final_common = [], common_src
     return attrs.evolve(
@@ -429,6 +435,13 @@ def _blocking_problem(pin: _PairInput, incompatible: Sequence[Snapshot]) -> Opti
     """A problem that stops the dataset's sends; its thinning still happens (as 3.3,
     which thins both sides before it finds out)."""
     job, tds = pin.job, pin.target
+    pinned = [(s.name, why) for s in incompatible if (why := _pinned(job, s))]
+    if incompatible and job.destroy_incompatible and pinned:
+        listing = "; ".join(f"{name} {why}" for name, why in pinned)
+        return (
+            f"Incompatible snapshots on the target can't be destroyed: {listing}. "
+            "Remove what keeps them, then run again."
+        )
     if incompatible and not job.destroy_incompatible:
         listing = ", ".join(s.name for s in incompatible)
         return (

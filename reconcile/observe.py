@@ -50,10 +50,14 @@ def _list_argv(roots: Sequence[str]) -> list[str]:
     ]  # fmt: skip
 
 
-def _pool_features(reader: Reader, host: Host, label: str) -> dict[str, frozenset[str]]:
-    argv = ["zpool", "get", "-H", "-o", "name,property,value",
-            ",".join(f"feature@{f}" for f in zfs_text.POOL_FEATURES)]  # fmt: skip
-    return zfs_text.parse_pool_features(reader.run(host, argv, label=label).stdout)
+def pool_features(reader: Reader, state: HostState, pools: Sequence[str], label: str) -> HostState:
+    """`state` with the features of `pools` (one `zpool get`)."""
+    if not pools:
+        return state
+    features = ",".join(f"feature@{f}" for f in zfs_text.POOL_FEATURES)
+    argv = ["zpool", "get", "-H", "-o", "name,property,value", features, *sorted(set(pools))]
+    out = reader.run(state.host, argv, label=label).stdout
+    return attrs.evolve(state, features=zfs_text.parse_pool_features(out))
 
 
 def _check_names(host: Host, roots: Sequence[str], names: Sequence[str]) -> None:
@@ -144,8 +148,7 @@ def observe_source(
         _check_names(host, roots, [d.name for d in listed] + [s.dataset for s in snaps])
         datasets = zfs_text.assemble(listed, snaps, values)
     datasets = dict(sorted(_holds(reader, host, label, datasets).items()))
-    features = _pool_features(reader, host, label)
-    return HostState(host=host, datasets=datasets, selection=values, features=features)
+    return HostState(host=host, datasets=datasets, selection=values)
 
 
 def observe_target(
@@ -161,8 +164,7 @@ def observe_target(
     listed, snaps = zfs_text.parse_list(out)
     _check_names(host, [target_path], [d.name for d in listed] + [s.dataset for s in snaps])
     datasets = _holds(reader, host, label, zfs_text.assemble(listed, snaps))
-    features = _pool_features(reader, host, label)
-    return HostState(host=host, datasets=datasets, features=features)
+    return HostState(host=host, datasets=datasets)
 
 
 def resume_info(

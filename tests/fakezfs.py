@@ -116,6 +116,8 @@ class FakeZfs:
         self.events: list[tuple[str, str]] = []
         #: the next N receives are interrupted (a resume token stays behind)
         self.interrupt_next = 0
+        #: pool -> features `zpool get` reports disabled ("feature@extensible_dataset")
+        self.disabled_features: dict[str, set[str]] = {}
 
     # --- set-up and outside interference -------------------------------------------
 
@@ -196,12 +198,21 @@ class FakeZfs:
     def command(self, argv: Sequence[str], stream: Optional[Stream] = None) -> Output:
         """Run one command (`stream`: what `zfs recv` reads). Raises FakeError."""
         if argv[0] == "zpool":
-            pools = sorted({n.split("/")[0] for n in self.datasets})
             features = next(a for a in argv if a.startswith("feature@")).split(",")
-            lines = [f"{p}\t{f}\tactive" for p in pools for f in features]
+            asked = argv[argv.index(",".join(features)) + 1 :]
+            pools = asked or sorted({n.split("/")[0] for n in self.datasets})
+            lines = [
+                f"{p}\t{f}\t{'disabled' if f in self.disabled_features.get(p, ()) else 'active'}"
+                for p in pools
+                for f in features
+            ]
             return Output("".join(line + "\n" for line in lines))
         if list(argv[:3]) == ["sh", "-c", MOUNT_SCRIPT]:
-            self.events.append(("mount", argv[4]))
+            name = argv[4]
+            ds = self.datasets[name]
+            canmount = self.prop(name, "canmount")[0]
+            if ds.type == "filesystem" and canmount in ("on", "-"):
+                self.events.append(("mount", name))
             return Output()
         if argv[0] != "zfs":
             raise FakeError(f"sh: 1: {argv[0]}: not found", 127)
@@ -358,8 +369,13 @@ class FakeZfs:
             if s.holds:
                 raise FakeError(f"cannot destroy snapshot {dsname}@{s.name}: dataset is busy")
         for s in snaps:
-            if s is ds.snaps[-1]:  # `written` now counts from the snapshot before
+            # what it had written now counts for what comes after it: the next snapshot,
+            # or the dataset itself
+            at = ds.snaps.index(s)
+            if at == len(ds.snaps) - 1:
                 ds.written += s.written
+            else:
+                ds.snaps[at + 1].written += s.written
             ds.snaps.remove(s)
             self.events.append(("destroy", f"{dsname}@{s.name}"))
         if not ds.snaps:  # with no snapshot at all, everything counts as written
@@ -398,6 +414,7 @@ class FakeZfs:
         full = args[-1]
         ds, snap = self.get_snap(full)
         base_guid = None
+        base = snap
         chosen = [snap]
         for flag in ("-i", "-I"):
             if flag in args:
@@ -409,7 +426,18 @@ class FakeZfs:
                 if flag == "-I":
                     chosen = [s for s in ds.snaps if base.txg < s.txg <= snap.txg]
         props = tuple(sorted(ds.local_props.items())) if "-p" in args else ()
-        copies = tuple(attrs.evolve(s, holds=[]) for s in chosen)
+        # `written` as the target will see it: what changed since the snapshot before it
+        # there (an -i step that skips snapshots carries all their changes; a full
+        # stream's first snapshot holds everything)
+        first = ds.snaps.index(chosen[0])
+        since = ds.snaps.index(base) + 1 if base_guid is not None else 0
+        carried = sum(x.written for x in ds.snaps[since : first + 1])
+        if base_guid is None:
+            carried = max(carried, 4096)
+        copies = tuple(
+            attrs.evolve(x, holds=[], written=carried if i == 0 else x.written)
+            for i, x in enumerate(chosen)
+        )
         return Output(stream=Stream(ds.name, copies, base_guid, props, raw="-w" in args))
 
     def _zfs_recv(self, args: list[str], stream: Optional[Stream]) -> Output:

@@ -62,10 +62,20 @@ CASES: list[tuple[list[str], int, str]] = [
 ]  # fmt: skip
 
 
+KEY = b"0123456789abcdef"
+
+
 def _run(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
     empty = tmp_path / "empty-path"
     empty.mkdir(exist_ok=True)
-    env = {**os.environ, "PATH": str(empty), "PYTHONPATH": str(REPO)}
+    key = tmp_path / "plan.key"
+    key.write_bytes(KEY)
+    env = {
+        **os.environ,
+        "PATH": str(empty),
+        "PYTHONPATH": str(REPO),
+        "ZFS_AUTOBACKUP_PLAN_KEY": str(key),
+    }
     return subprocess.run(
         [sys.executable, "-m", "executors", *args],
         capture_output=True,
@@ -92,7 +102,7 @@ def test_bad_input(tmp_path: Path, args: list[str], code: int, message: str) -> 
     ("mangle", "message"),
     [
         (lambda t: t[: len(t) // 3], "is not a readable plan (invalid JSON"),
-        (lambda t: t.replace('"version": 1', '"version": 7'), "has plan format version 7"),
+        (lambda t: t.replace('"version": 2', '"version": 7'), "has plan format version 7"),
         (
             lambda t: t.replace('"hold_tag": "zfs_autobackup:bak"', '"hold_tag": "x"'),
             "was changed after it was saved",
@@ -102,7 +112,7 @@ def test_bad_input(tmp_path: Path, args: list[str], code: int, message: str) -> 
 )
 def test_bad_plan_files_refused_by_apply_and_show(tmp_path: Path, mangle, message: str) -> None:  # type: ignore[no-untyped-def]
     plan = tmp_path / "p.json"
-    plan.write_text(mangle(dumps(_saved())))
+    plan.write_text(mangle(dumps(_saved(), KEY)))
     for command in ("apply", "show"):
         proc = _run([command, str(plan)], tmp_path)
         lines = [line for line in proc.stderr.splitlines() if line.strip()]
@@ -113,7 +123,7 @@ def test_bad_plan_files_refused_by_apply_and_show(tmp_path: Path, mangle, messag
 
 def test_a_plan_made_on_another_machine_is_refused(tmp_path: Path) -> None:
     plan = tmp_path / "p.json"
-    plan.write_text(dumps(_saved()))  # made_on "host1"
+    plan.write_text(dumps(_saved(), KEY))  # made_on "host1"
     proc = _run(["apply", str(plan)], tmp_path)
     assert proc.returncode == 1
     assert "was made on host 'host1', not here" in proc.stderr

@@ -322,7 +322,8 @@ def test_a_failing_thinning_destroy_is_retried_one_by_one_and_fails_nothing() ->
     j = job(target_path=None, keep_source="1")
     names = ["p/a", "p/b", "p/c"]
     runner = ConcurrentDestroys(
-        meet=1, fail_on=["zfs destroy p/b@bak-20260101100000,", "zfs destroy p/b@bak-20260101100000"]
+        meet=1,
+        fail_on=["zfs destroy p/b@bak-20260101100000,", "zfs destroy p/b@bak-20260101100000"],
     )
     console = _console()
     outcome = Executor(j, runner, console, Settings(parallel=4)).execute(_thinning_plan(j, names))

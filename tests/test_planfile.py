@@ -14,6 +14,7 @@ from planner.show import NO_CHANGES, render, summary
 from tests.builders import dataset, job, run_desire, state
 
 TAG = "zfs_autobackup:bak"
+KEY = b"0123456789abcdef"
 
 
 def _saved() -> SavedPlan:
@@ -51,11 +52,11 @@ def _saved() -> SavedPlan:
 
 def test_plan_file_round_trips_and_is_json() -> None:
     saved = _saved()
-    text = dumps(saved)
+    text = dumps(saved, KEY)
     data = json.loads(text)
     assert data["format"] == "zfs-reconcile-plan" and data["version"] == VERSION
     assert {a["kind"] for a in data["plan"]["actions"]} >= {"snapshot", "send", "hold", "destroy"}
-    assert loads(text) == saved
+    assert loads(text, key=KEY) == saved
 
 
 @pytest.mark.parametrize(
@@ -64,7 +65,11 @@ def test_plan_file_round_trips_and_is_json() -> None:
         (lambda t: t[: len(t) // 2], "invalid JSON"),
         (lambda t: "", "invalid JSON"),
         (lambda t: "[1, 2]", "not a zfs-reconcile plan file"),
-        (lambda t: t.replace('"version": 1', '"version": 99'), "plan format version 99"),
+        (lambda t: t.replace('"version": 2', '"version": 99'), "plan format version 99"),
+        (
+            lambda t: t.replace('"version": 2', '"version": 1'),
+            "has plan format version 1; this zfs-autobackup reads version 2",
+        ),
         (
             lambda t: t.replace("bak-20260103120000", "bak-20260104120000"),
             "changed after it was saved",
@@ -77,19 +82,37 @@ def test_plan_file_round_trips_and_is_json() -> None:
 )
 def test_bad_plan_files_are_one_clear_error(mangle, message: str) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(PlanFileError, match=message) as info:
-        loads(mangle(dumps(_saved())), "p.json")
+        loads(mangle(dumps(_saved(), KEY)), "p.json", KEY)
     assert "\n" not in str(info.value)
 
 
 def test_schema_violations_with_a_valid_checksum_are_refused() -> None:
     from planner import planfile
 
-    data = json.loads(dumps(_saved()))
-    data.pop("sha256")
+    data = json.loads(dumps(_saved(), KEY))
+    data.pop(planfile.SIGNATURE)
     data["plan"]["actions"][0]["kind"] = "format-the-disk"
-    data["sha256"] = planfile._digest(data)
+    data[planfile.SIGNATURE] = planfile._digest(data, KEY)
     with pytest.raises(PlanFileError, match="does not fit the plan format"):
-        loads(json.dumps(data))
+        loads(json.dumps(data), key=KEY)
+
+
+def test_an_edited_plan_with_a_recomputed_unkeyed_checksum_is_refused() -> None:
+    """#9: a pre-snapshot command edited into the job, and the file "fixed" the way an
+    unkeyed checksum could be: the signature under this user's key does not match."""
+    import hashlib
+
+    from planner import planfile
+
+    data = json.loads(dumps(_saved(), KEY))
+    data.pop(planfile.SIGNATURE)
+    data["job"]["pre_snapshot_cmds"] = [["sh", "-c", "zfs destroy -r rpool"]]
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    data[planfile.SIGNATURE] = hashlib.sha256(canonical.encode()).hexdigest()
+    with pytest.raises(PlanFileError, match="its signature does not match"):
+        loads(json.dumps(data), "p.json", KEY)
+    with pytest.raises(PlanFileError, match="its signature does not match"):
+        loads(json.dumps(data), "p.json", b"another users key")
 
 
 def test_drift_names_each_change() -> None:

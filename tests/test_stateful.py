@@ -110,9 +110,9 @@ class Story(RuleBasedStateMachine):
             result[source] = any(s.guid in guids for s in self.zfs.datasets[target].snaps)
         return result
 
-    def _run(self, *flags: str) -> int:
+    def _run(self, *flags: str, target: Optional[str] = TARGET) -> int:
         self.zfs.now += 1  # two runs never share a second (and a snapshot name)
-        args = build_parser().parse_args(["bak", TARGET, *flags])
+        args = build_parser().parse_args(["bak", *([target] if target else []), *flags])
         job = job_from_args(args)
         console = Console(out=io.StringIO(), err=io.StringIO(), color=False)
         settings = Settings(parallel=args.parallel)
@@ -165,6 +165,30 @@ class Story(RuleBasedStateMachine):
             for target, size in written.items():
                 if size and target in self.zfs.datasets:
                     assert self.zfs.datasets[target].written == size, f"{target} was changed"
+
+    @rule(
+        flags=st.lists(
+            st.sampled_from(["--keep-source=0", "--keep-source=2", "--allow-empty"]),
+            max_size=2,
+            unique=True,
+        )
+    )
+    def snapshot_only_run(self, flags: list[str]) -> None:
+        """A run without TARGET-PATH on this host, which also holds the backups (their
+        selection values arrived as received properties): the backups are not touched."""
+        start = len(self.zfs.events)
+        self._run(*flags, target=None)
+        touched = [e for e in self.zfs.events[start:] if e[1].startswith(f"{TARGET}/")]
+        assert not touched, touched
+
+    @precondition(lambda self: bool(self._finished_targets()))
+    @rule(data=st.data())
+    def someone_clones_a_backup_snapshot(self, data: st.DataObject) -> None:
+        """To restore a file: a clone of a backup snapshot, outside the target path. zfs
+        will not destroy that snapshot; the backups must go on all the same."""
+        target = data.draw(st.sampled_from(self._finished_targets()))
+        snap = data.draw(st.sampled_from(self.zfs.datasets[target].snaps))
+        self.zfs.clone(f"{target}@{snap.name}", f"bak/restore{next(self.counter)}")
 
     @rule(data=st.data())
     def someone_snapshots_the_source(self, data: st.DataObject) -> None:

@@ -126,7 +126,8 @@ def test_seed_walkthrough_full_then_incremental_with_holds(zfs_bed: ZfsBed, pool
     assert zfs_bed.holds(f"{target}/{s}/data@{first}") == []
     assert zfs_bed.checksum(f"{target}/{s}/data") == zfs_bed.checksum(f"{s}/data")
 
-    # converged: a run without snapshot has nothing to do, and only reads (5 commands)
+    # converged: a run without snapshot has nothing to do, and only reads (5 commands:
+    # per host a zfs list and a zfs holds, and the source's zfs get)
     before = zfs_bed.names(s, d)
     run = zfs_bed.tool("offsite1", target, "--no-snapshot", "--debug", now=stamp(1, 14))
     assert run.returncode == 0, run.stdout + run.stderr

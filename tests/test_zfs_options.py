@@ -102,14 +102,30 @@ def test_sending_options(zfs_bed: ZfsBed, pools: Pools) -> None:
     assert zfs_bed.snapshots(f"{s}/srv/db") == ["manual", snapname(3), snapname(5)]
 
 
+def _touch(zfs_bed: ZfsBed, dataset: str, name: str) -> str:
+    """A shell line that writes a file into a target filesystem (mounting it if needed)."""
+    return (
+        f'{{ [ "$(zfs get -H -o value mounted {dataset})" = yes ] || zfs mount {dataset}; }} && '
+        f'touch "$(zfs get -H -o value mountpoint {dataset})/{name}" && '
+        f"zpool sync {dataset.split('/', maxsplit=1)[0]}"
+    )
+
+
 def test_target_conflicts_need_their_flag(zfs_bed: ZfsBed, pools: Pools) -> None:
     """Incompatible snapshots, a changed target, a target without snapshots: each stops
-    only its dataset, names the flag, and the flag fixes it. Failures are counted."""
+    only its dataset, names the flag, and the flag fixes it. Failures are counted.
+    As 3.3: another tool's snapshot right after the common one with nothing written in
+    it is compatible; --destroy-incompatible does not imply --rollback; --rollback acts
+    only right before a transfer."""
     s, d = pools.src, pools.dst
     _tree(zfs_bed, pools, "top", "top/inc", "top/mod", "top/ok")
     assert zfs_bed.tool("opt", d, "--allow-empty", now=stamp(1)).returncode == 0
-    zfs_bed.run(f"zfs snapshot {d}/{s}/top/inc@stray && zfs set readonly=off {d}/{s}/top/mod && "
-                f"zfs mount {d}/{s}/top/mod && touch /mnt/{d}/{s}/top/mod/changed && zpool sync {d}")  # fmt: skip
+    t = f"{d}/{s}/top"
+    zfs_bed.run(
+        f"zfs set readonly=off {t}/inc && {_touch(zfs_bed, f'{t}/inc', 'x')} && "
+        f"zfs snapshot {t}/inc@stray && zfs set readonly=off {t}/mod && "
+        f"{_touch(zfs_bed, f'{t}/mod', 'changed')} && zfs snapshot {t}/ok@hourly-1"
+    )
     run = zfs_bed.tool("opt", d, "--allow-empty", now=stamp(2))
     assert run.returncode == 2, run.stdout + run.stderr
     assert (
@@ -118,40 +134,49 @@ def test_target_conflicts_need_their_flag(zfs_bed: ZfsBed, pools: Pools) -> None
     assert "--destroy-incompatible" in run.stderr
     assert "was changed since its newest snapshot" in run.stderr and "--rollback" in run.stderr
     assert "! 2 dataset(s) failed!" in run.stderr
-    # the others went on
-    assert snapname(2) in zfs_bed.snapshots(f"{d}/{s}/top/ok")
-    assert zfs_bed.snapshots(f"{d}/{s}/top/inc") == [snapname(1), "stray"]
+    # the others went on; another tool's snapshot with nothing written in it stays
+    assert zfs_bed.snapshots(f"{t}/ok") == [snapname(1), "hourly-1", snapname(2)]
+    assert zfs_bed.snapshots(f"{t}/inc") == [snapname(1), "stray"]
 
+    # --destroy-incompatible fixes inc (destroy, roll back, send), but mod is still changed
     run = zfs_bed.tool("opt", d, "--no-snapshot", "--destroy-incompatible", now=stamp(3))
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert zfs_bed.snapshots(f"{t}/inc") == [snapname(1), snapname(2)]
+    assert zfs_bed.snapshots(f"{t}/mod") == [snapname(1)]
+    run = zfs_bed.tool("opt", d, "--no-snapshot", "--rollback", now=stamp(4))
     assert run.returncode == 0, run.stdout + run.stderr
-    assert zfs_bed.snapshots(f"{d}/{s}/top/inc") == [snapname(1), snapname(2)]
-    assert zfs_bed.snapshots(f"{d}/{s}/top/mod") == [snapname(1), snapname(2)]
+    assert zfs_bed.snapshots(f"{t}/mod") == [snapname(1), snapname(2)]
     # rolled back: the live target is exactly its newest snapshot, the change is gone
     # (no `ls` there: reading a mounted directory updates atime, which is a change)
-    assert zfs_bed.prop(f"{d}/{s}/top/mod", "written") == "0"
-    assert zfs_bed.checksum(f"{d}/{s}/top/mod@{snapname(2)}") == zfs_bed.checksum(
+    assert zfs_bed.prop(f"{t}/mod", "written") == "0"
+    assert zfs_bed.checksum(f"{t}/mod@{snapname(2)}") == zfs_bed.checksum(
         f"{s}/top/mod@{snapname(2)}"
     )
-    # as v3: --rollback discards target changes even when there is nothing to send
-    zfs_bed.run(f"touch /mnt/{d}/{s}/top/mod/again && zpool sync {d}")
-    assert zfs_bed.prop(f"{d}/{s}/top/mod", "written") != "0"
+    # as 3.3: --rollback only right before a transfer: with nothing to send, the change
+    # stays; the next run that sends discards it
+    zfs_bed.run(_touch(zfs_bed, f"{t}/mod", "again"))
+    written = zfs_bed.prop(f"{t}/mod", "written")
+    assert written != "0"
     run = zfs_bed.tool("opt", d, "--no-snapshot", "--rollback", now=stamp(3, day=2))
     assert run.returncode == 0, run.stdout + run.stderr
-    assert zfs_bed.prop(f"{d}/{s}/top/mod", "written") == "0"
-    assert zfs_bed.snapshots(f"{d}/{s}/top/mod") == [snapname(1), snapname(2)]
-    zfs_bed.sh("zfs", "unmount", f"{d}/{s}/top/mod")
+    assert zfs_bed.prop(f"{t}/mod", "written") == written
+    run = zfs_bed.tool("opt", d, "--allow-empty", "--rollback", now=stamp(4, day=2))
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert zfs_bed.prop(f"{t}/mod", "written") == "0"
+    assert zfs_bed.snapshots(f"{t}/mod")[-1] == snapname(4, day=2)
+    zfs_bed.sh("zfs", "unmount", f"{t}/mod")
 
     # a target dataset that exists without snapshots is only overwritten with --force
     zfs_bed.run(f"zfs create {s}/top/new && zfs create {d}/{s}/top/new")
-    run = zfs_bed.tool("opt", d, "--allow-empty", now=stamp(4))
+    run = zfs_bed.tool("opt", d, "--allow-empty", now=stamp(5, day=2))
     assert run.returncode == 1 and "exists but has no snapshots" in run.stderr
     assert zfs_bed.snapshots(f"{d}/{s}/top/new") == []
-    run = zfs_bed.tool("opt", d, "--no-snapshot", "--force", "--debug", now=stamp(5))
+    run = zfs_bed.tool("opt", d, "--no-snapshot", "--force", "--debug", now=stamp(6, day=2))
     assert run.returncode == 0, run.stdout + run.stderr
     assert " -F " in next(
         line for line in run.stdout.splitlines() if "zfs recv" in line and "top/new" in line
     )
-    assert zfs_bed.snapshots(f"{d}/{s}/top/new") == [snapname(4)]
+    assert zfs_bed.snapshots(f"{d}/{s}/top/new") == [snapname(5, day=2)]
 
 
 def test_ignore_transfer_errors_and_guid_check(zfs_bed: ZfsBed, pools: Pools) -> None:
@@ -237,6 +262,9 @@ def test_destroy_missing(zfs_bed: ZfsBed, pools: Pools) -> None:
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert f"[Target] {d}/{s}/all/gone: Destroy missing: Waiting for deadline." in run.stdout
+    # (a target's note, labelled so, after the "Sending and thinning" title)
+    assert f"[Source] {d}/{s}/all/gone" not in run.stdout
+    assert run.stdout.index("#### Sending and thinning") < run.stdout.index("Waiting for deadline")
     run = zfs_bed.tool(
         "opt", d, "--allow-empty", "--destroy-missing", "30d", "--verbose", now=stamp(1, 31)
     )

@@ -3,6 +3,7 @@
 ZFSVM=require (CI): the guest must boot, or the run fails at once.
 ZFSVM=auto (default): where no guest can boot, `zfs` tests are skipped, saying why.
 ZFSVM=off: skip them without trying.
+ZFSVM_GUEST=WORKDIR:NAME: use a guest that is running already (not stopped afterwards).
 
 The guest is booted once per session, before the first test runs, and the OpenZFS
 version is printed at the top of the run. Each test asks for fresh pools.
@@ -55,6 +56,21 @@ def _boot(config: pytest.Config) -> Optional[ZfsBed]:
     started = time.monotonic()
     image = ensure_image()
     built = time.monotonic() - started
+    running = os.environ.get("ZFSVM_GUEST")
+    if running:
+        # a guest that is up already (tests/zfsvm/guest.py's workdir and name, as
+        # WORKDIR:NAME): for quick reruns while developing; never stopped by the run
+        folder, _, name = running.rpartition(":")
+        guest = Guest(image, Path(folder), name)
+        bed = ZfsBed(guest)
+        bed.zfs_version = " / ".join(guest.run("zfs version").stdout.split())
+        bed.install_tool()
+        _STATE["image"] = image
+        _STATE["workdir"] = Path(tempfile.mkdtemp(prefix="zfsvm-"))
+        _STATE["peer_port"] = free_port()
+        _STATE["reused"] = True
+        say(f"real ZFS: {bed.zfs_version} in the running guest {running}")
+        return bed
     workdir = Path(tempfile.mkdtemp(prefix="zfsvm-"))
     _STATE["workdir"] = workdir
     # a second guest, booted only when a test needs it, is reachable from this one as
@@ -99,7 +115,7 @@ def pytest_runtestloop(session: pytest.Session) -> None:
 def pytest_sessionfinish(session: pytest.Session) -> None:
     for key in ("bed", "peer"):
         bed: Optional[ZfsBed] = _STATE.get(key)
-        if bed is not None:
+        if bed is not None and not (key == "bed" and _STATE.get("reused")):
             bed.guest.stop()
     workdir = _STATE.get("workdir")
     if workdir is not None:
