@@ -4,46 +4,24 @@
 
 prints the settings summary, `#### Selecting`, `#### Snapshotting`, `#### Sending and
 thinning` (or `#### Thinning source`), and returns the number of failed datasets.
-`--test` runs the same through a runner that refuses writes.
+`--test` runs the same through a runner that refuses writes. The work is the session
+pipeline's (executors.session) and the executor's; this module only prints.
 """
 
 from __future__ import annotations
-
-from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
-from typing import Optional
 
 import attrs
 
 from executors.console import Console
 from executors.execute import DEFAULTS, Executor, Settings
 from executors.runner import Runner
-from planner import invariants
-from planner.actions import TARGET, Action, CreateSnapshots, Send
-from planner.cover import present_sides
-from planner.plan import SKIPPED, SNAPSHOT_NOTE, Plan, build_plan
-from reconcile import graph as snapgraph
-from reconcile.desire import Desired, desire
-from reconcile.errors import EXIT_FATAL, SelectionError
+from executors.session import no_selection, nothing_to_select, prepare
+from planner import compile as compiler
+from planner.actions import TARGET, Action, CreateSnapshots
+from planner.plan import SKIPPED, SNAPSHOT_NOTE
+from reconcile.desire import Desired
+from reconcile.errors import EXIT_FATAL
 from reconcile.job import Job
-from reconcile.model import HostState
-from reconcile.observe import observe_source, observe_target, pool_features, resume_info
-
-
-@attrs.frozen
-class Observed:
-    source: HostState
-    target: Optional[HostState]
-    desired: Desired
-    plan: Plan
-
-    @property
-    def features(self) -> dict[str, Mapping[str, frozenset[str]]]:
-        """Per side, each pool's features as observed."""
-        sides = {"source": self.source.features}
-        if self.target is not None:
-            sides["target"] = self.target.features
-        return sides
 
 
 def settings_summary(job: Job, console: Console) -> None:
@@ -85,91 +63,8 @@ def settings_summary(job: Job, console: Console) -> None:
         )
 
 
-def observe_hosts(
-    job: Job, runner: Runner, *, together: bool = False
-) -> tuple[HostState, Optional[HostState]]:
-    """Read the source and the target; `together`: both at once (they are read-only, and
-    the target's listing is the longest part of most runs), unless they are the same
-    remote host (whose first ssh connection both would race to set up)."""
-
-    def source() -> HostState:
-        return observe_source(
-            runner,
-            job.source,
-            job.naming.property_name,
-            exclude_paths=job.exclude_paths,
-            exclude_received=job.excludes_received,
-        )
-
-    def target() -> Optional[HostState]:
-        if not job.target_path:
-            return None
-        return observe_target(runner, job.target, job.target_path)
-
-    same_remote = job.source.ssh is not None and job.source == job.target
-    if not together or not job.target_path or same_remote:
-        return source(), target()
-    with ThreadPoolExecutor(2, "observe") as pool:
-        theirs = pool.submit(target)
-        return source(), theirs.result()
-
-
-def observe_together(settings: Settings, console: Console) -> bool:
-    """Observe source and target at once: unless --parallel 1 or --debug (one thing at a
-    time, in order)."""
-    return settings.parallel > 1 and not console.show_debug
-
-
-def observe_and_plan(
-    job: Job,
-    runner: Runner,
-    now: float,
-    *,
-    together: bool = False,
-    snapshot_name: Optional[str] = None,
-) -> Observed:
-    """Read both hosts, compute the desired state and the checked plan. Changes nothing.
-    `snapshot_name`: the new snapshot's name when it was fixed before (a saved plan)."""
-    source, target = observe_hosts(job, runner, together=together)
-    resume = resume_info(runner, job.source, target) if target is not None else {}
-    graph = snapgraph.build(source, target)
-    desired = desire(job, source, target, graph, now, resume, snapshot_name=snapshot_name)
-    check_selection(desired)
-    plan = build_plan(job, desired, source, target)
-    invariants.check(plan, job, desired)
-    sends = [a for a in plan.actions if isinstance(a, Send)]
-    if sends:  # what shapes the sends: only read when there are any
-        pools = [a.source_dataset.split("/")[0] for a in sends]
-        source = pool_features(runner, source, pools, "[Source]")
-        if target is not None:
-            pools = [a.target_dataset.split("/")[0] for a in sends]
-            target = pool_features(runner, target, pools, "[Target]")
-    return Observed(source, target, desired, plan)
-
-
-def check_selection(desired: Desired) -> None:
-    """An invalid selection value stops the run before anything changes (as 3.3: one
-    bad value, also inherited, would otherwise turn a backup into a missing dataset)."""
-    invalid = [c for c in desired.choices if c.invalid]
-    if invalid:
-        raise SelectionError(
-            "; ".join(f"{c.dataset}: {c.reason}" for c in invalid)
-            + ". Nothing was changed: fix the value (zfs set / zfs inherit) and run again."
-        )
-
-
-def nothing_to_select(desired: Desired) -> bool:
-    """As 3.3: "No source filesystems selected" only when no dataset has the property
-    at all; when every dataset is excluded (--exclude-unchanged, false, ...) the run
-    simply has nothing to do."""
-    return not desired.selected and all(c.unset for c in desired.choices)
-
-
-def no_selection_message(job: Job) -> str:
-    return (
-        f"No source filesystems selected, please do a 'zfs set "
-        f"{job.naming.property_name}=true' on the source datasets you want to select."
-    )
+def compile_options(settings: Settings) -> compiler.Options:
+    return compiler.Options(parallel=settings.parallel, progress=settings.progress)
 
 
 def print_selection(desired: Desired, console: Console) -> None:
@@ -195,11 +90,14 @@ def run_classic(
     if args_test:
         console.warning("TEST MODE - SIMULATING WITHOUT MAKING ANY CHANGES")
     settings_summary(job, console)
-    observed = observe_and_plan(job, runner, now, together=observe_together(settings, console))
-    desired, plan = observed.desired, observed.plan
+    settings = attrs.evolve(settings, progress=settings.progress and not args_test)
+    prepared = prepare(
+        job, runner, now, compile_options(settings), together=settings.observe_together
+    )
+    desired, plan = prepared.desired, prepared.plan
     print_selection(desired, console)
     if nothing_to_select(desired):
-        console.error(no_selection_message(job))
+        console.error(no_selection(job).message)
         return EXIT_FATAL
 
     if job.snapshot:
@@ -231,14 +129,9 @@ def run_classic(
         if not state["titled"] and not isinstance(action, CreateSnapshots):
             open_second()
 
-    outcome = Executor(
-        job,
-        runner,
-        console,
-        attrs.evolve(settings, progress=settings.progress and not args_test),
-        present_sides(plan, job, observed.source, observed.target),
-        observed.features,
-    ).execute(plan, stop_on_error=console.show_debug, before_first=before)
+    outcome = Executor(job, runner, console, settings).execute(
+        plan, prepared.compiled, stop_on_error=settings.debug, before_first=before
+    )
     if not state["titled"]:
         open_second()
     failed = len(outcome.failed)

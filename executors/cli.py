@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,11 +22,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Callable, Optional
 
+import attrs
+
 from executors.classic import run_classic
 from executors.console import Console
 from executors.lock import backup_lock
-from executors.options import build_parser, job_from_args, run_settings
-from executors.runner import LocalRunner, ReadOnlyRunner, Runner, SshSettings
+from executors.options import RunOptions, build_parser, job_from_args, run_options
+from executors.runner import LocalRunner, ReadOnlyRunner, Runner, SshSettings, close_masters
 from reconcile import __version__
 from reconcile.errors import EXIT_FATAL, ReconcileError
 
@@ -36,35 +37,52 @@ SUBCOMMANDS = ("plan", "apply", "show")
 EXIT_ERROR = 1
 
 
-def _console(args_list: Sequence[str]) -> Console:
-    verbose = "--verbose" in args_list or "-v" in args_list
-    return Console(verbose=verbose, debug="--debug" in args_list or "--debug-output" in args_list)
+def make_console(options: RunOptions) -> Console:
+    return Console(verbose=options.verbose, debug=options.debug)
 
 
-def _runner(console: Console, control_dir: str, show_output: bool, read_only: bool) -> Runner:
+def make_runner(options: RunOptions, console: Console, control_dir: str) -> Runner:
     local = LocalRunner(
-        console.command, ssh=SshSettings(control_dir=control_dir), show_output=show_output
+        console.command,
+        ssh=SshSettings(control_dir=control_dir),
+        show_output=options.debug_output,
     )
-    return ReadOnlyRunner(local, console.command) if read_only else local
+    return ReadOnlyRunner(local, console.command) if options.read_only else local
 
 
-def _run(args_list: list[str], console: Console, control_dir: str, now: float) -> int:
+@attrs.frozen
+class Deps:
+    """What a run takes from the world, made once in main (tests pass their own)."""
+
+    clock: Callable[[], float] = time.time
+    console: Callable[[RunOptions], Console] = make_console
+    #: (options, console, folder for the ssh control sockets) -> runner
+    runner: Callable[[RunOptions, Console, str], Runner] = make_runner
+
+
+def _mode(args_list: Sequence[str]) -> tuple[str, list[str]]:
     mode = args_list[0] if args_list and args_list[0] in SUBCOMMANDS else "classic"
-    rest = args_list[1:] if mode != "classic" else args_list
+    rest = list(args_list[1:] if mode != "classic" else args_list)
+    if mode == "show" or (mode == "apply" and rest and Path(rest[0]).is_file()):
+        mode = f"{mode}-file"
+    return mode, rest
+
+
+def _run(mode: str, rest: list[str], deps: Deps, control_dir: str, now: float) -> int:
     if mode != "classic":
         # tabulate and cattrs are only needed here: the classic run starts faster without
         from executors import workflow
 
-    if mode == "show" or (mode == "apply" and len(rest) >= 1 and Path(rest[0]).is_file()):
-        parser = build_parser(mode=f"{mode}-file")
-        args = parser.parse_args(rest)
-        if mode == "show":
-            return workflow.run_show(args.plan_file, console, args.json)
-        runner = _runner(console, control_dir, args.debug_output, read_only=False)
-        with backup_lock(workflow.load_plan(args.plan_file).job):
-            return workflow.run_apply_file(args.plan_file, console, runner, run_settings(args))
-
     args = build_parser(mode=mode).parse_args(rest)
+    options = run_options(mode, args)
+    console = deps.console(options)
+    if mode == "show-file":
+        return workflow.run_show(args.plan_file, console, args.json)
+    runner = deps.runner(options, console, control_dir)
+    if mode == "apply-file":
+        with backup_lock(workflow.load_plan(args.plan_file).job):
+            return workflow.run_apply_file(args.plan_file, console, runner, options.settings)
+
     # as zfs-autobackup 3.3 says it (on stdout)
     if args.resume:
         console.warning("The --resume option isn't needed anymore (it's autodetected now)")
@@ -80,7 +98,6 @@ def _run(args_list: list[str], console: Console, control_dir: str, now: float) -
         f"zfs-autobackup v{__version__} (zfs-reconcile, compatible with zfs-autobackup v3)"
     )
     if mode == "plan":
-        runner = _runner(console, control_dir, args.debug_output, read_only=True)
         return workflow.run_plan(
             job,
             console,
@@ -90,48 +107,31 @@ def _run(args_list: list[str], console: Console, control_dir: str, now: float) -
             as_json=args.json,
             detailed=args.detailed_exitcode,
             estimate=args.estimate,
+            commands=args.commands,
+            settings=options.settings,
         )
-    runner = _runner(
-        console, control_dir, args.debug_output, read_only=getattr(args, "test", False)
-    )
     if mode == "apply":
         with backup_lock(job):
             return workflow.run_apply(
-                job,
-                console,
-                runner,
-                now,
-                auto_approve=args.auto_approve,
-                settings=run_settings(args),
+                job, console, runner, now, auto_approve=args.auto_approve, settings=options.settings
             )
-    with contextlib.nullcontext() if args.test else backup_lock(job):
-        return run_classic(job, args.test, console, runner, now, settings=run_settings(args))
+    with contextlib.nullcontext() if options.test else backup_lock(job):
+        return run_classic(job, options.test, console, runner, now, settings=options.settings)
 
 
-def main(argv: Optional[Sequence[str]] = None, *, clock: Callable[[], float] = time.time) -> int:
-    args_list = list(sys.argv[1:] if argv is None else argv)
-    console = _console(args_list)
-    classic = not (args_list and args_list[0] in SUBCOMMANDS)
+def main(argv: Optional[Sequence[str]] = None, deps: Deps = Deps()) -> int:
+    mode, rest = _mode(list(sys.argv[1:] if argv is None else argv))
+    classic = mode == "classic"
     control_dir = tempfile.mkdtemp(prefix="zfs-autobackup-ssh-")
     try:
-        return _run(args_list, console, control_dir, clock())
+        return _run(mode, rest, deps, control_dir, deps.clock())
     except ReconcileError as exc:
-        console.error(str(exc))
+        # (before the command line is parsed there is no run option yet: errors always show)
+        Console().error(str(exc))
         return exc.exit_code if classic else EXIT_ERROR
     except KeyboardInterrupt:
-        console.error("Aborted")
+        Console().error("Aborted")
         return EXIT_FATAL if classic else EXIT_ERROR
     finally:
-        _close_ssh_masters(control_dir)
-
-
-def _close_ssh_masters(control_dir: str) -> None:
-    """Stop the multiplexed ssh connections this run opened, then drop their folder."""
-    for control in Path(control_dir).iterdir():
-        subprocess.run(
-            ["ssh", "-o", f"ControlPath={control}", "-O", "exit", "unused"],
-            capture_output=True,
-            check=False,
-            timeout=10,
-        )
-    shutil.rmtree(control_dir, ignore_errors=True)
+        close_masters(control_dir)
+        shutil.rmtree(control_dir, ignore_errors=True)

@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, NoReturn, Optional
 
+import attrs
+
 from executors.execute import DEFAULT_PARALLEL, Settings
 from reconcile import __version__, naming
 from reconcile.errors import UsageError
@@ -330,7 +332,12 @@ def build_parser(mode: str = "classic") -> argparse.ArgumentParser:
         g.add_argument(
             "--estimate",
             action="store_true",
-            help="estimate the size of each send (one zfs send -nP each)",
+            help="estimate the size of each send (its zfs send with -n -P, one each)",
+        )
+        g.add_argument(
+            "--commands",
+            action="store_true",
+            help="also print the exact commands, in the order apply runs them",
         )
     else:
         g.add_argument("--auto-approve", action="store_true", help="apply without asking")
@@ -474,10 +481,46 @@ def job_from_args(args: argparse.Namespace) -> Job:
     )
 
 
-def run_settings(args: argparse.Namespace) -> Settings:
-    """--progress / --no-progress (by default on when stderr is a terminal), --parallel."""
-    progress = getattr(args, "progress", None)
-    return Settings(
+@attrs.frozen
+class RunOptions:
+    """How this run runs (not what it does: that is the Job), built once from argv."""
+
+    #: classic, plan, apply, apply-file, show
+    mode: str
+    verbose: bool = False
+    #: --debug (or --debug-output): every command; one thing at a time; stop at a failure
+    debug: bool = False
+    #: --debug-output: commands with their output and exit codes
+    debug_output: bool = False
+    #: --test (classic mode): nothing that writes runs
+    test: bool = False
+    #: --progress / --no-progress (by default on when stderr is a terminal)
+    progress: bool = False
+    parallel: int = DEFAULT_PARALLEL
+
+    @property
+    def settings(self) -> Settings:
+        return Settings(
+            progress=self.progress and not self.test and self.mode != "plan",
+            parallel=self.parallel,
+            debug=self.debug,
+        )
+
+    @property
+    def read_only(self) -> bool:
+        return self.test or self.mode in ("plan", "show")
+
+
+def run_options(mode: str, args: argparse.Namespace) -> RunOptions:
+    """Every run option of a parsed command line (the file modes have fewer)."""
+    progress = vars(args).get("progress")
+    debug_output = bool(vars(args).get("debug_output", False))
+    return RunOptions(
+        mode=mode,
+        verbose=bool(vars(args).get("verbose", False)),
+        debug=bool(vars(args).get("debug", False)) or debug_output,
+        debug_output=debug_output,
+        test=bool(vars(args).get("test", False)),
         progress=sys.stderr.isatty() if progress is None else bool(progress),
-        parallel=getattr(args, "parallel", DEFAULT_PARALLEL),
+        parallel=int(vars(args).get("parallel", DEFAULT_PARALLEL)),
     )

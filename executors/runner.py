@@ -22,12 +22,14 @@ import shlex
 import subprocess
 import tempfile
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import IO, Any, Callable, Optional, Protocol
 
 import attrs
 from plumbum import local
 from plumbum.commands.processes import CommandNotFound as PlumbumCommandNotFound
 
+from planner.compile import PROBE_PREFIX
 from reconcile import errors, zfs_text
 from reconcile.model import Host
 
@@ -102,8 +104,6 @@ class Runner(Protocol):
 _READ_ONLY_ZFS = frozenset({"list", "get", "holds", "version", "send", "userspace", "groupspace"})
 _READ_ONLY_ZPOOL = frozenset({"list", "get", "status", "version"})
 _READ_ONLY_PROGRAMS = frozenset({"true", "uname"})
-#: `sh -c PROBE_SCRIPT sh PROG...` prints the programs that are not installed
-PROBE_SCRIPT = 'for p in "$@"; do command -v "$p" >/dev/null 2>&1 || echo "$p"; done'
 
 
 def is_read_only(argv: Sequence[str]) -> bool:
@@ -111,7 +111,7 @@ def is_read_only(argv: Sequence[str]) -> bool:
     if not argv:
         return False
     program = argv[0].rsplit("/", 1)[-1]
-    if tuple(argv[:3]) == ("sh", "-c", PROBE_SCRIPT):
+    if tuple(argv[:3]) == PROBE_PREFIX:
         return True
     if program == "zfs":
         return len(argv) > 1 and argv[1] in _READ_ONLY_ZFS
@@ -130,6 +130,12 @@ class SshSettings:
     #: directory for the multiplexing control sockets; None = no multiplexing
     control_dir: Optional[str] = None
     connect_timeout: int = 30
+
+    def display(self) -> SshSettings:
+        """The same without the connection sharing options: what --debug and
+        `plan --commands` show (the control socket's path differs from run to run; the
+        line does the same without it)."""
+        return attrs.evolve(self, control_dir=None)
 
     def prefix(self, host: Host) -> list[str]:
         assert host.ssh is not None
@@ -179,6 +185,12 @@ def shell_line(stages: Sequence[Stage], ssh: Optional[SshSettings] = None) -> st
     )
 
 
+def display_line(commands: Sequence[tuple[Host, Sequence[str]]]) -> str:
+    """The line --debug shows for commands (a pipeline when there are several), as a
+    user could paste it."""
+    return shell_line([Stage(host, tuple(argv)) for host, argv in commands])
+
+
 def _plumbum_command(argv: Sequence[str]):  # type: ignore[no-untyped-def]
     try:
         return local[argv[0]][list(argv[1:])]
@@ -209,8 +221,8 @@ class LocalRunner:
         self.history: list[str] = []
 
     def line(self, stages: Sequence[Stage]) -> str:
-        """The shell line this runner would run for `stages`."""
-        return shell_line(stages, self._ssh)
+        """The shell line shown for `stages` (without the connection sharing options)."""
+        return shell_line(stages, self._ssh.display())
 
     def _announce(self, label: str, line: str) -> None:
         self.history.append(line)
@@ -233,7 +245,7 @@ class LocalRunner:
     ) -> Result:
         argv = tuple(argv)
         process_argv = _process_argv(host, [argv], self._ssh)
-        line = shlex.join(process_argv)
+        line = self.line([Stage(host, argv)])
         self._announce(label, line)
         command = _plumbum_command(process_argv)
         stdin_data = input.encode() if input is not None else None
@@ -258,7 +270,7 @@ class LocalRunner:
         watch: Optional[PipelineWatch] = None,
     ) -> PipelineResult:
         groups = group_stages(stages)
-        line = shell_line(stages, self._ssh)
+        line = self.line(stages)
         label = stages[0].label if stages else ""
         self._announce(label, line)
         commands = [
@@ -371,3 +383,14 @@ class ReadOnlyRunner:
         line = self._inner.line(stages)
         self._swallow(stages[0].label if stages else "", line)
         return PipelineResult(line, (0,), ("",), "")
+
+
+def close_masters(control_dir: str) -> None:
+    """Stop the multiplexed ssh connections whose control sockets are in `control_dir`."""
+    for control in Path(control_dir).iterdir():
+        subprocess.run(
+            ["ssh", "-o", f"ControlPath={control}", "-O", "exit", "unused"],
+            capture_output=True,
+            check=False,
+            timeout=10,
+        )

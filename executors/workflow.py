@@ -6,9 +6,11 @@
     zfs-autobackup apply FILE
     zfs-autobackup show  FILE [--json]
 
-`plan` observes and prints the plan as tables; it runs only read-only commands (its
-runner refuses anything else). `apply FILE` observes again, refuses when anything the
-plan assumed drifted, and otherwise executes exactly the saved plan.
+`plan` observes and prints the plan as tables (`--commands`: and the exact commands it
+will run); it runs only read-only commands (its runner refuses anything else). `apply
+FILE` checks the file's signature, observes again, refuses when anything the plan
+assumed drifted or when the plan and commands this job makes now differ from the saved
+ones, and otherwise runs exactly the saved commands.
 """
 
 from __future__ import annotations
@@ -20,20 +22,14 @@ from typing import Optional
 
 from tabulate import tabulate
 
-from executors.classic import (
-    Observed,
-    no_selection_message,
-    nothing_to_select,
-    observe_and_plan,
-    observe_together,
-    print_selection,
-)
+from executors.classic import compile_options, print_selection
 from executors.console import Console
 from executors.execute import DEFAULTS, Executor, Settings
 from executors.plankey import key_path, load_key, signing_key
-from executors.runner import Runner
+from executors.runner import Runner, display_line
+from executors.session import Prepared, no_selection, nothing_to_select, prepare
+from planner import compile as compiler
 from planner.actions import Send
-from planner.cover import present_sides
 from planner.drift import assumptions, drift
 from planner.plan import Plan
 from planner.planfile import PlanFileError, SavedPlan, dumps, loads
@@ -59,37 +55,48 @@ def _human(size: int) -> str:
     return str(size)  # pragma: no cover
 
 
-def estimate_sizes(observed: Observed, job: Job, runner: Runner) -> dict[int, str]:
-    """`zfs send -nP` per send of an existing snapshot (one command each: opt-in)."""
+def estimate_sizes(prepared: Prepared, job: Job, runner: Runner) -> dict[int, str]:
+    """The send of each existing snapshot as a dry run (its own argv with `-n -P`, one
+    command each: opt-in); action index -> size."""
     sizes: dict[int, str] = {}
-    for index, action in enumerate(observed.plan.actions):
-        if not isinstance(action, Send):
+    for step in prepared.compiled.steps:
+        if step.kind != "send":
             continue
+        index = step.actions[0]
+        action = prepared.plan.actions[index]
+        assert isinstance(action, Send)
         if action.guid is None:
             # made by this run: what was written since the newest snapshot is a good guess
-            written = observed.source.datasets[action.source_dataset].written
+            written = prepared.source.datasets[action.source_dataset].written
             sizes[index] = f"~{_human(written)}"
             continue
-        argv = ["zfs", "send", "-nP"]
-        if action.raw:
-            argv.append("-w")
-        if action.resume_token:
-            argv += ["-t", action.resume_token]
-        else:
-            if action.base:
-                argv += ["-i", f"@{action.base}"]
-            argv.append(f"{action.source_dataset}@{action.snapshot}")
+        argv = compiler.estimate_argv(step.commands[0].argv)
         out = runner.run(job.source, argv, label="[Source]", check=False)
         size = zfs_text.parse_send_size(out.stdout + "\n" + out.stderr)
         sizes[index] = _human(size) if size is not None else "?"
     return sizes
 
 
-def saved_plan(job: Job, observed: Observed, now: float) -> SavedPlan:
+def command_lines(job: Job, compiled: compiler.Compiled) -> list[str]:
+    """The commands of a compiled plan in the order they run, as --debug shows them and a
+    user can paste them; what runs only if a step fails is indented under it."""
+    hosts = {"source": job.source, "target": job.target}
+    lines = []
+    for step in compiled.steps:
+        lines.append(display_line([(hosts[c.side], c.argv) for c in step.commands]))
+        lines += [
+            "    if refused: " + display_line([(hosts[c.side], c.argv) for c in alt.commands])
+            for alt in step.fallback
+        ]
+    return lines
+
+
+def saved_plan(job: Job, prepared: Prepared, now: float) -> SavedPlan:
     return SavedPlan(
         job=job,
-        plan=observed.plan,
-        assumptions=assumptions(observed.desired, observed.source, observed.target),
+        plan=prepared.plan,
+        compiled=prepared.compiled,
+        assumptions=assumptions(prepared.desired, prepared.source, prepared.target),
         now=now,
         made_on=socket.gethostname(),
         tool_version=__version__,
@@ -106,11 +113,16 @@ def run_plan(
     as_json: bool,
     detailed: bool,
     estimate: bool,
+    commands: bool = False,
+    settings: Settings = DEFAULTS,
 ) -> int:
-    observed = observe_and_plan(job, runner, now, together=not console.show_debug)
+    prepared = prepare(
+        job, runner, now, compile_options(settings), together=settings.observe_together
+    )
+    observed = prepared
     print_selection(observed.desired, console)
     if nothing_to_select(observed.desired):
-        raise UsageError(no_selection_message(job))
+        raise no_selection(job)
     saved = saved_plan(job, observed, now)
     if out:
         try:
@@ -123,6 +135,8 @@ def run_plan(
     else:
         sizes = estimate_sizes(observed, job, runner) if estimate else None
         console.info(render(observed.plan, _hosts(job), sizes))
+        if commands:
+            _print_commands(console, job, observed.compiled)
         if out:
             console.info(f'Saved the plan to {out}: run "zfs-autobackup apply {out}" to apply it.')
     if observed.plan.problems:
@@ -145,17 +159,24 @@ def _confirm(console: Console, auto_approve: bool) -> bool:
     return answer == "yes"
 
 
+def _print_commands(console: Console, job: Job, compiled: compiler.Compiled) -> None:
+    console.info("")
+    console.info("Commands, in the order they run:")
+    for line in command_lines(job, compiled):
+        console.info(f"  {line}")
+
+
 def _execute(
     job: Job,
-    observed: Observed,
+    plan: Plan,
+    compiled: compiler.Compiled,
     runner: Runner,
     console: Console,
     settings: Settings,
 ) -> int:
-    """Run a plan made from the state just observed."""
-    present = present_sides(observed.plan, job, observed.source, observed.target)
-    outcome = Executor(job, runner, console, settings, present, observed.features).execute(
-        observed.plan, stop_on_error=console.show_debug
+    """Run compiled steps (made from the state just observed)."""
+    outcome = Executor(job, runner, console, settings).execute(
+        plan, compiled, stop_on_error=settings.debug
     )
     failed = len(outcome.failed)
     if failed:
@@ -176,17 +197,19 @@ def run_apply(
     auto_approve: bool,
     settings: Settings = DEFAULTS,
 ) -> int:
-    observed = observe_and_plan(job, runner, now, together=observe_together(settings, console))
-    print_selection(observed.desired, console)
-    if nothing_to_select(observed.desired):
-        raise UsageError(no_selection_message(job))
-    console.info(render(observed.plan, _hosts(job)))
-    if observed.plan.empty and not observed.plan.problems:
+    prepared = prepare(
+        job, runner, now, compile_options(settings), together=settings.observe_together
+    )
+    print_selection(prepared.desired, console)
+    if nothing_to_select(prepared.desired):
+        raise no_selection(job)
+    console.info(render(prepared.plan, _hosts(job)))
+    if prepared.plan.empty and not prepared.plan.problems:
         return EXIT_OK
     if not _confirm(console, auto_approve):
         console.info("Apply cancelled.")
         return EXIT_ERROR
-    return _execute(job, observed, runner, console, settings)
+    return _execute(job, prepared.plan, prepared.compiled, runner, console, settings)
 
 
 def load_plan(path: str, *, verify: bool = True) -> SavedPlan:
@@ -219,14 +242,15 @@ def run_apply_file(
             "apply it where it was made, or make a new plan here"
         )
     job = saved.job
-    # the plan is made again from the saved job and what is there now, at the saved time
-    # (so with the saved snapshot name): it is applied only if it is the same plan,
-    # action for action; a file edited to do anything else (and re-checksummed) is refused
-    observed = observe_and_plan(
+    # the plan is made and compiled again from the saved job and what is there now, at
+    # the saved time (so with the saved snapshot name) and with the saved compile options:
+    # it is applied only if it is the same plan, action for action and command for command
+    observed = prepare(
         job,
         runner,
         saved.now,
-        together=observe_together(settings, console),
+        saved.compiled.options,
+        together=settings.observe_together,
         snapshot_name=saved.plan.snapshot_name,
     )
     changes = drift(
@@ -240,6 +264,7 @@ def run_apply_file(
             "applied. Make a new plan."
         )
     differences = plan_differences(saved.plan, observed.plan)
+    differences += command_differences(job, saved.compiled, observed.compiled)
     if differences:
         console.info(
             tabulate(
@@ -248,10 +273,26 @@ def run_apply_file(
         )
         raise PlanFileError(
             f"Plan refused: {path} is not the plan this job makes now ({len(differences)} "
-            "action(s) differ); nothing was applied. Make a new plan."
+            "action(s) or command(s) differ); nothing was applied. Make a new plan."
         )
-    console.verbose(summary(observed.plan))
-    return _execute(job, observed, runner, console, settings)
+    console.verbose(summary(saved.plan))
+    # (the saved commands: they are the fresh ones, just compared)
+    return _execute(job, saved.plan, saved.compiled, runner, console, settings)
+
+
+def command_differences(
+    job: Job, saved: compiler.Compiled, fresh: compiler.Compiled
+) -> list[list[str]]:
+    """Rows (position, saved command, fresh command) where two compiled plans differ."""
+    if saved == fresh:
+        return []
+    old, new = command_lines(job, saved), command_lines(job, fresh)
+    rows = [
+        [f"cmd {i + 1}", old[i] if i < len(old) else "-", new[i] if i < len(new) else "-"]
+        for i in range(max(len(old), len(new)))
+        if i >= len(old) or i >= len(new) or old[i] != new[i]
+    ]
+    return rows or [["", "steps differ (dependencies or grouping)", ""]]
 
 
 def plan_differences(saved: Plan, fresh: Plan) -> list[list[str]]:
@@ -288,9 +329,10 @@ def run_show(path: str, console: Console, as_json: bool) -> int:
         f"Plan for backup '{job.naming.backup_name}', made on {saved.made_on} "
         f"by zfs-autobackup v{saved.tool_version}:"
     )
-    # the job's own commands run as they are: show them (apply checks only the actions)
+    # the job's own commands: shown also among the commands below
     for when, cmds in (("before", job.pre_snapshot_cmds), ("after", job.post_snapshot_cmds)):
         for argv in cmds:
             console.info(f"Runs on the source {when} snapshotting: {shlex.join(argv)}")
     console.info(render(saved.plan, _hosts(job)))
+    _print_commands(console, job, saved.compiled)
     return EXIT_OK

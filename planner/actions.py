@@ -11,8 +11,9 @@ from typing import Optional, Union
 
 import attrs
 
-SOURCE = "source"
-TARGET = "target"
+from reconcile.model import Side
+
+SOURCE, TARGET = Side.SOURCE, Side.TARGET
 
 
 @attrs.frozen
@@ -25,7 +26,7 @@ class CreateSnapshots:
     #: 1-based part number when the list had to be split for the OS argument limit
     part: int = 1
     parts: int = 1
-    side: str = SOURCE
+    side: Side = SOURCE
     kind: str = "snapshot"
 
     @property
@@ -48,7 +49,7 @@ class CreateParent:
     dataset: str
     unit: str
     reason: str = "parent of a received dataset"
-    side: str = TARGET
+    side: Side = TARGET
     kind: str = "create-parent"
 
 
@@ -63,7 +64,7 @@ class Mount:
     dataset: str
     unit: str
     reason: str = "received for the first time"
-    side: str = TARGET
+    side: Side = TARGET
     kind: str = "mount"
 
 
@@ -72,7 +73,7 @@ class AbortResume:
     dataset: str
     unit: str
     reason: str
-    side: str = TARGET
+    side: Side = TARGET
     kind: str = "abort-resume"
 
 
@@ -82,7 +83,7 @@ class Rollback:
     snapshot: str
     unit: str
     reason: str
-    side: str = TARGET
+    side: Side = TARGET
     kind: str = "rollback"
 
 
@@ -95,7 +96,7 @@ class Destroy:
     goes on. `required` destroys (incompatible target snapshots, a missing dataset's
     snapshots before the dataset itself) must succeed for what comes after them."""
 
-    side: str
+    side: Side
     dataset: str
     snapshots: tuple[str, ...]
     reasons: tuple[str, ...]
@@ -117,7 +118,7 @@ class DestroyDataset:
     dataset: str
     unit: str
     reason: str
-    side: str = TARGET
+    side: Side = TARGET
     kind: str = "destroy-dataset"
 
 
@@ -147,7 +148,7 @@ class Send:
     #: receive with -F (--force)
     force: bool = False
     volume: bool = False
-    side: str = TARGET
+    side: Side = TARGET
     kind: str = "send"
 
     @property
@@ -168,7 +169,7 @@ class Send:
 
 @attrs.frozen
 class Hold:
-    side: str
+    side: Side
     dataset: str
     snapshot: str
     tag: str
@@ -179,7 +180,7 @@ class Hold:
 
 @attrs.frozen
 class Release:  # never blocks: a hold that stays is reported, and the dataset goes on
-    side: str
+    side: Side
     dataset: str
     snapshot: str
     tag: str

@@ -19,7 +19,7 @@ import attrs
 from planner.actions import SOURCE, TARGET, CreateSnapshots, Send
 from planner.plan import Plan
 from reconcile.job import Job
-from reconcile.model import HostState
+from reconcile.model import HostState, Side
 
 #: dataset -> names of the snapshots it has or may have
 Present = Mapping[str, frozenset[str]]
@@ -37,7 +37,7 @@ class Cover:
         return tuple(self.covered)
 
 
-def present_after(plan: Plan, side: str, state: Optional[HostState]) -> dict[str, frozenset[str]]:
+def present_after(plan: Plan, side: Side, state: Optional[HostState]) -> dict[str, frozenset[str]]:
     """Every snapshot a side has (as observed) or may have once the plan ran: snapshots
     it takes (source) or receives (target). Destroyed ones stay in: more is safer here."""
     found: dict[str, set[str]] = {}
@@ -99,7 +99,7 @@ def cover(names: Iterable[str], present: Present) -> Cover:
 
 def present_sides(
     plan: Plan, job: Job, source: HostState, target: Optional[HostState]
-) -> dict[str, dict[str, frozenset[str]]]:
+) -> dict[Side, dict[str, frozenset[str]]]:
     """present_after for the source and (when there is one) the target. On one host the
     two share one namespace (a target path inside the source tree, or the other way
     round): each side then counts what the other has or receives as well."""

@@ -17,12 +17,12 @@ import attrs
 
 from planner.actions import SOURCE, TARGET
 from reconcile.desire import Desired
-from reconcile.model import Dataset, HostState
+from reconcile.model import Dataset, HostState, Side
 
 
 @attrs.frozen
 class DatasetPrint:
-    side: str
+    side: Side
     name: str
     snapshots: dict[str, int] = attrs.field(factory=dict)
     holds: dict[str, tuple[str, ...]] = attrs.field(factory=dict)
@@ -37,12 +37,12 @@ class Assumptions:
 
 @attrs.frozen
 class Change:
-    side: str
+    side: Side
     dataset: str
     change: str
 
 
-def _print(side: str, ds: Dataset) -> DatasetPrint:
+def _print(side: Side, ds: Dataset) -> DatasetPrint:
     return DatasetPrint(
         side=side,
         name=ds.name,

@@ -31,6 +31,7 @@ Example: source a/b@x (common), new a/b@y; target t/a/b@x held; keep-target drop
 from __future__ import annotations
 
 from collections.abc import Sequence
+from enum import IntEnum
 from typing import Optional
 
 import attrs
@@ -54,7 +55,7 @@ from planner.actions import (
 from reconcile.desire import POST, PRE, Desired, Fate, MissingDesire, PairDesire, SendWish
 from reconcile.job import Job
 from reconcile.limits import ARG_BYTES, chunked
-from reconcile.model import HostState
+from reconcile.model import HostState, Side
 
 
 @attrs.frozen
@@ -62,7 +63,7 @@ class Problem:
     """A dataset that cannot be processed as asked; counts as a failure."""
 
     unit: str
-    side: str
+    side: Side
     dataset: str
     message: str
 
@@ -79,7 +80,7 @@ class Note:
     snapshot the schedule drops but zfs would refuse to destroy), MISSING (what
     --destroy-missing decided)."""
 
-    side: str
+    side: Side
     dataset: str
     text: str
     kind: str = SNAPSHOT_NOTE
@@ -104,7 +105,17 @@ class Plan:
 #: all releases of old holds, then what waited for the new common snapshots. Actions of
 #: one kind and side thus stand together and can run as one command (`zfs hold TAG
 #: a@x b@y ...`), and no old hold is released before every new one is placed.
-SNAPSHOT, PREPARE, CLEAN, SEND, HOLD, RELEASE, AFTER = range(7)
+class Phase(IntEnum):
+    SNAPSHOT = 0
+    PREPARE = 1
+    CLEAN = 2
+    SEND = 3
+    HOLD = 4
+    RELEASE = 5
+    AFTER = 6
+
+
+SNAPSHOT, PREPARE, CLEAN, SEND, HOLD, RELEASE, AFTER = Phase
 _PHASE = {
     "snapshot": SNAPSHOT,
     "create-parent": PREPARE,
@@ -123,10 +134,10 @@ class _Builder:
     def __init__(self) -> None:
         self.graph = nx.DiGraph()
         self.actions: list[Action] = []
-        self.phases: list[int] = []
+        self.phases: list[Phase] = []
 
     def add(
-        self, action: Action, needs: Sequence[Optional[int]] = (), phase: Optional[int] = None
+        self, action: Action, needs: Sequence[Optional[int]] = (), phase: Optional[Phase] = None
     ) -> int:
         index = len(self.actions)
         self.actions.append(action)
@@ -178,7 +189,7 @@ def _snapshot_actions(builder: _Builder, desired: Desired) -> dict[str, int]:
 def _release_and_destroy(
     builder: _Builder,
     job: Job,
-    side: str,
+    side: Side,
     dataset: str,
     fates: Sequence[Fate],
     unit: str,
@@ -209,7 +220,7 @@ def _release_and_destroy(
     return builder.add(destroy, [prev], AFTER if after else CLEAN)
 
 
-def _kept_notes(side: str, dataset: str, fates: Sequence[Fate]) -> list[Note]:
+def _kept_notes(side: Side, dataset: str, fates: Sequence[Fate]) -> list[Note]:
     return [
         Note(side, f"{dataset}@{f.snapshot}", f"kept: {f.kept_because}", KEPT)
         for f in fates

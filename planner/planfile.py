@@ -20,13 +20,14 @@ import attrs
 import cattrs
 
 from planner.actions import KINDS, Action
+from planner.compile import Compiled
 from planner.drift import Assumptions
 from planner.plan import Plan
 from reconcile.errors import ReconcileError
 from reconcile.job import Job
 
 FORMAT = "zfs-reconcile-plan"
-#: 2: signed with a key (HMAC-SHA256); 1 had an unkeyed sha256
+#: 2: the compiled commands, signed with a key (HMAC-SHA256); 1 had neither
 VERSION = 2
 SIGNATURE = "hmac_sha256"
 
@@ -39,6 +40,8 @@ class PlanFileError(ReconcileError):
 class SavedPlan:
     job: Job
     plan: Plan
+    #: the exact commands (planner.compile), as apply FILE runs them
+    compiled: Compiled
     assumptions: Assumptions
     now: float
     made_on: str

@@ -20,21 +20,20 @@ from typing import Optional
 
 import networkx as nx
 
-from reconcile.model import Dataset, HostState, Snapshot
+from reconcile.model import Dataset, HostState, Side, Snapshot
 
-SOURCE = "source"
-TARGET = "target"
+SOURCE, TARGET = Side.SOURCE, Side.TARGET
 
 
-def ds_node(side: str, name: str) -> tuple[str, str, str]:
+def ds_node(side: Side, name: str) -> tuple[str, str, str]:
     return ("ds", side, name)
 
 
-def snap_node(side: str, full_name: str) -> tuple[str, str, str]:
+def snap_node(side: Side, full_name: str) -> tuple[str, str, str]:
     return ("snap", side, full_name)
 
 
-def _add_host(graph: nx.DiGraph, side: str, state: HostState) -> None:
+def _add_host(graph: nx.DiGraph, side: Side, state: HostState) -> None:
     # bulk adds: networkx is much faster with add_*_from than with one call per item
     nodes: list[tuple[tuple[str, str, str], dict[str, object]]] = []
     edges: list[tuple[tuple[str, str, str], tuple[str, str, str], dict[str, str]]] = []
@@ -104,7 +103,7 @@ def latest_common_by_name(
     return None
 
 
-def clones(graph: nx.DiGraph, side: str, snapshot: Snapshot) -> list[str]:
+def clones(graph: nx.DiGraph, side: Side, snapshot: Snapshot) -> list[str]:
     """Datasets cloned from `snapshot`."""
     node = snap_node(side, snapshot.full_name)
     if not graph.has_node(node):

@@ -7,12 +7,31 @@ planner read it. Nothing in this module runs a command or reads the clock.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from enum import Enum
 from typing import Optional
 
 import attrs
 
 FILESYSTEM = "filesystem"
 VOLUME = "volume"
+
+
+class Side(str, Enum):
+    """Which host of a backup: the source or the target (its value is the word)."""
+
+    SOURCE = "source"
+    TARGET = "target"
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+    @property
+    def label(self) -> str:
+        """The classic log's prefix: [Source], [Target]."""
+        return f"[{self.value.capitalize()}]"
 
 
 @attrs.frozen

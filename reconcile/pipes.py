@@ -1,6 +1,6 @@
-"""Transfer pipeline options, pure: compression, buffers, rate, user pipes.
+"""Transfer pipeline options, pure: compression, buffers, rate, user pipes, as values.
 
-Which commands go where (the executors turn them into processes):
+Which commands they become, and where (planner.compile):
 
     zfs send ... | [send pipes] | [compress] | [mbuffer (buffer/rate)]     on the source
       | [decompress] | [recv pipes] | [mbuffer] | zfs recv -u -s ...        on the target
@@ -99,40 +99,3 @@ def _split(option: str, text: str) -> tuple[str, ...]:
     if not argv:
         raise UsageError(f"Invalid {option} '{text}': it is empty")
     return argv
-
-
-def _mbuffer(options: TransferOptions, rate: Optional[str] = None) -> tuple[str, ...]:
-    argv = ("mbuffer", "-q", f"-s{options.chunk_size or '128k'}", f"-m{options.buffer or '16M'}")
-    return (*argv, f"-R{rate}") if rate else argv
-
-
-def source_side(options: TransferOptions) -> list[tuple[str, ...]]:
-    """Commands after `zfs send`, on the source."""
-    stages = list(options.send_pipes)
-    if options.compress:
-        stages.append(COMPRESSORS[options.compress].compress)
-    if options.buffered:
-        stages.append(_mbuffer(options, options.rate))
-    return stages
-
-
-def target_side(options: TransferOptions, remote: bool) -> list[tuple[str, ...]]:
-    """Commands before `zfs recv`, on the target."""
-    stages = []
-    if options.compress:
-        stages.append(COMPRESSORS[options.compress].decompress)
-    stages.extend(options.recv_pipes)
-    # a second buffer only helps when something sits between the two ends (as 3.3: with
-    # --buffer or --buffer-chunk-size, not for --rate alone)
-    between = remote or options.send_pipes or options.recv_pipes or options.compress
-    if (options.buffer or options.chunk_size) and between:
-        stages.append(_mbuffer(options))
-    return stages
-
-
-def helpers(options: TransferOptions, remote: bool) -> dict[str, list[str]]:
-    """Programs each side needs besides zfs ("source"/"target" -> names)."""
-    return {
-        "source": sorted({argv[0] for argv in source_side(options)}),
-        "target": sorted({argv[0] for argv in target_side(options, remote)}),
-    }

@@ -35,8 +35,8 @@ from typing import Optional
 
 import attrs
 
-from executors.commands import MOUNT_SCRIPT
 from executors.runner import PipelineResult, PipelineWatch, Result, Stage, shell_line
+from planner.compile import MOUNT_SCRIPT
 from reconcile import zfs_text
 from reconcile.model import Host
 

@@ -262,5 +262,8 @@ def test_recv_is_resumable_only_where_the_target_pool_can_resume() -> None:
     assert "zfs recv -u -s new/bak/src/a" in recvs
     assert sum(line.startswith("zpool get") for line in runner.history) == 4
     start = len(runner.history)
-    assert run_classic(_job("bak", "new/bak", "--no-snapshot"), False, console, runner, zfs.now + 60) == 0
+    assert (
+        run_classic(_job("bak", "new/bak", "--no-snapshot"), False, console, runner, zfs.now + 60)
+        == 0
+    )
     assert not any(line.startswith("zpool") for line in runner.history[start:])

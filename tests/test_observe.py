@@ -9,10 +9,12 @@ from typing import Any, Optional
 
 import pytest
 
-from executors.classic import observe_and_plan, observe_hosts, run_classic
+from executors.classic import run_classic
 from executors.console import Console
 from executors.options import build_parser, job_from_args
 from executors.runner import Result
+from executors.session import observe_hosts, prepare
+from planner.compile import Options
 from reconcile.model import Host
 from tests.fakezfs import FakeRunner, FakeZfs
 
@@ -43,7 +45,7 @@ def test_the_target_path_on_the_same_host_is_not_listed_as_a_source() -> None:
     zfs, runner = _local_backup()
     runner.history.clear()
     job = job_from_args(build_parser().parse_args(["bk", "dst/backup", "--no-snapshot"]))
-    observed = observe_and_plan(job, runner, float(zfs.now + 60))
+    observed = prepare(job, runner, float(zfs.now + 60), Options())
     (source_list,) = _source_lists(runner)
     assert source_list.endswith("-r src/data"), source_list
     assert sorted(observed.source.datasets) == ["src/data", "src/data/a", "src/data/b"]
@@ -66,7 +68,7 @@ def test_received_values_are_not_listed_with_exclude_received() -> None:
     ):
         runner.history.clear()
         job = job_from_args(build_parser().parse_args(["bk", "dst/other", "--no-snapshot", *flags]))
-        observe_and_plan(job, runner, float(zfs.now + 60))
+        prepare(job, runner, float(zfs.now + 60), Options())
         (source_list,) = _source_lists(runner)
         assert source_list.endswith(expected), (flags, source_list)
 

@@ -7,6 +7,7 @@ import json
 import attrs
 import pytest
 
+from planner.compile import Facts, compile_plan
 from planner.drift import Assumptions, assumptions, drift
 from planner.plan import build_plan
 from planner.planfile import VERSION, PlanFileError, SavedPlan, dumps, loads
@@ -15,6 +16,7 @@ from tests.builders import dataset, job, run_desire, state
 
 TAG = "zfs_autobackup:bak"
 KEY = b"0123456789abcdef"
+FEATURES = frozenset({"large_blocks", "embedded_data", "extensible_dataset"})
 
 
 def _saved() -> SavedPlan:
@@ -47,7 +49,10 @@ def _saved() -> SavedPlan:
     assert now is not None
     desired = run_desire(j, src, tgt, now)
     plan = build_plan(j, desired, src, tgt)
-    return SavedPlan(j, plan, assumptions(desired, src, tgt), now, "host1", "0.1.0")
+    compiled = compile_plan(
+        plan, j, Facts(features={"source": {"p": FEATURES}, "target": {"backup": FEATURES}})
+    )
+    return SavedPlan(j, plan, compiled, assumptions(desired, src, tgt), now, "host1", "0.1.0")
 
 
 def test_plan_file_round_trips_and_is_json() -> None:

@@ -34,10 +34,12 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
 
-from executors.classic import observe_and_plan, run_classic
+from executors.classic import run_classic
 from executors.console import Console
 from executors.execute import Settings
 from executors.options import build_parser, job_from_args
+from executors.session import prepare
+from planner.compile import Options
 from tests.fakezfs import FakeRunner, FakeZfs, FDataset
 
 START = 1_767_225_600  # 2026-01-01 00:00 UTC
@@ -110,6 +112,14 @@ class Story(RuleBasedStateMachine):
             result[source] = any(s.guid in guids for s in self.zfs.datasets[target].snaps)
         return result
 
+    def _commons_held(self) -> bool:
+        for source, target in self._pairs().items():
+            guids = {s.guid for s in self.zfs.datasets[target].snaps}
+            common = [s for s in self.zfs.datasets[source].snaps if s.guid in guids]
+            if common and TAG not in common[-1].holds:
+                return False
+        return True
+
     def _run(self, *flags: str, target: Optional[str] = TARGET) -> int:
         self.zfs.now += 1  # two runs never share a second (and a snapshot name)
         args = build_parser().parse_args(["bak", *([target] if target else []), *flags])
@@ -166,6 +176,7 @@ class Story(RuleBasedStateMachine):
                 if size and target in self.zfs.datasets:
                     assert self.zfs.datasets[target].written == size, f"{target} was changed"
 
+    @precondition(lambda self: self._commons_held())
     @rule(
         flags=st.lists(
             st.sampled_from(["--keep-source=0", "--keep-source=2", "--allow-empty"]),
@@ -175,7 +186,10 @@ class Story(RuleBasedStateMachine):
     )
     def snapshot_only_run(self, flags: list[str]) -> None:
         """A run without TARGET-PATH on this host, which also holds the backups (their
-        selection values arrived as received properties): the backups are not touched."""
+        selection values arrived as received properties): the backups are not touched.
+        (Only while every common snapshot is held: thinning the source without a target
+        destroys an unheld one, and then the backup needs a full send, in 3.3 too, as
+        its test_keep0 shows.)"""
         start = len(self.zfs.events)
         self._run(*flags, target=None)
         touched = [e for e in self.zfs.events[start:] if e[1].startswith(f"{TARGET}/")]
@@ -256,7 +270,7 @@ class Story(RuleBasedStateMachine):
         failures = self._run("--no-snapshot", *repair)
         assert failures == 0, self.zfs.events[-20:]
         args = build_parser().parse_args(["bak", TARGET, "--no-snapshot"])
-        plan = observe_and_plan(job_from_args(args), self.runner, float(self.zfs.now)).plan
+        plan = prepare(job_from_args(args), self.runner, float(self.zfs.now), Options()).plan
         assert plan.empty, plan.actions
         for source, value in self._selected().items():
             if not value:

@@ -177,3 +177,48 @@ def test_apply_without_terminal_needs_auto_approve(zfs_bed: ZfsBed, pools: Pools
     run = zfs_bed.tool("apply", "offsite1", d, "--auto-approve", now=stamp(1, 2))
     assert run.returncode == 0, run.stdout + run.stderr
     assert snapname(1, 2) in zfs_bed.snapshots(f"{d}/{s}/a")
+
+
+def _planned_commands(stdout: str) -> list[str]:
+    """The lines under "Commands, in the order they run:" (fallbacks left out)."""
+    lines = stdout.split("Commands, in the order they run:\n", 1)[1].splitlines()
+    found = []
+    for line in lines:
+        if not line.startswith("  "):
+            break
+        if not line.startswith("    if refused: "):
+            found.append(line[2:])
+    return found
+
+
+#: what apply FILE reads before it runs anything (observation)
+_READS = ("zfs get ", "zfs list ", "zfs holds ", "zpool get ", "zfs send -nv ")
+
+
+def _ran_commands(stdout: str) -> list[str]:
+    ran = [line.split(" CMD > ", 1)[1] for line in stdout.splitlines() if " CMD > " in line]
+    return [c for c in ran if not c.startswith(_READS)]
+
+
+def test_the_plan_shows_exactly_the_commands_apply_runs(zfs_bed: ZfsBed, pools: Pools) -> None:
+    """The seed's walkthrough (first full backup, an incremental one, thinning after time
+    passed) as plan --commands --out F, then apply F --debug: the commands the plan shows
+    are the ones apply runs, line for line."""
+    from tests.test_zfs_core import _seed_tree
+
+    d = pools.dst
+    _seed_tree(zfs_bed, pools)
+    target = f"{d}/backup/server1"
+    for n, (when, write) in enumerate([(stamp(1), False), (stamp(1, 13), True), (stamp(9), True)]):
+        if write:
+            zfs_bed.write(f"{pools.src}/data", f"more{n}", 32)
+        args = ["offsite1", target, "--keep-source=2,1d1w", "--keep-target=3"]
+        plan = zfs_bed.tool("plan", *args, "--commands", "--out", PLAN, now=when)
+        assert plan.returncode == 0, plan.stdout + plan.stderr
+        planned = _planned_commands(plan.stdout)
+        assert planned, plan.stdout
+        run = zfs_bed.tool("apply", PLAN, "--debug")
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert _ran_commands(run.stdout) == planned
+    kinds = " ".join(planned)
+    assert "zfs destroy" in kinds and "zfs send" in kinds and "zfs hold" in kinds

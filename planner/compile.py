@@ -1,0 +1,488 @@
+"""Compile: the ordered plan -> the exact commands that carry it out, as steps. Pure.
+
+Everything that decides a command is here, and nowhere else: send flags (`-L`, `-e`,
+`-c`, `-w`, `-p`, `-P`, `-i`/`-I`/`-t`) from the pool features observation read, the
+receive flags, the transfer pipeline (user pipes, compression, buffers, rate), holds and
+releases grouped into `zfs hold -r` where that is exact (planner.cover) and split over
+`parallel` commands, destroys batched under the argument limit (with the one-by-one
+commands to fall back to), the mount check, the helper-program probe, the pre- and
+post-snapshot commands, the arrival check of --ignore-transfer-errors.
+
+A step is what the executor runs as one: a command, or a pipeline of commands (a send),
+on the hosts its commands name by side. It says which plan actions it carries out, which
+datasets its failure counts against, which steps it needs, whether it writes, which
+steps may run beside it (`group`), and what to do when it fails (`fallback`: steps that
+replace it, one after the other; `soft`: its failure is reported and blocks nothing).
+The executor only schedules steps; it never builds an argv. `plan --commands` prints
+them, the plan file carries them, and `apply FILE` runs them as saved.
+
+    send @y from @x   ->  zfs send -L -e -p -i @x pool/a@y | zfs recv -u -s backup/pool/a
+    holds of a tree   ->  zfs hold -r zfs_autobackup:bak pool/a@y
+    destroy @a, @b    ->  zfs destroy pool/a@a,b        (if refused: zfs destroy pool/a@a;
+                                                          zfs destroy pool/a@b)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Optional
+
+import attrs
+
+from planner.actions import (
+    SOURCE,
+    TARGET,
+    AbortResume,
+    Action,
+    CreateParent,
+    CreateSnapshots,
+    Destroy,
+    DestroyDataset,
+    Hold,
+    Mount,
+    Release,
+    Rollback,
+    Send,
+)
+from planner.cover import Cover, Present, cover
+from planner.plan import Plan
+from reconcile.job import Job
+from reconcile.limits import ARG_BYTES, chunked
+from reconcile.model import Side
+from reconcile.pipes import COMPRESSORS, TransferOptions
+
+#: properties that cannot be set on a volume (zfs refuses the whole receive otherwise)
+NOT_FOR_VOLUMES = frozenset({"canmount", "mountpoint"})
+#: holds (releases) per command before they are split over --parallel commands
+HOLDS_PER_COMMAND = 16
+#: `sh -c PROBE_SCRIPT sh PROG...` prints the programs that are not installed
+PROBE_SCRIPT = 'for p in "$@"; do command -v "$p" >/dev/null 2>&1 || echo "$p"; done'
+#: how a probe command starts (it only reads: the runner's read-only guard lets it run)
+PROBE_PREFIX = ("sh", "-c", PROBE_SCRIPT)
+
+#: `sh -c MOUNT_SCRIPT sh DATASET` mounts DATASET where zfs-autobackup 3.3's automount
+#: would (a filesystem, canmount=on, a mountpoint that is not legacy/none, its key
+#: available, not mounted yet), but never onto a directory that something else is mounted
+#: on already (OpenZFS 2.2+ would overlay it: a backup of / or of the source's own
+#: mountpoint would hide the live files; `mountpoint -q`, where util-linux has it). It
+#: never reads the directory (on a filesystem of the backup that would change its atime,
+#: and so the backup), says why it did not mount, and never fails. (`zfs get all`, as
+#: 3.3: a zfs without encryption has no keystatus to ask for.)
+MOUNT_SCRIPT = (
+    'zfs get -H -o property,value all "$1" |'
+    " { tab=$(printf '\\t'); while IFS=$tab read -r p v; do case $p in"
+    " type) t=$v;; canmount) c=$v;; mountpoint) m=$v;; encryption) e=$v;;"
+    " keystatus) k=$v;; mounted) d=$v;; esac; done;"
+    ' [ "$t" = filesystem ] && [ "$d" = no ] && [ "$c" = on ] || exit 0;'
+    " case $m in legacy|none) exit 0;; esac;"
+    ' [ "${e:-off}" = off ] || [ "$k" != unavailable ] || exit 0;'
+    ' if command -v mountpoint >/dev/null 2>&1 && mountpoint -q "$m"; then'
+    ' echo "not mounted: something else is mounted on $m"; exit 0; fi;'
+    ' zfs mount "$1" || echo "not mounted: zfs mount failed"; }'
+)
+
+# step kinds beyond the action kinds
+CHECK_HELPERS, PRE_SNAPSHOT, POST_SNAPSHOT = (
+    "check-helpers",
+    "pre-snapshot-cmd",
+    "post-snapshot-cmd",
+)
+
+
+@attrs.frozen
+class Command:
+    """argv on the host of a side ("source" or "target")."""
+
+    side: Side
+    argv: tuple[str, ...]
+
+
+@attrs.frozen
+class Step:
+    kind: str
+    #: one command, or a pipeline (a send: zfs send | ... | zfs recv)
+    commands: tuple[Command, ...]
+    #: the plan actions it carries out (indexes into Plan.actions)
+    actions: tuple[int, ...] = ()
+    #: the datasets whose failure it counts as
+    units: tuple[str, ...] = ()
+    #: steps (indexes) that must have worked first
+    needs: tuple[int, ...] = ()
+    writes: bool = True
+    #: consecutive steps with the same group (> 0) may run side by side
+    group: int = 0
+    #: its failure is reported and blocks nothing, fails no dataset
+    soft: bool = False
+    #: when it fails: these instead, one after the other (each with its own actions)
+    fallback: tuple[Step, ...] = ()
+    #: --ignore-transfer-errors: a failed send is fine when this finds the snapshot
+    arrived: Optional[Command] = None
+    #: what it acts on, for the log: the snapshots a destroy destroys (DATASET@SNAP)
+    about: tuple[str, ...] = ()
+
+    @property
+    def side(self) -> Side:
+        return self.commands[0].side
+
+
+@attrs.frozen
+class Facts:
+    """What observation read that shapes commands: per side, each pool's features, and
+    every snapshot each dataset has or may have once the plan ran (for `-r` holds)."""
+
+    features: Mapping[Side, Mapping[str, frozenset[str]]] = attrs.field(factory=dict)
+    present: Mapping[Side, Present] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class Options:
+    """Run options that shape commands (recorded with a compiled plan)."""
+
+    #: holds and releases of one batch are split over up to this many commands
+    parallel: int = 4
+    #: `zfs send -P` (the size estimate, for --progress)
+    progress: bool = False
+
+
+@attrs.frozen
+class Compiled:
+    steps: tuple[Step, ...] = ()
+    options: Options = attrs.Factory(Options)
+
+
+def _kind(action: Action) -> str:
+    return action.kind
+
+
+# --- one action -> argv -------------------------------------------------------------
+
+
+def snapshot_argv(action: CreateSnapshots, job: Job) -> tuple[str, ...]:
+    options = [arg for prop in job.snapshot_properties for arg in ("-o", prop)]
+    return ("zfs", "snapshot", *options, *(f"{ds}@{action.snapshot}" for ds in action.datasets))
+
+
+def destroy_batches(action: Destroy) -> list[tuple[tuple[str, ...], list[str]]]:
+    """`zfs destroy ds@a,b,c`: many snapshots of one dataset in one command (with the
+    snapshots each command destroys), split below the argument limit."""
+    fixed = len(action.dataset) + 1
+    return [
+        (("zfs", "destroy", f"{action.dataset}@{','.join(chunk)}"), chunk)
+        for chunk in chunked(action.snapshots, budget=ARG_BYTES - fixed)
+    ]
+
+
+def _features(facts: Facts, side: Side, dataset: str) -> frozenset[str]:
+    return facts.features.get(side, {}).get(dataset.split("/", 1)[0], frozenset())
+
+
+def send_argv(action: Send, job: Job, facts: Facts, progress: bool) -> tuple[str, ...]:
+    """`zfs send` as 3.3 sends: -L and -e where both pools have the feature (-e not
+    for raw sends or --encrypt), -c with --zfs-compressed, -w for raw, -p unless the
+    source is sent decrypted, -I for a stream of several snapshots, -t to resume."""
+    both = _features(facts, SOURCE, action.source_dataset) & _features(
+        facts, TARGET, action.target_dataset
+    )
+    argv = ["zfs", "send"]
+    if progress:
+        argv.append("-P")  # the size estimate on stderr; never -v (a second per send)
+    if "large_blocks" in both:
+        argv.append("-L")
+    if "embedded_data" in both and not action.raw and not job.encrypt:
+        argv.append("-e")
+    if job.zfs_compressed:
+        argv.append("-c")
+    if action.raw:
+        argv.append("-w")
+    if action.resume_token:
+        return (*argv, "-t", action.resume_token)
+    if not action.decrypted:
+        argv.append("-p")
+    if action.base:
+        argv += ["-I" if action.intermediates else "-i", f"@{action.base}"]
+    return (*argv, f"{action.source_dataset}@{action.snapshot}")
+
+
+def estimate_argv(send: Sequence[str]) -> tuple[str, ...]:
+    """The same `zfs send`, as a dry run that prints its size (`-n -P`)."""
+    rest = [a for a in send[2:] if a != "-P"]
+    return ("zfs", "send", "-n", "-P", *rest)
+
+
+def recv_argv(action: Send, job: Job, facts: Facts) -> tuple[str, ...]:
+    resumable = "extensible_dataset" in _features(facts, TARGET, action.target_dataset)
+    argv = ["zfs", "recv", "-u", *(["-s"] if resumable else [])]
+    filters = list(job.filter_properties)
+    sets = list(job.set_properties)
+    if job.encrypt and not action.raw:
+        filters += ["keylocation", "pbkdf2iters", "keyformat", "encryption"]
+    if action.volume:
+        filters = [p for p in filters if p not in NOT_FOR_VOLUMES]
+        sets = [p for p in sets if p.split("=", 1)[0] not in NOT_FOR_VOLUMES]
+    for prop in filters:
+        argv += ["-x", prop]
+    for prop in sets:
+        argv += ["-o", prop]
+    if action.force:
+        argv.append("-F")
+    return (*argv, action.target_dataset)
+
+
+def _mbuffer(options: TransferOptions, rate: Optional[str] = None) -> tuple[str, ...]:
+    argv = ("mbuffer", "-q", f"-s{options.chunk_size or '128k'}", f"-m{options.buffer or '16M'}")
+    return (*argv, f"-R{rate}") if rate else argv
+
+
+def source_side(options: TransferOptions) -> list[tuple[str, ...]]:
+    """Commands after `zfs send`, on the source."""
+    stages = list(options.send_pipes)
+    if options.compress:
+        stages.append(COMPRESSORS[options.compress].compress)
+    if options.buffered:
+        stages.append(_mbuffer(options, options.rate))
+    return stages
+
+
+def target_side(options: TransferOptions, remote: bool) -> list[tuple[str, ...]]:
+    """Commands before `zfs recv`, on the target."""
+    stages = []
+    if options.compress:
+        stages.append(COMPRESSORS[options.compress].decompress)
+    stages.extend(options.recv_pipes)
+    # a second buffer only helps when something sits between the two ends (as 3.3: with
+    # --buffer or --buffer-chunk-size, not for --rate alone)
+    between = remote or options.send_pipes or options.recv_pipes or options.compress
+    if (options.buffer or options.chunk_size) and between:
+        stages.append(_mbuffer(options))
+    return stages
+
+
+def helpers(options: TransferOptions, remote: bool) -> dict[Side, list[str]]:
+    """Programs each side needs besides zfs (side -> names)."""
+    return {
+        SOURCE: sorted({argv[0] for argv in source_side(options)}),
+        TARGET: sorted({argv[0] for argv in target_side(options, remote)}),
+    }
+
+
+def send_pipeline(action: Send, job: Job, facts: Facts, progress: bool) -> tuple[Command, ...]:
+    remote = not (job.source.is_local and job.target.is_local)
+    commands = [Command(SOURCE, send_argv(action, job, facts, progress))]
+    commands += [Command(SOURCE, argv) for argv in source_side(job.transfer)]
+    commands += [Command(TARGET, argv) for argv in target_side(job.transfer, remote)]
+    commands.append(Command(TARGET, recv_argv(action, job, facts)))
+    return tuple(commands)
+
+
+def _single(action: Action, job: Job) -> tuple[str, ...]:
+    """The one command of an action that is not batched."""
+    if isinstance(action, CreateParent):
+        return ("zfs", "create", "-o", "canmount=off", action.dataset)
+    if isinstance(action, AbortResume):
+        return ("zfs", "recv", "-A", action.dataset)
+    if isinstance(action, Rollback):
+        return ("zfs", "rollback", f"{action.dataset}@{action.snapshot}")
+    if isinstance(action, DestroyDataset):
+        # never -r: the dataset has no children and its snapshots are already gone
+        return ("zfs", "destroy", action.dataset)
+    if isinstance(action, Mount):
+        return ("sh", "-c", MOUNT_SCRIPT, "sh", action.dataset)
+    if isinstance(action, (Hold, Release)):
+        return ("zfs", action.kind, action.tag, f"{action.dataset}@{action.snapshot}")
+    raise TypeError(f"not a single-command action: {action!r}")  # pragma: no cover
+
+
+# --- the plan -> steps ----------------------------------------------------------------
+
+
+class _Steps:
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.steps: list[Step] = []
+        #: action index -> the steps that carry it out
+        self.of_action: dict[int, list[int]] = {}
+        self.groups = 0
+
+    def needed(self, step: Step) -> Step:
+        """`step` with the steps its actions' dependencies became (and its own needs)."""
+        deps = self.plan.depends
+        needs = {s for a in step.actions for d in deps[a] for s in self.of_action.get(d, ())}
+        fallback = tuple(self.needed(alt) for alt in step.fallback)
+        return attrs.evolve(step, needs=tuple(sorted(needs | set(step.needs))), fallback=fallback)
+
+    def add(self, step: Step) -> int:
+        index = len(self.steps)
+        self.steps.append(self.needed(step))
+        for a in step.actions:
+            self.of_action.setdefault(a, []).append(index)
+        return index
+
+    def group(self) -> int:
+        self.groups += 1
+        return self.groups
+
+    def units(self, actions: Sequence[int]) -> tuple[str, ...]:
+        found: dict[str, None] = {}
+        for i in actions:
+            action = self.plan.actions[i]
+            for unit in action.datasets if isinstance(action, CreateSnapshots) else (action.unit,):
+                found[unit] = None
+        return tuple(found)
+
+
+def compile_plan(plan: Plan, job: Job, facts: Facts, options: Options = Options()) -> Compiled:
+    out = _Steps(plan)
+    actions = plan.actions
+    if any(isinstance(a, Send) for a in actions):
+        _helpers(out, job)
+    snaps = [i for i, a in enumerate(actions) if isinstance(a, CreateSnapshots)]
+    pre: list[int] = []
+    index = 0
+    while index < len(actions):
+        action = actions[index]
+        if snaps and index == snaps[0]:
+            for argv in job.pre_snapshot_cmds:  # each after the one before worked
+                pre.append(
+                    out.add(Step(PRE_SNAPSHOT, (Command(SOURCE, argv),), needs=tuple(pre[-1:])))
+                )
+        if isinstance(action, (Hold, Release)):
+            batch = _same_kind_run(plan, index)
+            _holds(out, job, facts, options, batch)
+        elif isinstance(action, (Send, Destroy)):
+            batch = _same_type_run(plan, index)
+            group = out.group()
+            for i in batch:
+                _one(out, job, facts, options, i, group)
+        else:
+            batch = [index]
+            if isinstance(action, CreateSnapshots):
+                argv = snapshot_argv(action, job)
+                out.add(
+                    Step(
+                        action.kind,
+                        (Command(SOURCE, argv),),
+                        (index,),
+                        out.units([index]),
+                        tuple(pre),
+                    )
+                )
+            else:
+                _one(out, job, facts, options, index, 0)
+        if snaps and index <= snaps[-1] <= batch[-1]:
+            # after the last snapshot, whether it worked or not (as v3)
+            for argv in job.post_snapshot_cmds:
+                out.add(Step(POST_SNAPSHOT, (Command(SOURCE, argv),)))
+        index = batch[-1] + 1
+    return Compiled(tuple(out.steps), options)
+
+
+def _helpers(out: _Steps, job: Job) -> None:
+    remote = not (job.source.is_local and job.target.is_local)
+    for side, needed in helpers(job.transfer, remote).items():
+        if needed:
+            argv = (*PROBE_PREFIX, "sh", *needed)
+            out.add(Step(CHECK_HELPERS, (Command(side, argv),), writes=False))
+
+
+def _one(out: _Steps, job: Job, facts: Facts, options: Options, index: int, group: int) -> None:
+    action = out.plan.actions[index]
+    units = out.units([index])
+    if isinstance(action, Send):
+        arrived = None
+        if job.ignore_transfer_errors:
+            name = f"{action.target_dataset}@{action.snapshot}"
+            arrived = Command(TARGET, ("zfs", "list", "-H", "-o", "name", name))
+        commands = send_pipeline(action, job, facts, options.progress)
+        out.add(Step(action.kind, commands, (index,), units, group=group, arrived=arrived))
+    elif isinstance(action, Destroy):
+        soft = not action.required
+        for argv, snaps in destroy_batches(action):
+            names = tuple(f"{action.dataset}@{s}" for s in snaps)
+            fallback = tuple(
+                Step(action.kind, (Command(action.side, ("zfs", "destroy", n)),), (index,),
+                     units, soft=True, about=(n,))
+                for n in (names if soft else ())
+            )  # fmt: skip
+            command = (Command(action.side, argv),)
+            out.add(
+                Step(action.kind, command, (index,), units, group=group, soft=soft,
+                     fallback=fallback, about=names)
+            )  # fmt: skip
+    else:
+        soft = isinstance(action, (Mount, Release))
+        command = (Command(action.side, _single(action, job)),)
+        out.add(Step(action.kind, command, (index,), units, group=group, soft=soft))
+
+
+def _holds(out: _Steps, job: Job, facts: Facts, options: Options, batch: list[int]) -> None:
+    """Holds (releases) of one side and tag: `zfs hold|release -r TAG` for the subtrees
+    where that is exact (planner.cover), `zfs hold|release TAG ...` for the rest, split
+    over up to `parallel` commands side by side when there are many (zfs holds each in
+    its own transaction group: side by side they share them). What a failed command was
+    about is retried one snapshot at a time, so only the dataset that fails counts."""
+    plan = out.plan
+    first = plan.actions[batch[0]]
+    assert isinstance(first, (Hold, Release))
+    names: dict[str, int] = {}
+    for i in batch:
+        action = plan.actions[i]
+        assert isinstance(action, (Hold, Release))
+        names[f"{action.dataset}@{action.snapshot}"] = i
+    present = facts.present.get(first.side)
+    grouped = cover(names, present) if present is not None else Cover({}, tuple(names))
+    budget = ARG_BYTES - len(first.tag) - 3
+    commands: list[tuple[tuple[str, ...], list[str]]] = [
+        (("-r", first.tag, *chunk), [n for root in chunk for n in grouped.covered[root]])
+        for chunk in chunked(grouped.recursive, budget=budget)
+    ]
+    commands += [
+        ((first.tag, *part), part)
+        for chunk in chunked(grouped.single, budget=budget)
+        for part in _split(chunk, options.parallel, at_least=HOLDS_PER_COMMAND)
+    ]
+    group = out.group()
+    soft = isinstance(first, Release)
+    for args, about in commands:
+        indexes = tuple(names[n] for n in about)
+        fallback = tuple(
+            Step(first.kind, (Command(first.side, _single(plan.actions[i], job)),), (i,),
+                 out.units([i]), soft=soft)
+            for i in indexes
+        )  # fmt: skip
+        argv = ("zfs", first.kind, *args)
+        out.add(
+            Step(first.kind, (Command(first.side, argv),), indexes, out.units(indexes),
+                 group=group, soft=soft, fallback=fallback)
+        )  # fmt: skip
+
+
+def _split(items: list[str], parts: int, at_least: int) -> list[list[str]]:
+    """`items` in up to `parts` slices of at least `at_least` items (the last may be short)."""
+    count = max(1, min(parts, len(items) // at_least))
+    size = -(-len(items) // count)
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _same_kind_run(plan: Plan, index: int) -> list[int]:
+    """Indexes of the holds (or releases) from `index` on with the same side and tag."""
+    first = plan.actions[index]
+    assert isinstance(first, (Hold, Release))
+    run = [index]
+    for i in range(index + 1, len(plan.actions)):
+        action = plan.actions[i]
+        if type(action) is not type(first) or action.side != first.side:
+            break
+        assert isinstance(action, (Hold, Release))
+        if action.tag != first.tag or any(d in run for d in plan.depends[i]):
+            break
+        run.append(i)
+    return run
+
+
+def _same_type_run(plan: Plan, index: int) -> list[int]:
+    """Indexes of the consecutive actions of the same type (sends, destroys) from `index` on."""
+    kind = type(plan.actions[index])
+    end = index
+    while end < len(plan.actions) and type(plan.actions[end]) is kind:
+        end += 1
+    return list(range(index, end))
