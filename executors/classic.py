@@ -10,10 +10,13 @@ pipeline's (executors.session) and the executor's; this module only prints.
 
 from __future__ import annotations
 
+from typing import Optional
+
 import attrs
 
 from executors.console import Console
 from executors.execute import DEFAULTS, Executor, Settings
+from executors.monitor import Reporting
 from executors.runner import Runner
 from executors.session import no_selection, nothing_to_select, prepare
 from planner import compile as compiler
@@ -64,7 +67,9 @@ def settings_summary(job: Job, console: Console) -> None:
 
 
 def compile_options(settings: Settings) -> compiler.Options:
-    return compiler.Options(parallel=settings.parallel, progress=settings.progress)
+    return compiler.Options(
+        parallel=settings.parallel, progress=settings.progress or settings.send_sizes
+    )
 
 
 def print_selection(desired: Desired, console: Console) -> None:
@@ -86,6 +91,7 @@ def run_classic(
     now: float,
     *,
     settings: Settings = DEFAULTS,
+    reporting: Optional[Reporting] = None,
 ) -> int:
     if args_test:
         console.warning("TEST MODE - SIMULATING WITHOUT MAKING ANY CHANGES")
@@ -146,4 +152,7 @@ def run_classic(
     if args_test:
         console.verbose("")
         console.warning("TEST MODE - DID NOT MAKE ANY CHANGES!")
-    return min(failed, EXIT_FATAL - 1)
+    code = min(failed, EXIT_FATAL - 1)
+    if reporting is not None and not args_test:
+        reporting.finish(console, job, prepared, outcome, code)
+    return code

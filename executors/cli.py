@@ -13,7 +13,9 @@ errors in the classic mode (as v3), the number of failed datasets otherwise; `pl
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import shlex
 import shutil
 import sys
 import tempfile
@@ -24,15 +26,18 @@ from typing import Callable, Optional
 
 import attrs
 
+from executors import monitor
 from executors.classic import run_classic
 from executors.console import Console
 from executors.lock import backup_lock
 from executors.options import RunOptions, build_parser, job_from_args, run_options
 from executors.runner import LocalRunner, ReadOnlyRunner, Runner, SshSettings, close_masters
 from reconcile import __version__
-from reconcile.errors import EXIT_FATAL, ReconcileError
+from reconcile.errors import EXIT_FATAL, ReconcileError, UsageError
 
-SUBCOMMANDS = ("plan", "apply", "show")
+SUBCOMMANDS = ("plan", "apply", "show", "status")
+#: status exit codes (Nagios'): 3 = UNKNOWN, also for a bad command line
+EXIT_UNKNOWN = 3
 #: plan/apply/show exit codes (Terraform's): 1 = error
 EXIT_ERROR = 1
 
@@ -78,10 +83,17 @@ def _run(mode: str, rest: list[str], deps: Deps, control_dir: str, now: float) -
     console = deps.console(options)
     if mode == "show-file":
         return workflow.run_show(args.plan_file, console, args.json)
+    monitor.check_prometheus_file(args.prometheus_file)
     runner = deps.runner(options, console, control_dir)
+    reporting = _reporting(args, deps, now)
+    settings = options.settings
+    if reporting is not None and reporting.prometheus_file:
+        settings = attrs.evolve(settings, send_sizes=True)
     if mode == "apply-file":
         with backup_lock(workflow.load_plan(args.plan_file).job):
-            return workflow.run_apply_file(args.plan_file, console, runner, options.settings)
+            return workflow.run_apply_file(
+                args.plan_file, console, runner, settings, reporting=reporting
+            )
 
     # as zfs-autobackup 3.3 says it (on stdout)
     if args.resume:
@@ -97,6 +109,18 @@ def _run(mode: str, rest: list[str], deps: Deps, control_dir: str, now: float) -
     console.verbose(
         f"zfs-autobackup v{__version__} (zfs-reconcile, compatible with zfs-autobackup v3)"
     )
+    if mode == "status":
+        return monitor.run_status(
+            job,
+            console,
+            runner,
+            now,
+            warn=args.warn,
+            crit=args.crit,
+            fmt=args.format,
+            prometheus_file=args.prometheus_file,
+            together=options.settings.observe_together,
+        )
     if mode == "plan":
         return workflow.run_plan(
             job,
@@ -113,10 +137,50 @@ def _run(mode: str, rest: list[str], deps: Deps, control_dir: str, now: float) -
     if mode == "apply":
         with backup_lock(job):
             return workflow.run_apply(
-                job, console, runner, now, auto_approve=args.auto_approve, settings=options.settings
+                job,
+                console,
+                runner,
+                now,
+                auto_approve=args.auto_approve,
+                settings=settings,
+                reporting=reporting,
             )
     with contextlib.nullcontext() if options.test else backup_lock(job):
-        return run_classic(job, options.test, console, runner, now, settings=options.settings)
+        return run_classic(
+            job, options.test, console, runner, now, settings=settings, reporting=reporting
+        )
+
+
+def _reporting(args: argparse.Namespace, deps: Deps, now: float) -> Optional[monitor.Reporting]:
+    """--prometheus-file, --on-failure, --on-success (None: none of them)."""
+    hooks = {
+        option: _hook(option, getattr(args, option.lstrip("-").replace("-", "_"), None))
+        for option in ("--on-failure", "--on-success")
+    }
+    path = getattr(args, "prometheus_file", None)
+    if not path and not any(hooks.values()):
+        return None
+    return monitor.Reporting(
+        clock=deps.clock,
+        started=now,
+        prometheus_file=path,
+        on_failure=hooks["--on-failure"],
+        on_success=hooks["--on-success"],
+        warn=args.warn,
+        crit=args.crit,
+    )
+
+
+def _hook(option: str, text: Optional[str]) -> tuple[str, ...]:
+    if text is None:
+        return ()
+    try:
+        argv = tuple(shlex.split(text))
+    except ValueError as exc:
+        raise UsageError(f"Invalid {option} '{text}': {exc}") from None
+    if not argv:
+        raise UsageError(f"Invalid {option} '{text}': it is empty")
+    return argv
 
 
 def main(argv: Optional[Sequence[str]] = None, deps: Deps = Deps()) -> int:
@@ -128,6 +192,8 @@ def main(argv: Optional[Sequence[str]] = None, deps: Deps = Deps()) -> int:
     except ReconcileError as exc:
         # (before the command line is parsed there is no run option yet: errors always show)
         Console().error(str(exc))
+        if mode == "status":
+            return EXIT_UNKNOWN
         return exc.exit_code if classic else EXIT_ERROR
     except KeyboardInterrupt:
         Console().error("Aborted")

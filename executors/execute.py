@@ -21,6 +21,7 @@ every write is only shown.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Optional
@@ -64,6 +65,8 @@ class Settings:
     parallel: int = DEFAULT_PARALLEL
     #: --debug: one thing at a time, in order, and stop at the first failure
     debug: bool = False
+    #: sends print their size estimate (`zfs send -P`), for --prometheus-file
+    send_sizes: bool = False
 
     @property
     def observe_together(self) -> bool:
@@ -79,6 +82,8 @@ class Outcome:
     failed: tuple[str, ...]
     executed: int
     skipped: int
+    #: what the sends' `zfs send -P` estimated (0 without -P)
+    sent_bytes: int = 0
 
 
 def label(side: Side) -> str:
@@ -91,6 +96,9 @@ class _Run:
     failed: dict[str, None]
     #: steps that failed or were skipped
     broken: set[int] = attrs.Factory(set)
+    #: plan actions that did not happen (their step, or their fallback step, failed or
+    #: was skipped): what depends on them is skipped, whichever step carries it
+    undone: set[int] = attrs.Factory(set)
     executed: int = 0
     skipped: int = 0
 
@@ -109,6 +117,14 @@ class Executor:
         self.progress = settings.progress
         self.parallel = max(1, settings.parallel)
         self._board = Board(console.progress, combine=console.err.isatty())
+        self._sizes_lock = threading.Lock()
+        self._sent_bytes = 0
+
+    def _count(self, stderr: str) -> None:
+        size = zfs_text.parse_send_size(stderr)
+        if size is not None:
+            with self._sizes_lock:
+                self._sent_bytes += size
 
     def host(self, side: Side) -> Host:
         return self.job.source if side == SOURCE else self.job.target
@@ -176,14 +192,15 @@ class Executor:
     def _send(self, plan: Plan, step: Step) -> None:
         stages = self.stages(step.commands)
         watch = self._watch(plan, step, stages)
-        if step.arrived is None:
-            self.runner.pipeline(stages, watch=watch)
-            return
-        result = self.runner.pipeline(stages, check=False, watch=watch)
+        # (a failed pipeline raises, unless --ignore-transfer-errors checks what arrived)
+        result = self.runner.pipeline(stages, check=step.arrived is None, watch=watch)
+        if result.stderrs:
+            self._count(result.stderrs[0])
         if result.ok:
             return
         # --ignore-transfer-errors: fine as long as the snapshot arrived
         check = step.arrived
+        assert check is not None
         found = self.runner.run(self.host(check.side), check.argv, label="[Target]", check=False)
         name = check.argv[-1]
         if found.returncode != 0:
@@ -249,7 +266,7 @@ class Executor:
             if not ok and stop_on_error:
                 break
             index = batch[-1] + 1
-        return Outcome(tuple(run.failed), run.executed, run.skipped)
+        return Outcome(tuple(run.failed), run.executed, run.skipped, self._sent_bytes)
 
     def _check_helpers(self, step: Step) -> None:
         """Refuse, before any transfer, when a helper program is missing on a host."""
@@ -269,7 +286,13 @@ class Executor:
         step = steps[index]
         if step.kind == POST_SNAPSHOT:
             return []
-        return [n for n in step.needs if n in run.broken]
+        undone = {d for a in step.actions for d in plan.depends[a]} & run.undone
+        return [n for n in step.needs if n in run.broken or set(steps[n].actions) & undone]
+
+    @staticmethod
+    def _undone_needs(plan: Plan, step: Step, run: _Run) -> bool:
+        """An action this step's actions depend on did not happen."""
+        return any(d in run.undone for a in step.actions for d in plan.depends[a])
 
     def _skip(self, plan: Plan, steps: Sequence[Step], index: int, run: _Run) -> bool:
         """Skip (and say why) a step whose dataset or dependency failed."""
@@ -284,6 +307,7 @@ class Executor:
         if not (blocked or index in run.broken or unit_failed):
             return False
         run.broken.add(index)
+        run.undone.update(step.actions)
         run.skipped += len(step.actions)
         if blocked and not any(u in run.failed for u in step.units):
             cause = steps[blocked[0]]
@@ -312,6 +336,7 @@ class Executor:
             run.executed += len(step.actions)
             return True
         run.broken.add(index)
+        run.undone.update(step.actions)
         if step.kind == PRE_SNAPSHOT:
             self.console.error(f"[Source] pre-snapshot-cmd failed: {exc}")
             for later in range(index + 1, len(steps)):
@@ -331,8 +356,10 @@ class Executor:
         no longer need."""
         ok = True
         for alt in steps[index].fallback:
-            if not alt.soft and any(u in run.failed for u in alt.units):
+            dead = [n for n in alt.needs if n in run.broken] or self._undone_needs(plan, alt, run)
+            if dead or (not alt.soft and any(u in run.failed for u in alt.units)):
                 run.skipped += len(alt.actions)
+                run.undone.update(alt.actions)
                 continue
             exc = self._attempt(plan, alt)
             if exc is None:
@@ -345,6 +372,7 @@ class Executor:
             else:
                 ok = False
                 run.fail(alt.units)
+                run.undone.update(alt.actions)
                 self.console.error(f"{_label(plan, alt)} {_dataset(plan, alt)}: FAILED: {exc}")
         return ok
 

@@ -10,12 +10,15 @@ import argparse
 import re
 import shlex
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Callable, NoReturn, Optional
 
 import attrs
 
 from executors.execute import DEFAULT_PARALLEL, Settings
+from executors.monitor import FORMATS
+from planner import status
 from reconcile import __version__, naming
 from reconcile.errors import UsageError
 from reconcile.job import Job
@@ -75,6 +78,7 @@ def _file_parser(mode: str) -> argparse.ArgumentParser:
             "--auto-approve", action="store_true", help="(a saved plan needs no approval)"
         )
         _add_parallel(p)
+        _add_reporting(p)
         p.add_argument("--verbose", "-v", action="store_true", help="verbose output")
         p.add_argument(
             "--debug", action="store_true", help="show every command; stop at the first failure"
@@ -85,8 +89,82 @@ def _file_parser(mode: str) -> argparse.ArgumentParser:
     return p
 
 
+def _duration(option: str) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            return parse_duration(text)
+        except UsageError as exc:
+            raise argparse.ArgumentTypeError(f"{option}: {exc.message}") from None
+
+    return parse
+
+
+def _add_thresholds(g: Any) -> None:
+    g.add_argument(
+        "--warn",
+        metavar="AGE",
+        type=_duration("--warn"),
+        default=status.DEFAULT_WARN,
+        help="WARNING when the recovery point is older (default 25h; 30min, 2d, 1w, ...)",
+    )
+    g.add_argument(
+        "--crit",
+        metavar="AGE",
+        type=_duration("--crit"),
+        default=status.DEFAULT_CRIT,
+        help="CRITICAL when the recovery point is older (default 49h)",
+    )
+
+
+def _add_status(g: Any) -> None:
+    _add_thresholds(g)
+    g.add_argument(
+        "--format",
+        metavar="FORMAT",
+        default="table",
+        type=_choice("--format", FORMATS),
+        help="table (default), json (docs/status-format.md), nagios or prometheus",
+    )
+    g.add_argument(
+        "--prometheus-file",
+        metavar="PATH",
+        help="also write the report for node_exporter's textfile collector (atomically)",
+    )
+
+
+def _add_reporting(g: Any) -> None:
+    """A run that reports itself (docs/monitoring.md)."""
+    g.add_argument(
+        "--prometheus-file",
+        metavar="PATH",
+        help="write the run's metrics and each dataset's status there at the end (atomically)",
+    )
+    g.add_argument(
+        "--on-failure",
+        metavar="COMMAND",
+        help="run COMMAND after a run with failures (its outcome in ZFS_AUTOBACKUP_* variables)",
+    )
+    g.add_argument(
+        "--on-success",
+        metavar="COMMAND",
+        help="run COMMAND after a run without failures",
+    )
+    _add_thresholds(g)
+
+
+def _choice(option: str, allowed: Sequence[str]) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in allowed:
+            raise argparse.ArgumentTypeError(
+                f"invalid value '{text}' for {option}: allowed are {', '.join(allowed)}"
+            )
+        return text
+
+    return parse
+
+
 def build_parser(mode: str = "classic") -> argparse.ArgumentParser:
-    """The parser for a mode: classic, plan, apply, apply-file or show-file."""
+    """The parser for a mode: classic, plan, apply, status, apply-file or show-file."""
     if mode.endswith("-file"):
         return _file_parser(mode)
     p = _Parser(
@@ -339,8 +417,12 @@ def build_parser(mode: str = "classic") -> argparse.ArgumentParser:
             action="store_true",
             help="also print the exact commands, in the order apply runs them",
         )
-    else:
+    elif mode == "apply":
         g.add_argument("--auto-approve", action="store_true", help="apply without asking")
+    if mode == "status":
+        _add_status(g)
+    else:
+        _add_reporting(g)
     g.add_argument("--verbose", "-v", action="store_true", help="verbose output")
     g.add_argument(
         "--debug",
@@ -508,7 +590,7 @@ class RunOptions:
 
     @property
     def read_only(self) -> bool:
-        return self.test or self.mode in ("plan", "show")
+        return self.test or self.mode in ("plan", "show-file", "status")
 
 
 def run_options(mode: str, args: argparse.Namespace) -> RunOptions:

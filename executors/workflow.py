@@ -25,6 +25,7 @@ from tabulate import tabulate
 from executors.classic import compile_options, print_selection
 from executors.console import Console
 from executors.execute import DEFAULTS, Executor, Settings
+from executors.monitor import Reporting
 from executors.plankey import key_path, load_key, signing_key
 from executors.runner import Runner, display_line
 from executors.session import Prepared, no_selection, nothing_to_select, prepare
@@ -168,15 +169,16 @@ def _print_commands(console: Console, job: Job, compiled: compiler.Compiled) -> 
 
 def _execute(
     job: Job,
-    plan: Plan,
+    prepared: Prepared,
     compiled: compiler.Compiled,
     runner: Runner,
     console: Console,
     settings: Settings,
+    reporting: Optional[Reporting] = None,
 ) -> int:
     """Run compiled steps (made from the state just observed)."""
     outcome = Executor(job, runner, console, settings).execute(
-        plan, compiled, stop_on_error=settings.debug
+        prepared.plan, compiled, stop_on_error=settings.debug
     )
     failed = len(outcome.failed)
     if failed:
@@ -185,7 +187,10 @@ def _execute(
         f"Apply complete: {outcome.executed} actions done, {outcome.skipped} skipped, "
         f"{failed} dataset(s) failed."
     )
-    return min(failed, 254)
+    code = min(failed, 254)
+    if reporting is not None:
+        reporting.finish(console, job, prepared, outcome, code)
+    return code
 
 
 def run_apply(
@@ -196,6 +201,7 @@ def run_apply(
     *,
     auto_approve: bool,
     settings: Settings = DEFAULTS,
+    reporting: Optional[Reporting] = None,
 ) -> int:
     prepared = prepare(
         job, runner, now, compile_options(settings), together=settings.observe_together
@@ -209,7 +215,7 @@ def run_apply(
     if not _confirm(console, auto_approve):
         console.info("Apply cancelled.")
         return EXIT_ERROR
-    return _execute(job, prepared.plan, prepared.compiled, runner, console, settings)
+    return _execute(job, prepared, prepared.compiled, runner, console, settings, reporting)
 
 
 def load_plan(path: str, *, verify: bool = True) -> SavedPlan:
@@ -232,7 +238,12 @@ def load_plan(path: str, *, verify: bool = True) -> SavedPlan:
 
 
 def run_apply_file(
-    path: str, console: Console, runner: Runner, settings: Settings = DEFAULTS
+    path: str,
+    console: Console,
+    runner: Runner,
+    settings: Settings = DEFAULTS,
+    *,
+    reporting: Optional[Reporting] = None,
 ) -> int:
     saved = load_plan(path)
     here = socket.gethostname()
@@ -277,7 +288,7 @@ def run_apply_file(
         )
     console.verbose(summary(saved.plan))
     # (the saved commands: they are the fresh ones, just compared)
-    return _execute(job, saved.plan, saved.compiled, runner, console, settings)
+    return _execute(job, observed, saved.compiled, runner, console, settings, reporting)
 
 
 def command_differences(

@@ -59,6 +59,11 @@ CASES: list[tuple[list[str], int, str]] = [
     (["plan", "offsite1", T, "--keep-source=7q"], 1, "Invalid schedule rule '7q'"),
     (["apply", "offsite1", T, "--compress=nope"], 1, "Invalid --compress 'nope'"),
     (["show", "/nonexistent/plan.json"], 1, "Can't read plan file '/nonexistent/plan.json'"),
+    (["status", "offsite1", T, "--format=xml"], 3, "invalid value 'xml' for --format: allowed are table, json, nagios, prometheus"),
+    (["status", "offsite1", T, "--warn=soon"], 3, "--warn: Invalid duration 'soon'"),
+    (["status", "offsite1", T, "--prometheus-file=/nonexistent/dir/x.prom"], 3, "Invalid --prometheus-file '/nonexistent/dir/x.prom'"),
+    (["offsite1", T, "--prometheus-file=/nonexistent/dir/x.prom"], 255, "Invalid --prometheus-file"),
+    (["offsite1", T, "--on-failure=mail 'x"], 255, "Invalid --on-failure"),
 ]  # fmt: skip
 
 

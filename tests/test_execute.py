@@ -381,3 +381,33 @@ def test_many_holds_are_split_over_parallel_commands_and_retried_one_by_one() ->
         f"backup/{n}@{SNAP}" for n in names
     )
     assert outcome.failed == ("p/d25",)
+
+
+def test_a_failed_send_keeps_its_old_common_snapshot_held_and_in_place() -> None:
+    """The releases of two datasets go out as one batch; one dataset's send fails: its
+    part of the batch (done one by one, as its fallback) and the destroy of its old
+    common snapshot never run. (Found by the thorough stateful stories: the fallback once
+    ran a release whose hold had failed, and the old common snapshot was destroyed.)"""
+    j = job(keep_source="0", keep_target="0")
+    held = {"bak-20260101120000": ("zfs_autobackup:bak",)}
+    names = ["p/a", "p/b"]
+    source = state(
+        [
+            dataset(n, ("bak-20260101120000",), selection=("true", "local"), written=9, holds=held)
+            for n in names
+        ]
+    )
+    target = state(
+        [dataset("backup")]
+        + [dataset(f"backup/{n}", ("bak-20260101120000",), lineage=n, holds=held) for n in names]
+    )
+    plan = build_plan(j, run_desire(j, source, target, j.naming.timestamp(SNAP)), source, target)
+    runner = ScriptedRunner(fail_on=["zfs recv -u backup/p/a"])
+    outcome = _exec(Executor(j, runner, _console()), plan)
+    assert outcome.failed == ("p/a",)
+    old = "bak-20260101120000"
+    for line in runner.lines:
+        assert not (("release" in line or "destroy" in line) and f"p/a@{old}" in line), line
+    assert (
+        f"zfs destroy p/b@{old}" in runner.lines and f"zfs destroy backup/p/b@{old}" in runner.lines
+    )

@@ -139,7 +139,11 @@ class ZfsBed:
 
     # --- pools ---------------------------------------------------------------------
 
-    def create_pools(self, roles: Sequence[str] = ("src", "dst"), size: str = "384M") -> Pools:
+    def create_pools(
+        self, roles: Sequence[str] = ("src", "dst"), size: str = "384M", *, under_mnt: bool = True
+    ) -> Pools:
+        """Fresh pools. `under_mnt=False`: zfs' default mountpoints (/NAME, as in
+        zfs-autobackup 3.3's tests), not a local mountpoint under /mnt."""
         n = next(self._counter)
         # the peer guest's pools get a "p" so names never repeat between the two guests
         names = tuple(f"{role}{n}{'p' if self.guest.name != 'guest1' else ''}" for role in roles)
@@ -148,15 +152,22 @@ class ZfsBed:
             img = f"{POOL_DIR}/{name}.img"
             script.append(f"truncate -s {size} {img}")
             # mountpoints under /mnt keep test pools away from the guest's own tree
-            script.append(f"zpool create -f -o cachefile=none -m /mnt/{name} {name} {img}")
+            where = f"-m /mnt/{name} " if under_mnt else ""
+            script.append(f"zpool create -f -o cachefile=none {where}{name} {img}")
         self.guest.run(" && ".join(script))
         return Pools(self, names)
 
     def destroy_pools(self, pools: Pools) -> None:
-        script = []
-        for name in pools.names:
-            script.append(f"zpool destroy -f {name} 2>/dev/null; rm -f {POOL_DIR}/{name}.img")
-        self.guest.run("; ".join(script), check=False)
+        """Destroy the pools (again, a moment later, where one was still busy)."""
+        names = " ".join(pools.names)
+        self.guest.run(
+            f"for attempt in 1 2 3; do left=; for p in {names}; do "
+            f"zpool list -H -o name $p >/dev/null 2>&1 || continue; "
+            f"zpool destroy -f $p 2>/dev/null || left=1; done; "
+            f'[ -z "$left" ] && break; sleep 1; done; '
+            + "; ".join(f"rm -f {POOL_DIR}/{n}.img" for n in pools.names),
+            check=False,
+        )
 
     def reimport(self, pool: str, *, rewind: bool = False, mount: bool = True) -> None:
         """Export a pool and import it again: none of its data stays cached. `rewind`: back

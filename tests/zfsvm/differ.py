@@ -61,7 +61,9 @@ class World:
 
     @property
     def prop_format(self) -> str:
-        return f"select{'a' if self.tool == '3.3' else 'b'}:{{}}"
+        """Its own selection property, named after its target pool: no other world (and
+        no pool an earlier story left behind) ever has it."""
+        return f"select-{self.pools['T']}:{{}}"
 
     @property
     def prop(self) -> str:

@@ -1,0 +1,88 @@
+"""Fates: what thinning decides for one existing snapshot on one side, and why. Pure.
+
+The schedule's verdict (reconcile.thinner) for "our" snapshots, with what overrides it:
+a snapshot zfs would refuse to destroy (it has clones, or someone else holds it) is
+kept, and the plan says why ("kept: has clones: backup/restore").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Optional
+
+import attrs
+
+from reconcile.job import Job
+from reconcile.model import Snapshot
+from reconcile.schedule import Schedule
+from reconcile.thinner import thin
+
+PRE = "pre"
+POST = "post"
+
+
+@attrs.frozen
+class Fate:
+    """The decision for one existing snapshot on one side."""
+
+    snapshot: str
+    keep: bool
+    reason: str
+    #: for destroys: PRE (before sending) or POST (after the new common snapshot is held)
+    phase: str = PRE
+    #: our hold tag is on it (must be released before destroying)
+    held_by_us: bool = False
+    #: the destroy must succeed before the dataset's sends (incompatible snapshots);
+    #: False: thinning, which never blocks sending
+    required: bool = False
+    #: the schedule drops it, but this keeps it ("has clones: ...", "held by ...")
+    kept_because: Optional[str] = None
+
+
+def stamp_of(job: Job, snap_name: str) -> Optional[float]:
+    return job.naming.timestamp(snap_name)
+
+
+def thin_names(
+    schedule: Optional[Schedule],
+    names: Sequence[str],
+    stamps: Sequence[float],
+    now: float,
+) -> dict[str, tuple[bool, str]]:
+    """name -> (keep, reason) for our snapshots, the newest always kept."""
+    if not names:
+        return {}
+    if schedule is None:
+        return dict.fromkeys(names, (True, "--no-thinning"))
+    verdicts = thin(schedule, stamps, now, always={len(names) - 1})
+    return {n: (v.keep, v.reason) for n, v in zip(names, verdicts)}
+
+
+def foreign_holds(job: Job, snap: Snapshot) -> list[str]:
+    return [tag for tag in snap.holds if tag != job.naming.hold_tag]
+
+
+def fate(
+    job: Job,
+    snap: Snapshot,
+    keep: bool,
+    reason: str,
+    phase: str = PRE,
+    *,
+    required: bool = False,
+) -> Fate:
+    """A snapshot's fate; one the schedule drops is still kept when zfs would refuse to
+    destroy it: it has clones, or someone else holds it."""
+    held = job.naming.hold_tag in snap.holds
+    pin = pinned(job, snap) if not keep else None
+    if pin:
+        return Fate(snap.name, True, pin, held_by_us=held, kept_because=pin)
+    return Fate(snap.name, keep, reason, phase, held_by_us=held, required=required)
+
+
+def pinned(job: Job, snap: Snapshot) -> Optional[str]:
+    """Why zfs would refuse to destroy `snap` (None: it would not)."""
+    if snap.clones:
+        return f"has clones: {', '.join(snap.clones)}"
+    foreign = foreign_holds(job, snap)
+    return f"held by {', '.join(foreign)}" if foreign else None

@@ -1,0 +1,429 @@
+"""One source dataset and its target: what to send, what each side keeps, what stops it.
+Pure; zfs-autobackup 3.3's sync_snapshots as values (see reconcile.desire for the rules
+and a worked example).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Optional
+
+import attrs
+import networkx as nx
+
+from reconcile import graph as snapgraph
+from reconcile.fates import POST, PRE, Fate, fate, pinned, stamp_of, thin_names
+from reconcile.job import Job
+from reconcile.model import Dataset, ResumeInfo, Snapshot
+
+
+@attrs.frozen
+class SendWish:
+    snapshot: str
+    guid: Optional[int]
+    #: incremental base (source snapshot name), None for a full send
+    base: Optional[str]
+    reason: str
+    #: resume this send with the target's token
+    resume_token: Optional[str] = None
+    #: the base is the snapshot right before this one on the source: nothing in between
+    #: would be sent along by `zfs send -I`
+    adjacent: bool = False
+
+
+@attrs.frozen
+class PairDesire:
+    source: Dataset
+    target_name: str
+    target: Optional[Dataset]
+    new_snapshot: Optional[str] = None
+    #: why no new snapshot (printed under Snapshotting)
+    snapshot_note: Optional[str] = None
+    common: Optional[tuple[str, str]] = None
+    sends: tuple[SendWish, ...] = ()
+    skipped: tuple[tuple[str, str], ...] = ()
+    source_fates: tuple[Fate, ...] = ()
+    target_fates: tuple[Fate, ...] = ()
+    incompatible: tuple[str, ...] = ()
+    abort_resume: Optional[str] = None
+    rollback_to: Optional[str] = None
+    #: the newest common snapshot once this run is done (gets the holds)
+    final_common: Optional[str] = None
+    problem: Optional[str] = None
+
+    @property
+    def name(self) -> str:
+        return self.source.name
+
+
+@attrs.frozen
+class _Link:
+    """One snapshot of the source chain as it will be after snapshotting (`snapshot` is
+    None for the one this run takes)."""
+
+    name: str
+    guid: Optional[int]
+    snapshot: Optional[Snapshot]
+
+
+@attrs.frozen
+class PairInput:
+    job: Job
+    source: Dataset
+    target_name: str
+    target: Optional[Dataset]
+    new: Optional[str]
+    note: Optional[str]
+    now: float
+    resume: Mapping[str, ResumeInfo]
+
+    @property
+    def raw(self) -> bool:
+        """Sent raw (-w): an encrypted source without --decrypt."""
+        return self.source.encryption != "off" and not self.job.decrypt
+
+
+def split_target(
+    tds: Optional[Dataset], common: Optional[Snapshot], raw: bool
+) -> tuple[list[Snapshot], list[Snapshot]]:
+    """(compatible, incompatible) target snapshots, as zfs-autobackup 3.3 and `zfs recv`
+    see them: everything up to the common snapshot is compatible, and so are the direct
+    follow-ups of the common snapshot with nothing written in them (`written` 0: the
+    same data, so an increment from the common snapshot still applies); the first one
+    with data written, and everything after it, is incompatible. A raw receive accepts
+    no snapshot at all after its base: there every follow-up is incompatible.
+
+        target A(common) B(written 0) C(written 0) D(written 4K) E  ->  A B C | D E
+    """
+    if tds is None:
+        return [], []
+    if common is None:
+        return list(tds.snapshots), []
+    index = next(i for i, s in enumerate(tds.snapshots) if s.guid == common.guid)
+    compatible = list(tds.snapshots[: index + 1])
+    rest = list(tds.snapshots[index + 1 :])
+    while rest and not raw and rest[0].written == 0:
+        compatible.append(rest.pop(0))
+    return compatible, rest
+
+
+@attrs.frozen
+class _Chain:
+    """The source chain as it will be after snapshotting, and where the pair stands."""
+
+    links: tuple[_Link, ...]
+    #: the newest common snapshot's name on each side (None: no common snapshot)
+    common_src: Optional[str]
+    common_tgt: Optional[str]
+    common: Optional[Snapshot]
+
+    @property
+    def position(self) -> dict[str, int]:
+        return {link.name: i for i, link in enumerate(self.links)}
+
+    def after_common(self) -> tuple[_Link, ...]:
+        start = self.position[self.common_src] + 1 if self.common_src else 0
+        return self.links[start:]
+
+
+def _chain(pin: PairInput, graph: nx.DiGraph) -> Optional[_Chain]:
+    """The chain and its newest common snapshot: by guid (by name with
+    --no-guid-check), as 3.3. None when the target has snapshots but none in common."""
+    ds, tds = pin.source, pin.target
+    if pin.job.guid_check:
+        common = snapgraph.latest_common(graph, ds, tds)
+    else:
+        common = snapgraph.latest_common_by_name(ds, tds)
+    if tds is not None and tds.snapshots and common is None:
+        return None
+    links = [_Link(s.name, s.guid, s) for s in ds.snapshots]
+    if pin.new:
+        links.append(_Link(pin.new, None, None))
+    return _Chain(
+        tuple(links),
+        common[0].name if common else None,
+        common[1].name if common else None,
+        common[1] if common else None,
+    )
+
+
+def _target_schedule(
+    pin: PairInput,
+    existing: Sequence[Snapshot],
+    candidates: Sequence[_Link],
+    excluded: Mapping[str, str],
+) -> dict[str, tuple[bool, str]]:
+    """The target schedule over what the target has and what it would receive (as 3.3),
+    but never the snapshots --exclude-snapshot-pattern keeps from being sent (3.3 counts
+    them: a deliberate difference)."""
+    job = pin.job
+    future = [s.name for s in existing if stamp_of(job, s.name) is not None]
+    future += [
+        c.name for c in candidates if stamp_of(job, c.name) is not None and c.name not in excluded
+    ]
+    return thin_names(job.keep_target, future, [stamp_of(job, n) or 0.0 for n in future], pin.now)
+
+
+def pair(pin: PairInput, graph: nx.DiGraph) -> PairDesire:
+    """One source dataset and its target: 3.3's sync_snapshots as values. The common
+    snapshot, what is sent (what the target schedule keeps), each side's thinning, the
+    target's incompatible snapshots, the resume token, the rollback, or what stops it."""
+    job = pin.job
+    base = PairDesire(
+        source=pin.source,
+        target_name=pin.target_name,
+        target=pin.target,
+        new_snapshot=pin.new,
+        snapshot_note=pin.note,
+    )
+    chain = _chain(pin, graph)
+    if chain is None:
+        return attrs.evolve(
+            base,
+            problem="Can't find a common snapshot with the target: you probably need to "
+            "destroy the target dataset to fix this.",
+        )
+    common_src, common_tgt = chain.common_src, chain.common_tgt
+    candidates = [
+        link
+        for link in chain.after_common()
+        if job.other_snapshots or stamp_of(job, link.name) is not None
+    ]
+    existing, incompatible = split_target(pin.target, chain.common, pin.raw)
+    excluded = _excluded(job, pin.source.name, candidates)
+    target_verdicts = _target_schedule(pin, existing, candidates, excluded)
+
+    problem = _blocking_problem(pin, incompatible)
+    if problem:
+        sends: list[SendWish] = []
+        skipped = [(c.name, why) for c in candidates if (why := excluded.get(c.name))]
+    else:
+        sends, skipped = _sends(pin, chain.links, candidates, excluded, target_verdicts, common_src)
+    final_common = sends[-1].snapshot if sends else common_src
+    source_fates = _source_fates(
+        pin, chain.links, chain.position, common_src, final_common,
+        {w.snapshot for w in sends}, target_verdicts,
+    )  # fmt: skip
+    target_fates = _target_fates(
+        pin, existing, incompatible, common_tgt, final_common == common_src, target_verdicts
+    )
+    abort, sends = _resume(pin, sends) if not problem else (None, sends)
+    rollback_to = None
+    if not problem:
+        # (to the newest snapshot thinning leaves: thinning goes first)
+        thinned = {f.snapshot for f in target_fates if not f.keep and f.phase == PRE}
+        remaining = [s for s in existing if s.name not in thinned]
+        rollback_to, problem = _rollback(pin, remaining, incompatible, sends)
+        if problem:
+            sends, final_common = [], common_src
+    return attrs.evolve(
+        base,
+        common=(common_src, common_tgt) if common_src and common_tgt else None,
+        sends=tuple(sends),
+        skipped=tuple(skipped),
+        source_fates=tuple(source_fates),
+        target_fates=tuple(target_fates),
+        incompatible=tuple(s.name for s in incompatible),
+        abort_resume=abort,
+        rollback_to=rollback_to,
+        final_common=final_common,
+        problem=problem,
+    )
+
+
+def _excluded(job: Job, dataset: str, candidates: Sequence[_Link]) -> dict[str, str]:
+    """Candidates that --exclude-snapshot-pattern keeps from being sent -> why."""
+    patterns = [re.compile(p) for p in job.exclude_snapshot_patterns]
+    return {
+        c.name: "matches --exclude-snapshot-pattern"
+        for c in candidates
+        if any(p.search(f"{dataset}@{c.name}") for p in patterns)
+    }
+
+
+def _blocking_problem(pin: PairInput, incompatible: Sequence[Snapshot]) -> Optional[str]:
+    """A problem that stops the dataset's sends; its thinning still happens (as 3.3,
+    which thins both sides before it finds out)."""
+    job, tds = pin.job, pin.target
+    kept = [(s.name, why) for s in incompatible if (why := pinned(job, s))]
+    if incompatible and job.destroy_incompatible and kept:
+        listing = "; ".join(f"{name} {why}" for name, why in kept)
+        return (
+            f"Incompatible snapshots on the target can't be destroyed: {listing}. "
+            "Remove what keeps them, then run again."
+        )
+    if incompatible and not job.destroy_incompatible:
+        listing = ", ".join(s.name for s in incompatible)
+        return (
+            f"Incompatible snapshots on the target (newer than the common snapshot): "
+            f"{listing}. Destroy them on the target, or use --destroy-incompatible."
+        )
+    # (a dataset without snapshots but with a resume token is an interrupted full receive)
+    if (
+        tds is not None
+        and not tds.snapshots
+        and not tds.resume_token
+        and not job.force
+        and job.send
+    ):
+        return (
+            f"Target dataset {tds.name} exists but has no snapshots: a full receive "
+            "would overwrite it. Destroy it, or use --force."
+        )
+    return None
+
+
+def _sends(
+    pin: PairInput,
+    chain: Sequence[_Link],
+    candidates: Sequence[_Link],
+    excluded: Mapping[str, str],
+    target_verdicts: Mapping[str, tuple[bool, str]],
+    common_src: Optional[str],
+) -> tuple[list[SendWish], list[tuple[str, str]]]:
+    """The candidates the target schedule keeps, each from the one sent before it."""
+    sends: list[SendWish] = []
+    skipped: list[tuple[str, str]] = []
+    if not pin.job.send:
+        return sends, skipped
+    position = {link.name: i for i, link in enumerate(chain)}
+    prev = common_src
+    for link in candidates:
+        if link.name in excluded:
+            skipped.append((link.name, excluded[link.name]))
+            continue
+        keep, reason = target_verdicts.get(link.name, (True, "not made by this backup"))
+        if not keep:
+            skipped.append((link.name, f"target schedule skips it: {reason}"))
+            continue
+        at = position[link.name]
+        adjacent = prev is not None and at > 0 and chain[at - 1].name == prev
+        sends.append(
+            SendWish(link.name, link.guid, prev, f"target keeps it: {reason}", adjacent=adjacent)
+        )
+        prev = link.name
+    return sends, skipped
+
+
+def _source_fates(
+    pin: PairInput,
+    chain: Sequence[_Link],
+    position: Mapping[str, int],
+    common_src: Optional[str],
+    final_common: Optional[str],
+    sent: set[str],
+    target_verdicts: Mapping[str, tuple[bool, str]],
+) -> list[Fate]:
+    job = pin.job
+    ours = [
+        link.snapshot for link in chain if link.snapshot and stamp_of(job, link.name) is not None
+    ]
+    names = [s.name for s in ours] + ([pin.new] if pin.new else [])
+    verdicts = thin_names(job.keep_source, names, [stamp_of(job, n) or 0.0 for n in names], pin.now)
+    common_idx = position[common_src] if common_src else -1
+    fates = []
+    for snap in ours:
+        keep, reason = verdicts[snap.name]
+        drop = f"source schedule drops it ({reason})"
+        target_wants = target_verdicts.get(snap.name, (False, ""))[0]
+        if snap.name == final_common:
+            fates.append(fate(job, snap, True, "newest common snapshot"))
+        elif keep:
+            fates.append(fate(job, snap, True, reason))
+        elif snap.name == common_src:
+            # replaced as common snapshot by a newer one: destroy after that one is held
+            fates.append(fate(job, snap, False, drop, POST))
+        elif position[snap.name] < common_idx or not target_wants:
+            fates.append(fate(job, snap, False, drop, PRE))
+        elif snap.name in sent:
+            fates.append(fate(job, snap, False, f"{drop}, once sent", POST))
+        else:
+            fates.append(fate(job, snap, True, "the target still needs it"))
+    return fates
+
+
+def _target_fates(
+    pin: PairInput,
+    existing: Sequence[Snapshot],
+    incompatible: Sequence[Snapshot],
+    common_tgt: Optional[str],
+    common_stays: bool,
+    target_verdicts: Mapping[str, tuple[bool, str]],
+) -> list[Fate]:
+    job = pin.job
+    fates = []
+    for snap in existing:
+        if stamp_of(job, snap.name) is None:
+            fates.append(Fate(snap.name, True, "not made by this backup"))
+            continue
+        keep, reason = target_verdicts[snap.name]
+        drop = f"target schedule drops it ({reason})"
+        if snap.name == common_tgt and common_stays:
+            fates.append(fate(job, snap, True, "newest common snapshot"))
+        elif keep:
+            fates.append(fate(job, snap, True, reason))
+        else:
+            fates.append(fate(job, snap, False, drop, POST if snap.name == common_tgt else PRE))
+    if job.destroy_incompatible:
+        for snap in incompatible:
+            fates.append(
+                fate(job, snap, False, "incompatible (--destroy-incompatible)", PRE, required=True)
+            )
+    return fates
+
+
+def _resume(pin: PairInput, sends: list[SendWish]) -> tuple[Optional[str], list[SendWish]]:
+    """(why the target's resume token is aborted, the sends with the token on the one it
+    resumes). Without --no-send a token is resumed when it belongs to the first send:
+    that dataset and snapshot, that guid; otherwise it is aborted. With --no-send it is
+    left alone: aborting would delete a partially received first backup."""
+    tds = pin.target
+    if tds is None or not tds.resume_token or not pin.job.send:
+        return None, sends
+    info = pin.resume.get(tds.name)
+    if not sends:
+        return "Aborting resume, its obsolete.", sends
+    first = sends[0]
+    if (
+        info is not None
+        and info.toname.partition("@")[0] == pin.source.name
+        and info.snapshot == first.snapshot
+        and first.guid is not None
+        and (info.toguid is None or info.toguid == first.guid)
+    ):
+        return None, [attrs.evolve(first, resume_token=tds.resume_token), *sends[1:]]
+    return "Aborting resume, its no longer valid.", sends
+
+
+def _rollback(
+    pin: PairInput,
+    existing: Sequence[Snapshot],
+    incompatible: Sequence[Snapshot],
+    sends: Sequence[SendWish],
+) -> tuple[Optional[str], Optional[str]]:
+    """(the target snapshot to roll back to, or a problem), as 3.3:
+
+    - --destroy-incompatible rolls the target back to its newest remaining snapshot after
+      destroying incompatible ones (whether or not anything is sent);
+    - --rollback discards changes right before the first transfer, and only then;
+    - a changed target without --rollback stops the dataset before anything is sent
+      (3.3 fails inside `zfs recv`)."""
+    job, tds = pin.job, pin.target
+    if tds is None or not existing:
+        return None, None
+    newest = existing[-1].name
+    if incompatible and job.destroy_incompatible:
+        return newest, None
+    transfers = bool(sends) and not job.force
+    if not transfers or tds.written == 0:
+        return None, None
+    if job.rollback:
+        return newest, None
+    if sends[0].resume_token is not None:
+        return None, None
+    return None, (
+        f"Target dataset {tds.name} was changed since its newest snapshot "
+        f"({tds.written} bytes written): use --rollback to discard those changes "
+        "(or set readonly=on on the target to prevent this)."
+    )
