@@ -150,7 +150,9 @@ class ZfsBed:
         script = [f"mkdir -p {POOL_DIR}"]
         for name in names:
             img = f"{POOL_DIR}/{name}.img"
-            script.append(f"truncate -s {size} {img}")
+            # (a pool an interrupted earlier session left behind in a reused guest goes)
+            script.append(f"{{ zpool destroy -f {name} 2>/dev/null; true; }}")
+            script.append(f"rm -f {img} && truncate -s {size} {img}")
             # mountpoints under /mnt keep test pools away from the guest's own tree
             where = f"-m /mnt/{name} " if under_mnt else ""
             script.append(f"zpool create -f -o cachefile=none {where}{name} {img}")
