@@ -268,10 +268,13 @@ def build_report(
             rows.append(_row(pair, seen, now, warn, crit))
     for missing in desired.missing:
         tds = missing.target
+        ours = _newest_ours(job, tds)
+        if ours is None:
+            # not a backup: a parent the tool created (canmount=off), another dataset
+            continue
         rows.append(
-            Row(tds.name, tds.name, State.OK, ("missing on the source",), None,
-                _newest_ours(job, tds), 0, bool(tds.resume_token), tds.written, 0,
-                len(tds.snapshots), missing_source=True)
+            Row(tds.name, tds.name, State.OK, ("missing on the source",), None, ours, 0,
+                bool(tds.resume_token), tds.written, 0, len(tds.snapshots), missing_source=True)
         )  # fmt: skip
     return Report(
         job.naming.backup_name, job.source.describe(), target_desc, now, warn, crit, tuple(rows)

@@ -52,6 +52,16 @@ def test_states_as_the_recovery_point_ages() -> None:
     assert _report(_both(), 50).state == status.State.CRITICAL
 
 
+def test_only_backups_missing_on_the_source_get_a_row() -> None:
+    """A target dataset of ours whose source is gone has a row; the parent the tool made
+    for it (canmount=off, no snapshots) and a dataset without our snapshots have none."""
+    gone = dataset("backup/p/gone", (SNAP1,), lineage="p/gone")
+    report = _report([dataset("backup/p"), *_both(), gone, dataset("backup/p/x", ("hourly",))])
+    assert [(r.dataset, r.missing_source) for r in report.rows] == [
+        ("p/a", False), ("p/b", False), ("backup/p/gone", True),
+    ]  # fmt: skip
+
+
 def test_what_else_makes_a_dataset_warning_or_critical() -> None:
     written = dataset("backup/p/a", (SNAP1,), lineage="p/a", written=512)
     report = _report([written, dataset("backup/p/b", (SNAP1,), lineage="p/b", token="1-x")])

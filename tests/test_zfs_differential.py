@@ -16,6 +16,7 @@ from __future__ import annotations
 import calendar
 import os
 import time
+from typing import Any
 
 import pytest
 
@@ -268,16 +269,10 @@ SCENARIOS["test_transfer_thinning"] = [
     run("20010203000000", "{T}", "--keep-source=1d10d", "--keep-target=1m10m", "--allow-empty",
         "--verbose", "--clear-mountpoint", "--other-snapshots"),
 ]  # fmt: skip
-#: the ones CI runs (every scenario: `DIFF_ALL=1`)
+#: the ones CI runs (the others are marked slow: `tests/run --slow` runs every scenario)
 CI_SCENARIOS = (
     "test_destroyincompat",
     "test_rollback",
-    "test_keep0",
-    "test_force_strip_path",
-    "test_exclude_unchanged",
-    "test_destroymissing",
-    "test_mount_consitency_mounted",
-    "test_resume",
 )
 
 
@@ -298,8 +293,11 @@ def _play(zfs_bed: ZfsBed, name: str, steps) -> Report:  # type: ignore[no-untyp
         zfs_bed.destroy_pools(pools)
 
 
-def _scenarios() -> list[str]:
-    return list(SCENARIOS) if os.environ.get("DIFF_ALL") else list(CI_SCENARIOS)
+def _scenarios() -> list[Any]:
+    return [
+        name if name in CI_SCENARIOS else pytest.param(name, marks=pytest.mark.slow)
+        for name in SCENARIOS
+    ]
 
 
 @pytest.mark.parametrize("name", _scenarios())
@@ -310,14 +308,16 @@ def test_v33_regression_scenario(zfs_bed: ZfsBed, name: str) -> None:
     assert report.divergence is None, report.text()
 
 
-def _seeds() -> list[int]:
+def _seeds() -> list[Any]:
+    """DIFF_STORIES random stories from DIFF_SEED on; CI runs the first, --slow all."""
     first = int(os.environ.get("DIFF_SEED", "1"))
-    return list(range(first, first + int(os.environ.get("DIFF_STORIES", "2"))))
+    seeds = range(first, first + int(os.environ.get("DIFF_STORIES", "2")))
+    return [s if s == first else pytest.param(s, marks=pytest.mark.slow) for s in seeds]
 
 
 @pytest.mark.parametrize("seed", _seeds())
 def test_random_story(zfs_bed: ZfsBed, seed: int) -> None:
-    runs = int(os.environ.get("DIFF_RUNS", "8"))
+    runs = int(os.environ.get("DIFF_RUNS", "6"))
     report = _play(zfs_bed, f"random-{seed}", RandomStory(seed, runs))
     print(report.text())
     assert report.divergence is None, report.text()

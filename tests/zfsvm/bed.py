@@ -80,6 +80,38 @@ def install_tarball() -> bytes:
     return buf.getvalue()
 
 
+# sha256 over (path, sha256 of content) of every regular file under argv[1], on its
+# filesystem only, read without touching atime (see ZfsBed.checksum)
+_CHECKSUM_PY = """
+import hashlib, os, stat, sys
+top = sys.argv[1]
+dev = os.lstat(top).st_dev
+files = []
+def walk(path, rel):
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOATIME)
+    try:
+        names = sorted(os.listdir(fd))
+    finally:
+        os.close(fd)
+    for name in names:
+        full, sub = os.path.join(path, name), rel + "/" + name
+        st = os.lstat(full)
+        if st.st_dev != dev:
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            walk(full, sub)
+        elif stat.S_ISREG(st.st_mode):
+            digest = hashlib.sha256()
+            fd = os.open(full, os.O_RDONLY | os.O_NOATIME)
+            with os.fdopen(fd, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+            files.append(sub + " " + digest.hexdigest())
+walk(top, ".")
+print(hashlib.sha256("\\n".join(sorted(files)).encode()).hexdigest())
+"""
+
+
 @attrs.define
 class Pools:
     """Fresh pools for one test. `names[0]` is `src`, `names[1]` is `dst`."""
@@ -234,8 +266,9 @@ class ZfsBed:
     def checksum(self, dataset: str) -> str:
         """sha256 over the files of a filesystem or snapshot (mounted read-only if needed).
 
-        Reading a filesystem that is already mounted read-write updates atime, which
-        counts as a change of that dataset: compare snapshots in that case."""
+        Files and directories are read with O_NOATIME: reading a filesystem that is mounted
+        read-write must not update atime, which would count as a change of that dataset
+        (the next incremental receive into it would then need --rollback)."""
         script = f"""
 set -e
 ds={shlex.quote(dataset)}
@@ -248,7 +281,7 @@ else
         *) mount -t zfs -o ro,zfsutil "$ds" "$mnt" ;;
     esac
 fi
-(cd "$mnt" && find . -xdev -type f | LC_ALL=C sort | xargs -r sha256sum) | sha256sum
+python3 -c {shlex.quote(_CHECKSUM_PY)} "$mnt"
 if [ -n "$tmp" ]; then umount "$tmp"; rmdir "$tmp"; fi
 """
         return self.guest.run(script).stdout.split()[0]
