@@ -24,7 +24,7 @@ VICTIMS = {
     "ssh": "pkill -9 -x ssh",
 }
 #: 20 for the report in docs/reliability.md (FAULT_POINTS=20); fewer keeps CI short
-POINTS = int(os.environ.get("FAULT_POINTS", "5"))
+POINTS = int(os.environ.get("FAULT_POINTS", "2"))
 
 
 def _newest(zfs_bed: ZfsBed, dataset: str) -> str:

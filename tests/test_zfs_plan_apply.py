@@ -139,7 +139,7 @@ DRIFTS: dict[str, tuple[Callable[[ZfsBed, Pools], None], str]] = {
 
 
 #: the drifts CI checks (the others: tests/run --slow)
-CI_DRIFTS = ("new-target-snapshot", "resume-token")
+CI_DRIFTS = ("new-target-snapshot",)
 
 
 @pytest.mark.parametrize(

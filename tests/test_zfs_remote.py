@@ -216,8 +216,8 @@ def test_encrypted_dataset_is_sent_raw_and_arrives_locked(zfs_bed: ZfsBed, pools
     ("options", "source_stage", "target_stage"),
     [
         (["--compress"], "zstd -T0 -3", "zstd -dc"),
-        (["--compress=gzip"], "gzip -3", "gzip -dc"),
-        (["--compress=lz4"], "lz4", "lz4 -dc"),
+        pytest.param(["--compress=gzip"], "gzip -3", "gzip -dc", marks=pytest.mark.slow),
+        pytest.param(["--compress=lz4"], "lz4", "lz4 -dc", marks=pytest.mark.slow),
         pytest.param(["--compress=xz"], "xz", "xz -d", marks=pytest.mark.slow),
         pytest.param(["--compress=lzo"], "lzop", "lzop -dfc", marks=pytest.mark.slow),
         pytest.param(["--compress=pigz-fast"], "pigz -3", "pigz -dc", marks=pytest.mark.slow),
