@@ -13,7 +13,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--slow",
         action="store_true",
-        help="also run the tests marked slow (more real-ZFS scenarios; about an hour more)",
+        help="also run the tests marked slow (more real-ZFS scenarios; about 40 minutes more)",
     )
 
 
