@@ -301,7 +301,7 @@ if [ -n "$tmp" ]; then umount "$tmp"; rmdir "$tmp"; fi
             )
         script = (
             'sum_of() { m=$(mktemp -d); mount -t zfs -o ro "$1" "$m" && '
-            '(cd "$m" && find . -type f | LC_ALL=C sort | xargs -r sha256sum) | sha256sum | cut -c1-16; '
+            f'python3 -c {shlex.quote(_CHECKSUM_PY)} "$m" | cut -c1-16; '
             'umount "$m"; rmdir "$m"; }\n' + "\n".join(lines)
         )
         return [tuple(line.split("\t")) for line in self.guest.run(script).stdout.splitlines()]
