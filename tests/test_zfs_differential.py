@@ -129,6 +129,24 @@ SCENARIOS: dict[str, list[Step]] = {
         run("20101111000000", "{T}", "--verbose", "--allow-empty", "--exclude-unchanged=1"),
         run("20101111000001", "{T}", "--verbose", "--allow-empty", "--exclude-unchanged=1"),
     ],
+    # not 3.3's: --destroy-missing destroys a mounted child, then the parent is sent to
+    # (zfs removed the child's mountpoint directory from the mounted parent: a change)
+    "test_destroymissing_mounted_child_then_send": [
+        SETUP_STEP,
+        run("20101111000000", "{T}", "--verbose", "--no-holds"),
+        do("deselect fs1/sub", f"zfs set {PROP}=false {{S1}}/fs1/sub"),
+        run(
+            "20101111000001",
+            "{T}",
+            "--verbose",
+            "--no-holds",
+            "--no-snapshot",
+            "--destroy-missing",
+            "0s",
+        ),
+        run("20101111000002", "{T}", "--verbose", "--no-holds", "--allow-empty"),
+        run("20101111000003", "{T}", "--verbose", "--no-holds", "--allow-empty", "--rollback"),
+    ],
     "test_destroymissing": [
         SETUP_STEP,
         run("19901111000000", "{T}", "--verbose", "--no-holds"),
