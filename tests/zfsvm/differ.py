@@ -276,7 +276,10 @@ def play(bed: ZfsBed, worlds: Sequence[World], name: str, steps: StepSource) -> 
             return report
         outcome = run_step(bed, worlds, step)
         args = " ".join(step.args) if step.args is not None else ""
-        report.steps.append(f"{step.what}" + (f" [{_stamp(step.now)}] {args}" if args else ""))
+        line = f"{step.what}" + (f" [{_stamp(step.now)}] {args}" if args else "")
+        if step.args is not None:
+            line += f" -> exit 3.3 {outcome.codes['3.3']}, ours {outcome.codes['ours']}"
+        report.steps.append(line)
         state = outcome.states["3.3"]
         if step.args is None:
             continue
