@@ -35,9 +35,11 @@ from planner.actions import (
     SOURCE,
     AbortResume,
     Action,
+    Bookmark,
     CreateParent,
     CreateSnapshots,
     Destroy,
+    DestroyBookmark,
     DestroyDataset,
     Hold,
     Release,
@@ -155,11 +157,19 @@ class Executor:
             elif isinstance(action, Send):
                 what = {"full": "receiving full", "incremental": "receiving incremental",
                         "resume": "resuming"}[action.mode]  # fmt: skip
+                if action.from_bookmark:
+                    what += " (from bookmark)"
                 for snap in action.snapshots:
                     say(f"[Target] {action.target_dataset}@{snap}: {what}")
             elif isinstance(action, Destroy):
                 for name in step.about:
                     say(f"{label(action.side)} {name}: Destroying")
+            elif isinstance(action, Bookmark):
+                name = f"{action.dataset}#{action.bookmark}"
+                say(f"[Source] {name}: Bookmarking @{action.snapshot} ({action.reason})")
+            elif isinstance(action, DestroyBookmark):
+                name = f"{action.dataset}#{action.bookmark}"
+                say(f"[Source] {name}: Destroying bookmark ({action.reason})")
             elif isinstance(action, (Hold, Release)):
                 # (3.3's word, "releaseing" included)
                 name = f"{action.dataset}@{action.snapshot}"
@@ -209,7 +219,7 @@ class Executor:
 
     def _soft_failure(self, plan: Plan, step: Step, exc: ReconcileError) -> None:
         """A soft step failed: say so; nothing counts as failed."""
-        if isinstance(exc, DatasetNotFound) and step.kind == "destroy":
+        if isinstance(exc, DatasetNotFound) and step.kind in ("destroy", "destroy-bookmark"):
             return  # gone already: that is what was wanted
         if step.kind in ("hold", "release") and zfs_text.hold_already_done(
             step.kind == "hold", str(exc)
@@ -217,7 +227,7 @@ class Executor:
             return
         action = plan.actions[step.actions[0]]
         side = _label(plan, step)
-        if isinstance(action, Destroy):
+        if isinstance(action, (Destroy, DestroyBookmark)):
             what = ", ".join(step.about)
             self.console.error(f"{side} {what}: can't destroy it ({exc}); the backup goes on")
         elif isinstance(action, Release):

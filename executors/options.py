@@ -283,6 +283,12 @@ def build_parser(mode: str = "classic") -> argparse.ArgumentParser:
     g.add_argument("--no-send", action="store_true", help="don't send snapshots (thin only)")
     g.add_argument("--no-holds", action="store_true", help="don't hold the common snapshots")
     g.add_argument(
+        "--no-bookmarks",
+        action="store_true",
+        help="don't keep each target's chain with a bookmark on the source (as "
+        "zfs-autobackup 3.3: the source holds its newest common snapshot instead)",
+    )
+    g.add_argument(
         "--strip-path",
         metavar="N",
         type=_whole_number("--strip-path"),
@@ -529,6 +535,7 @@ def job_from_args(args: argparse.Namespace) -> Job:
         snapshot=not args.no_snapshot,
         send=not args.no_send,
         holds=not args.no_holds,
+        bookmarks=not args.no_bookmarks,
         other_snapshots=args.other_snapshots,
         exclude_received=args.exclude_received,
         include_received=args.include_received,

@@ -20,7 +20,7 @@ import attrs
 from executors.runner import Runner
 from planner import compile as compiler
 from planner import invariants
-from planner.actions import SOURCE, TARGET, Send
+from planner.actions import SOURCE, TARGET, Bookmark, Send
 from planner.cover import present_sides
 from planner.plan import Plan, build_plan
 from reconcile import graph as snapgraph
@@ -62,6 +62,7 @@ def observe_hosts(
             job.naming.property_name,
             exclude_paths=job.exclude_paths,
             exclude_received=job.excludes_received,
+            bookmarks=job.bookmarks,
         )
 
     def target() -> Optional[HostState]:
@@ -105,16 +106,21 @@ def no_selection(job: Job) -> UsageError:
 def _with_features(
     runner: Runner, plan: Plan, source: HostState, target: Optional[HostState]
 ) -> tuple[HostState, Optional[HostState]]:
-    """The features of the pools the sends involve (nothing read when nothing is sent)."""
+    """The features of the pools the sends and bookmarks involve (nothing read when
+    nothing is sent or bookmarked)."""
     sends = [a for a in plan.actions if isinstance(a, Send)]
-    if sends:
-        source = pool_features(
-            runner, source, [a.source_dataset.split("/")[0] for a in sends], "[Source]"
-        )
-        if target is not None:
+    marks = [a.dataset for a in plan.actions if isinstance(a, Bookmark)]
+    if sends or marks:
+        pools = [a.source_dataset.split("/")[0] for a in sends] + [d.split("/")[0] for d in marks]
+        source = pool_features(runner, source, pools, "[Source]")
+        if target is not None and sends:
             pools = [a.target_dataset.split("/")[0] for a in sends]
             target = pool_features(runner, target, pools, "[Target]")
     return source, target
+
+
+def _lacks_bookmarks(source: HostState) -> bool:
+    return any(not {"bookmarks", "bookmark_v2"} <= f for f in source.features.values())
 
 
 def prepare(
@@ -136,6 +142,12 @@ def prepare(
     plan = build_plan(job, desired, source, target)
     invariants.check(plan, job, desired)
     source, target = _with_features(runner, plan, source, target)
+    if job.bookmarks and _lacks_bookmarks(source):
+        # (some pool can't bookmark: its datasets are planned again, without bookmarks)
+        name = desired.snapshot_name
+        desired = desire(job, source, target, graph, now, resume, snapshot_name=name)
+        plan = build_plan(job, desired, source, target)
+        invariants.check(plan, job, desired)
     facts = compiler.Facts(
         features={SOURCE: source.features, **({TARGET: target.features} if target else {})},
         present=present_sides(plan, job, source, target),

@@ -148,6 +148,8 @@ class Send:
     #: receive with -F (--force)
     force: bool = False
     volume: bool = False
+    #: `base` is a bookmark of the source dataset (`zfs send -i DS#BASE`)
+    from_bookmark: bool = False
     side: Side = TARGET
     kind: str = "send"
 
@@ -189,6 +191,33 @@ class Release:  # never blocks: a hold that stays is reported, and the dataset g
     kind: str = "release"
 
 
+@attrs.frozen
+class Bookmark:
+    """`zfs bookmark DS@SNAP DS#NAME` on the source: the chain to this target survives
+    the snapshot's destruction."""
+
+    dataset: str
+    snapshot: str
+    bookmark: str
+    unit: str
+    reason: str
+    side: Side = SOURCE
+    kind: str = "bookmark"
+
+
+@attrs.frozen
+class DestroyBookmark:
+    """`zfs destroy DS#NAME` of one of our bookmarks (one per command: zfs destroys one
+    bookmark at a time). Never blocks: a bookmark that stays is reported."""
+
+    dataset: str
+    bookmark: str
+    unit: str
+    reason: str
+    side: Side = SOURCE
+    kind: str = "destroy-bookmark"
+
+
 Action = Union[
     CreateSnapshots,
     CreateParent,
@@ -200,6 +229,8 @@ Action = Union[
     Send,
     Hold,
     Release,
+    Bookmark,
+    DestroyBookmark,
 ]
 ACTION_TYPES: tuple[type, ...] = (
     CreateSnapshots,
@@ -212,6 +243,8 @@ ACTION_TYPES: tuple[type, ...] = (
     Send,
     Hold,
     Release,
+    Bookmark,
+    DestroyBookmark,
 )
 #: the `kind` tag of each action type (the discriminator in plan files)
 KINDS: dict[str, type] = {attrs.fields(t).kind.default: t for t in ACTION_TYPES}

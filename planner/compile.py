@@ -20,6 +20,8 @@ them, the plan file carries them, and `apply FILE` runs them as saved.
     holds of a tree   ->  zfs hold -r zfs_autobackup:bak pool/a@y
     destroy @a, @b    ->  zfs destroy pool/a@a,b        (if refused: zfs destroy pool/a@a;
                                                           zfs destroy pool/a@b)
+    send @z from #y   ->  zfs send -L -e -p -i pool/a#y pool/a@z | zfs recv -u -s ...
+    bookmark @z       ->  zfs bookmark pool/a@z pool/a#z__8419732213
 """
 
 from __future__ import annotations
@@ -34,9 +36,11 @@ from planner.actions import (
     TARGET,
     AbortResume,
     Action,
+    Bookmark,
     CreateParent,
     CreateSnapshots,
     Destroy,
+    DestroyBookmark,
     DestroyDataset,
     Hold,
     Mount,
@@ -198,7 +202,11 @@ def send_argv(action: Send, job: Job, facts: Facts, progress: bool) -> tuple[str
         return (*argv, "-t", action.resume_token)
     if not action.decrypted:
         argv.append("-p")
-    if action.base:
+    if action.base and action.from_bookmark:
+        # (-I from a bookmark is refused by zfs: "multiple snapshots cannot be sent from
+        # a bookmark")
+        argv += ["-i", f"{action.source_dataset}#{action.base}"]
+    elif action.base:
         argv += ["-I" if action.intermediates else "-i", f"@{action.base}"]
     return (*argv, f"{action.source_dataset}@{action.snapshot}")
 
@@ -289,6 +297,12 @@ def _single(action: Action, job: Job) -> tuple[str, ...]:
         return ("sh", "-c", MOUNT_SCRIPT, "sh", action.dataset)
     if isinstance(action, (Hold, Release)):
         return ("zfs", action.kind, action.tag, f"{action.dataset}@{action.snapshot}")
+    if isinstance(action, Bookmark):
+        return ("zfs", "bookmark", f"{action.dataset}@{action.snapshot}",
+                f"{action.dataset}#{action.bookmark}")  # fmt: skip
+    if isinstance(action, DestroyBookmark):
+        # (one per command: zfs destroys no list of bookmarks)
+        return ("zfs", "destroy", f"{action.dataset}#{action.bookmark}")
     raise TypeError(f"not a single-command action: {action!r}")  # pragma: no cover
 
 
@@ -348,7 +362,7 @@ def compile_plan(plan: Plan, job: Job, facts: Facts, options: Options = Options(
         if isinstance(action, (Hold, Release)):
             batch = _same_kind_run(plan, index)
             _holds(out, job, facts, options, batch)
-        elif isinstance(action, (Send, Destroy)):
+        elif isinstance(action, (Send, Destroy, Bookmark, DestroyBookmark)):
             batch = _same_type_run(plan, index)
             group = out.group()
             for i in batch:
@@ -409,9 +423,12 @@ def _one(out: _Steps, job: Job, facts: Facts, options: Options, index: int, grou
                      fallback=fallback, about=names)
             )  # fmt: skip
     else:
-        soft = isinstance(action, (Mount, Release))
+        soft = isinstance(action, (Mount, Release, DestroyBookmark))
+        about = (
+            (f"{action.dataset}#{action.bookmark}",) if isinstance(action, DestroyBookmark) else ()
+        )
         command = (Command(action.side, _single(action, job)),)
-        out.add(Step(action.kind, command, (index,), units, group=group, soft=soft))
+        out.add(Step(action.kind, command, (index,), units, group=group, soft=soft, about=about))
 
 
 def _holds(out: _Steps, job: Job, facts: Facts, options: Options, batch: list[int]) -> None:

@@ -10,17 +10,35 @@ nothing is executed.
    (and a dataset this run backs up is never destroyed).
 4. Only snapshots whose names match this backup's format are destroyed (incompatible
    target snapshots with --destroy-incompatible excepted).
+10. With bookmarks: the last source snapshot *or bookmark* whose guid is on the target is
+   never destroyed (the newest common snapshot may go once its bookmark exists: the
+   bookmark is made before it); bookmarks that are not ours, or that observation did not
+   see, are never destroyed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Optional
 
-from planner.actions import SOURCE, TARGET, Destroy, DestroyDataset, Rollback, Send
+import attrs
+
+from planner.actions import (
+    SOURCE,
+    TARGET,
+    Bookmark,
+    Destroy,
+    DestroyBookmark,
+    DestroyDataset,
+    Rollback,
+    Send,
+)
 from planner.plan import Plan
+from reconcile import bookmarks
 from reconcile.desire import Desired
 from reconcile.errors import PlanRefused
 from reconcile.job import Job
+from reconcile.pair import PairDesire
 
 
 def _ancestors(plan: Plan, index: int) -> Iterator[int]:
@@ -40,9 +58,11 @@ def check(plan: Plan, job: Job, desired: Desired) -> None:
     finals: dict[tuple[str, str], str] = {}
     incompatible: dict[str, set[str]] = {}
     targets = {pair.target_name for pair in desired.pairs}
+    pairs = {pair.name: pair for pair in desired.pairs}
     for pair in desired.pairs:
-        if pair.common:
+        if pair.common and not pair.common_bookmark:
             commons[(SOURCE, pair.name)] = pair.common[0]
+        if pair.common:
             commons[(TARGET, pair.target_name)] = pair.common[1]
         if pair.final_common:
             finals[(SOURCE, pair.name)] = pair.final_common
@@ -54,14 +74,14 @@ def check(plan: Plan, job: Job, desired: Desired) -> None:
             key = (action.side, action.dataset)
             for snap in action.snapshots:
                 where = f"{action.side} {action.dataset}@{snap}"
-                if finals.get(key) == snap:
+                if finals.get(key) == snap and not _bookmarked(plan, index, pairs, snap):
                     raise PlanRefused(f"BUG: the plan destroys the newest common snapshot {where}")
                 if commons.get(key) == snap:
                     sent_before = any(
                         isinstance(plan.actions[a], Send) and plan.actions[a].unit == action.unit
                         for a in _ancestors(plan, index)
                     )
-                    if not sent_before:
+                    if not sent_before and not _bookmarked(plan, index, pairs, snap):
                         raise PlanRefused(
                             f"BUG: the plan destroys the common snapshot {where} "
                             "before a newer one was sent"
@@ -76,6 +96,8 @@ def check(plan: Plan, job: Job, desired: Desired) -> None:
                     raise PlanRefused(
                         f"BUG: the plan destroys {where}, which is not a snapshot of this backup"
                     )
+        elif isinstance(action, DestroyBookmark):
+            _check_destroy_bookmark(plan, index, action, pairs.get(action.unit), job)
         elif isinstance(action, Rollback) and not (job.rollback or job.destroy_incompatible):
             raise PlanRefused(f"BUG: the plan rolls back {action.dataset} without --rollback")
         elif isinstance(action, DestroyDataset):
@@ -87,3 +109,86 @@ def check(plan: Plan, job: Job, desired: Desired) -> None:
                 raise PlanRefused(f"BUG: the plan destroys {action.dataset}, a dataset it backs up")
         elif isinstance(action, Send) and action.force and not job.force:
             raise PlanRefused(f"BUG: the plan receives {action.dataset} with -F without --force")
+
+
+def _destroyed(plan: Plan, dataset: str) -> tuple[set[str], set[str]]:
+    """(snapshots, bookmarks) of a source dataset that the plan destroys."""
+    snaps: set[str] = set()
+    marks: set[str] = set()
+    for action in plan.actions:
+        if isinstance(action, Destroy) and action.side == SOURCE and action.dataset == dataset:
+            snaps.update(action.snapshots)
+        elif isinstance(action, DestroyBookmark) and action.dataset == dataset:
+            marks.add(action.bookmark)
+    return snaps, marks
+
+
+def _survives(plan: Plan, index: int, pair: PairDesire, guid: Optional[int], snap: str) -> bool:
+    """After action `index`, the source still has an object of `snap` (guid `guid`) that
+    the plan does not destroy: the snapshot, a bookmark of it observed, or one the plan
+    makes before that action."""
+    source = pair.source
+    snaps, marks = _destroyed(plan, source.name)
+    if any(s.name == snap and s.name not in snaps for s in source.snapshots):
+        return True
+    if guid is not None and any(b.guid == guid and b.name not in marks for b in source.bookmarks):
+        return True
+    return any(
+        isinstance(a := plan.actions[i], Bookmark)
+        and a.dataset == source.name
+        and (a.snapshot == snap or (guid is not None and _guid(pair, a.snapshot) == guid))
+        and a.bookmark not in marks
+        for i in _ancestors(plan, index)
+    )
+
+
+def _guid(pair: PairDesire, snap: str) -> Optional[int]:
+    found = pair.source.snapshot(snap)
+    return found.guid if found is not None else None
+
+
+def _bookmarked(plan: Plan, index: int, pairs: dict[str, PairDesire], snap: str) -> bool:
+    """A source destroy of the newest common snapshot is allowed once its bookmark exists
+    (with bookmarks only)."""
+    action = plan.actions[index]
+    assert isinstance(action, Destroy)
+    pair = pairs.get(action.unit)
+    if action.side != SOURCE or pair is None or pair.bookmark_tag is None:
+        return False
+    copy = attrs.evolve(pair, source=attrs.evolve(pair.source, snapshots=tuple(
+        s for s in pair.source.snapshots if s.name != snap
+    )))  # fmt: skip
+    return _survives(plan, index, copy, _guid(pair, snap), snap)
+
+
+def _check_destroy_bookmark(
+    plan: Plan, index: int, action: DestroyBookmark, pair: Optional[PairDesire], job: Job
+) -> None:
+    where = f"{action.dataset}#{action.bookmark}"
+    seen = None
+    if pair is not None and pair.source.name == action.dataset:
+        seen = next((b for b in pair.source.bookmarks if b.name == action.bookmark), None)
+    if pair is None or seen is None:
+        raise PlanRefused(f"BUG: the plan destroys the bookmark {where}, which was not observed")
+    if bookmarks.ours(job.naming, seen, pair.bookmark_tag) is None:
+        raise PlanRefused(f"BUG: the plan destroys the bookmark {where}, which is not ours")
+    last = _last_on_target(pair)
+    if last is not None and seen.guid == last[1]:
+        copy = attrs.evolve(pair, source=attrs.evolve(pair.source, bookmarks=tuple(
+            b for b in pair.source.bookmarks if b.name != seen.name
+        )))  # fmt: skip
+        if not _survives(plan, index, copy, last[1], last[0]):
+            raise PlanRefused(
+                f"BUG: the plan destroys the bookmark {where}, the last source object of "
+                "the target's newest snapshot"
+            )
+
+
+def _last_on_target(pair: PairDesire) -> Optional[tuple[str, Optional[int]]]:
+    """(name, guid) of the target's newest common snapshot after the run."""
+    if pair.sends:
+        return pair.sends[-1].snapshot, pair.sends[-1].guid
+    if pair.common and pair.target is not None:
+        found = pair.target.snapshot(pair.common[1])
+        return pair.common[1], found.guid if found is not None else None
+    return None

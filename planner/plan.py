@@ -42,9 +42,11 @@ from planner.actions import (
     TARGET,
     AbortResume,
     Action,
+    Bookmark,
     CreateParent,
     CreateSnapshots,
     Destroy,
+    DestroyBookmark,
     DestroyDataset,
     Hold,
     Mount,
@@ -70,6 +72,7 @@ class Problem:
 
 #: what a note is about (Note.kind)
 SNAPSHOT_NOTE, SKIPPED, KEPT, MISSING = "snapshot", "skipped", "kept", "missing"
+NO_BOOKMARKS = "no-bookmarks"
 
 
 @attrs.frozen
@@ -78,7 +81,8 @@ class Note:
 
     `kind`: SNAPSHOT_NOTE (why no new snapshot), SKIPPED (a snapshot not sent), KEPT (a
     snapshot the schedule drops but zfs would refuse to destroy), MISSING (what
-    --destroy-missing decided)."""
+    --destroy-missing decided), NO_BOOKMARKS (a source pool whose datasets run without
+    bookmarks, and why: once per pool)."""
 
     side: Side
     dataset: str
@@ -127,6 +131,9 @@ _PHASE = {
     "release": RELEASE,
     "destroy": AFTER,
     "destroy-dataset": AFTER,
+    # (with bookmarks the source's new common snapshot gets a bookmark, not a hold)
+    "bookmark": HOLD,
+    "destroy-bookmark": AFTER,
 }
 
 
@@ -232,6 +239,7 @@ def build_plan(job: Job, desired: Desired, source: HostState, target: Optional[H
     builder = _Builder()
     ctx = _Context(job, builder, target, _snapshot_actions(builder, desired))
     ctx.mapped = {pair.target_name for pair in desired.pairs}
+    ctx.notes += [Note(SOURCE, pool, why, NO_BOOKMARKS) for pool, why in desired.no_bookmarks]
     # in target name order: a parent's first send comes before its children's, also
     # when --strip-path maps datasets of different source trees under each other
     for pair in sorted(desired.pairs, key=lambda p: (p.target_name, p.name)):
@@ -377,6 +385,7 @@ def _pair_actions(ctx: _Context, pair: PairDesire) -> None:
             decrypted=pair.source.encryption != "off" and job.decrypt,
             force=job.force and number == 0,
             volume=pair.source.type == "volume",
+            from_bookmark=first.from_bookmark,
         )
         prev = builder.add(send, [prev, *parent_needs] if number == 0 else [prev])
         # (a target without snapshots is an interrupted full receive: not there yet)
@@ -387,21 +396,35 @@ def _pair_actions(ctx: _Context, pair: PairDesire) -> None:
 
     prev, released = _move_holds(ctx, pair, prev)
 
-    # after sending: what was kept only as the common snapshot or until it was sent
-    if pair.sends:
-        for side, dataset, fates in (
-            (TARGET, tname, pair.target_fates),
-            (SOURCE, pair.name, pair.source_fates),
-        ):
-            post = [
-                attrs.evolve(f, held_by_us=f.held_by_us and (side, f.snapshot) not in released)
-                for f in fates
-                if f.phase == POST and not f.keep
-            ]
-            prev = _release_and_destroy(builder, job, side, dataset, post, unit, prev, after=True)
+    # after sending (and bookmarking): what was kept only as the common snapshot, until
+    # it was sent, or until its bookmark existed
+    for side, dataset, fates in (
+        (TARGET, tname, pair.target_fates),
+        (SOURCE, pair.name, pair.source_fates),
+    ):
+        post = [
+            attrs.evolve(f, held_by_us=f.held_by_us and (side, f.snapshot) not in released)
+            for f in fates
+            if f.phase == POST and not f.keep
+        ]
+        prev = _release_and_destroy(builder, job, side, dataset, post, unit, prev, after=True)
     if full_send is not None and pair.source.type != "volume":
         parent = tname.rsplit("/", 1)[0]
         ctx.mounts[tname] = builder.add(Mount(tname, unit), [full_send, ctx.mounts.get(parent)])
+
+
+def _bookmarks(ctx: _Context, pair: PairDesire, prev: Optional[int]) -> Optional[int]:
+    """The new common snapshot's bookmark (after its send), then the bookmarks of ours
+    it supersedes (each after it exists; they never block what comes after)."""
+    builder, unit = ctx.builder, pair.name
+    if pair.bookmark is not None:
+        snapshot, name = pair.bookmark
+        why = f"base for {pair.target_name}"
+        prev = builder.add(Bookmark(pair.name, snapshot, name, unit, why), [prev])
+    for name in pair.superseded:
+        why = f"superseded by #{pair.kept_bookmark}"
+        builder.add(DestroyBookmark(pair.name, name, unit, why), [prev])
+    return prev
 
 
 def _move_holds(
@@ -412,12 +435,15 @@ def _move_holds(
     previous common snapshot, whatever its name (a foreign common snapshot of
     --other-snapshots, one from before --snapshot-format changed). Other snapshots keep
     their holds: on the source one may be the common snapshot of another target of the
-    same backup name. Returns the last action and the (side, snapshot) releases planned."""
+    same backup name. With bookmarks the source gets no hold but the bookmark, made
+    between the new holds and the releases (while a snapshot is sent, zfs send itself
+    keeps it from being destroyed); an old hold of ours on the previous common snapshot
+    is still released. Returns the last action and the (side, snapshot) releases planned."""
     job, builder, unit = ctx.job, ctx.builder, pair.name
     tag, final = job.naming.hold_tag, pair.final_common
     released: set[tuple[str, str]] = set()
     if not (job.holds and pair.sends and final):
-        return prev, released
+        return _bookmarks(ctx, pair, prev), released
     doomed_first = {
         (side, f.snapshot)
         for side, fates in ((TARGET, pair.target_fates), (SOURCE, pair.source_fates))
@@ -429,10 +455,16 @@ def _move_holds(
         (TARGET, pair.target_name, pair.target.snapshots if pair.target else (), common[1]),
         (SOURCE, pair.name, pair.source.snapshots, common[0]),
     )
+    marks = pair.bookmark_tag is not None
     for side, dataset, existing, _ in sides:
+        if side == SOURCE and marks:
+            continue
         if not any(s.name == final and tag in s.holds for s in existing):
             prev = builder.add(Hold(side, dataset, final, tag, unit), [prev])
+    prev = _bookmarks(ctx, pair, prev)
     for side, dataset, existing, old in sides:
+        if side == SOURCE and pair.common_bookmark:
+            continue  # (the base is a bookmark: no source snapshot of it to release)
         for snap in existing:
             if snap.name == old != final and tag in snap.holds and (side, old) not in doomed_first:
                 prev = builder.add(Release(side, dataset, snap.name, tag, unit), [prev])

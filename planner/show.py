@@ -20,9 +20,11 @@ from planner.actions import (
     TARGET,
     AbortResume,
     Action,
+    Bookmark,
     CreateParent,
     CreateSnapshots,
     Destroy,
+    DestroyBookmark,
     DestroyDataset,
     Hold,
     Mount,
@@ -30,7 +32,7 @@ from planner.actions import (
     Rollback,
     Send,
 )
-from planner.plan import KEPT, Plan
+from planner.plan import KEPT, NO_BOOKMARKS, Plan
 
 NO_CHANGES = "No changes. Source and target are in sync."
 
@@ -43,7 +45,11 @@ def _rows(action: Action, size: Optional[str]) -> list[list[str]]:
             [ds, "snapshot", f"@{action.snapshot}", action.reason, *extra] for ds in action.datasets
         ]
     if isinstance(action, Send):
-        what = f"@{action.snapshot}" + (f" from @{action.base}" if action.base else "")
+        mark = "#" if action.from_bookmark else "@"
+        what = f"@{action.snapshot}" + (f" from {mark}{action.base}" if action.base else "")
+        if action.from_bookmark:
+            what += " (a bookmark)"
+
         if action.intermediates:
             what += f" (-I: {len(action.snapshots)} snapshots in one stream)"
         verb = {"full": "send full", "incremental": "send incremental", "resume": "resume send"}
@@ -63,6 +69,11 @@ def _rows(action: Action, size: Optional[str]) -> list[list[str]]:
                 *extra,
             ]
         ]
+    if isinstance(action, Bookmark):
+        what = f"#{action.bookmark} of @{action.snapshot}"
+        return [[action.dataset, "bookmark", what, action.reason, *extra]]
+    if isinstance(action, DestroyBookmark):
+        return [[action.dataset, "destroy bookmark", f"#{action.bookmark}", action.reason, *extra]]
     if isinstance(action, Rollback):
         return [[action.dataset, "rollback", f"to @{action.snapshot}", action.reason, *extra]]
     if isinstance(action, (CreateParent, AbortResume, DestroyDataset, Mount)):
@@ -91,6 +102,10 @@ def summary(plan: Plan) -> str:
         f"Plan: {snapshots} snapshots to create, {sends} to send, {destroy[SOURCE]} to destroy "
         f"on source, {destroy[TARGET]} on target, {holds} holds to move."
     )
+    marks = sum(1 for a in plan.actions if isinstance(a, Bookmark))
+    unmarks = sum(1 for a in plan.actions if isinstance(a, DestroyBookmark))
+    if marks or unmarks:
+        text += f" {marks} bookmarks to create, {unmarks} to destroy."
     datasets = sum(1 for a in plan.actions if isinstance(a, DestroyDataset))
     if datasets:
         text += f" {datasets} missing dataset(s) to destroy on target."
@@ -129,6 +144,11 @@ def render(
     if kept:
         parts.append("Kept although the schedule drops them:")
         parts.append(tabulate(kept, headers=["side", "snapshot", "why"], tablefmt="simple"))
+        parts.append("")
+    plain = [[n.dataset, n.text] for n in plan.notes if n.kind == NO_BOOKMARKS]
+    if plain:
+        parts.append("Without bookmarks:")
+        parts.append(tabulate(plain, headers=["source pool", "why"], tablefmt="simple"))
         parts.append("")
     if plan.problems:
         rows2 = [[p.side, p.dataset, p.message] for p in plan.problems]

@@ -197,8 +197,9 @@ def _row(pair: PairDesire, seen: _Seen, now: float, warn: float, crit: float) ->
 def _observed(job: Job, pair: PairDesire) -> _Seen:
     ds, tds = pair.source, pair.target
     common = None
-    if pair.common:
-        snap = ds.snapshot(pair.common[0])
+    if pair.common and tds is not None:
+        # (the target's side: on the source it may be a bookmark, its snapshot gone)
+        snap = tds.snapshot(pair.common[1])
         assert snap is not None
         common = Point(snap.name, _time(job, snap))
     return _Seen(

@@ -79,6 +79,8 @@ class Desired:
     snapshot_name: Optional[str]
     pairs: tuple[PairDesire, ...]
     missing: tuple[MissingDesire, ...] = ()
+    #: (pool, why): source pools whose datasets run without bookmarks
+    no_bookmarks: tuple[tuple[str, str], ...] = ()
 
     @property
     def selected(self) -> list[str]:
@@ -139,8 +141,12 @@ def desire(
         snapshot_name = None
 
     targets: dict[str, str] = {}
+    tag: Optional[str] = None
     if job.target_path is not None:
         targets = map_targets([ds.name for ds in selected], job.target_path, job.strip_path)
+        root = target.get(job.target_path) if target is not None else None
+        tag = str(root.guid) if job.bookmarks and root is not None else None
+    fallback: dict[str, str] = {}
 
     pairs = []
     for ds in selected:
@@ -151,7 +157,13 @@ def desire(
         else:
             assert target is not None
             name = targets[ds.name]
-            pin = PairInput(job, ds, name, target.get(name), new, note, now, resume or {})
+            why = _without_bookmarks(job, source, ds) if tag is not None else None
+            if why:
+                fallback.setdefault(ds.pool, why)
+            pin = PairInput(
+                job, ds, name, target.get(name), new, note, now, resume or {},
+                None if why else tag,
+            )  # fmt: skip
             pairs.append(pair(pin, graph))
 
     missing: list[MissingDesire] = []
@@ -161,7 +173,25 @@ def desire(
             if tds.name == job.target_path or tds.name in used:
                 continue
             missing.append(_missing(job, tds, target, graph, now))
-    return Desired(tuple(choices), snapshot_name, tuple(pairs), tuple(missing))
+    return Desired(
+        tuple(choices), snapshot_name, tuple(pairs), tuple(missing), tuple(sorted(fallback.items()))
+    )
+
+
+def _without_bookmarks(job: Job, source: HostState, ds: Dataset) -> Optional[str]:
+    """Why `ds` runs as with --no-bookmarks (None: it does not). Pool features are known
+    once they were read (a plan that sends or bookmarks reads them, and is made again)."""
+    features = source.pool_features(ds.name)
+    if not features:
+        return None
+    if "bookmarks" not in features:
+        return "the pool lacks feature@bookmarks: its datasets run as with --no-bookmarks"
+    if ds.encryption != "off" and not job.decrypt and "bookmark_v2" not in features:
+        return (
+            "the pool lacks feature@bookmark_v2 (raw sends from bookmarks need it): its "
+            "encrypted datasets run as with --no-bookmarks"
+        )
+    return None
 
 
 def _snapshot_only(

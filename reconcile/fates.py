@@ -48,13 +48,16 @@ def thin_names(
     names: Sequence[str],
     stamps: Sequence[float],
     now: float,
+    *,
+    keep_newest: bool = True,
 ) -> dict[str, tuple[bool, str]]:
-    """name -> (keep, reason) for our snapshots, the newest always kept."""
+    """name -> (keep, reason) for our snapshots, the newest always kept (unless not
+    `keep_newest`: a bookmark keeps what the next send needs)."""
     if not names:
         return {}
     if schedule is None:
         return dict.fromkeys(names, (True, "--no-thinning"))
-    verdicts = thin(schedule, stamps, now, always={len(names) - 1})
+    verdicts = thin(schedule, stamps, now, always={len(names) - 1} if keep_newest else ())
     return {n: (v.keep, v.reason) for n, v in zip(names, verdicts)}
 
 

@@ -58,6 +58,9 @@ class Job:
     encrypt: bool = False
     #: compression, buffers, rate and user pipes of every send
     transfer: TransferOptions = attrs.Factory(TransferOptions)
+    #: keep each target's chain with a bookmark on the source (the command line's
+    #: default; False: zfs-autobackup 3.3's behaviour, --no-bookmarks)
+    bookmarks: bool = False
 
     @property
     def same_host(self) -> bool:

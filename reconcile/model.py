@@ -90,6 +90,22 @@ class Snapshot:
 
 
 @attrs.frozen
+class Bookmark:
+    """A bookmark (`DATASET#NAME`): what an incremental send needs of a snapshot (its
+    guid and createtxg), without the snapshot's data."""
+
+    dataset: str
+    name: str
+    guid: int
+    createtxg: int
+    creation: int
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.dataset}#{self.name}"
+
+
+@attrs.frozen
 class Dataset:
     name: str
     type: str
@@ -103,6 +119,8 @@ class Dataset:
     selection: Optional[Selection] = None
     #: oldest first (createtxg order)
     snapshots: tuple[Snapshot, ...] = ()
+    #: oldest first (createtxg order); only observed where bookmarks are used (the source)
+    bookmarks: tuple[Bookmark, ...] = ()
 
     @property
     def pool(self) -> str:

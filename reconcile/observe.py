@@ -43,10 +43,11 @@ class Reader(Protocol):
     ) -> Output: ...
 
 
-def _list_argv(roots: Sequence[str]) -> list[str]:
+def _list_argv(roots: Sequence[str], bookmarks: bool = False) -> list[str]:
+    types = "filesystem,volume,snapshot" + (",bookmark" if bookmarks else "")
     return [
         "zfs", "list", "-H", "-p", "-o", ",".join(zfs_text.LIST_PROPERTIES),
-        "-t", "filesystem,volume,snapshot", "-r", *roots,
+        "-t", types, "-r", *roots,
     ]  # fmt: skip
 
 
@@ -108,8 +109,10 @@ def observe_source(
     *,
     exclude_paths: Sequence[str] = (),
     exclude_received: bool = False,
+    bookmarks: bool = False,
 ) -> HostState:
-    """Every filesystem/volume's selection value, and the trees the property may select.
+    """Every filesystem/volume's selection value, and the trees the property may select
+    (with their bookmarks when `bookmarks`: in the same listing).
 
     Datasets the selection rules exclude whatever their snapshots (an excluded path such
     as the target path on the same host, or a received value with `exclude_received`) are
@@ -144,9 +147,12 @@ def observe_source(
     roots = _minimal_roots([c.dataset for c in candidates if c.selected])
     datasets: dict[str, Dataset] = {}
     if roots:
-        listed, snaps = zfs_text.parse_list(reader.run(host, _list_argv(roots), label=label).stdout)
-        _check_names(host, roots, [d.name for d in listed] + [s.dataset for s in snaps])
-        datasets = zfs_text.assemble(listed, snaps, values)
+        argv = _list_argv(roots, bookmarks)
+        found = zfs_text.parse_list(reader.run(host, argv, label=label).stdout)
+        _check_names(host, roots, found.names)
+        datasets = zfs_text.assemble(
+            found.datasets, found.snapshots, values, bookmarks=found.bookmarks
+        )
     datasets = dict(sorted(_holds(reader, host, label, datasets).items()))
     return HostState(host=host, datasets=datasets, selection=values)
 
@@ -161,9 +167,9 @@ def observe_target(
         raise UsageError(
             f"Target path '{target_path}' does not exist. Please create this dataset first."
         ) from None
-    listed, snaps = zfs_text.parse_list(out)
-    _check_names(host, [target_path], [d.name for d in listed] + [s.dataset for s in snaps])
-    datasets = _holds(reader, host, label, zfs_text.assemble(listed, snaps))
+    found = zfs_text.parse_list(out)
+    _check_names(host, [target_path], found.names)
+    datasets = _holds(reader, host, label, zfs_text.assemble(found.datasets, found.snapshots))
     return HostState(host=host, datasets=datasets)
 
 

@@ -12,17 +12,19 @@ from typing import Optional
 import attrs
 import networkx as nx
 
+from reconcile import bookmarks
 from reconcile import graph as snapgraph
 from reconcile.fates import POST, PRE, Fate, fate, pinned, stamp_of, thin_names
 from reconcile.job import Job
-from reconcile.model import Dataset, ResumeInfo, Snapshot
+from reconcile.model import Bookmark, Dataset, ResumeInfo, Snapshot
 
 
 @attrs.frozen
 class SendWish:
     snapshot: str
     guid: Optional[int]
-    #: incremental base (source snapshot name), None for a full send
+    #: incremental base (source snapshot name, or bookmark name with `from_bookmark`),
+    #: None for a full send
     base: Optional[str]
     reason: str
     #: resume this send with the target's token
@@ -30,6 +32,8 @@ class SendWish:
     #: the base is the snapshot right before this one on the source: nothing in between
     #: would be sent along by `zfs send -I`
     adjacent: bool = False
+    #: `base` is a bookmark of the source dataset
+    from_bookmark: bool = False
 
 
 @attrs.frozen
@@ -51,6 +55,17 @@ class PairDesire:
     #: the newest common snapshot once this run is done (gets the holds)
     final_common: Optional[str] = None
     problem: Optional[str] = None
+    #: this target's bookmark tag; None: the pair runs without bookmarks
+    bookmark_tag: Optional[str] = None
+    #: `common`'s source side is a bookmark (no source snapshot has the target's guid)
+    common_bookmark: bool = False
+    #: (snapshot, bookmark name): the source bookmark this run makes of the newest
+    #: common snapshot
+    bookmark: Optional[tuple[str, str]] = None
+    #: our bookmarks of this target that the new one supersedes (destroyed after it exists)
+    superseded: tuple[str, ...] = ()
+    #: the bookmark of ours this target's chain rests on after the run
+    kept_bookmark: Optional[str] = None
 
     @property
     def name(self) -> str:
@@ -77,6 +92,8 @@ class PairInput:
     note: Optional[str]
     now: float
     resume: Mapping[str, ResumeInfo]
+    #: this target's bookmark tag (the target path's guid); None: no bookmarks
+    bookmark_tag: Optional[str] = None
 
     @property
     def raw(self) -> bool:
@@ -113,33 +130,64 @@ class _Chain:
     """The source chain as it will be after snapshotting, and where the pair stands."""
 
     links: tuple[_Link, ...]
-    #: the newest common snapshot's name on each side (None: no common snapshot)
+    #: the newest common snapshot's name on each side (None: no common snapshot); on the
+    #: source it may be a bookmark (`mark`)
     common_src: Optional[str]
     common_tgt: Optional[str]
     common: Optional[Snapshot]
+    #: the source bookmark the chain rests on, when no source snapshot has a newer
+    #: snapshot of the target's guid
+    mark: Optional[Bookmark] = None
 
     @property
     def position(self) -> dict[str, int]:
         return {link.name: i for i, link in enumerate(self.links)}
 
     def after_common(self) -> tuple[_Link, ...]:
+        if self.mark is not None:
+            txg = self.mark.createtxg
+            # (zfs sends from a bookmark only to a later snapshot: openzfs #12657)
+            return tuple(
+                link
+                for link in self.links
+                if link.snapshot is None or link.snapshot.createtxg > txg
+            )
         start = self.position[self.common_src] + 1 if self.common_src else 0
         return self.links[start:]
+
+    def before_common(self, snap: Snapshot) -> bool:
+        """`snap` is older than the common snapshot (or bookmark)."""
+        if self.mark is not None:
+            return snap.createtxg <= self.mark.createtxg
+        if self.common_src is None:
+            return False
+        return self.position[snap.name] < self.position[self.common_src]
 
 
 def _chain(pin: PairInput, graph: nx.DiGraph) -> Optional[_Chain]:
     """The chain and its newest common snapshot: by guid (by name with
-    --no-guid-check), as 3.3. None when the target has snapshots but none in common."""
+    --no-guid-check), as 3.3; with bookmarks, a source bookmark whose guid is a newer
+    target snapshot's than any source snapshot's is the base instead (by guid only; a
+    snapshot is preferred when both have it). None when the target has snapshots but
+    none in common."""
     ds, tds = pin.source, pin.target
     if pin.job.guid_check:
         common = snapgraph.latest_common(graph, ds, tds)
     else:
         common = snapgraph.latest_common_by_name(ds, tds)
-    if tds is not None and tds.snapshots and common is None:
-        return None
     links = [_Link(s.name, s.guid, s) for s in ds.snapshots]
     if pin.new:
         links.append(_Link(pin.new, None, None))
+    found = None
+    if pin.bookmark_tag is not None and pin.job.guid_check and tds is not None:
+        found = bookmarks.base(ds, tds, pin.bookmark_tag, pin.job.naming)
+        if found is not None and common is not None and found[1].createtxg <= common[1].createtxg:
+            found = None  # a snapshot is as new: it is the base
+    if found is not None:
+        mark, target_snap = found
+        return _Chain(tuple(links), mark.name, target_snap.name, target_snap, mark)
+    if tds is not None and tds.snapshots and common is None:
+        return None
     return _Chain(
         tuple(links),
         common[0].name if common else None,
@@ -176,6 +224,7 @@ def pair(pin: PairInput, graph: nx.DiGraph) -> PairDesire:
         target=pin.target,
         new_snapshot=pin.new,
         snapshot_note=pin.note,
+        bookmark_tag=pin.bookmark_tag,
     )
     chain = _chain(pin, graph)
     if chain is None:
@@ -199,27 +248,35 @@ def pair(pin: PairInput, graph: nx.DiGraph) -> PairDesire:
         sends: list[SendWish] = []
         skipped = [(c.name, why) for c in candidates if (why := excluded.get(c.name))]
     else:
-        sends, skipped = _sends(pin, chain.links, candidates, excluded, target_verdicts, common_src)
-    final_common = sends[-1].snapshot if sends else common_src
-    source_fates = _source_fates(
-        pin, chain.links, chain.position, common_src, final_common,
-        {w.snapshot for w in sends}, target_verdicts,
-    )  # fmt: skip
-    target_fates = _target_fates(
-        pin, existing, incompatible, common_tgt, final_common == common_src, target_verdicts
-    )
+        sends, skipped = _sends(pin, chain, candidates, excluded, target_verdicts)
     abort, sends = _resume(pin, sends) if not problem else (None, sends)
     rollback_to = None
     if not problem:
         # (to the newest snapshot thinning leaves: thinning goes first)
-        thinned = {f.snapshot for f in target_fates if not f.keep and f.phase == PRE}
+        thinned = {
+            f.snapshot
+            for f in _target_fates(pin, existing, incompatible, common_tgt, True, target_verdicts)
+            if not f.keep and f.phase == PRE
+        }
         remaining = [s for s in existing if s.name not in thinned]
         rollback_to, problem = _rollback(pin, remaining, incompatible, sends)
-        if problem:
-            sends, final_common = [], common_src
+    mark = _Bookmarking()
+    if not problem:
+        mark = _bookmarking(pin, chain, sends)
+        problem = mark.problem
+    if problem:
+        sends, mark = [], _Bookmarking()
+    final_common = sends[-1].snapshot if sends else common_tgt if chain.mark else common_src
+    source_fates = _source_fates(
+        pin, chain, final_common, {w.snapshot for w in sends}, target_verdicts, mark.covers
+    )
+    target_fates = _target_fates(
+        pin, existing, incompatible, common_tgt, not sends, target_verdicts
+    )
     return attrs.evolve(
         base,
         common=(common_src, common_tgt) if common_src and common_tgt else None,
+        common_bookmark=chain.mark is not None,
         sends=tuple(sends),
         skipped=tuple(skipped),
         source_fates=tuple(source_fates),
@@ -229,7 +286,74 @@ def pair(pin: PairInput, graph: nx.DiGraph) -> PairDesire:
         rollback_to=rollback_to,
         final_common=final_common,
         problem=problem,
+        bookmark=mark.create,
+        superseded=mark.superseded,
+        kept_bookmark=mark.kept,
     )
+
+
+@attrs.frozen
+class _Bookmarking:
+    """What the pair does with its bookmarks."""
+
+    #: (snapshot, bookmark name) to make
+    create: Optional[tuple[str, str]] = None
+    #: our bookmarks of this target that go once it exists
+    superseded: tuple[str, ...] = ()
+    #: the source snapshot whose bookmark exists, or will (it may be thinned then)
+    covers: Optional[str] = None
+    #: the bookmark of ours that stays
+    kept: Optional[str] = None
+    problem: Optional[str] = None
+
+
+def _bookmarking(pin: PairInput, chain: _Chain, sends: Sequence[SendWish]) -> _Bookmarking:
+    """The newest common snapshot gets this target's bookmark (made after its send, or
+    now if a run stopped before it or predates bookmarks); the older bookmarks of ours
+    with this tag go once it exists. A bookmark of that name with another guid stops
+    the dataset (nothing of it is destroyed)."""
+    tag = pin.bookmark_tag
+    if tag is None:
+        return _Bookmarking()
+    source = pin.source
+    mine = [
+        m
+        for b in source.bookmarks
+        if (m := bookmarks.ours(pin.job.naming, b, tag)) and m.tag == tag
+    ]
+    if not sends:
+        base = chain.mark
+        if base is not None and any(m.bookmark.name == base.name for m in mine):
+            # the chain rests on our bookmark already: the older ones of ours go
+            older = tuple(m.bookmark.name for m in mine if m.bookmark.createtxg < base.createtxg)
+            return _Bookmarking(superseded=older, kept=base.name)
+        if base is not None or chain.common_src is None:
+            return _Bookmarking()
+        snap = source.snapshot(chain.common_src)
+        assert snap is not None
+        name = chain.common_src
+        guid: Optional[int] = snap.guid
+        txg: Optional[int] = snap.createtxg
+    else:
+        last = sends[-1]
+        name, guid = last.snapshot, last.guid
+        found = source.snapshot(last.snapshot)
+        txg = found.createtxg if found is not None else None
+    wanted = bookmarks.bookmark_name(name, tag)
+    there = next((b for b in source.bookmarks if b.name == wanted), None)
+    if there is not None and (guid is None or there.guid != guid):
+        return _Bookmarking(
+            problem=f"Bookmark {source.name}#{wanted} exists but is of another snapshot "
+            f"(guid {there.guid}): destroy it (zfs destroy {source.name}#{wanted}), or use "
+            "--no-bookmarks."
+        )
+    older = tuple(
+        m.bookmark.name
+        for m in mine
+        if m.bookmark.name != wanted and (txg is None or m.bookmark.createtxg < txg)
+    )
+    create = None if there is not None else (name, wanted)
+    return _Bookmarking(create, older, name, wanted)
 
 
 def _excluded(job: Job, dataset: str, candidates: Sequence[_Link]) -> dict[str, str]:
@@ -276,19 +400,20 @@ def _blocking_problem(pin: PairInput, incompatible: Sequence[Snapshot]) -> Optio
 
 def _sends(
     pin: PairInput,
-    chain: Sequence[_Link],
+    chain: _Chain,
     candidates: Sequence[_Link],
     excluded: Mapping[str, str],
     target_verdicts: Mapping[str, tuple[bool, str]],
-    common_src: Optional[str],
 ) -> tuple[list[SendWish], list[tuple[str, str]]]:
-    """The candidates the target schedule keeps, each from the one sent before it."""
+    """The candidates the target schedule keeps, each from the one sent before it (the
+    first from the common snapshot or bookmark)."""
     sends: list[SendWish] = []
     skipped: list[tuple[str, str]] = []
     if not pin.job.send:
         return sends, skipped
-    position = {link.name: i for i, link in enumerate(chain)}
-    prev = common_src
+    links = chain.links
+    position = chain.position
+    prev = chain.common_src
     for link in candidates:
         if link.name in excluded:
             skipped.append((link.name, excluded[link.name]))
@@ -298,48 +423,63 @@ def _sends(
             skipped.append((link.name, f"target schedule skips it: {reason}"))
             continue
         at = position[link.name]
-        adjacent = prev is not None and at > 0 and chain[at - 1].name == prev
+        from_mark = chain.mark is not None and not sends
+        # (-I from a bookmark is refused by zfs: a bookmark base is never "adjacent")
+        adjacent = not from_mark and prev is not None and at > 0 and links[at - 1].name == prev
         sends.append(
-            SendWish(link.name, link.guid, prev, f"target keeps it: {reason}", adjacent=adjacent)
-        )
+            SendWish(
+                link.name, link.guid, prev, f"target keeps it: {reason}",
+                adjacent=adjacent, from_bookmark=from_mark,
+            )
+        )  # fmt: skip
         prev = link.name
     return sends, skipped
 
 
 def _source_fates(
     pin: PairInput,
-    chain: Sequence[_Link],
-    position: Mapping[str, int],
-    common_src: Optional[str],
+    chain: _Chain,
     final_common: Optional[str],
     sent: set[str],
     target_verdicts: Mapping[str, tuple[bool, str]],
+    bookmarked: Optional[str],
 ) -> list[Fate]:
+    """With `bookmarked` (the snapshot whose bookmark keeps this target's chain), the
+    source schedule decides that snapshot too: it is destroyed after its bookmark exists
+    (so --keep-source=0 keeps no snapshot at all)."""
     job = pin.job
     ours = [
-        link.snapshot for link in chain if link.snapshot and stamp_of(job, link.name) is not None
+        link.snapshot
+        for link in chain.links
+        if link.snapshot and stamp_of(job, link.name) is not None
     ]
     names = [s.name for s in ours] + ([pin.new] if pin.new else [])
-    verdicts = thin_names(job.keep_source, names, [stamp_of(job, n) or 0.0 for n in names], pin.now)
-    common_idx = position[common_src] if common_src else -1
+    stamps = [stamp_of(job, n) or 0.0 for n in names]
+    verdicts = thin_names(job.keep_source, names, stamps, pin.now, keep_newest=not bookmarked)
+    common_src = None if chain.mark else chain.common_src
     fates = []
     for snap in ours:
         keep, reason = verdicts[snap.name]
         drop = f"source schedule drops it ({reason})"
         target_wants = target_verdicts.get(snap.name, (False, ""))[0]
-        if snap.name == final_common:
+        if snap.name == final_common and snap.name == bookmarked and not keep:
+            fates.append(fate(job, snap, False, f"{drop}; its bookmark keeps the chain", POST))
+        elif snap.name == final_common:
             fates.append(fate(job, snap, True, "newest common snapshot"))
         elif keep:
             fates.append(fate(job, snap, True, reason))
         elif snap.name == common_src:
             # replaced as common snapshot by a newer one: destroy after that one is held
             fates.append(fate(job, snap, False, drop, POST))
-        elif position[snap.name] < common_idx or not target_wants:
+        elif chain.before_common(snap) or not target_wants:
             fates.append(fate(job, snap, False, drop, PRE))
         elif snap.name in sent:
             fates.append(fate(job, snap, False, f"{drop}, once sent", POST))
         else:
             fates.append(fate(job, snap, True, "the target still needs it"))
+    if pin.new and pin.new == bookmarked and not verdicts[pin.new][0]:
+        why = f"source schedule drops it ({verdicts[pin.new][1]}); its bookmark keeps the chain"
+        fates.append(Fate(pin.new, False, why, POST))
     return fates
 
 

@@ -7,13 +7,14 @@ versions word things differently, the alternatives are listed side by side.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Optional
 
 import attrs
 
 from reconcile import errors
-from reconcile.model import FILESYSTEM, VOLUME, Dataset, Selection, Snapshot
+from reconcile.model import FILESYSTEM, VOLUME, Bookmark, Dataset, Selection, Snapshot
 
 #: Properties observation asks `zfs list` for, in this order.
 LIST_PROPERTIES = (
@@ -30,8 +31,15 @@ LIST_PROPERTIES = (
     "clones",
 )
 #: Pool features observation asks `zpool get` for: they decide `zfs send -L -e` and
-#: `zfs recv -s`
-POOL_FEATURES = ("large_blocks", "embedded_data", "extensible_dataset")
+#: `zfs recv -s`; `bookmarks` (and `bookmark_v2` for raw sends of encrypted datasets)
+#: decide whether a dataset's chain is kept with bookmarks
+POOL_FEATURES = (
+    "large_blocks",
+    "embedded_data",
+    "extensible_dataset",
+    "bookmarks",
+    "bookmark_v2",
+)
 
 
 def _rows(output: str, fields: int) -> Iterator[list[str]]:
@@ -65,10 +73,30 @@ class ListedDataset:
     encryption: str
 
 
-def parse_list(output: str) -> tuple[list[ListedDataset], list[Snapshot]]:
-    """Parse `zfs list -H -p -o <LIST_PROPERTIES> -t filesystem,volume,snapshot`."""
+@attrs.frozen
+class Listing:
+    """What one `zfs list` printed, by type."""
+
+    datasets: list[ListedDataset]
+    snapshots: list[Snapshot]
+    bookmarks: list[Bookmark]
+
+    @property
+    def names(self) -> list[str]:
+        """The dataset each row is of."""
+        return [
+            *(d.name for d in self.datasets),
+            *(s.dataset for s in self.snapshots),
+            *(b.dataset for b in self.bookmarks),
+        ]
+
+
+def parse_list(output: str) -> Listing:
+    """Parse `zfs list -H -p -o <LIST_PROPERTIES> -t filesystem,volume,snapshot[,bookmark]`
+    (a bookmark's row has "-" for what it does not have: userrefs, written, ...)."""
     datasets: list[ListedDataset] = []
     snapshots: list[Snapshot] = []
+    bookmarks: list[Bookmark] = []
     for name, kind, guid, txg, creation, userrefs, written, token, origin, enc, clones in _rows(
         output, len(LIST_PROPERTIES)
     ):
@@ -98,8 +126,10 @@ def parse_list(output: str) -> tuple[list[ListedDataset], list[Snapshot]]:
                     encryption=enc if enc not in ("-", "") else "off",
                 )
             )
-        # bookmarks and other types are not part of the model (yet)
-    return datasets, snapshots
+        elif kind == "bookmark":
+            dataset, _, short = name.partition("#")
+            bookmarks.append(Bookmark(dataset, short, int(guid), int(txg), int(creation)))
+    return Listing(datasets, snapshots, bookmarks)
 
 
 def parse_selection(output: str) -> dict[str, Selection]:
@@ -139,13 +169,18 @@ def assemble(
     snapshots: Iterable[Snapshot],
     selection: Optional[dict[str, Selection]] = None,
     holds: Optional[dict[str, tuple[str, ...]]] = None,
+    bookmarks: Iterable[Bookmark] = (),
 ) -> dict[str, Dataset]:
-    """Attach snapshots (createtxg order), selection values and holds to datasets."""
+    """Attach snapshots and bookmarks (createtxg order), selection values and holds to
+    datasets."""
     by_dataset: dict[str, list[Snapshot]] = {}
     for snap in snapshots:
         tags = holds.get(snap.full_name) if holds else None
         held = attrs.evolve(snap, holds=tags) if tags else snap
         by_dataset.setdefault(snap.dataset, []).append(held)
+    marks: dict[str, list[Bookmark]] = {}
+    for mark in bookmarks:
+        marks.setdefault(mark.dataset, []).append(mark)
     result: dict[str, Dataset] = {}
     for item in sorted(listed, key=lambda d: d.name):
         snaps = sorted(by_dataset.get(item.name, ()), key=lambda s: s.createtxg)
@@ -159,6 +194,7 @@ def assemble(
             encryption=item.encryption,
             selection=(selection or {}).get(item.name),
             snapshots=tuple(snaps),
+            bookmarks=tuple(sorted(marks.get(item.name, ()), key=lambda b: b.createtxg)),
         )
     return result
 
@@ -197,6 +233,8 @@ def first_line(text: str) -> str:
 
 
 _NOT_FOUND = ("dataset does not exist", "could not find any snapshots to destroy")
+#: `zfs destroy DS#NAME` of a bookmark that is not there
+_BOOKMARK_GONE = re.compile(r"bookmark '[^']*' does not exist")
 _BUSY = ("dataset is busy", "pool or dataset is busy", "is busy")
 _DENIED = ("permission denied",)
 
@@ -209,7 +247,7 @@ def command_error(command: str, returncode: int, stderr: str) -> errors.Reconcil
     if returncode == 127:
         # POSIX shells exit 127 when a program is missing ("sh: 1: mbuffer: not found")
         return errors.CommandNotFound(f"Command not found on the host: {detail}")
-    if any(s in text for s in _NOT_FOUND):
+    if any(s in text for s in _NOT_FOUND) or _BOOKMARK_GONE.search(text):
         return errors.DatasetNotFound(message, command, stderr)
     if any(s in text for s in _BUSY):
         return errors.DatasetBusy(message, command, stderr)

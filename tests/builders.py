@@ -13,7 +13,7 @@ from typing import Optional
 from reconcile import graph as snapgraph
 from reconcile.desire import Desired, desire
 from reconcile.job import Job
-from reconcile.model import Dataset, Host, HostState, ResumeInfo, Selection, Snapshot
+from reconcile.model import Bookmark, Dataset, Host, HostState, ResumeInfo, Selection, Snapshot
 from reconcile.naming import Naming
 from reconcile.schedule import Schedule
 
@@ -35,9 +35,15 @@ def dataset(
     snap_written: Optional[dict[str, int]] = None,
     clones: Optional[dict[str, tuple[str, ...]]] = None,
     encryption: str = "off",
+    bookmarks: Optional[dict[str, str]] = None,
+    lost: Iterable[str] = (),
 ) -> Dataset:
+    """`bookmarks`: bookmark name -> the snapshot (in `snaps`) it is of; `lost`: snapshots
+    of `snaps` that are gone (destroyed after their bookmark was made)."""
     lineage = lineage or name
     holds = holds or {}
+    txg = {s: i + 1 for i, s in enumerate(snaps)}
+    gone = set(lost)
     return Dataset(
         name=name,
         type=kind,
@@ -59,6 +65,16 @@ def dataset(
                 clones=(clones or {}).get(s, ()),
             )
             for i, s in enumerate(snaps)
+            if s not in gone
+        ),
+        bookmarks=tuple(
+            sorted(
+                (
+                    Bookmark(name, mark, guid(lineage, s), txg[s], 0)
+                    for mark, s in (bookmarks or {}).items()
+                ),
+                key=lambda b: b.createtxg,
+            )
         ),
     )
 

@@ -18,6 +18,9 @@ zfs' refusals and error texts:
   not destroyed ("snapshot has dependent clones"), and in a batch that means none is;
 - interrupted transfers (`interrupt_next`): the target keeps a resume token, `zfs send
   -t TOKEN` resumes, `zfs send -nv -t TOKEN` describes it, `zfs recv -A` aborts it;
+- bookmarks (`zfs bookmark`, `-t ...,bookmark` listings, `zfs destroy DS#NAME` one at
+  a time, `zfs send -i DS#NAME` but never -I from one, "bookmark feature not enabled"
+  where `disabled_features` says so); a destroyed snapshot's bookmarks stay;
 - holds, releases, snapshot lists destroyed all or nothing (a held one: "dataset is
   busy"), rollback that refuses to skip newer snapshots.
 
@@ -59,6 +62,14 @@ class FSnap:
 
 
 @attrs.define
+class FBookmark:
+    name: str
+    guid: int
+    txg: int
+    creation: int
+
+
+@attrs.define
 class FDataset:
     name: str
     type: str
@@ -71,9 +82,13 @@ class FDataset:
     token: Optional[str] = None
     #: "dataset@snap" this dataset is a clone of
     origin: Optional[str] = None
+    bookmarks: list[FBookmark] = attrs.Factory(list)
 
     def snap(self, name: str) -> Optional[FSnap]:
         return next((s for s in self.snaps if s.name == name), None)
+
+    def bookmark(self, name: str) -> Optional[FBookmark]:
+        return next((b for b in self.bookmarks if b.name == name), None)
 
 
 @attrs.frozen
@@ -244,6 +259,7 @@ class FakeZfs:
         for root in roots:
             if root not in self.datasets:
                 raise FakeError(f"cannot open '{root}': dataset does not exist")
+        types = args[args.index("-t") + 1].split(",") if "-t" in args else []
         rows = []
         for name in sorted(self.datasets):
             if not any(name == r or name.startswith(r + "/") for r in roots):
@@ -259,6 +275,10 @@ class FakeZfs:
                     [f"{name}@{s.name}", "snapshot", s.guid, s.txg, s.creation, len(s.holds),
                      s.written, "-", "-", "off", clones]
                 )  # fmt: skip
+            if "bookmark" in types:
+                for b in ds.bookmarks:
+                    rows.append([f"{name}#{b.name}", "bookmark", b.guid, b.txg, b.creation,
+                                 *["-"] * 6])  # fmt: skip
         return Output("".join("\t".join(map(str, r)) + "\n" for r in rows))
 
     def _zfs_holds(self, args: list[str]) -> Output:
@@ -287,6 +307,35 @@ class FakeZfs:
             sub = "/".join(parts[:i])
             if sub not in self.datasets:
                 self.create(sub, **(props if sub == name else {}))
+        return Output()
+
+    def _zfs_bookmark(self, args: list[str]) -> Output:
+        """`zfs bookmark DS@SNAP DS#NAME` (or DS#OTHER: a copy of a bookmark)."""
+        source, new = args[-2], args[-1]
+        dsname, _, name = new.partition("#")
+        if "bookmarks" in self.disabled_features.get(dsname.split("/")[0], ()):
+            raise FakeError(f"cannot create bookmark '{new}': bookmark feature not enabled")
+        if "#" in source:
+            ds = self.datasets[source.partition("#")[0]]
+            old = ds.bookmark(source.partition("#")[2])
+            if old is None:
+                raise FakeError(f"cannot create bookmark '{new}': bookmark does not exist", 2)
+            guid, txg, creation = old.guid, old.txg, old.creation
+        else:
+            try:
+                ds, snap = self.get_snap(source)
+            except FakeError as exc:
+                raise FakeError(f"cannot create bookmark '{new}': {exc}", 2) from None
+            guid, txg, creation = snap.guid, snap.txg, snap.creation
+        if ds.name != dsname:
+            raise FakeError(
+                f"cannot create bookmark '{new}': must be in same dataset as the snapshot"
+            )
+        if ds.bookmark(name) is not None:
+            raise FakeError(f"cannot create bookmark '{new}': bookmark exists")
+        ds.bookmarks.append(FBookmark(name, guid, txg, creation))
+        ds.bookmarks.sort(key=lambda b: b.txg)
+        self.events.append(("bookmark", new))
         return Output()
 
     def _zfs_clone(self, args: list[str]) -> Output:
@@ -343,6 +392,17 @@ class FakeZfs:
 
     def _zfs_destroy(self, args: list[str]) -> Output:
         target = args[-1]
+        if len([a for a in args if not a.startswith("-")]) > 1:
+            raise FakeError("too many arguments", 2)
+        if "#" in target:
+            dsname, _, name = target.partition("#")
+            ds = self.datasets.get(dsname)
+            mark = ds.bookmark(name) if ds else None
+            if ds is None or mark is None:
+                raise FakeError(f"bookmark '{target}' does not exist.")
+            ds.bookmarks.remove(mark)
+            self.events.append(("destroy-bookmark", target))
+            return Output()
         if "@" not in target:
             ds = self.datasets.get(target)
             if ds is None:
@@ -418,7 +478,22 @@ class FakeZfs:
         chosen = [snap]
         for flag in ("-i", "-I"):
             if flag in args:
-                base_name = args[args.index(flag) + 1].lstrip("@")
+                base_arg = args[args.index(flag) + 1]
+                if "#" in base_arg:
+                    if flag == "-I":
+                        raise FakeError("Error: multiple snapshots cannot be sent from a bookmark.")
+                    mark = ds.bookmark(base_arg.partition("#")[2])
+                    if mark is None:
+                        raise FakeError(f"cannot open '{base_arg}': bookmark does not exist")
+                    if mark.txg >= snap.txg:
+                        raise FakeError("cannot send: incremental source must be earlier")
+                    carried = sum(x.written for x in ds.snaps if mark.txg < x.txg <= snap.txg)
+                    props = tuple(sorted(ds.local_props.items())) if "-p" in args else ()
+                    copy = attrs.evolve(snap, holds=[], written=carried)
+                    return Output(
+                        stream=Stream(ds.name, (copy,), mark.guid, props, raw="-w" in args)
+                    )
+                base_name = base_arg.lstrip("@")
                 _, base = self.get_snap(f"{ds.name}@{base_name}")
                 base_guid = base.guid
                 if base.txg >= snap.txg:

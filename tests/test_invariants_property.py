@@ -8,6 +8,9 @@ For every example:
   snapshot (zfs would refuse it: the plan must release first);
 - only snapshots of this backup are destroyed (incompatible ones only with the flag);
 - nothing is rolled back or force-received without the flag;
+- with bookmarks: a send from a bookmark has it on the source and its snapshot on the
+  target; a bookmark is made of a snapshot that is there; only ours are destroyed; the
+  chain counts a source bookmark as common (the source may have lost the snapshots);
 - the plan passes the planner's own invariant check.
 
 The number of examples follows the hypothesis profile (HYPOTHESIS_PROFILE=thorough: 10,000).
@@ -17,13 +20,23 @@ from __future__ import annotations
 
 import os
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from planner import invariants
-from planner.actions import SOURCE, CreateSnapshots, Destroy, Hold, Release, Rollback, Send
+from planner.actions import (
+    SOURCE,
+    Bookmark,
+    CreateSnapshots,
+    Destroy,
+    DestroyBookmark,
+    Hold,
+    Release,
+    Rollback,
+    Send,
+)
 from planner.plan import build_plan
-from tests.builders import dataset, job, run_desire, state
+from tests.builders import dataset, guid, job, run_desire, state
 
 settings.register_profile("default", max_examples=300, deadline=None)
 settings.register_profile(
@@ -62,6 +75,19 @@ def histories(draw: st.DrawFn) -> dict[str, object]:
         target = target + extra
     held_common = draw(st.booleans())
     foreign = draw(st.sets(st.sampled_from(chain), max_size=2)) if chain else set()
+    # bookmarks: ours for this target, ours for another target, someone else's; some of
+    # their snapshots are gone
+    tag = str(guid("backup", ""))
+    marks: dict[str, str] = {}
+    for snap in draw(st.sets(st.sampled_from(chain), max_size=3)) if chain else set():
+        kind = draw(st.sampled_from(["ours", "ours", "other-target", "foreign"]))
+        name = {"ours": f"{snap}__{tag}", "other-target": f"{snap}__42", "foreign": f"x{snap}"}
+        marks[name[kind]] = snap
+    lost = draw(st.sets(st.sampled_from(sorted(marks.values())), max_size=3)) if marks else set()
+    if target and common_at >= 0 and draw(st.booleans()):
+        # the newest common snapshot is gone, its bookmark keeps the chain
+        marks[f"{chain[common_at]}__{tag}"] = chain[common_at]
+        lost.add(chain[common_at])
     last = hours[-1] if hours else 0
     return {
         "chain": chain,
@@ -69,6 +95,8 @@ def histories(draw: st.DrawFn) -> dict[str, object]:
         "target": target,
         "held_common": held_common,
         "foreign": foreign,
+        "marks": marks,
+        "lost": lost,
         "now": 1_767_225_600 + (last + draw(st.integers(0, 24 * 40))) * HOUR,
         "written": draw(st.sampled_from([0, 1, 100_000])),
     }
@@ -86,11 +114,19 @@ def flag_sets(draw: st.DrawFn) -> dict[str, object]:
         "destroy_incompatible": draw(st.booleans()),
         "rollback": draw(st.booleans()),
         "min_change": draw(st.sampled_from([0, 1, 1000])),
+        "bookmarks": draw(st.booleans()),
     }
 
 
-def _common(src: set[str], tgt: set[str], guids: dict[str, int], tguids: dict[str, int]) -> bool:
-    return bool({guids[s] for s in src} & {tguids[t] for t in tgt})
+def _common(
+    src: set[str],
+    tgt: set[str],
+    guids: dict[str, int],
+    tguids: dict[str, int],
+    marks: dict[str, int],
+) -> bool:
+    """The sides share a snapshot (on the source: or a bookmark of it)."""
+    return bool(({guids[s] for s in src} | set(marks.values())) & {tguids[t] for t in tgt})
 
 
 @given(history=histories(), flags=flag_sets(), failures=st.sets(st.integers(0, 40), max_size=4))
@@ -108,9 +144,12 @@ def test_plans_never_lose_the_common_snapshot(
     if history["held_common"] and common_name:
         src_holds[common_name] = (*src_holds.get(common_name, ()), TAG)
         tgt_holds[common_name] = (TAG,)
+    marks: dict[str, str] = history["marks"]  # type: ignore[assignment]
+    lost: set[str] = history["lost"]  # type: ignore[assignment]
     src_ds = dataset(
-        "p", chain, selection=("true", "local"), written=int(history["written"]), holds=src_holds
-    )  # type: ignore[arg-type]
+        "p", chain, selection=("true", "local"), written=int(history["written"]),  # type: ignore[arg-type]
+        holds=src_holds, bookmarks=marks, lost=lost,
+    )  # fmt: skip
     datasets = [dataset("backup")]
     if history["has_target"]:
         datasets.append(dataset("backup/p", target_snaps, lineage="p", holds=tgt_holds))
@@ -120,8 +159,10 @@ def test_plans_never_lose_the_common_snapshot(
     plan = build_plan(j, desired, source, target)
     invariants.check(plan, j, desired)
 
-    # the in-memory model: names present per side, their guids, and holds
-    src = set(chain)
+    # the in-memory model: names present per side, their guids, holds, source bookmarks
+    src = set(chain) - lost
+    src_marks = {b.name: b.guid for b in src_ds.bookmarks}
+    tag = str(guid("backup", ""))
     tgt = set(target_snaps) if history["has_target"] else set()
     tgt_exists = bool(history["has_target"])
     guids = {s.name: s.guid for s in src_ds.snapshots}
@@ -129,11 +170,11 @@ def test_plans_never_lose_the_common_snapshot(
     held = {(SOURCE, s): set(t) for s, t in src_holds.items()}
     held.update({("target", s): set(t) for s, t in tgt_holds.items()})
     incompatible = set(desired.pairs[0].incompatible) if desired.pairs else set()
-    had_common = _common(src, tgt, guids, tguids)
+    had_common = _common(src, tgt, guids, tguids, src_marks)
 
     broken: set[int] = set()
     #: the source chain in order (destroyed snapshots stay: -I needs the order only)
-    chain_now = list(chain)
+    chain_now = [s for s in chain if s not in lost]
     for index, action in enumerate(plan.actions):
         if index in failures or any(d in broken for d in plan.depends[index]):
             broken.add(index)
@@ -147,6 +188,11 @@ def test_plans_never_lose_the_common_snapshot(
             if action.base is None:
                 assert not tgt_exists or not tgt or action.force
                 assert not action.intermediates
+            elif action.from_bookmark:
+                event("a send from a bookmark")
+                assert j.bookmarks and not action.intermediates
+                assert action.base in src_marks, "bookmark base missing"
+                assert src_marks[action.base] in {tguids[t] for t in tgt}, "base not on target"
             else:
                 assert action.base in src and action.base in tgt, "incremental base missing"
             if action.intermediates:
@@ -167,6 +213,15 @@ def test_plans_never_lose_the_common_snapshot(
                     action.side == "target" and j.destroy_incompatible and name in incompatible
                 )
                 side_set.discard(name)
+        elif isinstance(action, Bookmark):
+            assert j.bookmarks and action.snapshot in src, action
+            assert action.bookmark == f"{action.snapshot}__{tag}"
+            src_marks[action.bookmark] = guids[action.snapshot]
+            event("a bookmark made")
+        elif isinstance(action, DestroyBookmark):
+            assert action.bookmark.endswith(f"__{tag}"), f"not ours: {action}"
+            del src_marks[action.bookmark]
+            event("a superseded bookmark destroyed")
         elif isinstance(action, Hold):
             held.setdefault((action.side, action.snapshot), set()).add(action.tag)
         elif isinstance(action, Release):
@@ -174,5 +229,5 @@ def test_plans_never_lose_the_common_snapshot(
         elif isinstance(action, Rollback):
             assert j.rollback
         if had_common:
-            assert _common(src, tgt, guids, tguids), f"common snapshot lost after {action}"
+            assert _common(src, tgt, guids, tguids, src_marks), f"chain lost after {action}"
     assert not any(isinstance(a, Send) and a.force for a in plan.actions)

@@ -2,11 +2,15 @@
 
 Each example is a random story: runs of the tool with random flags, time passing, data
 written, interrupted transfers, and outside interference (someone takes their own
-snapshots on either side, destroys one of ours on the source, writes into the target,
+snapshots or bookmarks on either side, destroys one of ours on the source (also the
+newest common one, when a bookmark keeps the chain), writes into the target,
 creates or deselects datasets). After every run:
 
-- every selected source/target pair that shared a snapshot still shares one (the newest
-  common snapshot is never lost, whatever failed);
+- every selected source/target pair that shared a snapshot still shares one, or the
+  source has a bookmark of one of the target's snapshots (the chain is never lost,
+  whatever failed);
+- bookmarks that are not ours (someone else's) are never destroyed, and each dataset has
+  at most one bookmark of ours for the target;
 - nothing was rolled back or force-received without --rollback / --destroy-incompatible;
 - only snapshots of this backup were destroyed (others only with --destroy-incompatible);
 - a target dataset that was written to is never touched without --rollback.
@@ -50,6 +54,7 @@ TARGET = "bak/srv"
 #: flags a run may get (each run draws a few)
 FLAGS = [
     "--no-holds",
+    "--no-bookmarks",
     "--other-snapshots",
     "--allow-empty",
     "--min-change=5000",
@@ -106,19 +111,37 @@ class Story(RuleBasedStateMachine):
         )  # fmt: skip
 
     def _common(self) -> dict[str, bool]:
+        """Source -> it shares a snapshot with its target (on the source: a snapshot or
+        a bookmark of it)."""
         result = {}
         for source, target in self._pairs().items():
-            guids = {s.guid for s in self.zfs.datasets[source].snaps}
+            ds = self.zfs.datasets[source]
+            guids = {s.guid for s in ds.snaps} | {b.guid for b in ds.bookmarks}
             result[source] = any(s.guid in guids for s in self.zfs.datasets[target].snaps)
         return result
 
+    def _bookmarked(self, source: str, guid: int) -> bool:
+        return any(b.guid == guid for b in self.zfs.datasets[source].bookmarks)
+
     def _commons_held(self) -> bool:
+        """The chain survives thinning: the newest common snapshot is held, or a source
+        bookmark has the guid of a target snapshot."""
         for source, target in self._pairs().items():
             guids = {s.guid for s in self.zfs.datasets[target].snaps}
             common = [s for s in self.zfs.datasets[source].snaps if s.guid in guids]
-            if common and TAG not in common[-1].holds:
+            marked = any(self._bookmarked(source, g) for g in guids)
+            if common and TAG not in common[-1].holds and not marked:
                 return False
         return True
+
+    def _our_bookmarks(self) -> dict[str, list[str]]:
+        """Source dataset -> its bookmarks of ours for this target."""
+        tag = str(self.zfs.datasets[TARGET].guid)
+        return {
+            name: [b.name for b in ds.bookmarks if b.name.endswith(f"__{tag}")]
+            for name, ds in self.zfs.datasets.items()
+            if name.startswith("src/")
+        }
 
     def _run(self, *flags: str, target: Optional[str] = TARGET) -> int:
         self.zfs.now += 1  # two runs never share a second (and a snapshot name)
@@ -178,6 +201,12 @@ class Story(RuleBasedStateMachine):
             if kind == "destroy":
                 short = name.partition("@")[2]
                 assert self.naming.is_ours(short) or "--destroy-incompatible" in flags, name
+            if kind == "destroy-bookmark":  # (someone else's are named "manual-N")
+                assert f"__{self.zfs.datasets[TARGET].guid}" in name, name
+            if "--no-bookmarks" in flags:
+                assert kind not in ("bookmark", "destroy-bookmark"), (kind, name)
+        for source, names in self._our_bookmarks().items():
+            assert len(names) <= 1, f"{source}: more than one bookmark for the target: {names}"
         if "--rollback" not in flags and "--destroy-incompatible" not in flags:
             for target, size in written.items():
                 if size and target in self.zfs.datasets:
@@ -216,6 +245,16 @@ class Story(RuleBasedStateMachine):
         name = data.draw(st.sampled_from(self._sources()))
         self.zfs.snapshot([f"{name}@manual-{next(self.counter)}"])
 
+    @rule(data=st.data())
+    def someone_bookmarks_the_source(self, data: st.DataObject) -> None:
+        """Another tool's bookmark (of any snapshot): a base we may use, never destroy."""
+        name = data.draw(st.sampled_from(self._sources()))
+        snaps = self.zfs.datasets[name].snaps
+        if snaps:
+            snap = data.draw(st.sampled_from(snaps))
+            mark = f"{name}#manual-{next(self.counter)}"
+            self.zfs.command(["zfs", "bookmark", f"{name}@{snap.name}", mark])
+
     @precondition(lambda self: bool(self._finished_targets()))
     @rule(data=st.data())
     def someone_snapshots_the_target(self, data: st.DataObject) -> None:
@@ -236,7 +275,8 @@ class Story(RuleBasedStateMachine):
 
     def _destroy_one_of_ours(self, pick_dataset: int, pick_snapshot: int) -> None:
         """An unheld one that is not the newest common snapshot (zfs refuses a held one;
-        destroying the newest common one needs a full resend, which the flags forbid)."""
+        destroying the newest common one needs a full resend, which the flags forbid),
+        unless a bookmark of it keeps the chain (as Proxmox HA with --no-holds would)."""
         sources = self._sources()
         name = sources[pick_dataset % len(sources)]
         ds = self.zfs.datasets[name]
@@ -245,7 +285,8 @@ class Story(RuleBasedStateMachine):
         common = [s for s in ds.snaps if s.guid in guids]
         candidates = [
             s for s in ds.snaps
-            if not s.holds and self.naming.is_ours(s.name) and (not common or s is not common[-1])
+            if not s.holds and self.naming.is_ours(s.name)
+            and (not common or s is not common[-1] or self._bookmarked(name, s.guid))
         ]  # fmt: skip
         if candidates:
             victim = candidates[pick_snapshot % len(candidates)]
