@@ -28,7 +28,7 @@ from reconcile.job import Job
 
 FORMAT = "zfs-reconcile-plan"
 #: 2: the compiled commands, signed with a key (HMAC-SHA256); 1 had neither
-VERSION = 2
+VERSION = 3
 SIGNATURE = "hmac_sha256"
 
 

@@ -1,8 +1,10 @@
-"""zfs-autobackup 3.3 itself, as a test oracle (never imported by the tool).
+"""zfs-autobackup 3.3 itself, as a test oracle (never imported by the tool), and 4.0rc2
+(whose bookmarks ours must recognise: run in the guest only).
 
-tests/run installs it with `pip install --no-deps --target .venv/zfs-autobackup-3.3`
-(its console script would clash with ours in the same venv). ZFS_AUTOBACKUP_33 names the
-folder; where it is set, a missing oracle is an error rather than a skip.
+tests/run installs each with `pip install --no-deps --target .venv/zfs-autobackup-VERSION`
+(their console scripts would clash with ours in the same venv). ZFS_AUTOBACKUP_33 (and
+ZFS_AUTOBACKUP_40) name the folders; where it is set, a missing oracle is an error rather
+than a skip.
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ from types import ModuleType
 
 import pytest
 
-DEFAULT = Path(__file__).resolve().parents[1] / ".venv" / "zfs-autobackup-3.3"
+VENV = Path(__file__).resolve().parents[1] / ".venv"
+#: version -> the environment variable naming its folder
+PEERS = {"3.3": "ZFS_AUTOBACKUP_33", "4.0rc2": "ZFS_AUTOBACKUP_40"}
 
 
-def oracle_path() -> Path:
-    return Path(os.environ.get("ZFS_AUTOBACKUP_33", str(DEFAULT)))
+def oracle_path(version: str = "3.3") -> Path:
+    return Path(os.environ.get(PEERS[version], str(VENV / f"zfs-autobackup-{version}")))
 
 
 def load(module: str) -> ModuleType:

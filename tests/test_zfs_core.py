@@ -101,16 +101,19 @@ def test_seed_walkthrough_full_then_incremental_with_holds(zfs_bed: ZfsBed, pool
     assert zfs_bed.names(target) == [target] + [
         name for ds in selected for name in (f"{target}/{ds}", f"{target}/{ds}@{first}")
     ]
+    tag = zfs_bed.prop(target, "guid")
     for ds in selected:
         assert zfs_bed.prop(f"{target}/{ds}@{first}", "guid") == zfs_bed.prop(
             f"{ds}@{first}", "guid"
         )
-        assert zfs_bed.holds(f"{ds}@{first}") == ["zfs_autobackup:offsite1"]
+        # the source keeps the chain with a bookmark (no hold); the target holds
+        assert zfs_bed.holds(f"{ds}@{first}") == []
+        assert zfs_bed.bookmarks(ds) == [f"{first}__{tag}"]
         assert zfs_bed.holds(f"{target}/{ds}@{first}") == ["zfs_autobackup:offsite1"]
     assert zfs_bed.prop(f"{target}/{s}/data/vm-100-disk-0", "type") == "volume"
     assert zfs_bed.checksum(f"{target}/{s}/data") == zfs_bed.checksum(f"{s}/data")
 
-    # change one dataset: only it gets a new snapshot, sent incrementally; holds move
+    # change one dataset: only it gets a new snapshot, sent incrementally; holds and the bookmark move
     zfs_bed.write(f"{s}/data", "blob2", 64)
     run = zfs_bed.tool("offsite1", target, "--verbose", now=stamp(1, 13))
     assert run.returncode == 0, run.stdout + run.stderr
@@ -120,19 +123,20 @@ def test_seed_walkthrough_full_then_incremental_with_holds(zfs_bed: ZfsBed, pool
     assert "receiving full" not in run.stdout
     assert zfs_bed.snapshots(f"{target}/{s}/data") == [first, second]
     assert zfs_bed.snapshots(f"{target}/{s}/ROOT") == [first]
-    assert zfs_bed.holds(f"{s}/data@{second}") == ["zfs_autobackup:offsite1"]
+    assert zfs_bed.bookmarks(f"{s}/data") == [f"{second}__{tag}"]
+    assert zfs_bed.bookmarks(f"{s}/ROOT") == [f"{first}__{tag}"]
     assert zfs_bed.holds(f"{target}/{s}/data@{second}") == ["zfs_autobackup:offsite1"]
-    assert zfs_bed.holds(f"{s}/data@{first}") == []
     assert zfs_bed.holds(f"{target}/{s}/data@{first}") == []
     assert zfs_bed.checksum(f"{target}/{s}/data") == zfs_bed.checksum(f"{s}/data")
 
-    # converged: a run without snapshot has nothing to do, and only reads (5 commands:
-    # per host a zfs list and a zfs holds, and the source's zfs get)
+    # converged: a run without snapshot has nothing to do, and only reads (4 commands:
+    # per host a zfs list, the source's zfs get, the target's zfs holds; the source's
+    # snapshots have no holds to read, its bookmarks come in its zfs list)
     before = zfs_bed.names(s, d)
     run = zfs_bed.tool("offsite1", target, "--no-snapshot", "--debug", now=stamp(1, 14))
     assert run.returncode == 0, run.stdout + run.stderr
     commands = [line for line in run.stdout.splitlines() if " CMD > " in line]
-    assert len(commands) == 5, commands
+    assert len(commands) == 4, commands
     assert all(" zfs list " in c or " zfs get " in c or " zfs holds " in c for c in commands)
     assert zfs_bed.names(s, d) == before
 
@@ -151,7 +155,8 @@ def test_thinning_as_days_pass_on_both_sides(zfs_bed: ZfsBed, pools: Pools) -> N
     assert zfs_bed.snapshots(f"{s}/home") == [snapname("daily", day) for day in range(7, 11)]
     assert zfs_bed.snapshots(f"{d}/{s}/home") == [snapname("daily", day) for day in range(3, 11)]
     newest = snapname("daily", 10)
-    assert zfs_bed.holds(f"{s}/home@{newest}") == ["zfs_autobackup:daily"]
+    assert zfs_bed.bookmarks(f"{s}/home") == [f"{newest}__{zfs_bed.prop(d, 'guid')}"]
+    assert zfs_bed.holds(f"{d}/{s}/home@{newest}") == ["zfs_autobackup:daily"]
     assert zfs_bed.holds(f"{d}/{s}/home@{snapname('daily', 9)}") == []
 
 
@@ -232,7 +237,7 @@ def test_the_backups_on_the_same_host_are_not_read_as_sources(
         f"zfs create {s}/data && zfs create {s}/data/a && zfs create {d}/backup && "
         f"zfs set autobackup:same=true {s}/data"
     )
-    first = zfs_bed.tool("same", f"{d}/backup", "--debug", now=stamp(1))
+    first = zfs_bed.tool("same", f"{d}/backup", "--debug", "--no-bookmarks", now=stamp(1))
     assert first.returncode == 0, first.stdout + first.stderr
     assert zfs_bed.prop(f"{d}/backup/{s}/data/a", "autobackup:same") == "true"
     # the tree's holds: one recursive command per side, holding every dataset's snapshot

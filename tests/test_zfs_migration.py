@@ -104,9 +104,11 @@ def test_two_backup_names_never_touch_each_other(zfs_bed: ZfsBed, pools: Pools) 
                 now=day(n, 10 + len(name)),
             )  # fmt: skip
             assert run.returncode == 0, run.stdout + run.stderr
-    snaps = zfs_bed.snapshots(f"{s}/shared")
-    assert snaps == [snapname(3, "offsite", 17), snapname(3, "local", 15)]
-    assert zfs_bed.holds(f"{s}/shared@{snaps[0]}") == ["zfs_autobackup:offsite"]
-    assert zfs_bed.holds(f"{s}/shared@{snaps[1]}") == ["zfs_autobackup:local"]
+    # --keep-source=0: no source snapshot left, each backup's chain kept by its own
+    # bookmark (another backup name's bookmark is never touched)
+    snaps = [snapname(3, "offsite", 17), snapname(3, "local", 15)]
+    assert zfs_bed.snapshots(f"{s}/shared") == []
+    tags = [zfs_bed.prop(f"{d}/off", "guid"), zfs_bed.prop(f"{d}/loc", "guid")]
+    assert zfs_bed.bookmarks(f"{s}/shared") == [f"{n}__{t}" for n, t in zip(snaps, tags)]
     assert zfs_bed.snapshots(f"{d}/off/{s}/shared") == [snaps[0]]
     assert zfs_bed.snapshots(f"{d}/loc/{s}/shared") == [snaps[1]]

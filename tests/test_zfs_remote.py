@@ -62,7 +62,10 @@ def test_modes_over_ssh_with_awkward_names(zfs_bed: ZfsBed, pools: Pools, mode: 
     )
     assert zfs_bed.checksum(target) == zfs_bed.checksum(source)
     assert zfs_bed.holds(f"{target}@{snapname(1)}") == [TAG]
-    assert zfs_bed.holds(f"{source}@{snapname(1)}") == [TAG]
+    # the source keeps the chain with its bookmark, over ssh too
+    tag = zfs_bed.prop(target_path, "guid")
+    assert zfs_bed.holds(f"{source}@{snapname(1)}") == []
+    assert zfs_bed.bookmarks(source) == [f"{snapname(1)}__{tag}"]
 
     zfs_bed.write(source, "g", 64)
     logins = _ssh_logins_from_the_guest(zfs_bed)
@@ -70,7 +73,7 @@ def test_modes_over_ssh_with_awkward_names(zfs_bed: ZfsBed, pools: Pools, mode: 
     assert run.returncode == 0, run.stdout + run.stderr
     assert f"{target}@{snapname(2)}: receiving incremental" in run.stdout
     assert zfs_bed.checksum(target) == zfs_bed.checksum(source)
-    assert zfs_bed.holds(f"{source}@{snapname(1)}") == []
+    assert zfs_bed.bookmarks(source) == [f"{snapname(2)}__{tag}"]
     # one multiplexed connection per host: the run's dozen ssh commands logged in once
     assert _ssh_logins_from_the_guest(zfs_bed) - logins == 1
 

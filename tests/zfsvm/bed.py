@@ -23,7 +23,7 @@ from typing import Optional
 
 import attrs
 
-from tests.oracle import oracle_path
+from tests.oracle import PEERS, oracle_path
 from tests.zfsvm.guest import Guest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -45,10 +45,10 @@ OUR_PACKAGES = ("reconcile", "planner", "executors", "tests")
 WRAPPER = f"""#!/bin/sh
 PYTHONPATH={GUEST_PREFIX} exec python3 -m executors "$@"
 """
-#: zfs-autobackup 3.3 itself (the migration partner), from the oracle folder
-V33_PREFIX = "/opt/zfs-autobackup-3.3"
-V33_WRAPPER = f"""#!/bin/sh
-PYTHONPATH={V33_PREFIX} exec python3 -c 'import sys; from zfs_autobackup.ZfsAutobackup import cli; sys.argv[0] = "zfs-autobackup"; cli()' "$@"
+#: zfs-autobackup 3.3 and 4.0rc2 themselves (the migration partners), from their folders
+#: (tests/oracle.py), each as /usr/local/bin/zfs-autobackup-VERSION
+PEER_WRAPPER = """#!/bin/sh
+PYTHONPATH=/opt/zfs-autobackup-{version} exec python3 -c 'import sys; from zfs_autobackup.ZfsAutobackup import cli; sys.argv[0] = "zfs-autobackup"; cli()' "$@"
 """
 
 
@@ -140,24 +140,34 @@ class ZfsBed:
             "cat > /usr/local/bin/zfs-autobackup && chmod +x /usr/local/bin/zfs-autobackup",
             input=WRAPPER,
         )
-        v33 = oracle_path() / "zfs_autobackup"
-        if v33.is_dir():
+        for version in PEERS:
+            package = oracle_path(version) / "zfs_autobackup"
+            if not package.is_dir():
+                continue
             buf = io.BytesIO()
             with tarfile.open(fileobj=buf, mode="w") as tar:
-                tar.add(v33, arcname="zfs_autobackup", filter=_skip)
-            self.guest.put_tree(buf.getvalue(), V33_PREFIX)
+                tar.add(package, arcname="zfs_autobackup", filter=_skip)
+            self.guest.put_tree(buf.getvalue(), f"/opt/zfs-autobackup-{version}")
+            script = f"/usr/local/bin/zfs-autobackup-{version}"
             self.guest.run(
-                "cat > /usr/local/bin/zfs-autobackup-3.3 && chmod +x /usr/local/bin/zfs-autobackup-3.3",
-                input=V33_WRAPPER,
+                f"cat > {script} && chmod +x {script}", input=PEER_WRAPPER.format(version=version)
             )
 
     def tool_v33(self, *args: str, now: Optional[str] = None) -> subprocess.CompletedProcess[str]:
         """Run zfs-autobackup 3.3 in the guest (skips the test where it is not installed)."""
-        if self.guest.run("test -x /usr/local/bin/zfs-autobackup-3.3", check=False).returncode:
+        return self.tool_peer("3.3", *args, now=now)
+
+    def tool_peer(
+        self, version: str, *args: str, now: Optional[str] = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run zfs-autobackup VERSION (3.3, 4.0rc2) in the guest (skips the test where it
+        is not installed)."""
+        script = f"/usr/local/bin/zfs-autobackup-{version}"
+        if self.guest.run(f"test -x {script}", check=False).returncode:
             import pytest
 
-            pytest.skip("zfs-autobackup 3.3 is not installed here (tests/run installs it)")
-        argv = ["zfs-autobackup-3.3", *args]
+            pytest.skip(f"zfs-autobackup {version} is not installed here (tests/run installs it)")
+        argv = [script, *args]
         if now:
             argv = ["faketime", "-f", now, *argv]
         return self.guest.run_argv(argv, check=False)
@@ -237,6 +247,18 @@ class ZfsBed:
             ]
         )
         return [line.split("@", 1)[1] for line in out.stdout.split("\n") if line]
+
+    def bookmarks(self, dataset: str) -> list[str]:
+        """Short bookmark names of one dataset, oldest first."""
+        argv = ["zfs", "list", "-H", "-o", "name", "-t", "bookmark", "-s", "createtxg", "-d", "1"]
+        out = self.guest.run_argv([*argv, dataset])
+        return [line.split("#", 1)[1] for line in out.stdout.split("\n") if line]
+
+    def guids(self, dataset: str) -> list[str]:
+        """The guids of one dataset's snapshots, oldest first."""
+        argv = ["zfs", "list", "-H", "-o", "guid", "-t", "snapshot", "-s", "createtxg", "-d", "1"]
+        out = self.guest.run_argv([*argv, dataset])
+        return [line for line in out.stdout.split("\n") if line]
 
     def prop(self, dataset: str, prop: str) -> str:
         return self.guest.run_argv(

@@ -43,7 +43,8 @@ BACKUP = "dif"
 PROP = "{P}"
 TAG = f"zfs_autobackup:{BACKUP}"
 #: the two tools, as run in the guest
-TOOLS = {"3.3": "zfs-autobackup-3.3", "ours": "zfs-autobackup"}
+#: (ours with --no-bookmarks: 3.3's behaviour, which the harness compares)
+TOOLS = {"3.3": ("zfs-autobackup-3.3",), "ours": ("zfs-autobackup", "--no-bookmarks")}
 START = 1_767_225_600  # 2026-01-01 00:00:00 (the guest's clock is UTC)
 
 
@@ -211,7 +212,7 @@ def _stamp(now: int) -> str:
 def _world_script(world: World, step: Step) -> str:
     lines = ["{ " + world.fill(op) + "; } >/dev/null 2>&1" for op in step.ops]
     if step.args is not None:
-        argv = ["faketime", "-f", _stamp(step.now), TOOLS[world.tool], BACKUP]
+        argv = ["faketime", "-f", _stamp(step.now), *TOOLS[world.tool], BACKUP]
         argv += [world.fill(a) for a in step.args]
         argv.append(f"--property-format={world.prop_format}")
         lines.append(f'{shlex.join(argv)} > /tmp/dif.out 2>&1; echo "#rc $?"; cat /tmp/dif.out')

@@ -1,0 +1,164 @@
+"""Bookmarks through the whole tool, against the fake zfs (each behaviour is also proven
+on real OpenZFS in tests/test_zfs_bookmarks.py)."""
+
+from __future__ import annotations
+
+import io
+import shlex
+
+from executors.classic import run_classic
+from executors.console import Console
+from executors.options import build_parser, job_from_args
+from executors.session import prepare
+from planner.actions import Bookmark, DestroyBookmark, Send
+from planner.compile import Options
+from planner.show import render
+from tests.fakezfs import FakeRunner, FakeZfs
+
+START = 1_767_225_600  # 2026-01-01 00:00 UTC
+
+
+def _world(targets: tuple[str, ...] = ("dst",)) -> tuple[FakeZfs, FakeRunner]:
+    zfs = FakeZfs()
+    for name in ("src", "src/data", "src/data/a", *targets):
+        zfs.create(name)
+    zfs.datasets["src/data"].local_props["autobackup:bk"] = "true"
+    zfs.now = START
+    return zfs, FakeRunner({None: zfs})
+
+
+def _run(zfs: FakeZfs, runner: FakeRunner, *args: str, target: str = "dst") -> tuple[int, str]:
+    for name in ("src/data", "src/data/a"):
+        zfs.write(name)
+    zfs.now += 3600
+    argv = ["bk", target, *args]
+    out, err = io.StringIO(), io.StringIO()
+    console = Console(out=out, err=err, verbose=True, color=False)
+    rc = run_classic(job_from_args(build_parser().parse_args(argv)), False, console, runner,
+                     float(zfs.now))  # fmt: skip
+    return rc, out.getvalue() + err.getvalue()
+
+
+def _tag(zfs: FakeZfs, target: str = "dst") -> str:
+    return str(zfs.datasets[target].guid)
+
+
+def test_keep_source_0_keeps_no_snapshot_and_every_later_send_is_incremental() -> None:
+    zfs, runner = _world()
+    runner.history.clear()
+    received: list[list[str]] = []
+    for run in range(5):
+        rc, log = _run(zfs, runner, "--keep-source=0")
+        assert rc == 0, log
+        src = zfs.datasets["src/data"]
+        assert src.snaps == [], f"run {run}: {src.snaps}"
+        names = [b.name for b in src.bookmarks]
+        assert len(names) == 1 and names[0].endswith(f"__{_tag(zfs)}"), names
+        received.append([s.name for s in zfs.datasets["dst/src/data"].snaps])
+    sends = [line for line in runner.history if line.startswith("zfs send") and "src/data@" in line]
+    assert "-i" not in sends[0].split() and "-I" not in sends[0].split()  # the first: full
+    for line in sends[1:]:
+        argv = shlex.split(line.partition(" | ")[0])
+        base = argv[argv.index("-i") + 1]  # each later one from the bookmark
+        assert base.startswith("src/data#bk-") and "-I" not in argv, line
+    # the target kept every older snapshot (incremental receives, never a new full one)
+    for before, after in zip(received, received[1:]):
+        assert after[: len(before)] == before and len(after) == len(before) + 1
+    assert "receiving incremental (from bookmark)" in log
+
+
+def test_a_source_snapshot_destroyed_behind_our_back_is_bridged_by_its_bookmark() -> None:
+    zfs, runner = _world()
+    assert _run(zfs, runner, "--no-holds")[0] == 0
+    common = zfs.datasets["src/data"].snaps[-1].name
+    zfs.command(["zfs", "destroy", f"src/data@{common}"])  # as Proxmox HA might
+    assert zfs.datasets["src/data"].snaps == []
+    rc, log = _run(zfs, runner, "--no-holds")
+    assert rc == 0, log
+    target = zfs.datasets["dst/src/data"]
+    assert target.snaps[0].name == common and len(target.snaps) == 2
+    assert ("recv-F", "dst/src/data") not in zfs.events
+
+
+def test_two_targets_each_keep_exactly_one_bookmark_and_never_touch_the_other() -> None:
+    zfs, runner = _world(("dst1", "dst2"))
+    for _ in range(3):
+        for target in ("dst1", "dst2"):
+            rc, log = _run(zfs, runner, target=target)
+            assert rc == 0, log
+        marks = sorted(b.name.rpartition("__")[2] for b in zfs.datasets["src/data"].bookmarks)
+        assert marks == sorted([_tag(zfs, "dst1"), _tag(zfs, "dst2")])
+    # and no source snapshot carries a hold: the bookmarks keep the chains
+    assert not any(s.holds for s in zfs.datasets["src/data"].snaps)
+
+
+def test_no_bookmarks_lists_creates_and_destroys_none_and_holds_as_3_3() -> None:
+    zfs, runner = _world()
+    runner.history.clear()
+    for _ in range(2):
+        assert _run(zfs, runner, "--no-bookmarks")[0] == 0
+    zfs_lines = [line for line in runner.history if line.startswith("zfs ")]
+    assert not any("bookmark" in line or "#" in line for line in zfs_lines), zfs_lines
+    assert zfs.datasets["src/data"].bookmarks == []
+    assert zfs.datasets["src/data"].snaps[-1].holds == ["zfs_autobackup:bk"]
+
+
+def test_an_existing_bookmark_of_another_snapshot_stops_that_dataset_only() -> None:
+    zfs, runner = _world()
+    assert _run(zfs, runner)[0] == 0
+    # someone made the name this run's bookmark will want, of another snapshot
+    zfs.command(["zfs", "snapshot", "src/data@other"])
+    wanted = f"src/data#bk-20260101020000__{_tag(zfs)}"  # (the next run's snapshot)
+    zfs.command(["zfs", "bookmark", "src/data@other", wanted])
+    before = [(b.name, b.guid) for b in zfs.datasets["src/data"].bookmarks]
+    rc, log = _run(zfs, runner)
+    assert rc == 1, log
+    assert "exists but is of another snapshot" in log and f"zfs destroy {wanted}" in log
+    assert [(b.name, b.guid) for b in zfs.datasets["src/data"].bookmarks] == before
+    # the child went on
+    assert len(zfs.datasets["dst/src/data/a"].snaps) == 2
+
+
+def test_a_pool_without_the_bookmarks_feature_runs_as_no_bookmarks_and_says_so_once() -> None:
+    zfs, runner = _world()
+    zfs.disabled_features["src"] = {"feature@bookmarks", "feature@bookmark_v2"}
+    for _ in range(2):
+        rc, log = _run(zfs, runner)
+        assert rc == 0, log
+    assert log.count("lacks feature@bookmarks") == 1, log
+    assert zfs.datasets["src/data"].bookmarks == []
+    assert zfs.datasets["src/data"].snaps[-1].holds == ["zfs_autobackup:bk"]
+    job = job_from_args(build_parser().parse_args(["bk", "dst", "--allow-empty"]))
+    plan = prepare(job, runner, float(zfs.now + 3600), Options()).plan
+    assert not any(isinstance(a, (Bookmark, DestroyBookmark)) for a in plan.actions)
+    assert "Without bookmarks:" in render(plan, {})
+
+
+def test_the_plan_shows_bookmark_actions_and_bookmark_bases() -> None:
+    zfs, runner = _world()
+    assert _run(zfs, runner, "--keep-source=0")[0] == 0
+    job = job_from_args(
+        build_parser().parse_args(["bk", "dst", "--keep-source=0", "--allow-empty"])
+    )
+    plan = prepare(job, runner, float(zfs.now + 3600), Options()).plan
+    sends = [a for a in plan.actions if isinstance(a, Send)]
+    assert sends and all(a.from_bookmark for a in sends)
+    text = render(plan, {})
+    assert "(a bookmark)" in text and "base for dst/src/data" in text
+    assert "superseded by #bk-" in text and "its bookmark keeps the chain" in text
+    assert "bookmarks to create" in text
+
+
+def test_a_4_0rc2_bookmark_of_the_target_is_used_and_replaced() -> None:
+    """zfs-autobackup 4.0rc2 names its bookmarks as we do: ours, used and superseded."""
+    zfs, runner = _world()
+    assert _run(zfs, runner, "--no-bookmarks", "--no-holds")[0] == 0
+    snap = zfs.datasets["src/data"].snaps[-1].name
+    old = f"{snap}__{_tag(zfs)}"
+    zfs.command(["zfs", "bookmark", f"src/data@{snap}", f"src/data#{old}"])
+    zfs.command(["zfs", "destroy", f"src/data@{snap}"])
+    rc, log = _run(zfs, runner)
+    assert rc == 0, log
+    names = [b.name for b in zfs.datasets["src/data"].bookmarks]
+    assert old not in names and len(names) == 1
+    assert any(f"-i 'src/data#{old}'" in line for line in runner.history)
