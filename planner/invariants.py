@@ -138,6 +138,18 @@ def _survives(plan: Plan, index: int, pair: PairDesire, guid: Optional[int], sna
         and a.dataset == source.name
         and (a.snapshot == snap or (guid is not None and _guid(pair, a.snapshot) == guid))
         and a.bookmark not in marks
+        and _on_target_first(plan, i, pair, a.snapshot)
+        for i in _ancestors(plan, index)
+    )
+
+
+def _on_target_first(plan: Plan, index: int, pair: PairDesire, snap: str) -> bool:
+    """A snapshot this run sends is bookmarked only after its send (a bookmark of a
+    snapshot the target lacks links nothing)."""
+    if snap not in {w.snapshot for w in pair.sends}:
+        return True
+    return any(
+        isinstance(a := plan.actions[i], Send) and a.unit == pair.name and snap in a.snapshots
         for i in _ancestors(plan, index)
     )
 
@@ -170,10 +182,25 @@ def _check_destroy_bookmark(
         seen = next((b for b in pair.source.bookmarks if b.name == action.bookmark), None)
     if pair is None or seen is None:
         raise PlanRefused(f"BUG: the plan destroys the bookmark {where}, which was not observed")
-    if bookmarks.ours(job.naming, seen, pair.bookmark_tag) is None:
-        raise PlanRefused(f"BUG: the plan destroys the bookmark {where}, which is not ours")
+    mine = bookmarks.ours(job.naming, seen, pair.bookmark_tag)
+    if pair.bookmark_tag is None or mine is None or mine.tag != pair.bookmark_tag:
+        raise PlanRefused(
+            f"BUG: the plan destroys the bookmark {where}, which is not this target's of ours"
+        )
+    base = pair.common[0] if pair.common and pair.common_bookmark else None
+    if pair.sends and seen.name == base:
+        # the chain rests on it until a newer snapshot was sent and bookmarked
+        sent = any(
+            isinstance(plan.actions[a], Send) and plan.actions[a].unit == action.unit
+            for a in _ancestors(plan, index)
+        )
+        if not sent:
+            raise PlanRefused(
+                f"BUG: the plan destroys the bookmark {where}, the chain's base, before a "
+                "newer snapshot was sent"
+            )
     last = _last_on_target(pair)
-    if last is not None and seen.guid == last[1]:
+    if last is not None and (seen.guid == last[1] or seen.name == base):
         copy = attrs.evolve(pair, source=attrs.evolve(pair.source, bookmarks=tuple(
             b for b in pair.source.bookmarks if b.name != seen.name
         )))  # fmt: skip

@@ -145,7 +145,9 @@ def desire(
     if job.target_path is not None:
         targets = map_targets([ds.name for ds in selected], job.target_path, job.strip_path)
         root = target.get(job.target_path) if target is not None else None
-        tag = str(root.guid) if job.bookmarks and root is not None else None
+        # (bookmarks are found by guid only: with --no-guid-check none is used)
+        usable = job.bookmarks and job.guid_check and root is not None
+        tag = str(root.guid) if usable and root is not None else None
     fallback: dict[str, str] = {}
 
     pairs = []

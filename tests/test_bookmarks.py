@@ -6,13 +6,19 @@ from __future__ import annotations
 import io
 import shlex
 
+import attrs
+import pytest
+
 from executors.classic import run_classic
 from executors.console import Console
 from executors.options import build_parser, job_from_args
 from executors.session import prepare
-from planner.actions import Bookmark, DestroyBookmark, Send
+from planner import invariants
+from planner.actions import Action, Bookmark, DestroyBookmark, Send
 from planner.compile import Options
+from planner.plan import Plan
 from planner.show import render
+from reconcile.errors import PlanRefused
 from tests.fakezfs import FakeRunner, FakeZfs
 
 START = 1_767_225_600  # 2026-01-01 00:00 UTC
@@ -162,3 +168,57 @@ def test_a_4_0rc2_bookmark_of_the_target_is_used_and_replaced() -> None:
     names = [b.name for b in zfs.datasets["src/data"].bookmarks]
     assert old not in names and len(names) == 1
     assert any(f"-i 'src/data#{old}'" in line for line in runner.history)
+
+
+def test_no_guid_check_runs_without_bookmarks() -> None:
+    """Bookmarks are found by guid only: with --no-guid-check none is made (else the
+    source would thin the common snapshot and find no base by name next time)."""
+    zfs, runner = _world()
+    for _ in range(3):
+        rc, log = _run(zfs, runner, "--keep-source=0", "--no-guid-check")
+        assert rc == 0, log
+    assert zfs.datasets["src/data"].bookmarks == []
+    assert len(zfs.datasets["src/data"].snaps) == 1  # the common one stays, held
+    assert len(zfs.datasets["dst/src/data"].snaps) == 3
+
+
+def _bad(plan: Plan, action: Action, depends: tuple[int, ...] = ()) -> Plan:
+    return attrs.evolve(plan, actions=(*plan.actions, action), depends=(*plan.depends, depends))
+
+
+def test_the_checker_refuses_plans_that_break_the_bookmark_chain() -> None:
+    zfs, runner = _world(("dst1", "dst2"))
+    flags = ["--keep-source=0", "--exclude-received"]  # (both targets on this host)
+    for target in ("dst1", "dst2"):
+        assert _run(zfs, runner, *flags, target=target)[0] == 0
+    zfs.write("src/data")
+    job = job_from_args(build_parser().parse_args(["bk", "dst1", *flags]))
+    prepared = prepare(job, runner, float(zfs.now + 3600), Options())
+    plan, desired = prepared.plan, prepared.desired
+    invariants.check(plan, job, desired)  # the planner's own plan is fine
+    marks = {b.name.rpartition("__")[2]: b.name for b in zfs.datasets["src/data"].bookmarks}
+    base = marks[_tag(zfs, "dst1")]
+    send = next(
+        i for i, a in enumerate(plan.actions) if isinstance(a, Send) and a.unit == "src/data"
+    )
+    new = next(a for a in plan.actions if isinstance(a, Bookmark) and a.unit == "src/data")
+    cases = [
+        # the base bookmark before anything was sent
+        (DestroyBookmark("src/data", base, "src/data", "x"), (), "before a newer snapshot"),
+        # after the send, but nothing else links the target's newest snapshot
+        (DestroyBookmark("src/data", base, "src/data", "x"), (send,), "last source object"),
+        # another target's
+        (DestroyBookmark("src/data", marks[_tag(zfs, "dst2")], "src/data", "x"), (), "not this"),
+        # someone else's, never observed
+        (DestroyBookmark("src/data", "other", "src/data", "x"), (), "not observed"),
+    ]
+    for action, depends, message in cases:
+        with pytest.raises(PlanRefused, match=message):
+            invariants.check(_bad(plan, action, depends), job, desired)
+    # a bookmark made before its snapshot was sent links nothing: destroying the base
+    # after it (and after the send) is refused
+    early = attrs.evolve(new, bookmark="early__" + _tag(zfs, "dst1"))
+    bad = _bad(plan, early)
+    bad = _bad(bad, DestroyBookmark("src/data", base, "src/data", "x"), (send, len(plan.actions)))
+    with pytest.raises(PlanRefused, match="last source object"):
+        invariants.check(bad, job, desired)
