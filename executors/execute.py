@@ -166,7 +166,8 @@ class Executor:
                     say(f"{label(action.side)} {name}: Destroying")
             elif isinstance(action, Bookmark):
                 name = f"{action.dataset}#{action.bookmark}"
-                say(f"[Source] {name}: Bookmarking @{action.snapshot} ({action.reason})")
+                of = f"#{action.copy_of}" if action.copy_of is not None else f"@{action.snapshot}"
+                say(f"[Source] {name}: Bookmarking {of} ({action.reason})")
             elif isinstance(action, DestroyBookmark):
                 name = f"{action.dataset}#{action.bookmark}"
                 say(f"[Source] {name}: Destroying bookmark ({action.reason})")

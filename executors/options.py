@@ -391,6 +391,13 @@ def build_parser(mode: str = "classic") -> argparse.ArgumentParser:
         metavar="DEADLINE",
         help="destroy target datasets missing on the source after DEADLINE (e.g. 30d)",
     )
+    g.add_argument(
+        "--destroy-orphan-bookmarks",
+        metavar="DEADLINE",
+        help="destroy our source bookmarks of other target paths whose snapshot is older "
+        "than DEADLINE (e.g. 90d): the chain to a target that is gone (without it, the "
+        "plan lists them)",
+    )
 
     g = p.add_argument_group("Output")
     if mode == "classic":
@@ -514,6 +521,17 @@ def job_from_args(args: argparse.Namespace) -> Job:
     set_properties = _properties("--set-properties", args.set_properties)
     if args.clear_mountpoint:
         set_properties.append("canmount=noauto")
+    orphans = None
+    if args.destroy_orphan_bookmarks is not None:
+        if args.no_bookmarks:
+            raise UsageError(
+                f"--destroy-orphan-bookmarks {args.destroy_orphan_bookmarks} needs bookmarks: "
+                "drop --no-bookmarks"
+            )
+        try:
+            orphans = parse_duration(args.destroy_orphan_bookmarks)
+        except UsageError as exc:
+            raise UsageError(f"--destroy-orphan-bookmarks: {exc.message}") from None
     keep_source = Schedule.parse(args.keep_source)
     keep_target = Schedule.parse(args.keep_target)
     exclude_unchanged = args.exclude_unchanged or (1 if args.ignore_replicated else 0)
@@ -559,6 +577,7 @@ def job_from_args(args: argparse.Namespace) -> Job:
         ),
         exclude_snapshot_patterns=tuple(args.exclude_snapshot_pattern),
         destroy_missing=parse_duration(args.destroy_missing) if args.destroy_missing else None,
+        destroy_orphan_bookmarks=orphans,
         transfer=TransferOptions.create(
             args.compress,
             args.buffer,

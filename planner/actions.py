@@ -194,7 +194,8 @@ class Release:  # never blocks: a hold that stays is reported, and the dataset g
 @attrs.frozen
 class Bookmark:
     """`zfs bookmark DS@SNAP DS#NAME` on the source: the chain to this target survives
-    the snapshot's destruction."""
+    the snapshot's destruction. With `copy_of`, `zfs bookmark DS#COPY_OF DS#NAME`: a
+    copy of someone else's bookmark of that snapshot (the source has it no more)."""
 
     dataset: str
     snapshot: str
@@ -203,6 +204,7 @@ class Bookmark:
     reason: str
     side: Side = SOURCE
     kind: str = "bookmark"
+    copy_of: Optional[str] = None
 
 
 @attrs.frozen

@@ -298,8 +298,8 @@ def _single(action: Action, job: Job) -> tuple[str, ...]:
     if isinstance(action, (Hold, Release)):
         return ("zfs", action.kind, action.tag, f"{action.dataset}@{action.snapshot}")
     if isinstance(action, Bookmark):
-        return ("zfs", "bookmark", f"{action.dataset}@{action.snapshot}",
-                f"{action.dataset}#{action.bookmark}")  # fmt: skip
+        of = f"#{action.copy_of}" if action.copy_of is not None else f"@{action.snapshot}"
+        return ("zfs", "bookmark", f"{action.dataset}{of}", f"{action.dataset}#{action.bookmark}")
     if isinstance(action, DestroyBookmark):
         # (one per command: zfs destroys no list of bookmarks)
         return ("zfs", "destroy", f"{action.dataset}#{action.bookmark}")

@@ -13,7 +13,8 @@ nothing is executed.
 10. With bookmarks: the last source snapshot *or bookmark* whose guid is on the target is
    never destroyed (the newest common snapshot may go once its bookmark exists: the
    bookmark is made before it); bookmarks that are not ours, or that observation did not
-   see, are never destroyed.
+   see, are never destroyed; another target's bookmark of ours only as an orphan (with
+   --destroy-orphan-bookmarks, older than its deadline, and not this chain's base).
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ def check(plan: Plan, job: Job, desired: Desired) -> None:
                         f"BUG: the plan destroys {where}, which is not a snapshot of this backup"
                     )
         elif isinstance(action, DestroyBookmark):
-            _check_destroy_bookmark(plan, index, action, pairs.get(action.unit), job)
+            _check_destroy_bookmark(plan, index, action, pairs.get(action.unit), job, desired.now)
         elif isinstance(action, Rollback) and not (job.rollback or job.destroy_incompatible):
             raise PlanRefused(f"BUG: the plan rolls back {action.dataset} without --rollback")
         elif isinstance(action, DestroyDataset):
@@ -174,7 +175,12 @@ def _bookmarked(plan: Plan, index: int, pairs: dict[str, PairDesire], snap: str)
 
 
 def _check_destroy_bookmark(
-    plan: Plan, index: int, action: DestroyBookmark, pair: Optional[PairDesire], job: Job
+    plan: Plan,
+    index: int,
+    action: DestroyBookmark,
+    pair: Optional[PairDesire],
+    job: Job,
+    now: float,
 ) -> None:
     where = f"{action.dataset}#{action.bookmark}"
     seen = None
@@ -183,11 +189,14 @@ def _check_destroy_bookmark(
     if pair is None or seen is None:
         raise PlanRefused(f"BUG: the plan destroys the bookmark {where}, which was not observed")
     mine = bookmarks.ours(job.naming, seen, pair.bookmark_tag)
-    if pair.bookmark_tag is None or mine is None or mine.tag != pair.bookmark_tag:
+    base = pair.common[0] if pair.common and pair.common_bookmark else None
+    if mine is not None and pair.bookmark_tag is not None and mine.tag != pair.bookmark_tag:
+        _check_orphan(where, mine, job, now, base)
+        return
+    if pair.bookmark_tag is None or mine is None:
         raise PlanRefused(
             f"BUG: the plan destroys the bookmark {where}, which is not this target's of ours"
         )
-    base = pair.common[0] if pair.common and pair.common_bookmark else None
     if pair.sends and seen.name == base:
         # the chain rests on it until a newer snapshot was sent and bookmarked
         sent = any(
@@ -209,6 +218,25 @@ def _check_destroy_bookmark(
                 f"BUG: the plan destroys the bookmark {where}, the last source object of "
                 "the target's newest snapshot"
             )
+
+
+def _check_orphan(
+    where: str, mine: bookmarks.Ours, job: Job, now: float, base: Optional[str]
+) -> None:
+    """Another target's bookmark of ours goes only as an orphan: with
+    --destroy-orphan-bookmarks, its snapshot older than the deadline, and not the base
+    of this target's chain."""
+    deadline = job.destroy_orphan_bookmarks
+    stamp = job.naming.timestamp(mine.snapshot)
+    if deadline is None or stamp is None or now - stamp <= deadline:
+        raise PlanRefused(
+            f"BUG: the plan destroys the bookmark {where}, another target's, which is no "
+            "orphan older than --destroy-orphan-bookmarks"
+        )
+    if mine.bookmark.name == base:
+        raise PlanRefused(
+            f"BUG: the plan destroys the bookmark {where}, the base of this target's chain"
+        )
 
 
 def _last_on_target(pair: PairDesire) -> Optional[tuple[str, Optional[int]]]:

@@ -54,10 +54,12 @@ from planner.actions import (
     Rollback,
     Send,
 )
+from reconcile import bookmarks
 from reconcile.desire import POST, PRE, Desired, Fate, MissingDesire, PairDesire, SendWish
 from reconcile.job import Job
 from reconcile.limits import ARG_BYTES, chunked
 from reconcile.model import HostState, Side
+from reconcile.schedule import age_words
 
 
 @attrs.frozen
@@ -72,7 +74,7 @@ class Problem:
 
 #: what a note is about (Note.kind)
 SNAPSHOT_NOTE, SKIPPED, KEPT, MISSING = "snapshot", "skipped", "kept", "missing"
-NO_BOOKMARKS = "no-bookmarks"
+NO_BOOKMARKS, OTHER_BOOKMARKS = "no-bookmarks", "other-bookmarks"
 
 
 @attrs.frozen
@@ -82,7 +84,8 @@ class Note:
     `kind`: SNAPSHOT_NOTE (why no new snapshot), SKIPPED (a snapshot not sent), KEPT (a
     snapshot the schedule drops but zfs would refuse to destroy), MISSING (what
     --destroy-missing decided), NO_BOOKMARKS (a source pool whose datasets run without
-    bookmarks, and why: once per pool)."""
+    bookmarks, and why: once per pool), OTHER_BOOKMARKS (our bookmarks of another tag
+    that stay: once per tag)."""
 
     side: Side
     dataset: str
@@ -268,6 +271,7 @@ def build_plan(job: Job, desired: Desired, source: HostState, target: Optional[H
             ctx.notes.append(Note(TARGET, missing.target.name, missing.note, MISSING))
         ctx.notes += _kept_notes(TARGET, missing.target.name, missing.fates)
         _missing(builder, job, missing)
+    ctx.notes += _other_notes(job, desired.pairs)
     return builder.finish(ctx.problems, ctx.notes, desired.snapshot_name)
 
 
@@ -420,11 +424,43 @@ def _bookmarks(ctx: _Context, pair: PairDesire, prev: Optional[int]) -> Optional
     if pair.bookmark is not None:
         snapshot, name = pair.bookmark
         why = f"base for {pair.target_name}"
-        prev = builder.add(Bookmark(pair.name, snapshot, name, unit, why), [prev])
+        if pair.bookmark_copy_of is not None:
+            why += f" (a copy: the chain rests on #{pair.bookmark_copy_of})"
+        mark = Bookmark(pair.name, snapshot, name, unit, why, copy_of=pair.bookmark_copy_of)
+        prev = builder.add(mark, [prev])
     for name in pair.superseded:
         why = f"superseded by #{pair.kept_bookmark}"
         builder.add(DestroyBookmark(pair.name, name, unit, why), [prev])
+    deadline = ctx.job.destroy_orphan_bookmarks
+    for other in pair.others:
+        if other.orphan and deadline is not None:
+            why = (
+                f"orphan: no target of this run has tag {other.tag}, and its snapshot is "
+                f"{age_words(other.age)} old (--destroy-orphan-bookmarks {age_words(deadline)})"
+            )
+            builder.add(DestroyBookmark(pair.name, other.bookmark.name, unit, why), [prev])
     return prev
+
+
+def _other_notes(job: Job, pairs: Sequence[PairDesire]) -> list[Note]:
+    """Our bookmarks of other tags that stay, one note per tag: another target's chain,
+    or an orphan if that target is gone (one run sees only its own target)."""
+    kept: dict[str, list[float]] = {}
+    for pair in pairs:
+        for other in pair.others:
+            if not other.orphan:
+                kept.setdefault(other.tag, []).append(other.age)
+    deadline = job.destroy_orphan_bookmarks
+    notes = []
+    for tag, ages in sorted(kept.items()):
+        count = f"{len(ages)} bookmark{'s' if len(ages) > 1 else ''}"
+        text = f"{count} of another target path, the newest {age_words(min(ages))} old: kept"
+        if deadline is None:
+            text += " (if that target is gone, --destroy-orphan-bookmarks DEADLINE destroys them)"
+        else:
+            text += f" (younger than {age_words(deadline)}, or the base of this target's chain)"
+        notes.append(Note(SOURCE, f"#...{bookmarks.SEPARATOR}{tag}", text, OTHER_BOOKMARKS))
+    return notes
 
 
 def _move_holds(

@@ -27,8 +27,9 @@ from reconcile.errors import ReconcileError
 from reconcile.job import Job
 
 FORMAT = "zfs-reconcile-plan"
-#: 2: the compiled commands, signed with a key (HMAC-SHA256); 1 had neither
-VERSION = 3
+#: 2: the compiled commands, signed with a key (HMAC-SHA256); 1 had neither; 3: bookmarks;
+#: 4: bookmark copies and --destroy-orphan-bookmarks
+VERSION = 4
 SIGNATURE = "hmac_sha256"
 
 

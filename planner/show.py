@@ -32,7 +32,7 @@ from planner.actions import (
     Rollback,
     Send,
 )
-from planner.plan import KEPT, NO_BOOKMARKS, Plan
+from planner.plan import KEPT, NO_BOOKMARKS, OTHER_BOOKMARKS, Plan
 
 NO_CHANGES = "No changes. Source and target are in sync."
 
@@ -70,7 +70,8 @@ def _rows(action: Action, size: Optional[str]) -> list[list[str]]:
             ]
         ]
     if isinstance(action, Bookmark):
-        what = f"#{action.bookmark} of @{action.snapshot}"
+        of = f"#{action.copy_of}" if action.copy_of is not None else f"@{action.snapshot}"
+        what = f"#{action.bookmark} of {of}"
         return [[action.dataset, "bookmark", what, action.reason, *extra]]
     if isinstance(action, DestroyBookmark):
         return [[action.dataset, "destroy bookmark", f"#{action.bookmark}", action.reason, *extra]]
@@ -149,6 +150,11 @@ def render(
     if plain:
         parts.append("Without bookmarks:")
         parts.append(tabulate(plain, headers=["source pool", "why"], tablefmt="simple"))
+        parts.append("")
+    others = [[n.dataset, n.text] for n in plan.notes if n.kind == OTHER_BOOKMARKS]
+    if others:
+        parts.append("Bookmarks of other targets:")
+        parts.append(tabulate(others, headers=["bookmarks", "kept"], tablefmt="simple"))
         parts.append("")
     if plan.problems:
         rows2 = [[p.side, p.dataset, p.message] for p in plan.problems]

@@ -36,6 +36,7 @@ from tabulate import tabulate
 from reconcile.desire import Desired, PairDesire
 from reconcile.job import Job
 from reconcile.model import Dataset, Snapshot
+from reconcile.schedule import age_words
 
 #: docs/status-format.md
 FORMAT_VERSION = 1
@@ -120,23 +121,6 @@ def _newest_ours(job: Job, ds: Dataset) -> Optional[Point]:
     if not ours:
         return None
     return Point(ours[-1].name, _time(job, ours[-1]))
-
-
-def age_words(seconds: float) -> str:
-    """3h 20m, 2d 4h, 45s (a negative age is in the future)."""
-    if seconds < 0:
-        return f"in {age_words(-seconds)}"
-    seconds = int(seconds)
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d {hours}h"
-    if hours:
-        return f"{hours}h {minutes}m"
-    if minutes:
-        return f"{minutes}m"
-    return f"{secs}s"
 
 
 def _rate(age: Optional[float], what: str, warn: float, crit: float) -> tuple[State, list[str]]:

@@ -64,3 +64,40 @@ def base(
         if snap.guid in by_guid:
             return by_guid[snap.guid], snap
     return None
+
+
+@attrs.frozen
+class Other:
+    """A bookmark of ours with another target's tag: kept, or destroyed as an orphan."""
+
+    bookmark: Bookmark
+    tag: str
+    #: seconds since its snapshot was taken (the time in its name)
+    age: float
+    #: --destroy-orphan-bookmarks: older than the deadline, it goes
+    orphan: bool
+
+
+def others(
+    source: Dataset,
+    tag: str,
+    naming: Naming,
+    now: float,
+    deadline: Optional[float],
+    keep: Optional[str] = None,
+) -> tuple[Other, ...]:
+    """Our bookmarks of `source` whose tag is not this run's `tag`: another target's, or a
+    target that is gone (one run sees its own target only, so which is which is told by
+    age). With a `deadline` (seconds) those whose snapshot is older are orphans; `keep`
+    (the bookmark this target's chain rests on) never is."""
+    found = []
+    for mark in source.bookmarks:
+        mine = ours(naming, mark, tag)
+        if mine is None or mine.tag == tag:
+            continue
+        stamp = naming.timestamp(mine.snapshot)
+        assert stamp is not None  # (another tag's are ours by their snapshot's name)
+        age = now - stamp
+        orphan = deadline is not None and age > deadline and mark.name != keep
+        found.append(Other(mark, mine.tag, age, orphan))
+    return tuple(found)

@@ -81,6 +81,8 @@ class Desired:
     missing: tuple[MissingDesire, ...] = ()
     #: (pool, why): source pools whose datasets run without bookmarks
     no_bookmarks: tuple[tuple[str, str], ...] = ()
+    #: the moment this was desired (seconds since the epoch)
+    now: float = 0.0
 
     @property
     def selected(self) -> list[str]:
@@ -176,7 +178,12 @@ def desire(
                 continue
             missing.append(_missing(job, tds, target, graph, now))
     return Desired(
-        tuple(choices), snapshot_name, tuple(pairs), tuple(missing), tuple(sorted(fallback.items()))
+        tuple(choices),
+        snapshot_name,
+        tuple(pairs),
+        tuple(missing),
+        tuple(sorted(fallback.items())),
+        now,
     )
 
 

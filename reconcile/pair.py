@@ -66,6 +66,11 @@ class PairDesire:
     superseded: tuple[str, ...] = ()
     #: the bookmark of ours this target's chain rests on after the run
     kept_bookmark: Optional[str] = None
+    #: `bookmark` is made as a copy of this bookmark (the chain rests on someone else's
+    #: bookmark: `zfs bookmark DS#THEIRS DS#OURS`), not of the snapshot
+    bookmark_copy_of: Optional[str] = None
+    #: our bookmarks of other targets' tags (orphans go with --destroy-orphan-bookmarks)
+    others: tuple[bookmarks.Other, ...] = ()
 
     @property
     def name(self) -> str:
@@ -267,6 +272,13 @@ def pair(pin: PairInput, graph: nx.DiGraph) -> PairDesire:
     if problem:
         sends, mark = [], _Bookmarking()
     final_common = sends[-1].snapshot if sends else common_tgt if chain.mark else common_src
+    others: tuple[bookmarks.Other, ...] = ()
+    if pin.bookmark_tag is not None:
+        keep = chain.mark.name if chain.mark is not None else None
+        others = bookmarks.others(
+            pin.source, pin.bookmark_tag, job.naming, pin.now,
+            None if problem else job.destroy_orphan_bookmarks, keep,
+        )  # fmt: skip
     source_fates = _source_fates(
         pin, chain, final_common, {w.snapshot for w in sends}, target_verdicts, mark.covers
     )
@@ -289,6 +301,8 @@ def pair(pin: PairInput, graph: nx.DiGraph) -> PairDesire:
         bookmark=mark.create,
         superseded=mark.superseded,
         kept_bookmark=mark.kept,
+        bookmark_copy_of=mark.copy_of,
+        others=others,
     )
 
 
@@ -305,13 +319,17 @@ class _Bookmarking:
     #: the bookmark of ours that stays
     kept: Optional[str] = None
     problem: Optional[str] = None
+    #: `create` copies this bookmark (someone else's, the chain's base)
+    copy_of: Optional[str] = None
 
 
 def _bookmarking(pin: PairInput, chain: _Chain, sends: Sequence[SendWish]) -> _Bookmarking:
     """The newest common snapshot gets this target's bookmark (made after its send, or
     now if a run stopped before it or predates bookmarks); the older bookmarks of ours
     with this tag go once it exists. A bookmark of that name with another guid stops
-    the dataset (nothing of it is destroyed)."""
+    the dataset (nothing of it is destroyed). A chain that rests on someone else's
+    bookmark (another target's, another tool's) gets ours as a copy of it, so it no
+    longer depends on theirs."""
     tag = pin.bookmark_tag
     if tag is None:
         return _Bookmarking()
@@ -327,14 +345,22 @@ def _bookmarking(pin: PairInput, chain: _Chain, sends: Sequence[SendWish]) -> _B
             # the chain rests on our bookmark already: the older ones of ours go
             older = tuple(m.bookmark.name for m in mine if m.bookmark.createtxg < base.createtxg)
             return _Bookmarking(superseded=older, kept=base.name)
-        if base is not None or chain.common_src is None:
+        if chain.common_src is None:
             return _Bookmarking()
-        snap = source.snapshot(chain.common_src)
-        assert snap is not None
-        name = chain.common_src
-        guid: Optional[int] = snap.guid
-        txg: Optional[int] = snap.createtxg
+        copy_of = None
+        guid: Optional[int]
+        txg: Optional[int]
+        if base is not None:
+            # (the target has the snapshot under the source's name)
+            assert chain.common_tgt is not None
+            name, guid, txg = chain.common_tgt, base.guid, base.createtxg
+            copy_of = base.name
+        else:
+            snap = source.snapshot(chain.common_src)
+            assert snap is not None
+            name, guid, txg = chain.common_src, snap.guid, snap.createtxg
     else:
+        copy_of = None
         last = sends[-1]
         name, guid = last.snapshot, last.guid
         found = source.snapshot(last.snapshot)
@@ -353,6 +379,9 @@ def _bookmarking(pin: PairInput, chain: _Chain, sends: Sequence[SendWish]) -> _B
         if m.bookmark.name != wanted and (txg is None or m.bookmark.createtxg < txg)
     )
     create = None if there is not None else (name, wanted)
+    if copy_of is not None:
+        # (no source snapshot of it: nothing for the source schedule to decide)
+        return _Bookmarking(create, older, None, wanted, copy_of=copy_of if create else None)
     return _Bookmarking(create, older, name, wanted)
 
 

@@ -57,6 +57,23 @@ def parse_duration(text: str) -> float:
     return int(match.group(1)) * UNIT_SECONDS[match.group(2)]
 
 
+def age_words(seconds: float) -> str:
+    """3h 20m, 2d 4h, 45s (a negative age is in the future)."""
+    if seconds < 0:
+        return f"in {age_words(-seconds)}"
+    seconds = int(seconds)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    if minutes:
+        return f"{minutes}m"
+    return f"{secs}s"
+
+
 @attrs.frozen
 class Rule:
     """Keep one snapshot per `period` seconds (blocks counted from the epoch) until `ttl`."""

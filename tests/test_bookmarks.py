@@ -208,7 +208,7 @@ def test_the_checker_refuses_plans_that_break_the_bookmark_chain() -> None:
         # after the send, but nothing else links the target's newest snapshot
         (DestroyBookmark("src/data", base, "src/data", "x"), (send,), "last source object"),
         # another target's
-        (DestroyBookmark("src/data", marks[_tag(zfs, "dst2")], "src/data", "x"), (), "not this"),
+        (DestroyBookmark("src/data", marks[_tag(zfs, "dst2")], "src/data", "x"), (), "no orphan"),
         # someone else's, never observed
         (DestroyBookmark("src/data", "other", "src/data", "x"), (), "not observed"),
     ]
@@ -222,3 +222,96 @@ def test_the_checker_refuses_plans_that_break_the_bookmark_chain() -> None:
     bad = _bad(bad, DestroyBookmark("src/data", base, "src/data", "x"), (send, len(plan.actions)))
     with pytest.raises(PlanRefused, match="last source object"):
         invariants.check(bad, job, desired)
+
+
+def _plan_text(zfs: FakeZfs, runner: FakeRunner, *args: str, target: str = "dst1") -> str:
+    job = job_from_args(build_parser().parse_args(["bk", target, *args]))
+    return render(prepare(job, runner, float(zfs.now + 3600), Options()).plan, {})
+
+
+def test_other_targets_bookmarks_are_listed_and_go_only_as_orphans_past_the_deadline() -> None:
+    zfs, runner = _world(("dst1", "dst2"))
+    flags = ["--exclude-received"]  # (both targets on this host)
+    for target in ("dst1", "dst2"):
+        assert _run(zfs, runner, *flags, target=target)[0] == 0
+    gone = _tag(zfs, "dst2")  # dst2 is never backed up again: its chain is an orphan
+    # without the option: listed once per tag, kept
+    text = _plan_text(zfs, runner, *flags)
+    assert "Bookmarks of other targets:" in text and f"#...__{gone}" in text
+    assert "2 bookmarks of another target path" in text and "orphan:" not in text
+    # with it, but younger than the deadline: kept and said so
+    zfs.now += 86400
+    rc, log = _run(zfs, runner, *flags, "--destroy-orphan-bookmarks", "2d", target="dst1")
+    assert rc == 0, log
+    tags = sorted(b.name.rpartition("__")[2] for b in zfs.datasets["src/data"].bookmarks)
+    assert tags == sorted([_tag(zfs, "dst1"), gone])
+    assert "younger than 2d 0h" in _plan_text(
+        zfs, runner, *flags, "--destroy-orphan-bookmarks", "2d"
+    )
+    # past it: dst2's bookmarks go, dst1's stays, and nothing else
+    zfs.now += 2 * 86400
+    rc, log = _run(zfs, runner, *flags, "--destroy-orphan-bookmarks", "2d", target="dst1")
+    assert rc == 0, log
+    assert f"orphan: no target of this run has tag {gone}" in log
+    for name in ("src/data", "src/data/a"):
+        tags = [b.name.rpartition("__")[2] for b in zfs.datasets[name].bookmarks]
+        assert tags == [_tag(zfs, "dst1")], (name, tags)
+    # and dst1 goes on incrementally
+    assert _run(zfs, runner, *flags, target="dst1")[0] == 0
+    assert ("recv-F", "dst1/src/data") not in zfs.events
+
+
+def test_destroy_orphan_bookmarks_refuses_bad_values_and_no_bookmarks() -> None:
+    parser = build_parser()
+    with pytest.raises(Exception, match="--destroy-orphan-bookmarks: Invalid duration '90x'"):
+        job_from_args(parser.parse_args(["bk", "dst", "--destroy-orphan-bookmarks", "90x"]))
+    with pytest.raises(Exception, match="needs bookmarks: drop --no-bookmarks"):
+        job_from_args(
+            parser.parse_args(["bk", "dst", "--no-bookmarks", "--destroy-orphan-bookmarks", "9d"])
+        )
+
+
+def test_the_checker_lets_only_old_orphans_go_and_never_the_chains_base() -> None:
+    zfs, runner = _world(("dst1", "dst2"))
+    flags = ["--exclude-received", "--destroy-orphan-bookmarks", "1d"]
+    assert _run(zfs, runner, *flags, target="dst1")[0] == 0
+    # (dst2 gets the same snapshot: both bookmarks are of it)
+    assert _run(zfs, runner, *flags, "--no-snapshot", target="dst2")[0] == 0
+    marks = {b.name.rpartition("__")[2]: b.name for b in zfs.datasets["src/data"].bookmarks}
+    other = DestroyBookmark("src/data", marks[_tag(zfs, "dst2")], "src/data", "x")
+    job = job_from_args(build_parser().parse_args(["bk", "dst1", *flags]))
+    young = prepare(job, runner, float(zfs.now + 3600), Options())
+    with pytest.raises(PlanRefused, match="no orphan older than"):
+        invariants.check(_bad(young.plan, other), job, young.desired)
+    # the chain of dst1 rests on dst2's bookmark only (ours and the snapshot are gone)
+    zfs.command(["zfs", "destroy", f"src/data#{marks[_tag(zfs, 'dst1')]}"])
+    snap = marks[_tag(zfs, "dst1")].rpartition("__")[0]
+    zfs.command(["zfs", "destroy", f"src/data@{snap}"])
+    old = prepare(job, runner, float(zfs.now + 3 * 86400), Options())
+    assert not any(a == other for a in old.plan.actions)  # (the planner keeps it)
+    with pytest.raises(PlanRefused, match="the base of this target's chain"):
+        invariants.check(_bad(old.plan, other), job, old.desired)
+
+
+def test_a_chain_resting_on_someone_elses_bookmark_gets_a_copy_of_its_own() -> None:
+    zfs, runner = _world()
+    assert _run(zfs, runner)[0] == 0
+    src = zfs.datasets["src/data"]
+    (ours,) = [b.name for b in src.bookmarks]
+    snap = ours.rpartition("__")[0]
+    # another tool bookmarked the common snapshot; ours and the snapshot go behind our back
+    zfs.command(["zfs", "bookmark", f"src/data@{snap}", "src/data#sanoid_marker"])
+    zfs.command(["zfs", "destroy", f"src/data#{ours}"])
+    zfs.command(["zfs", "destroy", f"src/data@{snap}"])
+    runner.history.clear()
+    rc, log = _run(zfs, runner, "--no-snapshot")  # nothing to send: the copy is made
+    assert rc == 0, log
+    assert f"zfs bookmark 'src/data#sanoid_marker' 'src/data#{ours}'" in runner.history
+    assert sorted(b.name for b in src.bookmarks) == sorted(["sanoid_marker", ours])
+    # the other tool prunes its marker: the chain goes on from ours
+    zfs.command(["zfs", "destroy", "src/data#sanoid_marker"])
+    runner.history.clear()
+    rc, log = _run(zfs, runner)
+    assert rc == 0, log
+    assert any(f"-i 'src/data#{ours}'" in line for line in runner.history), runner.history
+    assert len(zfs.datasets["dst/src/data"].snaps) == 2

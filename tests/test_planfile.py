@@ -70,10 +70,10 @@ def test_plan_file_round_trips_and_is_json() -> None:
         (lambda t: t[: len(t) // 2], "invalid JSON"),
         (lambda t: "", "invalid JSON"),
         (lambda t: "[1, 2]", "not a zfs-reconcile plan file"),
-        (lambda t: t.replace('"version": 3', '"version": 99'), "plan format version 99"),
+        (lambda t: t.replace('"version": 4', '"version": 99'), "plan format version 99"),
         (
-            lambda t: t.replace('"version": 3', '"version": 1'),
-            "has plan format version 1; this zfs-autobackup reads version 3",
+            lambda t: t.replace('"version": 4', '"version": 1'),
+            "has plan format version 1; this zfs-autobackup reads version 4",
         ),
         (
             lambda t: t.replace("bak-20260103120000", "bak-20260104120000"),

@@ -67,8 +67,12 @@ FLAGS = [
     "--rollback",
     "--destroy-incompatible",
     "--destroy-missing=1d",
+    "--destroy-orphan-bookmarks=1d",
     "--parallel=1",
 ]
+#: a second backup server (its own target path guid: its own bookmarks)
+FAR = "far/bak"
+ORPHANS = 86400
 STEPS = [1, 60, 3600, 4 * 3600, 86400, 7 * 86400, 40 * 86400]
 
 
@@ -77,7 +81,11 @@ class Story(RuleBasedStateMachine):
         super().__init__()
         self.zfs = FakeZfs()
         self.zfs.now = START
-        self.runner = FakeRunner({None: self.zfs})
+        self.far = FakeZfs()
+        self.far._guid = itertools.count(9_000_001)  # (no guid shared with this host)
+        for name in ("far", FAR):
+            self.far.create(name)
+        self.runner = FakeRunner({None: self.zfs, "far": self.far})
         for name in ("src", "src/a", "src/a/b", "src/c", "src/d", "bak", TARGET):
             self.zfs.create(name)
         self.zfs.datasets["src/a"].local_props[PROP] = "true"
@@ -134,9 +142,9 @@ class Story(RuleBasedStateMachine):
                 return False
         return True
 
-    def _our_bookmarks(self) -> dict[str, list[str]]:
-        """Source dataset -> its bookmarks of ours for this target."""
-        tag = str(self.zfs.datasets[TARGET].guid)
+    def _our_bookmarks(self, tag: Optional[str] = None) -> dict[str, list[str]]:
+        """Source dataset -> its bookmarks of ours for this target (or `tag`)."""
+        tag = tag or str(self.zfs.datasets[TARGET].guid)
         return {
             name: [b.name for b in ds.bookmarks if b.name.endswith(f"__{tag}")]
             for name, ds in self.zfs.datasets.items()
@@ -145,6 +153,7 @@ class Story(RuleBasedStateMachine):
 
     def _run(self, *flags: str, target: Optional[str] = TARGET) -> int:
         self.zfs.now += 1  # two runs never share a second (and a snapshot name)
+        self.far.now = self.zfs.now
         args = build_parser().parse_args(["bak", *([target] if target else []), *flags])
         job = job_from_args(args)
         console = Console(out=io.StringIO(), err=io.StringIO(), color=False)
@@ -179,6 +188,8 @@ class Story(RuleBasedStateMachine):
     ) -> None:
         before = self._common()
         written = {t: self.zfs.datasets[t].written for t in self._pairs().values()}
+        if "--no-bookmarks" in flags and "--destroy-orphan-bookmarks=1d" in flags:
+            flags.remove("--destroy-orphan-bookmarks=1d")  # (a usage error)
         start = len(self.zfs.events)
         self.zfs.interrupt_next = interrupt
         if meddle is not None:
@@ -202,7 +213,7 @@ class Story(RuleBasedStateMachine):
                 short = name.partition("@")[2]
                 assert self.naming.is_ours(short) or "--destroy-incompatible" in flags, name
             if kind == "destroy-bookmark":  # (someone else's are named "manual-N")
-                assert f"__{self.zfs.datasets[TARGET].guid}" in name, name
+                self._may_destroy(name, TARGET, flags)
             if "--no-bookmarks" in flags:
                 assert kind not in ("bookmark", "destroy-bookmark"), (kind, name)
         for source, names in self._our_bookmarks().items():
@@ -211,6 +222,37 @@ class Story(RuleBasedStateMachine):
             for target, size in written.items():
                 if size and target in self.zfs.datasets:
                     assert self.zfs.datasets[target].written == size, f"{target} was changed"
+
+    def _may_destroy(self, bookmark: str, target: str, flags: list[str]) -> None:
+        """A run destroys its own target's bookmarks, and another target's of ours only
+        as an orphan: with --destroy-orphan-bookmarks, its snapshot older than that."""
+        snapshot, _, tag = bookmark.partition("#")[2].rpartition("__")
+        host = self.far if target == FAR else self.zfs
+        if tag == str(host.datasets[target].guid):
+            return
+        assert "--destroy-orphan-bookmarks=1d" in flags, bookmark
+        stamp = self.naming.timestamp(snapshot)
+        assert stamp is not None and self.zfs.now - stamp > ORPHANS, bookmark
+
+    @rule(
+        flags=st.lists(
+            st.sampled_from(["--no-snapshot", "--allow-empty", "--no-holds"]),
+            max_size=2,
+            unique=True,
+        )
+    )
+    def run_to_a_second_target(self, flags: list[str]) -> None:
+        """A second backup server pulls the same datasets (without thinning the source:
+        one backup name's targets share its holds, as in 3.3; and --exclude-received:
+        this host holds the first target). It has its own bookmark per dataset, and
+        destroys none of the first target's."""
+        start = len(self.zfs.events)
+        self._run("--ssh-target", "far", "--no-thinning", "--exclude-received", *flags, target=FAR)
+        for kind, name in self.zfs.events[start:]:
+            if kind == "destroy-bookmark":
+                self._may_destroy(name, FAR, flags)
+        for source, names in self._our_bookmarks(str(self.far.datasets[FAR].guid)).items():
+            assert len(names) <= 1, f"{source}: more than one bookmark for {FAR}: {names}"
 
     @precondition(lambda self: self._commons_held())
     @rule(

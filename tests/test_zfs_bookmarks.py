@@ -136,6 +136,55 @@ def test_two_targets_of_one_source_each_keep_exactly_one_bookmark(
     # no source snapshot is held (the bookmarks keep the chains); the targets' are
     assert zfs_bed.all_holds(src) == ""
     assert zfs_bed.holds(f"{d}/t1/{src}@{snapname('two', 1, 3)}") == ["zfs_autobackup:two"]
+    # t2 is decommissioned: its bookmark is listed, and kept until it is an orphan past
+    # --destroy-orphan-bookmarks
+    zfs_bed.sh("zfs", "release", "zfs_autobackup:two", f"{d}/t2/{src}@{snapname('two', 1, 4)}")
+    zfs_bed.run(f"zfs destroy -rf {d}/t2")
+    orphan = f"{snapname('two', 1, 4)}__{tags['t2']}"
+    flags = ("--allow-empty", "--exclude-received", "--verbose")
+    plan = zfs_bed.tool("plan", "two", f"{d}/t1", "--exclude-received", now=stamp(1, 5))
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    assert "Bookmarks of other targets:" in plan.stdout and f"#...__{tags['t2']}" in plan.stdout
+    days = ("--destroy-orphan-bookmarks", "2d")
+    run = zfs_bed.tool("two", f"{d}/t1", *flags, *days, now=stamp(2, 1))
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert orphan in zfs_bed.bookmarks(src)
+    run = zfs_bed.tool("two", f"{d}/t1", *flags, *days, now=stamp(4, 1))
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert f"orphan: no target of this run has tag {tags['t2']}" in run.stdout
+    assert zfs_bed.bookmarks(src) == [f"{snapname('two', 4, 1)}__{tags['t1']}"]
+    assert zfs_bed.checksum(f"{d}/t1/{src}") == zfs_bed.checksum(src)
+
+
+def test_a_chain_resting_on_someone_elses_bookmark_gets_its_own_copy(
+    zfs_bed: ZfsBed, pools: Pools
+) -> None:
+    """Our bookmark and the common snapshot are gone, another tool's bookmark of it is
+    left: a run with nothing to send copies it (`zfs bookmark DS#THEIRS DS#OURS`), so
+    the chain survives that tool pruning its own."""
+    s, d = pools.src, pools.dst
+    src = _one(zfs_bed, f"{s}/ct", "cp")
+    run = zfs_bed.tool("cp", d, "--no-holds", now=stamp(1, 1))
+    assert run.returncode == 0, run.stdout + run.stderr
+    (ours,) = zfs_bed.bookmarks(src)
+    snap = snapname("cp", 1, 1)
+    zfs_bed.sh("zfs", "bookmark", f"{src}@{snap}", f"{src}#syncoid_marker")
+    zfs_bed.sh("zfs", "destroy", f"{src}#{ours}")
+    zfs_bed.sh("zfs", "destroy", f"{src}@{snap}")
+    run = zfs_bed.tool("cp", d, "--no-holds", "--no-snapshot", "--verbose", "--debug",
+                       now=stamp(1, 2))  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    copy = ["zfs", "bookmark", f"{src}#syncoid_marker", f"{src}#{ours}"]
+    assert shlex.join(copy) in run.stdout
+    assert zfs_bed.bookmarks(src) == sorted(["syncoid_marker", ours])
+    assert zfs_bed.prop(f"{src}#{ours}", "guid") == zfs_bed.prop(f"{d}/{src}@{snap}", "guid")
+    zfs_bed.sh("zfs", "destroy", f"{src}#syncoid_marker")
+    zfs_bed.write(src, "g", 64)
+    run = zfs_bed.tool("cp", d, "--no-holds", "--verbose", "--debug", now=stamp(1, 3))
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert [_base(a) for a in _sends(run.stdout)] == [f"-i {src}#{ours}"]
+    assert zfs_bed.snapshots(f"{d}/{src}") == [snap, snapname("cp", 1, 3)]
+    assert zfs_bed.checksum(f"{d}/{src}") == zfs_bed.checksum(src)
 
 
 def test_an_encrypted_dataset_is_sent_raw_from_its_bookmark(zfs_bed: ZfsBed, pools: Pools) -> None:
