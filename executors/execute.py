@@ -159,6 +159,8 @@ class Executor:
                         "resume": "resuming"}[action.mode]  # fmt: skip
                 if action.from_bookmark:
                     what += " (from bookmark)"
+                if action.from_origin:
+                    what += f" (a clone of {action.base})"
                 for snap in action.snapshots:
                     say(f"[Target] {action.target_dataset}@{snap}: {what}")
             elif isinstance(action, Destroy):

@@ -289,6 +289,12 @@ def build_parser(mode: str = "classic") -> argparse.ArgumentParser:
         "zfs-autobackup 3.3: the source holds its newest common snapshot instead)",
     )
     g.add_argument(
+        "--no-clone",
+        action="store_true",
+        help="send a selected clone in full (as zfs-autobackup 3.3), not as a clone of its "
+        "origin on the target",
+    )
+    g.add_argument(
         "--strip-path",
         metavar="N",
         type=_whole_number("--strip-path"),
@@ -554,6 +560,7 @@ def job_from_args(args: argparse.Namespace) -> Job:
         send=not args.no_send,
         holds=not args.no_holds,
         bookmarks=not args.no_bookmarks,
+        clones=not args.no_clone,
         other_snapshots=args.other_snapshots,
         exclude_received=args.exclude_received,
         include_received=args.include_received,

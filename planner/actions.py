@@ -150,6 +150,9 @@ class Send:
     volume: bool = False
     #: `base` is a bookmark of the source dataset (`zfs send -i DS#BASE`)
     from_bookmark: bool = False
+    #: `base` is the origin snapshot of this clone (`zfs send -i ORIGIN_DS@SNAP`): the
+    #: target dataset is received as a clone of it
+    from_origin: bool = False
     side: Side = TARGET
     kind: str = "send"
 

@@ -202,7 +202,10 @@ def send_argv(action: Send, job: Job, facts: Facts, progress: bool) -> tuple[str
         return (*argv, "-t", action.resume_token)
     if not action.decrypted:
         argv.append("-p")
-    if action.base and action.from_bookmark:
+    if action.base and action.from_origin:
+        # (a clone's first send: from its origin snapshot, another dataset's)
+        argv += ["-i", action.base]
+    elif action.base and action.from_bookmark:
         # (-I from a bookmark is refused by zfs: "multiple snapshots cannot be sent from
         # a bookmark")
         argv += ["-i", f"{action.source_dataset}#{action.base}"]

@@ -10,6 +10,8 @@ nothing is executed.
    (and a dataset this run backs up is never destroyed).
 4. Only snapshots whose names match this backup's format are destroyed (incompatible
    target snapshots with --destroy-incompatible excepted).
+5. A snapshot that is the origin of a clone (observed, or received as one by this plan)
+   is never destroyed.
 10. With bookmarks: the last source snapshot *or bookmark* whose guid is on the target is
    never destroyed (the newest common snapshot may go once its bookmark exists: the
    bookmark is made before it); bookmarks that are not ours, or that observation did not
@@ -39,6 +41,7 @@ from reconcile import bookmarks
 from reconcile.desire import Desired
 from reconcile.errors import PlanRefused
 from reconcile.job import Job
+from reconcile.model import Dataset
 from reconcile.pair import PairDesire
 
 
@@ -70,11 +73,17 @@ def check(plan: Plan, job: Job, desired: Desired) -> None:
             finals[(TARGET, pair.target_name)] = pair.final_common
         incompatible[pair.target_name] = set(pair.incompatible)
 
+    observed = _observed(desired)
+    bases = {p.origin.guid for p in desired.pairs if p.origin is not None and p.sends}
     for index, action in enumerate(plan.actions):
         if isinstance(action, Destroy):
             key = (action.side, action.dataset)
             for snap in action.snapshots:
                 where = f"{action.side} {action.dataset}@{snap}"
+                seen = observed.get(key)
+                found = seen.snapshot(snap) if seen is not None else None
+                if found is not None and (found.clones or found.guid in bases):
+                    raise PlanRefused(f"BUG: the plan destroys {where}, the origin of a clone")
                 if finals.get(key) == snap and not _bookmarked(plan, index, pairs, snap):
                     raise PlanRefused(f"BUG: the plan destroys the newest common snapshot {where}")
                 if commons.get(key) == snap:
@@ -110,6 +119,18 @@ def check(plan: Plan, job: Job, desired: Desired) -> None:
                 raise PlanRefused(f"BUG: the plan destroys {action.dataset}, a dataset it backs up")
         elif isinstance(action, Send) and action.force and not job.force:
             raise PlanRefused(f"BUG: the plan receives {action.dataset} with -F without --force")
+
+
+def _observed(desired: Desired) -> dict[tuple[str, str], Dataset]:
+    """(side, name) -> each dataset the plan may act on, as observed."""
+    seen: dict[tuple[str, str], Dataset] = {}
+    for pair in desired.pairs:
+        seen[(SOURCE, pair.name)] = pair.source
+        if pair.target is not None:
+            seen[(TARGET, pair.target_name)] = pair.target
+    for missing in desired.missing:
+        seen[(TARGET, missing.target.name)] = missing.target
+    return seen
 
 
 def _destroyed(plan: Plan, dataset: str) -> tuple[set[str], set[str]]:

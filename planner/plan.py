@@ -74,7 +74,7 @@ class Problem:
 
 #: what a note is about (Note.kind)
 SNAPSHOT_NOTE, SKIPPED, KEPT, MISSING = "snapshot", "skipped", "kept", "missing"
-NO_BOOKMARKS, OTHER_BOOKMARKS = "no-bookmarks", "other-bookmarks"
+NO_BOOKMARKS, OTHER_BOOKMARKS, CLONE = "no-bookmarks", "other-bookmarks", "clone"
 
 
 @attrs.frozen
@@ -85,7 +85,7 @@ class Note:
     snapshot the schedule drops but zfs would refuse to destroy), MISSING (what
     --destroy-missing decided), NO_BOOKMARKS (a source pool whose datasets run without
     bookmarks, and why: once per pool), OTHER_BOOKMARKS (our bookmarks of another tag
-    that stay: once per tag)."""
+    that stay: once per tag), CLONE (a clone sent in full, and why)."""
 
     side: Side
     dataset: str
@@ -245,9 +245,11 @@ def build_plan(job: Job, desired: Desired, source: HostState, target: Optional[H
     ctx.notes += [Note(SOURCE, pool, why, NO_BOOKMARKS) for pool, why in desired.no_bookmarks]
     # in target name order: a parent's first send comes before its children's, also
     # when --strip-path maps datasets of different source trees under each other
-    for pair in sorted(desired.pairs, key=lambda p: (p.target_name, p.name)):
+    for pair in _origins_first(sorted(desired.pairs, key=lambda p: (p.target_name, p.name))):
         if pair.snapshot_note:
             ctx.notes.append(Note(SOURCE, pair.name, pair.snapshot_note))
+        if pair.clone_note:
+            ctx.notes.append(Note(SOURCE, pair.name, f"sent in full: {pair.clone_note}", CLONE))
         for name, why in pair.skipped:
             ctx.notes.append(Note(SOURCE, f"{pair.name}@{name}", f"skipped: {why}", SKIPPED))
         ctx.notes += _kept_notes(SOURCE, pair.name, pair.source_fates)
@@ -275,6 +277,33 @@ def build_plan(job: Job, desired: Desired, source: HostState, target: Optional[H
     return builder.finish(ctx.problems, ctx.notes, desired.snapshot_name)
 
 
+def _origins_first(pairs: Sequence[PairDesire]) -> list[PairDesire]:
+    """`pairs` in order, but a clone received from an origin this run sends comes after
+    that origin's pair, and the origin's pair after the pairs of its target's parents."""
+    by_target = {p.target_name: p for p in pairs}
+    by_name = {p.name: p for p in pairs}
+    done: set[str] = set()
+    result: list[PairDesire] = []
+
+    def visit(pair: PairDesire, path: frozenset[str]) -> None:
+        if pair.name in done or pair.name in path:
+            return
+        path = path | {pair.name}
+        parts = pair.target_name.split("/")
+        for i in range(1, len(parts)):
+            parent = by_target.get("/".join(parts[:i]))
+            if parent is not None:
+                visit(parent, path)
+        if pair.origin is not None and pair.origin.sent_by in by_name:
+            visit(by_name[pair.origin.sent_by], path)
+        done.add(pair.name)
+        result.append(pair)
+
+    for pair in pairs:
+        visit(pair, frozenset())
+    return result
+
+
 @attrs.define
 class _Context:
     job: Job
@@ -291,6 +320,8 @@ class _Context:
     failed_targets: set[str] = attrs.Factory(set)
     #: target dataset -> its Mount action (a child's mount waits for its parent's)
     mounts: dict[str, int] = attrs.Factory(dict)
+    #: (source dataset, snapshot) -> the send that puts it on the target
+    sent: dict[tuple[str, str], int] = attrs.Factory(dict)
 
     def fail(self, pair: PairDesire, message: str) -> None:
         self.problems.append(Problem(pair.name, TARGET, pair.target_name, message))
@@ -372,6 +403,13 @@ def _pair_actions(ctx: _Context, pair: PairDesire) -> None:
     if pair.abort_resume:
         prev = builder.add(AbortResume(tname, unit, pair.abort_resume), [prev])
 
+    origin_sent = None
+    if pair.origin is not None and pair.origin.sent_by is not None:
+        # (this run sends the origin snapshot first: the clone's receive waits for it)
+        origin_sent = ctx.sent.get((pair.origin.sent_by, pair.origin.name))
+        if origin_sent is None:
+            ctx.fail(pair, f"its origin {pair.origin.snapshot} is not sent to the target")
+            return
     full_send: Optional[int] = None
     for number, run in enumerate(_streams(pair.sends)):
         first, last = run[0], run[-1]
@@ -390,13 +428,19 @@ def _pair_actions(ctx: _Context, pair: PairDesire) -> None:
             force=job.force and number == 0,
             volume=pair.source.type == "volume",
             from_bookmark=first.from_bookmark,
+            from_origin=first.from_origin,
         )
-        prev = builder.add(send, [prev, *parent_needs] if number == 0 else [prev])
+        needs = [prev, *parent_needs] if number == 0 else [prev]
+        if first.from_origin and origin_sent is not None:
+            needs.append(origin_sent)
+        prev = builder.add(send, needs)
+        for snap in send.snapshots:
+            ctx.sent[(pair.name, snap)] = prev
         # (a target without snapshots is an interrupted full receive: not there yet)
         if number == 0 and (pair.target is None or not pair.target.snapshots):
             ctx.created_by[tname] = prev
-        if number == 0 and send.base is None:
-            full_send = prev  # (also a resumed full send)
+        if number == 0 and (send.base is None or send.from_origin):
+            full_send = prev  # (also a resumed full send, and a clone's first)
 
     prev, released = _move_holds(ctx, pair, prev)
 

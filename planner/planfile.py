@@ -28,7 +28,7 @@ from reconcile.job import Job
 
 FORMAT = "zfs-reconcile-plan"
 #: 2: the compiled commands, signed with a key (HMAC-SHA256); 1 had neither; 3: bookmarks;
-#: 4: bookmark copies and --destroy-orphan-bookmarks
+#: 4: bookmark copies, --destroy-orphan-bookmarks, clones (Send.from_origin)
 VERSION = 4
 SIGNATURE = "hmac_sha256"
 

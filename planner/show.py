@@ -32,7 +32,7 @@ from planner.actions import (
     Rollback,
     Send,
 )
-from planner.plan import KEPT, NO_BOOKMARKS, OTHER_BOOKMARKS, Plan
+from planner.plan import CLONE, KEPT, NO_BOOKMARKS, OTHER_BOOKMARKS, Plan
 
 NO_CHANGES = "No changes. Source and target are in sync."
 
@@ -45,10 +45,12 @@ def _rows(action: Action, size: Optional[str]) -> list[list[str]]:
             [ds, "snapshot", f"@{action.snapshot}", action.reason, *extra] for ds in action.datasets
         ]
     if isinstance(action, Send):
-        mark = "#" if action.from_bookmark else "@"
+        mark = "#" if action.from_bookmark else "" if action.from_origin else "@"
         what = f"@{action.snapshot}" + (f" from {mark}{action.base}" if action.base else "")
         if action.from_bookmark:
             what += " (a bookmark)"
+        if action.from_origin:
+            what += " (its origin: received as a clone)"
 
         if action.intermediates:
             what += f" (-I: {len(action.snapshots)} snapshots in one stream)"
@@ -150,6 +152,11 @@ def render(
     if plain:
         parts.append("Without bookmarks:")
         parts.append(tabulate(plain, headers=["source pool", "why"], tablefmt="simple"))
+        parts.append("")
+    full = [[n.dataset, n.text] for n in plan.notes if n.kind == CLONE]
+    if full:
+        parts.append("Clones not received as clones:")
+        parts.append(tabulate(full, headers=["source dataset", "why"], tablefmt="simple"))
         parts.append("")
     others = [[n.dataset, n.text] for n in plan.notes if n.kind == OTHER_BOOKMARKS]
     if others:

@@ -36,6 +36,7 @@ from typing import Optional
 import attrs
 import networkx as nx
 
+from reconcile import clones
 from reconcile.fates import POST, PRE, Fate, fate, foreign_holds, stamp_of, thin_names
 from reconcile.job import Job
 from reconcile.mapping import map_targets
@@ -152,8 +153,18 @@ def desire(
         tag = str(root.guid) if usable and root is not None else None
     fallback: dict[str, str] = {}
 
+    origins: dict[str, tuple[Optional[clones.Origin], Optional[str]]] = {}
+    must: dict[str, dict[str, str]] = {}
+    if target is not None and job.target_path is not None:
+        for ds in selected:
+            origins[ds.name] = clones.find(job, ds, source, target, targets)
+            origin = origins[ds.name][0]
+            if origin is not None and origin.sent_by is not None:
+                must.setdefault(origin.sent_by, {})[origin.name] = ds.name
+
     pairs = []
-    for ds in selected:
+    made: dict[str, PairDesire] = {}
+    for ds in clones.order(selected):
         note = _wants_snapshot(job, ds, snapshot_name) if snapshot_name else None
         new = snapshot_name if snapshot_name and note is None else None
         if job.target_path is None:
@@ -164,11 +175,15 @@ def desire(
             why = _without_bookmarks(job, source, ds) if tag is not None else None
             if why:
                 fallback.setdefault(ds.pool, why)
+            origin, full = _origin_sent(origins.get(ds.name, (None, None)), made)
+            tds = target.get(name)
+            moved = clones.promoted_away(source, ds, target, tds) if tds and ds.origin else None
             pin = PairInput(
-                job, ds, name, target.get(name), new, note, now, resume or {},
-                None if why else tag,
+                job, ds, name, tds, new, note, now, resume or {},
+                None if why else tag, must.get(ds.name, {}), origin, full, moved,
             )  # fmt: skip
-            pairs.append(pair(pin, graph))
+            made[ds.name] = pair(pin, graph)
+            pairs.append(made[ds.name])
 
     missing: list[MissingDesire] = []
     if target is not None and job.target_path is not None:
@@ -177,6 +192,7 @@ def desire(
             if tds.name == job.target_path or tds.name in used:
                 continue
             missing.append(_missing(job, tds, target, graph, now))
+    pairs, missing = _pin_origins(pairs, missing)
     return Desired(
         tuple(choices),
         snapshot_name,
@@ -185,6 +201,56 @@ def desire(
         tuple(sorted(fallback.items())),
         now,
     )
+
+
+def _origin_sent(
+    found: tuple[Optional[clones.Origin], Optional[str]], made: Mapping[str, PairDesire]
+) -> tuple[Optional[clones.Origin], Optional[str]]:
+    """A new clone's origin, once its origin's pair is known: an origin this run sends
+    first must be among that pair's sends (else the clone is sent in full, and why)."""
+    origin, full = found
+    if origin is None or origin.sent_by is None:
+        return origin, full
+    op = made.get(origin.sent_by)
+    if op is not None and origin.name in {w.snapshot for w in op.sends}:
+        return origin, None
+    if op is not None and op.problem:
+        why = "its dataset can't be sent"
+    else:
+        why = f"it is older than what the target has of {origin.dataset}"
+    return None, f"its origin {origin.snapshot} is not on the target, and {why}"
+
+
+def _pin_origins(
+    pairs: list[PairDesire], missing: list[MissingDesire]
+) -> tuple[list[PairDesire], list[MissingDesire]]:
+    """A target snapshot that a new clone is received from in this run stays: its clone
+    will pin it from then on (zfs refuses to destroy a snapshot with clones)."""
+    bases = {
+        p.origin.guid: p.target_name
+        for p in pairs
+        if p.origin is not None and p.sends and p.sends[0].from_origin
+    }
+    if not bases:
+        return pairs, missing
+
+    def pin(tds: Optional[Dataset], fates: tuple[Fate, ...]) -> tuple[Fate, ...]:
+        guids = {s.name: s.guid for s in tds.snapshots} if tds is not None else {}
+        result = []
+        for f in fates:
+            clone = bases.get(guids.get(f.snapshot, -1))
+            why = f"origin of {clone}, received as its clone in this run"
+            keep = clone is not None and not f.keep
+            result.append(attrs.evolve(f, keep=True, reason=why, kept_because=why) if keep else f)
+        return tuple(result)
+
+    pairs = [attrs.evolve(p, target_fates=pin(p.target, p.target_fates)) for p in pairs]
+    kept = []
+    for m in missing:
+        fates = pin(m.target, m.fates)
+        held = fates != m.fates
+        kept.append(attrs.evolve(m, fates=fates, destroy=m.destroy and not held))
+    return pairs, kept
 
 
 def _without_bookmarks(job: Job, source: HostState, ds: Dataset) -> Optional[str]:

@@ -2,7 +2,7 @@
 
 The schedule's verdict (reconcile.thinner) for "our" snapshots, with what overrides it:
 a snapshot zfs would refuse to destroy (it has clones, or someone else holds it) is
-kept, and the plan says why ("kept: has clones: backup/restore").
+kept, and the plan says why ("kept: origin of 1 clone: backup/restore").
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ class Fate:
     #: the destroy must succeed before the dataset's sends (incompatible snapshots);
     #: False: thinning, which never blocks sending
     required: bool = False
-    #: the schedule drops it, but this keeps it ("has clones: ...", "held by ...")
+    #: the schedule drops it, but this keeps it ("origin of 2 clones: ...", "held by ...")
     kept_because: Optional[str] = None
 
 
@@ -86,6 +86,7 @@ def fate(
 def pinned(job: Job, snap: Snapshot) -> Optional[str]:
     """Why zfs would refuse to destroy `snap` (None: it would not)."""
     if snap.clones:
-        return f"has clones: {', '.join(snap.clones)}"
+        count = len(snap.clones)
+        return f"origin of {count} clone{'s' if count > 1 else ''}: {', '.join(snap.clones)}"
     foreign = foreign_holds(job, snap)
     return f"held by {', '.join(foreign)}" if foreign else None

@@ -61,6 +61,9 @@ class Job:
     #: keep each target's chain with a bookmark on the source (the command line's
     #: default; False: zfs-autobackup 3.3's behaviour, --no-bookmarks)
     bookmarks: bool = False
+    #: a new clone's first send is from its origin (the command line's default; False:
+    #: sent in full as zfs-autobackup 3.3, --no-clone)
+    clones: bool = False
     #: --destroy-orphan-bookmarks: seconds; our bookmarks of other tags whose snapshot is
     #: older go (None: they are only listed)
     destroy_orphan_bookmarks: Optional[float] = None

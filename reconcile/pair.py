@@ -12,7 +12,7 @@ from typing import Optional
 import attrs
 import networkx as nx
 
-from reconcile import bookmarks
+from reconcile import bookmarks, clones
 from reconcile import graph as snapgraph
 from reconcile.fates import POST, PRE, Fate, fate, pinned, stamp_of, thin_names
 from reconcile.job import Job
@@ -34,6 +34,8 @@ class SendWish:
     adjacent: bool = False
     #: `base` is a bookmark of the source dataset
     from_bookmark: bool = False
+    #: `base` is the origin snapshot of this clone (`DATASET@SNAPSHOT`, another dataset)
+    from_origin: bool = False
 
 
 @attrs.frozen
@@ -71,6 +73,10 @@ class PairDesire:
     bookmark_copy_of: Optional[str] = None
     #: our bookmarks of other targets' tags (orphans go with --destroy-orphan-bookmarks)
     others: tuple[bookmarks.Other, ...] = ()
+    #: a new clone's first send is from this origin snapshot
+    origin: Optional[clones.Origin] = None
+    #: why a clone is sent in full
+    clone_note: Optional[str] = None
 
     @property
     def name(self) -> str:
@@ -99,6 +105,13 @@ class PairInput:
     resume: Mapping[str, ResumeInfo]
     #: this target's bookmark tag (the target path's guid); None: no bookmarks
     bookmark_tag: Optional[str] = None
+    #: snapshots sent even where the target schedule skips them (origins of new clones)
+    must_send: Mapping[str, str] = attrs.Factory(dict)
+    #: a new clone: its first send is from this origin snapshot
+    origin: Optional[clones.Origin] = None
+    clone_note: Optional[str] = None
+    #: no common snapshot because `zfs promote` moved them away: the message and fix
+    promoted: Optional[str] = None
 
     @property
     def raw(self) -> bool:
@@ -230,23 +243,28 @@ def pair(pin: PairInput, graph: nx.DiGraph) -> PairDesire:
         new_snapshot=pin.new,
         snapshot_note=pin.note,
         bookmark_tag=pin.bookmark_tag,
+        origin=pin.origin,
+        clone_note=pin.clone_note,
     )
     chain = _chain(pin, graph)
     if chain is None:
         return attrs.evolve(
             base,
-            problem="Can't find a common snapshot with the target: you probably need to "
+            problem=pin.promoted
+            or "Can't find a common snapshot with the target: you probably need to "
             "destroy the target dataset to fix this.",
         )
     common_src, common_tgt = chain.common_src, chain.common_tgt
     candidates = [
         link
         for link in chain.after_common()
-        if job.other_snapshots or stamp_of(job, link.name) is not None
+        if job.other_snapshots or stamp_of(job, link.name) is not None or link.name in pin.must_send
     ]
     existing, incompatible = split_target(pin.target, chain.common, pin.raw)
     excluded = _excluded(job, pin.source.name, candidates)
     target_verdicts = _target_schedule(pin, existing, candidates, excluded)
+    for name, clone in pin.must_send.items():
+        target_verdicts[name] = (True, f"origin of {clone}")
 
     problem = _blocking_problem(pin, incompatible)
     if problem:
@@ -443,6 +461,9 @@ def _sends(
     links = chain.links
     position = chain.position
     prev = chain.common_src
+    origin = pin.origin if prev is None else None
+    if origin is not None:
+        prev = origin.snapshot
     for link in candidates:
         if link.name in excluded:
             skipped.append((link.name, excluded[link.name]))
@@ -459,6 +480,7 @@ def _sends(
             SendWish(
                 link.name, link.guid, prev, f"target keeps it: {reason}",
                 adjacent=adjacent, from_bookmark=from_mark,
+                from_origin=origin is not None and not sends,
             )
         )  # fmt: skip
         prev = link.name

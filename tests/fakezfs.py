@@ -99,6 +99,9 @@ class Stream:
     base_guid: Optional[int]
     props: tuple[tuple[str, str], ...] = ()
     raw: bool = False
+    #: a clone's first stream (`zfs send -i ORIGIN_DS@SNAP CLONE@FIRST`): received as a
+    #: clone of the target snapshot with `base_guid`
+    clone: bool = False
 
 
 @attrs.frozen
@@ -493,7 +496,9 @@ class FakeZfs:
                     return Output(
                         stream=Stream(ds.name, (copy,), mark.guid, props, raw="-w" in args)
                     )
-                base_name = base_arg.lstrip("@")
+                if not base_arg.startswith("@") and base_arg.partition("@")[0] != ds.name:
+                    return self._clone_stream(args, ds, snap, flag, base_arg)
+                base_name = base_arg.partition("@")[2]
                 _, base = self.get_snap(f"{ds.name}@{base_name}")
                 base_guid = base.guid
                 if base.txg >= snap.txg:
@@ -515,6 +520,79 @@ class FakeZfs:
         )
         return Output(stream=Stream(ds.name, copies, base_guid, props, raw="-w" in args))
 
+    def _clone_stream(
+        self, args: list[str], ds: FDataset, snap: FSnap, flag: str, base_arg: str
+    ) -> Output:
+        """`zfs send -i ORIGIN_DS@SNAP CLONE@FIRST`: from the clone's origin, or a snapshot
+        before it in the origin's history."""
+        if base_arg not in self._lineage(ds):
+            raise FakeError(
+                f"cannot send '{ds.name}@{snap.name}': incremental source must be in same "
+                "filesystem"
+            )
+        if flag == "-I":
+            raise FakeError("fake zfs: -I from a clone's origin is not modelled", 2)
+        _, origin = self.get_snap(base_arg)
+        first = ds.snaps.index(snap)
+        carried = max(sum(x.written for x in ds.snaps[: first + 1]), 4096)
+        props = tuple(sorted(ds.local_props.items())) if "-p" in args else ()
+        copy = attrs.evolve(snap, holds=[], written=carried)
+        return Output(
+            stream=Stream(ds.name, (copy,), origin.guid, props, raw="-w" in args, clone=True)
+        )
+
+    def _lineage(self, ds: FDataset) -> list[str]:
+        found: list[str] = []
+        origin = ds.origin
+        while origin and origin not in found:
+            name, _, snap = origin.partition("@")
+            ods = self.datasets[name]
+            at = next(i for i, s in enumerate(ods.snaps) if s.name == snap)
+            found += [f"{name}@{s.name}" for s in ods.snaps[: at + 1]]
+            origin = ods.origin
+        return found
+
+    def _zfs_promote(self, args: list[str]) -> Output:
+        """`zfs promote CLONE`: the origin's snapshots up to the clone's origin move to
+        the clone, and the old origin dataset becomes its clone (guids stay)."""
+        name = args[-1]
+        ds = self.datasets.get(name)
+        if ds is None:
+            raise FakeError(f"cannot open '{name}': dataset does not exist")
+        if ds.origin is None:
+            raise FakeError(f"cannot promote '{name}': not a cloned filesystem")
+        old_name, _, snap_name = ds.origin.partition("@")
+        old = self.datasets[old_name]
+        at = next(i for i, s in enumerate(old.snaps) if s.name == snap_name)
+        moved, old.snaps = old.snaps[: at + 1], old.snaps[at + 1 :]
+        clash = {s.name for s in moved} & {s.name for s in ds.snaps}
+        if clash:
+            raise FakeError(f"cannot promote '{name}': snapshot name conflicts: {sorted(clash)}")
+        ds.snaps = [*moved, *ds.snaps]
+        # (bookmarks up to the origin move with the snapshots, as zfs does)
+        limit = moved[-1].txg
+        marks = [b for b in old.bookmarks if b.txg <= limit]
+        old.bookmarks = [b for b in old.bookmarks if b.txg > limit]
+        ds.bookmarks = sorted([*marks, *ds.bookmarks], key=lambda b: b.txg)
+        names = {s.name for s in moved}
+        for other in self.datasets.values():
+            where, _, snap = (other.origin or "").partition("@")
+            if where == old_name and snap in names:
+                other.origin = f"{name}@{snap}"
+        ds.origin, old.origin = old.origin, f"{name}@{snap_name}"
+        self.events.append(("promote", name))
+        return Output()
+
+    def _clone_origin(self, name: str, guid: int) -> Optional[str]:
+        """The snapshot of `guid` in `name`'s pool (what zfs recv makes a clone of)."""
+        pool = name.split("/", maxsplit=1)[0]
+        for dsname, ds in self.datasets.items():
+            if dsname.split("/")[0] == pool:
+                for snap in ds.snaps:
+                    if snap.guid == guid:
+                        return f"{dsname}@{snap.name}"
+        return None
+
     def _zfs_recv(self, args: list[str], stream: Optional[Stream]) -> Output:
         name = args[-1]
         if args[0] == "-A":
@@ -533,6 +611,7 @@ class FakeZfs:
         if stream is None:
             raise FakeError("cannot receive: failed to read from stream")
         force = "-F" in args
+        clone_origin: Optional[str] = None
         ds = self.datasets.get(name)
         if ds is not None and ds.token is not None:
             partial = self._tokens[ds.token]
@@ -552,6 +631,17 @@ class FakeZfs:
                 raise FakeError(
                     f"cannot receive new filesystem stream: parent of {name} does not exist"
                 )
+        elif stream.clone and ds is not None and ds.token is not None and not ds.snaps:
+            pass  # (a resumed clone receive: the partial dataset is the clone already)
+        elif ds is None and stream.clone:
+            origin = self._clone_origin(name, stream.base_guid)
+            if origin is None:
+                raise FakeError(f"cannot receive: local origin for clone {name} does not exist")
+            if name.rpartition("/")[0] not in self.datasets:
+                raise FakeError(
+                    f"cannot receive new filesystem stream: parent of {name} does not exist"
+                )
+            clone_origin = origin
         else:
             if ds is None:
                 raise FakeError(
@@ -582,8 +672,10 @@ class FakeZfs:
                 self.events.append(("recv-F", name))
         if self.interrupt_next > 0:
             self.interrupt_next -= 1
-            if ds is None:
+            if ds is None and "-s" in args:
                 ds = self.create(name) if name.rpartition("/")[0] in self.datasets else None
+                if ds is not None:
+                    ds.origin = clone_origin
             if ds is not None and "-s" in args:
                 token = f"1-fake-{next(self._guid)}"
                 self._tokens[token] = Partial(stream.source, stream)
@@ -593,7 +685,7 @@ class FakeZfs:
                 "cannot receive incremental stream: checksum mismatch or incomplete stream.\nPartially received snapshot is saved."
             )
         if ds is None:
-            ds = FDataset(name, "filesystem", next(self._guid))
+            ds = FDataset(name, "filesystem", next(self._guid), origin=clone_origin)
             self.datasets[name] = ds
         if ds.token is not None:
             self._tokens.pop(ds.token, None)

@@ -46,7 +46,7 @@ def test_a_snapshot_with_clones_is_kept_and_said_so() -> None:
     ]
     assert snap(2) in destroyed  # (the old common one, after the new send)
     kept = [(n.side, n.dataset, n.text) for n in plan.notes if n.kind == KEPT]
-    assert kept == [(TARGET, f"backup/p@{snap(1)}", "kept: has clones: backup/restore")]
+    assert kept == [(TARGET, f"backup/p@{snap(1)}", "kept: origin of 1 clone: backup/restore")]
 
 
 def test_thinning_goes_before_what_the_sends_need_and_a_pinned_incompatible_is_a_problem() -> None:
@@ -61,7 +61,7 @@ def test_thinning_goes_before_what_the_sends_need_and_a_pinned_incompatible_is_a
     j = job(snapshot=False, destroy_incompatible=True, keep_target="1", keep_source="1")
     plan = plan_for(j, source, target, now_at(3))
     assert [(a.kind, a.side) for a in plan.actions] == [("destroy", TARGET), ("destroy", SOURCE)]
-    assert "manual has clones: backup/c" in plan.problems[0].message
+    assert "manual origin of 1 clone: backup/c" in plan.problems[0].message
     # without the clone: thinning, then the incompatible destroy, the rollback, the send
     source = state([dataset("p", (snap(1), snap(2), snap(3)), selection=SELECTED)])
     tgt2 = dataset("backup/p", (snap(2), "manual"), lineage="p", snap_written={"manual": 4096})

@@ -9,7 +9,8 @@ For every example:
 - only snapshots of this backup are destroyed (incompatible ones only with the flag);
 - nothing is rolled back or force-received without the flag;
 - with bookmarks: a send from a bookmark has it on the source and its snapshot on the
-  target; a bookmark is made of a snapshot that is there; only ours are destroyed; the
+  target; a bookmark is made of a snapshot that is there (or copied from a bookmark
+  whose guid is on the target); only ours are destroyed; the
   chain counts a source bookmark as common (the source may have lost the snapshots);
 - the plan passes the planner's own invariant check.
 
@@ -213,6 +214,13 @@ def test_plans_never_lose_the_common_snapshot(
                     action.side == "target" and j.destroy_incompatible and name in incompatible
                 )
                 side_set.discard(name)
+        elif isinstance(action, Bookmark) and action.copy_of is not None:
+            # (a copy of someone else's bookmark the chain rests on: its guid is on the target)
+            assert j.bookmarks and action.copy_of in src_marks, action
+            assert action.bookmark == f"{action.snapshot}__{tag}"
+            assert src_marks[action.copy_of] in {tguids[t] for t in tgt}, action
+            src_marks[action.bookmark] = src_marks[action.copy_of]
+            event("a bookmark copied")
         elif isinstance(action, Bookmark):
             assert j.bookmarks and action.snapshot in src, action
             assert action.bookmark == f"{action.snapshot}__{tag}"

@@ -42,7 +42,7 @@ def test_clones_and_refused_destroys_never_block_the_backup(zfs_bed: ZfsBed, poo
     zfs_bed.sh("zfs", "clone", f"{tgt}@{snapname(1)}", f"{d}/restore")
     plan = zfs_bed.tool("plan", "edge", d, *keep, now=stamp(4))
     assert plan.returncode == 0, plan.stdout + plan.stderr
-    assert f"{tgt}@{snapname(1)}  kept: has clones: {d}/restore" in plan.stdout
+    assert f"{tgt}@{snapname(1)}  kept: origin of 1 clone: {d}/restore" in plan.stdout
     run = zfs_bed.tool("edge", d, *keep, "--verbose", now=stamp(4))
     assert run.returncode == 0, run.stdout + run.stderr
     assert zfs_bed.snapshots(tgt) == [snapname(h) for h in (1, 2, 3, 4)]

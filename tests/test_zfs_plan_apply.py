@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from planner.actions import Destroy, Send
-from planner.planfile import loads
+from planner.planfile import VERSION, loads
 from tests.zfsvm.bed import Pools, ZfsBed
 
 pytestmark = pytest.mark.zfs
@@ -168,7 +168,7 @@ def test_json_plan_parses_and_round_trips(zfs_bed: ZfsBed, pools: Pools) -> None
     run = zfs_bed.tool("plan", "offsite1", d, "--json", now=stamp(1, 2))
     assert run.returncode == 0, run.stderr
     data = json.loads(run.stdout)
-    assert data["format"] == "zfs-reconcile-plan" and data["version"] == 3
+    assert data["format"] == "zfs-reconcile-plan" and data["version"] == VERSION
     saved = loads(run.stdout)
     assert saved.plan.snapshot_name == snapname(1, 2)
     assert [a["kind"] for a in data["plan"]["actions"]] == [a.kind for a in saved.plan.actions]
