@@ -211,3 +211,17 @@ def test_the_checker_refuses_to_destroy_an_origin() -> None:
         worse = attrs.evolve(plan, actions=(*plan.actions, bad), depends=(*plan.depends, ()))
         with pytest.raises(PlanRefused, match="the origin of a clone"):
             invariants.check(worse, job, desired)
+
+
+def test_the_clones_receive_waits_for_the_origins_send_in_the_plan() -> None:
+    """--parallel runs independent steps side by side: the clone's first send depends on
+    the send that puts its origin on the target."""
+    zfs, runner = _world("src/z-base")
+    zfs.command(["zfs", "snapshot", "src/z-base@__base__"])
+    _clone(zfs, "src/z-base@__base__", "src/a-clone")
+    job = job_from_args(build_parser().parse_args(["bk", "dst", "--parallel=4"]))
+    plan = prepare(job, runner, float(zfs.now + 3600), Options()).plan
+    sends = {i: a for i, a in enumerate(plan.actions) if isinstance(a, Send)}
+    origin = next(i for i, a in sends.items() if "__base__" in a.snapshots)
+    clone = next(i for i, a in sends.items() if a.from_origin)
+    assert origin < clone and origin in plan.depends[clone]
