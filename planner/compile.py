@@ -54,36 +54,14 @@ from reconcile.job import Job
 from reconcile.limits import ARG_BYTES, chunked
 from reconcile.model import Side
 from reconcile.pipes import COMPRESSORS, TransferOptions
+from reconcile.scripts import MOUNT_SCRIPT, PROBE_SCRIPT
 
 #: properties that cannot be set on a volume (zfs refuses the whole receive otherwise)
 NOT_FOR_VOLUMES = frozenset({"canmount", "mountpoint"})
 #: holds (releases) per command before they are split over --parallel commands
 HOLDS_PER_COMMAND = 16
-#: `sh -c PROBE_SCRIPT sh PROG...` prints the programs that are not installed
-PROBE_SCRIPT = 'for p in "$@"; do command -v "$p" >/dev/null 2>&1 || echo "$p"; done'
 #: how a probe command starts (it only reads: the runner's read-only guard lets it run)
 PROBE_PREFIX = ("sh", "-c", PROBE_SCRIPT)
-
-#: `sh -c MOUNT_SCRIPT sh DATASET` mounts DATASET where zfs-autobackup 3.3's automount
-#: would (a filesystem, canmount=on, a mountpoint that is not legacy/none, its key
-#: available, not mounted yet), but never onto a directory that something else is mounted
-#: on already (OpenZFS 2.2+ would overlay it: a backup of / or of the source's own
-#: mountpoint would hide the live files; `mountpoint -q`, where util-linux has it). It
-#: never reads the directory (on a filesystem of the backup that would change its atime,
-#: and so the backup), says why it did not mount, and never fails. (`zfs get all`, as
-#: 3.3: a zfs without encryption has no keystatus to ask for.)
-MOUNT_SCRIPT = (
-    'zfs get -H -o property,value all "$1" |'
-    " { tab=$(printf '\\t'); while IFS=$tab read -r p v; do case $p in"
-    " type) t=$v;; canmount) c=$v;; mountpoint) m=$v;; encryption) e=$v;;"
-    " keystatus) k=$v;; mounted) d=$v;; esac; done;"
-    ' [ "$t" = filesystem ] && [ "$d" = no ] && [ "$c" = on ] || exit 0;'
-    " case $m in legacy|none) exit 0;; esac;"
-    ' [ "${e:-off}" = off ] || [ "$k" != unavailable ] || exit 0;'
-    ' if command -v mountpoint >/dev/null 2>&1 && mountpoint -q "$m"; then'
-    ' echo "not mounted: something else is mounted on $m"; exit 0; fi;'
-    ' zfs mount "$1" || echo "not mounted: zfs mount failed"; }'
-)
 
 # step kinds beyond the action kinds
 CHECK_HELPERS, PRE_SNAPSHOT, POST_SNAPSHOT = (

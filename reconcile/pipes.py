@@ -10,7 +10,6 @@ User pipe commands are split with shell rules (shlex), never passed to a shell.
 
 from __future__ import annotations
 
-import re
 import shlex
 from collections.abc import Sequence
 from typing import Optional
@@ -18,27 +17,11 @@ from typing import Optional
 import attrs
 
 from reconcile.errors import UsageError
+from reconcile.filters import COMPRESSORS, SIZE
 
+__all__ = ["COMPRESSORS", "TransferOptions"]
 
-@attrs.frozen
-class Compressor:
-    compress: tuple[str, ...]
-    decompress: tuple[str, ...]
-
-
-COMPRESSORS: dict[str, Compressor] = {
-    "gzip": Compressor(("gzip", "-3"), ("gzip", "-dc")),
-    "pigz-fast": Compressor(("pigz", "-3"), ("pigz", "-dc")),
-    "pigz-slow": Compressor(("pigz", "-9"), ("pigz", "-dc")),
-    "zstd-fast": Compressor(("zstd", "-T0", "-3"), ("zstd", "-dc")),
-    "zstd-slow": Compressor(("zstd", "-T0", "-19"), ("zstd", "-dc")),
-    "zstd-adapt": Compressor(("zstd", "-T0", "--adapt"), ("zstd", "-dc")),
-    "xz": Compressor(("xz",), ("xz", "-d")),
-    "lzo": Compressor(("lzop",), ("lzop", "-dfc")),
-    "lz4": Compressor(("lz4",), ("lz4", "-dc")),
-}
 DEFAULT_COMPRESSOR = "zstd-fast"
-_SIZE = re.compile(r"^[0-9]+(\.[0-9]+)?[bkKmMgGtT%]?$")
 
 
 @attrs.frozen
@@ -70,7 +53,7 @@ class TransferOptions:
             ("--rate", rate),
             ("--buffer-chunk-size", chunk_size),
         ):
-            if value is not None and not _SIZE.match(value):
+            if value is not None and not SIZE.match(value):
                 raise UsageError(f"Invalid {option} '{value}': use a size such as 128M, 1G or 512k")
         return cls(
             compress=compress,

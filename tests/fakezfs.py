@@ -39,9 +39,9 @@ from typing import Optional
 import attrs
 
 from executors.runner import PipelineResult, PipelineWatch, Result, Stage, shell_line
-from planner.compile import MOUNT_SCRIPT
 from reconcile import zfs_text
 from reconcile.model import Host
+from reconcile.scripts import MOUNT_SCRIPT
 
 
 class FakeError(Exception):

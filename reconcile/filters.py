@@ -1,0 +1,31 @@
+"""The stream filters of the transfer pipeline: the compressors of --compress (the
+command on the source, the one on the target), and the sizes mbuffer is given.
+
+Standard library only: the remote guard (executors.guard) allows exactly these.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+
+class Compressor(NamedTuple):
+    compress: tuple[str, ...]
+    decompress: tuple[str, ...]
+
+
+COMPRESSORS: dict[str, Compressor] = {
+    "gzip": Compressor(("gzip", "-3"), ("gzip", "-dc")),
+    "pigz-fast": Compressor(("pigz", "-3"), ("pigz", "-dc")),
+    "pigz-slow": Compressor(("pigz", "-9"), ("pigz", "-dc")),
+    "zstd-fast": Compressor(("zstd", "-T0", "-3"), ("zstd", "-dc")),
+    "zstd-slow": Compressor(("zstd", "-T0", "-19"), ("zstd", "-dc")),
+    "zstd-adapt": Compressor(("zstd", "-T0", "--adapt"), ("zstd", "-dc")),
+    "xz": Compressor(("xz",), ("xz", "-d")),
+    "lzo": Compressor(("lzop",), ("lzop", "-dfc")),
+    "lz4": Compressor(("lz4",), ("lz4", "-dc")),
+}
+
+#: a size for mbuffer (--buffer, --rate, --buffer-chunk-size): 128M, 1G, 512k, 50%
+SIZE = re.compile(r"^[0-9]+(\.[0-9]+)?[bkKmMgGtT%]?$")

@@ -1,0 +1,83 @@
+"""Name formats, as zfs-autobackup 3.3's: `{}` for the backup name (`autobackup:{}`,
+`zfs_autobackup:{}`), and time fields in snapshot names (`{}-%Y%m%d%H%M%S`).
+
+Standard library only: the remote guard (executors.guard) recognises our snapshot names
+and hold tags with it, where the project's dependencies may not be installed.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from datetime import datetime
+from typing import Optional
+
+from reconcile.errors import UsageError
+
+_FIELDS = {
+    "%Y": r"(\d{4})",
+    "%m": r"(\d{2})",
+    "%d": r"(\d{2})",
+    "%H": r"(\d{2})",
+    "%M": r"(\d{2})",
+    "%S": r"(\d{2})",
+}
+
+
+@functools.lru_cache(maxsize=16)
+def _fast_regex(pattern: str) -> Optional[tuple[re.Pattern[str], tuple[str, ...]]]:
+    """A fixed-width regex for patterns made of literal text and %Y %m %d %H %M %S only."""
+    parts = re.split(r"(%.)", pattern)
+    regex, fields = "", []
+    for part in parts:
+        if part.startswith("%") and len(part) == 2:
+            if part not in _FIELDS or part in fields:
+                return None
+            regex += _FIELDS[part]
+            fields.append(part)
+        else:
+            regex += re.escape(part)
+    return re.compile(regex + r"\Z"), tuple(fields)
+
+
+def _fast_parse(pattern: str, name: str) -> Optional[datetime]:
+    """Parse with the fixed-width regex; None means "ask strptime" (never a different answer:
+    a fixed-width match of these fields is read by strptime the same way)."""
+    compiled = _fast_regex(pattern)
+    if compiled is None:
+        return None
+    regex, fields = compiled
+    match = regex.match(name)
+    if match is None:
+        return None
+    values = dict(zip(fields, map(int, match.groups())))
+    try:
+        return datetime(
+            values.get("%Y", 1900), values.get("%m", 1), values.get("%d", 1),
+            values.get("%H", 0), values.get("%M", 0), values.get("%S", 0),
+        )  # fmt: skip
+    except ValueError:
+        return None
+
+
+def parse_time(pattern: str, name: str) -> Optional[datetime]:
+    """The (naive) time a name encodes with `pattern`, None if it does not match."""
+    parsed = _fast_parse(pattern, name)
+    if parsed is not None:
+        return parsed
+    # strptime decides everything the fixed-width fast path does not match
+    try:
+        return datetime.strptime(name, pattern)
+    except ValueError:
+        return None
+
+
+def fill(option: str, fmt: str, backup_name: str) -> str:
+    if "{}" not in fmt:
+        raise UsageError(f"Invalid {option} '{fmt}': it must contain {{}} for the backup name")
+    try:
+        return fmt.format(backup_name)
+    except (IndexError, KeyError, ValueError) as exc:
+        raise UsageError(
+            f"Invalid {option} '{fmt}': use {{}} once for the backup name ({exc})"
+        ) from None
