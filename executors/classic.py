@@ -40,8 +40,16 @@ def settings_summary(job: Job, console: Console) -> None:
         console.verbose(
             f"{label} Datasets on: {host.ssh}" if host.ssh else f"{label} Datasets are local"
         )
-        for line in schedule.describe() if schedule else ["Keep all snapshots (--no-thinning)."]:
-            console.verbose(f"{label} {line}")
+        if label == "[Source]" and job.read_only_source:
+            console.verbose(
+                "[Source] Read-only (--read-only-source): no snapshots, holds, bookmarks or "
+                "thinning here; sends the snapshots the source's own schedule takes"
+            )
+        elif schedule:
+            for line in schedule.describe():
+                console.verbose(f"{label} {line}")
+        else:
+            console.verbose(f"{label} Keep all snapshots (--no-thinning).")
         if label == "[Source]":
             prop = job.naming.property_name
             if job.target_path is None:

@@ -21,6 +21,7 @@ every write is only shown.
 
 from __future__ import annotations
 
+import getpass
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -33,6 +34,7 @@ from executors.progress import Board, Progress
 from executors.runner import Runner, Stage, group_stages
 from planner.actions import (
     SOURCE,
+    TARGET,
     AbortResume,
     Action,
     Bookmark,
@@ -48,8 +50,14 @@ from planner.actions import (
 )
 from planner.compile import CHECK_HELPERS, POST_SNAPSHOT, PRE_SNAPSHOT, Command, Compiled, Step
 from planner.plan import Plan
-from reconcile import zfs_text
-from reconcile.errors import CommandNotFound, DatasetNotFound, ReconcileError, ZfsError
+from reconcile import permissions, zfs_text
+from reconcile.errors import (
+    CommandNotFound,
+    DatasetNotFound,
+    PermissionDenied,
+    ReconcileError,
+    ZfsError,
+)
 from reconcile.job import Job
 from reconcile.model import Host, Side
 
@@ -210,6 +218,7 @@ class Executor:
         if result.stderrs:
             self._count(result.stderrs[0])
         if result.ok:
+            self._denied_properties(step, "\n".join(result.stderrs))
             return
         # --ignore-transfer-errors: fine as long as the snapshot arrived
         check = step.arrived
@@ -219,6 +228,53 @@ class Executor:
         if found.returncode != 0:
             raise ZfsError(f"transfer failed and {name} did not arrive: {result.stderrs}")
         self.console.warning(f"[Target] {name}: ignoring transfer errors, the snapshot arrived")
+
+    def user(self, side: Side) -> str:
+        """Who the commands on `side` run as (for `zfs allow -u`): the ssh user, or
+        this machine's (ssh's default when the host names none)."""
+        ssh = self.host(side).ssh
+        return ssh.split("@", 1)[0] if ssh and "@" in ssh else getpass.getuser()
+
+    def _denied_properties(self, step: Step, stderr: str) -> None:
+        """A receive that worked but could not set some received properties (zfs exits
+        0): say which, and the permission that lets it."""
+        for denied in zfs_text.permission_denied(stderr):
+            if denied.property is None or denied.dataset is None:
+                continue
+            grant = permissions.Need(
+                (permissions.for_property(denied.property),), denied.dataset
+            ).grant(self.user(TARGET))
+            self.console.warning(
+                f"[Target] {denied.dataset}: property {denied.property} not received "
+                f"(permission denied; {grant})"
+            )
+
+    def explain(self, step: Step, exc: ReconcileError) -> str:
+        """The error, and for a missing delegation the dataset, the permissions and the
+        `zfs allow` line that grants them."""
+        if not isinstance(exc, PermissionDenied):
+            return str(exc)
+        found = zfs_text.permission_denied(exc.stderr)
+        named = next((d.dataset for d in found if d.dataset), None)
+        sending = any(d.operation == "send" for d in found)
+        new = any(d.new_dataset for d in found)
+        commands = [c for c in step.commands if c.argv and c.argv[0] == "zfs"]
+        if len(commands) > 1:  # a send: its zfs send or its zfs recv
+            commands = [c for c in commands if (c.argv[1] == "send") == sending]
+        if not commands:
+            return str(exc)
+        command = commands[0]
+        need = permissions.need(command.argv, new=new)
+        if need is None:
+            return str(exc)
+        # (zfs names the dataset it refused to work on; a new one is granted on its parent)
+        if named and named != need.dataset and not new and command.argv[1] != "create":
+            need = permissions.Need(need.permissions, named)
+        return (
+            f"permission denied: {shlex_verb(command.argv)} needs the delegated permission "
+            f"{','.join(need.permissions)} on {need.dataset} "
+            f"(grant it: {need.grant(self.user(command.side))})"
+        )
 
     def _soft_failure(self, plan: Plan, step: Step, exc: ReconcileError) -> None:
         """A soft step failed: say so; nothing counts as failed."""
@@ -361,7 +417,9 @@ class Executor:
             run.broken.discard(index)
             return True
         run.fail(step.units)
-        self.console.error(f"{_label(plan, step)} {_dataset(plan, step)}: FAILED: {exc}")
+        self.console.error(
+            f"{_label(plan, step)} {_dataset(plan, step)}: FAILED: {self.explain(step, exc)}"
+        )
         return False
 
     def _fallback(self, plan: Plan, steps: Sequence[Step], index: int, run: _Run) -> bool:
@@ -386,7 +444,9 @@ class Executor:
                 ok = False
                 run.fail(alt.units)
                 run.undone.update(alt.actions)
-                self.console.error(f"{_label(plan, alt)} {_dataset(plan, alt)}: FAILED: {exc}")
+                self.console.error(
+                    f"{_label(plan, alt)} {_dataset(plan, alt)}: FAILED: {self.explain(alt, exc)}"
+                )
         return ok
 
     def _partly_blocked(self, steps: Sequence[Step], index: int, run: _Run) -> bool:
@@ -443,6 +503,11 @@ class Executor:
                     pending.discard(i)
                     ok = self._finish(plan, steps, i, run, future.result()) and ok
         return ok
+
+
+def shlex_verb(argv: Sequence[str]) -> str:
+    """`zfs destroy`: the program and its subcommand, for messages."""
+    return " ".join(argv[:2])
 
 
 def _group(steps: Sequence[Step], index: int) -> list[int]:

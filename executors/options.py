@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,7 +18,7 @@ import attrs
 from executors.execute import DEFAULT_PARALLEL, Settings
 from executors.monitor import FORMATS
 from planner import status
-from reconcile import __version__, naming
+from reconcile import __version__, formats, naming
 from reconcile.errors import UsageError
 from reconcile.job import Job
 from reconcile.model import Host
@@ -283,6 +282,13 @@ def build_parser(mode: str = "classic") -> argparse.ArgumentParser:
     g.add_argument("--no-send", action="store_true", help="don't send snapshots (thin only)")
     g.add_argument("--no-holds", action="store_true", help="don't hold the common snapshots")
     g.add_argument(
+        "--read-only-source",
+        action="store_true",
+        help="change nothing on the source (for a source whose key is limited by "
+        "zfs-autobackup-guard --read-only): no snapshots, holds, bookmarks or thinning "
+        "there; snapshots are taken on the source by its own cron job",
+    )
+    g.add_argument(
         "--no-bookmarks",
         action="store_true",
         help="don't keep each target's chain with a bookmark on the source (as "
@@ -472,16 +478,6 @@ def _properties(option: str, text: Optional[str]) -> list[str]:
     return items
 
 
-def _command(option: str, text: str) -> tuple[str, ...]:
-    try:
-        argv = tuple(shlex.split(text))
-    except ValueError as exc:
-        raise UsageError(f"Invalid {option} '{text}': {exc}") from None
-    if not argv:
-        raise UsageError(f"Invalid {option} '{text}': it is empty")
-    return argv
-
-
 def _host(ssh: Optional[str], ssh_config: Optional[str]) -> Host:
     if ssh is not None and (not ssh or ssh.startswith("-") or any(c.isspace() for c in ssh)):
         raise UsageError(
@@ -538,6 +534,11 @@ def job_from_args(args: argparse.Namespace) -> Job:
             orphans = parse_duration(args.destroy_orphan_bookmarks)
         except UsageError as exc:
             raise UsageError(f"--destroy-orphan-bookmarks: {exc.message}") from None
+    if args.read_only_source and orphans is not None:
+        raise UsageError(
+            f"--destroy-orphan-bookmarks {args.destroy_orphan_bookmarks} destroys on the "
+            "source: not with --read-only-source"
+        )
     keep_source = Schedule.parse(args.keep_source)
     keep_target = Schedule.parse(args.keep_target)
     exclude_unchanged = args.exclude_unchanged or (1 if args.ignore_replicated else 0)
@@ -552,14 +553,15 @@ def job_from_args(args: argparse.Namespace) -> Job:
         source=_host(args.ssh_source, args.ssh_config),
         target=_host(args.ssh_target, args.ssh_config),
         target_path=args.target_path.rstrip("/") if args.target_path else None,
-        keep_source=None if args.no_thinning else keep_source,
+        keep_source=None if args.no_thinning or args.read_only_source else keep_source,
         keep_target=None if args.no_thinning else keep_target,
         strip_path=args.strip_path,
         min_change=0 if args.allow_empty else args.min_change,
-        snapshot=not args.no_snapshot,
+        snapshot=not (args.no_snapshot or args.read_only_source),
         send=not args.no_send,
         holds=not args.no_holds,
-        bookmarks=not args.no_bookmarks,
+        bookmarks=not (args.no_bookmarks or args.read_only_source),
+        read_only_source=args.read_only_source,
         clones=not args.no_clone,
         other_snapshots=args.other_snapshots,
         exclude_received=args.exclude_received,
@@ -578,9 +580,11 @@ def job_from_args(args: argparse.Namespace) -> Job:
         ignore_transfer_errors=args.ignore_transfer_errors,
         decrypt=args.decrypt,
         encrypt=args.encrypt,
-        pre_snapshot_cmds=tuple(_command("--pre-snapshot-cmd", c) for c in args.pre_snapshot_cmd),
+        pre_snapshot_cmds=tuple(
+            formats.split_command("--pre-snapshot-cmd", c) for c in args.pre_snapshot_cmd
+        ),
         post_snapshot_cmds=tuple(
-            _command("--post-snapshot-cmd", c) for c in args.post_snapshot_cmd
+            formats.split_command("--post-snapshot-cmd", c) for c in args.post_snapshot_cmd
         ),
         exclude_snapshot_patterns=tuple(args.exclude_snapshot_pattern),
         destroy_missing=parse_duration(args.destroy_missing) if args.destroy_missing else None,

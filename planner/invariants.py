@@ -29,10 +29,14 @@ import attrs
 from planner.actions import (
     SOURCE,
     TARGET,
+    Action,
     Bookmark,
+    CreateSnapshots,
     Destroy,
     DestroyBookmark,
     DestroyDataset,
+    Hold,
+    Release,
     Rollback,
     Send,
 )
@@ -56,6 +60,12 @@ def _ancestors(plan: Plan, index: int) -> Iterator[int]:
             todo.extend(plan.depends[i])
 
 
+def _writes_source(action: Action) -> bool:
+    if isinstance(action, (CreateSnapshots, Bookmark, DestroyBookmark)):
+        return True
+    return isinstance(action, (Destroy, Hold, Release)) and action.side == SOURCE
+
+
 def check(plan: Plan, job: Job, desired: Desired) -> None:
     """Raise PlanRefused naming the first broken invariant."""
     commons: dict[tuple[str, str], str] = {}
@@ -76,6 +86,8 @@ def check(plan: Plan, job: Job, desired: Desired) -> None:
     observed = _observed(desired)
     bases = {p.origin.guid for p in desired.pairs if p.origin is not None and p.sends}
     for index, action in enumerate(plan.actions):
+        if job.read_only_source and _writes_source(action):
+            raise PlanRefused(f"BUG: the plan changes the read-only source: {action.kind}")
         if isinstance(action, Destroy):
             key = (action.side, action.dataset)
             for snap in action.snapshots:

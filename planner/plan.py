@@ -456,7 +456,9 @@ def _pair_actions(ctx: _Context, pair: PairDesire) -> None:
             if f.phase == POST and not f.keep
         ]
         prev = _release_and_destroy(builder, job, side, dataset, post, unit, prev, after=True)
-    if full_send is not None and pair.source.type != "volume":
+    # (received with canmount=noauto or off, --clear-mountpoint: nothing to mount)
+    unmountable = {"canmount=noauto", "canmount=off"} & set(job.set_properties)
+    if full_send is not None and pair.source.type != "volume" and not unmountable:
         parent = tname.rsplit("/", 1)[0]
         ctx.mounts[tname] = builder.add(Mount(tname, unit), [full_send, ctx.mounts.get(parent)])
 
@@ -537,13 +539,13 @@ def _move_holds(
     )
     marks = pair.bookmark_tag is not None
     for side, dataset, existing, _ in sides:
-        if side == SOURCE and marks:
+        if side == SOURCE and (marks or job.read_only_source):
             continue
         if not any(s.name == final and tag in s.holds for s in existing):
             prev = builder.add(Hold(side, dataset, final, tag, unit), [prev])
     prev = _bookmarks(ctx, pair, prev)
     for side, dataset, existing, old in sides:
-        if side == SOURCE and pair.common_bookmark:
+        if side == SOURCE and (pair.common_bookmark or job.read_only_source):
             continue  # (the base is a bookmark: no source snapshot of it to release)
         for snap in existing:
             if snap.name == old != final and tag in snap.holds and (side, old) not in doomed_first:

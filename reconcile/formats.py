@@ -1,5 +1,6 @@
 """Name formats, as zfs-autobackup 3.3's: `{}` for the backup name (`autobackup:{}`,
-`zfs_autobackup:{}`), and time fields in snapshot names (`{}-%Y%m%d%H%M%S`).
+`zfs_autobackup:{}`), and time fields in snapshot names (`{}-%Y%m%d%H%M%S`); and
+commands given as option values, split with shell rules.
 
 Standard library only: the remote guard (executors.guard) recognises our snapshot names
 and hold tags with it, where the project's dependencies may not be installed.
@@ -9,10 +10,16 @@ from __future__ import annotations
 
 import functools
 import re
+import shlex
 from datetime import datetime
 from typing import Optional
 
 from reconcile.errors import UsageError
+
+#: zfs-autobackup's defaults: the selection property, snapshot names, hold tags
+PROPERTY_FORMAT = "autobackup:{}"
+SNAPSHOT_FORMAT = "{}-%Y%m%d%H%M%S"
+HOLD_FORMAT = "zfs_autobackup:{}"
 
 _FIELDS = {
     "%Y": r"(\d{4})",
@@ -81,3 +88,15 @@ def fill(option: str, fmt: str, backup_name: str) -> str:
         raise UsageError(
             f"Invalid {option} '{fmt}': use {{}} once for the backup name ({exc})"
         ) from None
+
+
+def split_command(option: str, text: str) -> tuple[str, ...]:
+    """A command given as one option value (a pipe, a pre-snapshot command), split with
+    shell rules into argv (never run by a shell)."""
+    try:
+        argv = tuple(shlex.split(text))
+    except ValueError as exc:
+        raise UsageError(f"Invalid {option} '{text}': {exc}") from None
+    if not argv:
+        raise UsageError(f"Invalid {option} '{text}': it is empty")
+    return argv

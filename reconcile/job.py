@@ -31,6 +31,9 @@ class Job:
     snapshot: bool = True
     send: bool = True
     holds: bool = True
+    #: --read-only-source: nothing on the source is changed (no snapshot, hold, bookmark
+    #: or destroy there; only listings and sends)
+    read_only_source: bool = False
     other_snapshots: bool = False
     exclude_received: bool = False
     #: --include-received: never turn --exclude-received on by itself (see below)

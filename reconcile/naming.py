@@ -17,9 +17,11 @@ import attrs
 from reconcile import formats
 from reconcile.errors import UsageError
 
-PROPERTY_FORMAT = "autobackup:{}"
-SNAPSHOT_FORMAT = "{}-%Y%m%d%H%M%S"
-HOLD_FORMAT = "zfs_autobackup:{}"
+PROPERTY_FORMAT, SNAPSHOT_FORMAT, HOLD_FORMAT = (
+    formats.PROPERTY_FORMAT,
+    formats.SNAPSHOT_FORMAT,
+    formats.HOLD_FORMAT,
+)
 
 
 @attrs.frozen

@@ -10,12 +10,12 @@ User pipe commands are split with shell rules (shlex), never passed to a shell.
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Sequence
 from typing import Optional
 
 import attrs
 
+from reconcile import formats
 from reconcile.errors import UsageError
 from reconcile.filters import COMPRESSORS, SIZE
 
@@ -59,8 +59,8 @@ class TransferOptions:
             compress=compress,
             buffer=buffer,
             rate=rate,
-            send_pipes=tuple(_split("--send-pipe", p) for p in send_pipes),
-            recv_pipes=tuple(_split("--recv-pipe", p) for p in recv_pipes),
+            send_pipes=tuple(formats.split_command("--send-pipe", p) for p in send_pipes),
+            recv_pipes=tuple(formats.split_command("--recv-pipe", p) for p in recv_pipes),
             chunk_size=chunk_size,
         )
 
@@ -72,13 +72,3 @@ class TransferOptions:
     @property
     def active(self) -> bool:
         return bool(self.compress or self.buffered or self.send_pipes or self.recv_pipes)
-
-
-def _split(option: str, text: str) -> tuple[str, ...]:
-    try:
-        argv = tuple(shlex.split(text))
-    except ValueError as exc:
-        raise UsageError(f"Invalid {option} '{text}': {exc}") from None
-    if not argv:
-        raise UsageError(f"Invalid {option} '{text}': it is empty")
-    return argv

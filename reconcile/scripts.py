@@ -14,8 +14,9 @@ PROBE_SCRIPT = 'for p in "$@"; do command -v "$p" >/dev/null 2>&1 || echo "$p"; 
 #: on already (OpenZFS 2.2+ would overlay it: a backup of / or of the source's own
 #: mountpoint would hide the live files; `mountpoint -q`, where util-linux has it). It
 #: never reads the directory (on a filesystem of the backup that would change its atime,
-#: and so the backup), says why it did not mount, and never fails. (`zfs get all`, as
-#: 3.3: a zfs without encryption has no keystatus to ask for.)
+#: and so the backup), says why it did not mount, and never fails. On Linux only root
+#: mounts (a user with delegated permissions cannot): there it does not try. (`zfs get
+#: all`, as 3.3: a zfs without encryption has no keystatus to ask for.)
 MOUNT_SCRIPT = (
     'zfs get -H -o property,value all "$1" |'
     " { tab=$(printf '\\t'); while IFS=$tab read -r p v; do case $p in"
@@ -23,6 +24,8 @@ MOUNT_SCRIPT = (
     " keystatus) k=$v;; mounted) d=$v;; esac; done;"
     ' [ "$t" = filesystem ] && [ "$d" = no ] && [ "$c" = on ] || exit 0;'
     " case $m in legacy|none) exit 0;; esac;"
+    ' if [ "$(id -u)" != 0 ] && [ "$(uname -s)" = Linux ]; then'
+    ' echo "not mounted: only root mounts on Linux (received unmounted)"; exit 0; fi;'
     ' [ "${e:-off}" = off ] || [ "$k" != unavailable ] || exit 0;'
     ' if command -v mountpoint >/dev/null 2>&1 && mountpoint -q "$m"; then'
     ' echo "not mounted: something else is mounted on $m"; exit 0; fi;'

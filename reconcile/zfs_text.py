@@ -2,7 +2,9 @@
 
 The tool asks zfs for machine-readable output (`-H` tab separated, `-p` exact numbers)
 and turns it into model values. zfs error text becomes typed errors. Where OpenZFS
-versions word things differently, the alternatives are listed side by side.
+versions word things differently, the alternatives are listed side by side. (The few
+rows the remote guard reads too are in reconcile.zfs_rows, which needs nothing but the
+standard library; they are re-exported here.)
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ import attrs
 
 from reconcile import errors
 from reconcile.model import FILESYSTEM, VOLUME, Bookmark, Dataset, Selection, Snapshot
+from reconcile.zfs_rows import parse_resume_info
+
+__all__ = ["parse_resume_info"]  # (and everything public below)
 
 #: Properties observation asks `zfs list` for, in this order.
 LIST_PROPERTIES = (
@@ -199,20 +204,6 @@ def assemble(
     return result
 
 
-def parse_resume_info(text: str) -> tuple[Optional[str], Optional[int]]:
-    """(toname, toguid) from `zfs send -nv -t TOKEN` output (stdout or stderr)."""
-    toname = toguid = None
-    for line in text.split("\n"):
-        key, sep, value = line.strip().partition(" = ")
-        if not sep:
-            continue
-        if key == "toname":
-            toname = value.strip()
-        elif key == "toguid":
-            toguid = int(value.strip(), 0)
-    return toname, toguid
-
-
 def parse_send_size(text: str) -> Optional[int]:
     """The estimated stream size from `zfs send -nP ...` ("size<TAB>N")."""
     for line in text.split("\n"):
@@ -220,6 +211,58 @@ def parse_send_size(text: str) -> Optional[int]:
         if len(cols) == 2 and cols[0] == "size" and cols[1].isdigit():
             return int(cols[1])
     return None
+
+
+# --- permission denied ---------------------------------------------------------------
+
+#: `zfs recv` of a stream with a property the user may not set: zfs receives the data,
+#: says this on stderr and exits 0 (measured, OpenZFS 2.3, also for `-x PROPERTY`)
+_PROPERTY_DENIED = re.compile(r"cannot receive (\S+) property on (\S+?): permission denied")
+#: the name in `cannot rollback 'pool/a': permission denied`, `warning: cannot send
+#: 'pool/a@x': ...`, `cannot create bookmark 'pool/a#x': ...`; zfs names none in `cannot
+#: hold: ...`, `cannot destroy snapshots: ...`, `cannot create snapshots : ...`,
+#: `cannot receive new filesystem stream: ...`
+_QUOTED = re.compile(r"'([^']+)'")
+#: the operation: `cannot send`, `cannot receive`, `cannot hold`, ...
+_CANNOT = re.compile(r"cannot (\w+)")
+
+
+@attrs.frozen
+class Denied:
+    """One "permission denied" of zfs: the dataset it names (None: it names none), the
+    property when it was a received property that could not be set, the operation zfs
+    names (`send`, `receive`, `hold`, ...), and whether a receive was to create its
+    dataset (`cannot receive new filesystem stream`)."""
+
+    dataset: Optional[str]
+    property: Optional[str] = None
+    operation: str = ""
+    new_dataset: bool = False
+
+
+def permission_denied(stderr: str) -> list[Denied]:
+    """Every "permission denied" in a zfs command's stderr (delegated permissions
+    missing; not ssh's `Permission denied (publickey)`)."""
+    found = []
+    for line in stderr.split("\n"):
+        lowered = line.lower()
+        if "permission denied" not in lowered or "(publickey" in lowered:
+            continue
+        match = _PROPERTY_DENIED.search(line)
+        if match:
+            found.append(Denied(match.group(2), match.group(1), "receive"))
+            continue
+        quoted = _QUOTED.search(line)
+        name = quoted.group(1) if quoted else None
+        cannot = _CANNOT.search(lowered)
+        found.append(
+            Denied(
+                re.split("[@#]", name, maxsplit=1)[0] if name else None,
+                operation=cannot.group(1) if cannot else "",
+                new_dataset="new filesystem stream" in lowered,
+            )
+        )
+    return found
 
 
 # --- errors ------------------------------------------------------------------------

@@ -1,0 +1,176 @@
+"""Delegated permissions (`zfs allow`): what each command needs, what each feature needs. Pure.
+
+The tool runs as an unprivileged user where `zfs allow` grants it what replication
+needs. These are OpenZFS 2.3's rules as measured on Linux (tests/test_zfs_privilege.py
+grants exactly FEATURES' sets and runs every mode with them):
+
+    zfs snapshot [-o P=V] DS@S    snapshot (and P, userprop for a user property)
+    zfs destroy DS@a,b            destroy,mount          zfs destroy DS#BM   destroy
+    zfs hold / zfs release        hold / release         zfs bookmark        bookmark
+    zfs send                      send                   zfs rollback        rollback,mount
+    zfs recv [-o P=V] DS          receive,create,mount (and P), on the parent of a new DS
+    zfs recv -A DS                receive                zfs recv -F         nothing more
+    zfs create -o canmount=off    create,mount,canmount, on the parent
+
+A received stream's properties (`zfs send -p`) each need their own permission on the
+target (userprop for user properties such as the selection property); zfs receives the
+data without them, says "cannot receive P property on DS: permission denied" and exits
+0, even when the property is filtered with `-x P`. Mounting cannot be delegated on
+Linux: only root mounts, so a delegated user's backups stay unmounted (`zfs recv -u`).
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Sequence
+from typing import Optional
+
+import attrs
+
+#: a user property (`module:name`) needs this permission, a native one its own name
+USER_PROPERTIES = "userprop"
+
+
+def for_property(prop: str) -> str:
+    """The permission that lets a user set `prop` (`compression`, or userprop)."""
+    return USER_PROPERTIES if ":" in prop else prop
+
+
+@attrs.frozen
+class Need:
+    """Permissions a command needs, and the dataset to grant them on."""
+
+    permissions: tuple[str, ...]
+    dataset: str
+
+    def grant(self, user: str) -> str:
+        """The `zfs allow` line that grants them (as a user would paste it)."""
+        perms = ",".join(self.permissions)
+        return f"zfs allow -u {shlex.quote(user)} {perms} {shlex.quote(self.dataset)}"
+
+
+def _dataset(name: str) -> str:
+    return name.split("@", 1)[0].split("#", 1)[0]
+
+
+def _parent(name: str) -> str:
+    return name.rsplit("/", 1)[0] if "/" in name else name
+
+
+def _option_properties(argv: Sequence[str]) -> list[str]:
+    """The properties of `-o P=V` options."""
+    return [
+        for_property(argv[i + 1].split("=", 1)[0])
+        for i, arg in enumerate(argv[:-1])
+        if arg == "-o" and "=" in argv[i + 1]
+    ]
+
+
+def _unique(items: Sequence[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(items))
+
+
+def need(argv: Sequence[str], *, new: bool = False) -> Optional[Need]:
+    """What the zfs command `argv` needs (None: not a zfs command that writes).
+    `new`: a receive that creates its dataset (granted on the parent)."""
+    if len(argv) < 3 or argv[0] != "zfs":
+        return None
+    verb, last = argv[1], argv[-1]
+    if verb == "snapshot":
+        names = [a for a in argv[2:] if "@" in a]
+        return Need(_unique(["snapshot", *_option_properties(argv)]), _dataset(names[0]))
+    if verb == "destroy":
+        perms: tuple[str, ...] = ("destroy",) if "#" in last else ("destroy", "mount")
+        return Need(perms, _dataset(last))
+    if verb in ("hold", "release"):
+        return Need((verb,), _dataset(last))
+    if verb == "bookmark":
+        return Need(("bookmark",), _dataset(last))
+    if verb == "send":
+        return Need(("send",), _dataset(last))
+    if verb == "rollback":
+        return Need(("rollback", "mount"), _dataset(last))
+    if verb == "create":
+        return Need(_unique(["create", "mount", *_option_properties(argv)]), _parent(last))
+    if verb in ("recv", "receive"):
+        if "-A" in argv:
+            return Need(("receive",), last)
+        perms = _unique(["receive", "create", "mount", *_option_properties(argv)])
+        return Need(perms, _parent(last) if new else last)
+    return None
+
+
+@attrs.frozen
+class Feature:
+    """A feature, and the permissions it adds on the source and on the target."""
+
+    name: str
+    #: the options that turn it on or off
+    options: str
+    source: tuple[str, ...]
+    target: tuple[str, ...]
+    note: str = ""
+
+
+#: What each feature needs; the default run needs the union of the first six.
+FEATURES = (
+    Feature(
+        "replication", "(always)", ("send",), ("receive", "create", "mount", "userprop"),
+        "userprop: the selection property and other user properties arrive with the stream",
+    ),
+    Feature("snapshots", "off with --no-snapshot", ("snapshot",), ()),
+    Feature(
+        "thinning", "off with --no-thinning", ("destroy", "mount"), ("destroy", "mount"),
+    ),
+    Feature("holds", "off with --no-holds", ("hold", "release"), ("hold", "release")),
+    Feature(
+        "bookmarks", "off with --no-bookmarks", ("bookmark", "destroy"), (),
+        "destroy: superseded bookmarks",
+    ),
+    Feature(
+        "parents", "(when the target lacks a parent)", (), ("canmount",),
+        "the unmountable parents it creates (zfs create -o canmount=off)",
+    ),
+    Feature("resume", "(always)", (), (), "zfs send -t and zfs recv -A need nothing more"),
+    Feature(
+        "encryption", "raw sends, --encrypt, --decrypt", (), (),
+        "a raw receive needs no key; --decrypt needs the key loaded on the source",
+    ),
+    Feature("--force", "--force", (), (), "zfs recv -F needs nothing more than receive"),
+    Feature("--rollback", "--rollback", (), ("rollback", "mount")),
+    Feature(
+        "--destroy-missing", "--destroy-missing, --destroy-incompatible", (),
+        ("destroy", "mount"),
+    ),
+    Feature("--clear-mountpoint", "--clear-mountpoint", (), ("canmount",)),
+    Feature(
+        "--set-properties", "--set-properties P=V", (), ("P",),
+        "each property P (userprop for user properties)",
+    ),
+    Feature(
+        "--filter-properties", "--filter-properties P", (), ("P",),
+        "zfs still checks P's permission for a filtered property (measured)",
+    ),
+    Feature(
+        "received properties", "(sources with locally set properties)", (), ("P",),
+        "each property the source sets locally (zfs get -s local all SOURCE)",
+    ),
+    Feature(
+        "--set-snapshot-properties", "--set-snapshot-properties P=V", ("P",), (),
+        "each property P (userprop for user properties)",
+    ),
+)  # fmt: skip
+
+#: The features of a run with the default options.
+DEFAULT_FEATURES = ("replication", "snapshots", "thinning", "holds", "bookmarks", "parents")
+
+
+def default_set(side: str) -> tuple[str, ...]:
+    """The permissions a run with the default options needs on `side` ("source", "target")."""
+    perms = [
+        p
+        for f in FEATURES
+        if f.name in DEFAULT_FEATURES
+        for p in (f.source if side == "source" else f.target)
+    ]
+    return _unique(perms)
