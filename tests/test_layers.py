@@ -18,7 +18,13 @@ REPO = Path(__file__).resolve().parents[1]
 MODULES = sorted(
     p for pkg in ("reconcile", "planner", "executors") for p in (REPO / pkg).glob("*.py")
 )
-COMMAND_BUILDERS = {"planner/compile.py", "reconcile/observe.py"}
+COMMAND_BUILDERS = {
+    "planner/compile.py",
+    "reconcile/observe.py",
+    # the remote guard: compile's counterpart on the remote host (stdlib only: no compile import)
+    "executors/guard.py",
+    "reconcile/guard_rules.py",
+}
 PROGRAMS = {"zfs", "zpool", "sh"}
 
 

@@ -1,0 +1,266 @@
+"""`zfs-autobackup-guard`: the forced command of the backup key on a source or target.
+
+    command="zfs-autobackup-guard NAME [options]",restrict ssh-ed25519 AAAA... backup@server
+
+Contract: `main(argv, environ)` reads the command ssh was asked to run
+(`SSH_ORIGINAL_COMMAND`), and runs it only when reconcile.guard_rules allows it: its
+stages as processes joined by OS pipes, never through a shell (the first reads the
+guard's stdin, the last writes its stdout, stderr is shared), and returns the first
+non-zero exit code of the stages (0 when all worked). Anything else runs nothing,
+prints one line on stderr, is logged to syslog (auth facility, warning, with the
+user and SSH_CLIENT) and returns 126. `--check COMMAND` tells an administrator what the
+guard would do, without running it or logging. A bad option is one line, exit 2.
+
+Standard library only (with the stdlib-only reconcile modules): the guard must run
+where the project's dependencies are not installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import syslog
+from collections.abc import Mapping, Sequence
+from typing import Callable, NoReturn, Optional
+
+from reconcile import formats, zfs_rows
+from reconcile import guard_rules as rules
+from reconcile.errors import UsageError
+
+PROG = "zfs-autobackup-guard"
+EXIT_USAGE = 2
+#: a stage's program is not installed (as a shell)
+EXIT_NOT_FOUND = 127
+
+#: runs a read-only zfs command for a lookup: (exit code, stdout + stderr)
+Zfs = Callable[[Sequence[str]], tuple[int, str]]
+#: records a refusal (syslog in production)
+Log = Callable[[str], None]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        allow_abbrev=False,
+        description="Run SSH_ORIGINAL_COMMAND only if it is a command zfs-reconcile sends "
+        "for backup NAME (a forced command for authorized_keys).",
+    )
+    parser.add_argument("name", metavar="NAME", help="the backup name (as zfs-autobackup's)")
+    parser.add_argument(
+        "--read-only", action="store_true", help="listings and sends only: no snapshot, hold, ..."
+    )
+    parser.add_argument(
+        "--allow-destroy",
+        action="store_true",
+        help="source: destroy our snapshots and bookmarks; target: zfs recv -F and rollback",
+    )
+    parser.add_argument(
+        "--target-path", metavar="PATH", help="a target guard: receives under PATH only"
+    )
+    parser.add_argument(
+        "--allow-mount",
+        action="store_true",
+        help="target: receives without --clear-mountpoint, and mounting them",
+    )
+    for option, default in (
+        ("--property-format", formats.PROPERTY_FORMAT),
+        ("--snapshot-format", formats.SNAPSHOT_FORMAT),
+        ("--hold-format", formats.HOLD_FORMAT),
+    ):
+        shown = default.replace("%", "%%")  # (argparse formats help with %)
+        parser.add_argument(option, default=default, metavar="F", help=f"as the tool's ({shown})")
+    parser.add_argument(
+        "--exclude-received", action="store_true", help="received selections do not select"
+    )
+    parser.add_argument(
+        "--other-snapshots", action="store_true", help="sends of snapshots that are not ours"
+    )
+    for option, what in (
+        ("--send-pipe", "a stream filter after zfs send"),
+        ("--recv-pipe", "a stream filter before zfs recv"),
+        ("--pre-snapshot-cmd", "a command run before the snapshot"),
+        ("--post-snapshot-cmd", "a command run after the snapshot"),
+    ):
+        parser.add_argument(
+            option, action="append", default=[], metavar="CMD", help=f"{what}, as the tool's"
+        )
+    parser.add_argument(
+        "--check", metavar="COMMAND", help="say whether COMMAND is allowed; run nothing"
+    )
+    return parser
+
+
+def policy_from(args: argparse.Namespace) -> rules.Policy:
+    return rules.Policy.create(
+        args.name,
+        property_format=args.property_format,
+        snapshot_format=args.snapshot_format,
+        hold_format=args.hold_format,
+        target_path=args.target_path,
+        read_only=args.read_only,
+        allow_destroy=args.allow_destroy,
+        allow_mount=args.allow_mount,
+        other_snapshots=args.other_snapshots,
+        send_pipes=[formats.split_command("--send-pipe", p) for p in args.send_pipe],
+        recv_pipes=[formats.split_command("--recv-pipe", p) for p in args.recv_pipe],
+        snapshot_cmds=[
+            *(formats.split_command("--pre-snapshot-cmd", c) for c in args.pre_snapshot_cmd),
+            *(formats.split_command("--post-snapshot-cmd", c) for c in args.post_snapshot_cmd),
+        ],
+    )
+
+
+# --- the lookups, through zfs ------------------------------------------------------------
+
+
+def lookups(policy: rules.Policy, zfs: Zfs, exclude_received: bool) -> rules.Lookups:
+    """The two questions of the rules, asked with read-only zfs commands: one `zfs get`
+    per dataset a send is of (two when its value is inherited and --exclude-received),
+    one `zfs send -nv -t` per resumed send. A failed command answers "no"."""
+    prop = policy.property_name
+
+    def row(dataset: str) -> Optional[tuple[str, str]]:
+        code, out = zfs(("zfs", "get", "-H", "-o", "name,value,source", prop, dataset))
+        return zfs_rows.property_row(out, dataset) if code == 0 else None
+
+    def selected(dataset: str) -> bool:
+        found = row(dataset)
+        if found is None:
+            return False
+        value, source = found
+        origin = rules.inherited_from(source)
+        origin_source = source
+        if origin is not None and exclude_received:
+            above = row(origin)
+            if above is None:
+                return False
+            origin_source = above[1]
+        return rules.selects(value, source, origin_source, exclude_received)
+
+    def token_snapshot(token: str) -> Optional[str]:
+        code, out = zfs(("zfs", "send", "-nv", "-t", token))
+        return zfs_rows.parse_resume_info(out)[0] if code == 0 else None
+
+    return rules.Lookups(selected, token_snapshot)
+
+
+def zfs_runner(environ: Mapping[str, str]) -> Zfs:
+    def run(argv: Sequence[str]) -> tuple[int, str]:
+        program = shutil.which(argv[0], path=environ.get("PATH", os.defpath))
+        if program is None:
+            return EXIT_NOT_FOUND, ""
+        proc = subprocess.run(
+            list(argv),
+            executable=program,
+            env=dict(environ),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            check=False,
+        )
+        text = (proc.stdout + b"\n" + proc.stderr).decode("utf-8", errors="replace")
+        return proc.returncode, text
+
+    return run
+
+
+# --- running what is allowed ---------------------------------------------------------------
+
+
+def run_stages(stages: Sequence[rules.Argv], environ: Mapping[str, str]) -> int:
+    """The stages as processes joined by OS pipes (no shell): the first exit code that
+    is not 0 (128+N for a signal, as a shell), or 0."""
+    path = environ.get("PATH", os.defpath)
+    programs = []
+    for argv in stages:
+        program = shutil.which(argv[0], path=path)
+        if program is None:
+            print(f"{PROG}: {argv[0]}: command not found", file=sys.stderr)
+            return EXIT_NOT_FOUND
+        programs.append(program)
+    procs: list[subprocess.Popen[bytes]] = []
+    env = dict(environ)
+    try:
+        previous = None
+        for index, (argv, program) in enumerate(zip(stages, programs)):
+            last = index == len(stages) - 1
+            proc = subprocess.Popen(
+                list(argv),
+                executable=program,
+                env=env,
+                stdin=previous,
+                stdout=None if last else subprocess.PIPE,
+            )
+            if previous is not None:
+                previous.close()  # (only the two neighbours may hold a pipe, or EOF never comes)
+            previous = proc.stdout
+            procs.append(proc)
+    except OSError as exc:  # (found, but cannot be executed)
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+        return rules.EXIT_REFUSED
+    codes = [proc.wait() for proc in procs]
+    failed = [code if code > 0 else 128 - code for code in codes if code != 0]
+    return failed[0] if failed else 0
+
+
+def _syslog(message: str) -> None:
+    syslog.openlog(PROG, syslog.LOG_PID, syslog.LOG_AUTH)
+    syslog.syslog(syslog.LOG_WARNING, message)
+    syslog.closelog()
+
+
+def _user() -> str:
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return str(os.getuid())
+
+
+def guard(
+    args: argparse.Namespace,
+    environ: Mapping[str, str],
+    log: Log,
+    zfs: Optional[Zfs] = None,
+) -> int:
+    """Judge (and run) one command line: the work of main() with its dependencies passed."""
+    policy = policy_from(args)
+    asked = lookups(policy, zfs or zfs_runner(environ), args.exclude_received)
+    if args.check is not None:
+        try:
+            rules.judge(args.check, policy, asked)
+        except rules.Refused as exc:
+            print(rules.refusal(exc.message, args.check))
+            return exc.exit_code
+        print("allowed")
+        return 0
+    line = environ.get("SSH_ORIGINAL_COMMAND", "")
+    try:
+        stages = rules.judge(line, policy, asked)
+    except rules.Refused as exc:
+        print(rules.refusal(exc.message, line), file=sys.stderr)
+        client = environ.get("SSH_CLIENT") or "unknown"
+        log(f"{rules.refusal(exc.message, line, prog='')} (user {_user()}, SSH_CLIENT {client!r})")
+        return exc.exit_code
+    return run_stages(stages, environ)
+
+
+def main(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, str]] = None) -> int:
+    try:
+        args = build_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
+        return guard(args, os.environ if environ is None else environ, _syslog)
+    except UsageError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except SystemExit as exc:  # (--help)
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE

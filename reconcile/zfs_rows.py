@@ -1,0 +1,30 @@
+"""zfs output rows the remote guard reads as well as the tool: standard library only
+(reconcile.zfs_text, the one place for zfs' text, re-exports them).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+
+def parse_resume_info(text: str) -> tuple[Optional[str], Optional[int]]:
+    """(toname, toguid) from `zfs send -nv -t TOKEN` output (stdout or stderr)."""
+    toname = toguid = None
+    for line in text.split("\n"):
+        key, sep, value = line.strip().partition(" = ")
+        if not sep:
+            continue
+        if key == "toname":
+            toname = value.strip()
+        elif key == "toguid":
+            toguid = int(value.strip(), 0)
+    return toname, toguid
+
+
+def property_row(text: str, dataset: str) -> Optional[tuple[str, str]]:
+    """(value, source) of `dataset` from `zfs get -H -o name,value,source PROP DATASET`."""
+    for line in text.split("\n"):
+        cols = line.split("\t")
+        if len(cols) == 3 and cols[0] == dataset:
+            return cols[1], cols[2]
+    return None
