@@ -45,6 +45,12 @@ OUR_PACKAGES = ("reconcile", "planner", "executors", "tests")
 WRAPPER = f"""#!/bin/sh
 PYTHONPATH={GUEST_PREFIX} exec python3 -m executors "$@"
 """
+#: the remote guard, from a folder with nothing but the project's own packages: it must
+#: run on the standard library alone
+GUARD_PREFIX = "/opt/zfs-reconcile-guard"
+GUARD_WRAPPER = f"""#!/bin/sh
+PYTHONPATH={GUARD_PREFIX} exec python3 -c 'import sys; from executors.guard import main; sys.exit(main())' "$@"
+"""
 #: zfs-autobackup 3.3 and 4.0rc2 themselves (the migration partners), from their folders
 #: (tests/oracle.py), each as /usr/local/bin/zfs-autobackup-VERSION
 PEER_WRAPPER = """#!/bin/sh
@@ -62,13 +68,14 @@ def _skip(info: tarfile.TarInfo) -> Optional[tarfile.TarInfo]:
     return info
 
 
-def install_tarball() -> bytes:
-    """The project and its runtime dependencies, as the guest's PYTHONPATH tree."""
+def install_tarball(dependencies: bool = True) -> bytes:
+    """The project and (unless not `dependencies`) its runtime dependencies, as the
+    guest's PYTHONPATH tree."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         for package in OUR_PACKAGES:
             tar.add(REPO / package, arcname=package, filter=_skip)
-        for module in RUNTIME_MODULES:
+        for module in RUNTIME_MODULES if dependencies else ():
             spec = importlib.util.find_spec(module)
             if spec is None:
                 continue  # e.g. typing_extensions where nothing needs it
@@ -140,6 +147,9 @@ class ZfsBed:
             "cat > /usr/local/bin/zfs-autobackup && chmod +x /usr/local/bin/zfs-autobackup",
             input=WRAPPER,
         )
+        self.guest.put_tree(install_tarball(dependencies=False), GUARD_PREFIX)
+        guard = "/usr/local/bin/zfs-autobackup-guard"
+        self.guest.run(f"cat > {guard} && chmod +x {guard}", input=GUARD_WRAPPER)
         for version in PEERS:
             package = oracle_path(version) / "zfs_autobackup"
             if not package.is_dir():
