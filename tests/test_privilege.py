@@ -253,3 +253,22 @@ def test_read_only_source_and_orphan_bookmark_destroys_do_not_mix() -> None:
     args = ["bk", "dst", "--read-only-source", "--destroy-orphan-bookmarks", "30d"]
     with pytest.raises(UsageError, match="not with --read-only-source"):
         job_from_args(build_parser().parse_args(args))
+
+
+def test_the_security_page_lists_the_permission_table() -> None:
+    """docs/security.md shows reconcile/permissions.py's FEATURES, row for row."""
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "security.md").read_text()
+    start = page.index("<!-- permissions table")
+    block = page[start : page.index("<!-- end of the generated table -->")]
+    rows = [line for line in block.splitlines() if line.startswith("| ")][1:]
+    expected = [
+        f"| {f.name} | {f.options} | {','.join(f.source)} | {','.join(f.target)} | {f.note} |"
+        for f in permissions.FEATURES
+    ]
+    assert rows == expected
+    defaults = page[page.index("A run with the default options") :]
+    source, target = defaults.split("\n\n", 2)[1].strip().splitlines()
+    assert source.split()[4] == ",".join(permissions.default_set("source"))
+    assert target.split()[4] == ",".join(permissions.default_set("target"))
