@@ -19,7 +19,7 @@ from planner.compile import Options
 from planner.plan import Plan
 from planner.show import render
 from reconcile.errors import PlanRefused
-from tests.fakezfs import FakeRunner, FakeZfs
+from tests.fakezfs import FakeError, FakeRunner, FakeZfs, FBookmark, Output
 
 START = 1_767_225_600  # 2026-01-01 00:00 UTC
 
@@ -315,3 +315,153 @@ def test_a_chain_resting_on_someone_elses_bookmark_gets_a_copy_of_its_own() -> N
     assert rc == 0, log
     assert any(f"-i 'src/data#{ours}'" in line for line in runner.history), runner.history
     assert len(zfs.datasets["dst/src/data"].snaps) == 2
+
+
+def _send(*tail: str) -> list[str]:
+    """A `zfs send` argv as this world's (local, same features) sends look."""
+    return ["zfs", "send", "-L", "-e", "-p", *tail]
+
+
+def _sends(runner: FakeRunner, dataset: str) -> list[list[str]]:
+    """The `zfs send` argv of each stream of `dataset` in runner.history, in order."""
+    lines = [line.partition(" | ")[0] for line in runner.history if line.startswith("zfs send")]
+    return [argv for argv in map(shlex.split, lines) if argv[-1].startswith(f"{dataset}@")]
+
+
+def test_a_snapshot_and_a_bookmark_of_the_common_guid_send_from_the_snapshot() -> None:
+    """Prefer the snapshot when both exist: `-i @SNAP` / `-I @SNAP`, never `-i DS#BM`."""
+    zfs, runner = _world()
+    assert _run(zfs, runner)[0] == 0
+    src = zfs.datasets["src/data"]
+    first = src.snaps[-1]
+    # the common guid is on the source twice: the snapshot and our bookmark of it
+    assert [(b.name, b.guid) for b in src.bookmarks] == [(f"{first.name}__{_tag(zfs)}", first.guid)]
+    runner.history.clear()
+    rc, log = _run(zfs, runner)
+    assert rc == 0, log
+    second = src.snaps[-1]
+    assert _sends(runner, "src/data") == [_send("-i", f"@{first.name}", f"src/data@{second.name}")]
+    assert "(from bookmark)" not in log
+    # several to send: one -I stream from the snapshot
+    for _ in range(2):
+        assert _run(zfs, runner, "--no-send")[0] == 0
+    assert [b.guid for b in src.bookmarks] == [second.guid] and src.snap(second.name)
+    runner.history.clear()
+    rc, log = _run(zfs, runner)
+    assert rc == 0, log
+    last = src.snaps[-1]
+    assert _sends(runner, "src/data") == [_send("-I", f"@{second.name}", f"src/data@{last.name}")]
+    assert "(from bookmark)" not in log
+    target = zfs.datasets["dst/src/data"]
+    assert [(s.name, s.guid) for s in target.snaps] == [(s.name, s.guid) for s in src.snaps]
+
+
+def test_the_checker_never_lets_a_bookmark_that_is_not_ours_go() -> None:
+    zfs, runner = _world()
+    for _ in range(3):
+        assert _run(zfs, runner)[0] == 0
+    src = zfs.datasets["src/data"]
+    old, common = src.snaps[0].name, src.snaps[-1].name
+    foreign = {
+        "manual": old,  # a person's
+        "syncoid_host_2026-01-01:00:00:00-GMT00:00": common,  # another tool's, of the base
+        "daily__42": old,  # our name's form, but neither our snapshot nor our tag
+        f"{common}__copy": common,  # our snapshot's name, but no tag
+    }
+    for name, snap in foreign.items():
+        zfs.command(["zfs", "bookmark", f"src/data@{snap}", f"src/data#{name}"])
+    zfs.write("src/data")
+    job = job_from_args(build_parser().parse_args(["bk", "dst"]))
+    prepared = prepare(job, runner, float(zfs.now + 3600), Options())
+    plan, desired = prepared.plan, prepared.desired
+    invariants.check(plan, job, desired)  # the planner's own plan is fine, and keeps them
+    assert not any(isinstance(a, DestroyBookmark) and a.bookmark in foreign for a in plan.actions)
+    (pair,) = [p for p in desired.pairs if p.name == "src/data"]
+    assert set(foreign) <= {b.name for b in pair.source.bookmarks}  # (observed)
+    everything = tuple(range(len(plan.actions)))
+    for name in foreign:
+        for depends in ((), everything):  # first, or after everything else
+            bad = _bad(plan, DestroyBookmark("src/data", name, "src/data", "x"), depends)
+            with pytest.raises(PlanRefused, match="which is not this target's of ours"):
+                invariants.check(bad, job, desired)
+
+
+def test_after_a_send_from_a_bookmark_the_rest_go_with_dash_I_from_its_snapshot() -> None:
+    zfs, runner = _world()
+    assert _run(zfs, runner)[0] == 0
+    src = zfs.datasets["src/data"]
+    common = src.snaps[-1]
+    (mark,) = [b.name for b in src.bookmarks]
+    zfs.command(["zfs", "destroy", f"src/data@{common.name}"])  # only its bookmark is left
+    for _ in range(3):
+        assert _run(zfs, runner, "--no-send")[0] == 0
+    runner.history.clear()
+    rc, log = _run(zfs, runner)
+    assert rc == 0, log
+    new = [s.name for s in src.snaps]
+    assert len(new) == 4 and common.name not in new
+    assert _sends(runner, "src/data") == [
+        _send("-i", f"src/data#{mark}", f"src/data@{new[0]}"),
+        _send("-I", f"@{new[0]}", f"src/data@{new[-1]}"),
+    ]
+    # (the child still has its common snapshot: one stream from it)
+    assert _sends(runner, "src/data/a") == [_send("-I", f"@{common.name}", f"src/data/a@{new[-1]}")]
+    assert log.count("(from bookmark)") == 1, log
+    target = zfs.datasets["dst/src/data"]
+    assert [(s.name, s.guid) for s in target.snaps] == [(common.name, common.guid)] + [
+        (s.name, s.guid) for s in src.snaps
+    ]
+    assert ("recv-F", "dst/src/data") not in zfs.events
+    # the chain now rests on a bookmark of the newest
+    assert [(b.name, b.guid) for b in src.bookmarks] == [
+        (f"{new[-1]}__{_tag(zfs)}", src.snaps[-1].guid)
+    ]
+
+
+def test_exactly_one_valid_bookmark_per_dataset_and_target_after_every_run() -> None:
+    """Through thinning, --keep-source=0, nothing to send, and a bookmark destroy that
+    fails once (the leftover goes on the next run: no pile-up as zrepl #953)."""
+    zfs, runner = _world()
+    datasets = ("src/data", "src/data/a")
+    real_destroy = zfs._zfs_destroy
+    fail: list[str] = []  # the next destroy of a bookmark of src/data fails
+
+    def destroy(args: list[str]) -> Output:
+        if fail and args[-1].startswith("src/data#"):
+            fail.clear()
+            raise FakeError(f"cannot destroy bookmark '{args[-1]}': dataset is busy")
+        return real_destroy(args)
+
+    zfs._zfs_destroy = destroy  # type: ignore[method-assign]
+    zfs.command(["zfs", "snapshot", "src/data@manual"])
+    zfs.command(["zfs", "bookmark", "src/data@manual", "src/data#manual"])  # not ours
+
+    def ours(name: str) -> list[FBookmark]:
+        return [b for b in zfs.datasets[name].bookmarks if b.name.endswith(f"__{_tag(zfs)}")]
+
+    runs: list[tuple[str, ...]] = [
+        (), (), (), ("--keep-source=2",),  # thinning the source
+        ("FAIL",), (),  # a destroy fails, then a run with sends
+        ("--keep-source=0",), ("FAIL", "--keep-source=0"),
+        ("--keep-source=0", "--no-snapshot"),  # then one with nothing to send
+        ("--keep-source=0",), (),
+    ]  # fmt: skip
+    for number, run in enumerate(runs):
+        failing = run[:1] == ("FAIL",)
+        args = run[1:] if failing else run
+        if failing:
+            fail.append("once")
+        rc, log = _run(zfs, runner, *args)
+        where = f"run {number} {args}"
+        assert rc == 0, (where, log)  # (a failed destroy is reported, not a failure)
+        for name in datasets:
+            newest = zfs.datasets[f"dst/{name}"].snaps[-1]
+            want = (f"{newest.name}__{_tag(zfs)}", newest.guid)
+            marks = [(b.name, b.guid) for b in ours(name)]
+            if failing and name == "src/data":
+                # the superseded one stays until the next run
+                assert not fail and "dataset is busy); the backup goes on" in log, (where, log)
+                assert len(marks) == 2 and marks[-1] == want, (where, marks)
+                continue
+            assert marks == [want], (where, name, marks)
+    assert zfs.datasets["src/data"].bookmark("manual") is not None
