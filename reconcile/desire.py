@@ -226,11 +226,10 @@ def _pin_origins(
 ) -> tuple[list[PairDesire], list[MissingDesire]]:
     """A target snapshot that a new clone is received from in this run stays: its clone
     will pin it from then on (zfs refuses to destroy a snapshot with clones)."""
-    bases = {
-        p.origin.guid: p.target_name
-        for p in pairs
-        if p.origin is not None and p.sends and p.sends[0].from_origin
-    }
+    bases: dict[int, list[str]] = {}
+    for p in pairs:
+        if p.origin is not None and p.sends and p.sends[0].from_origin:
+            bases.setdefault(p.origin.guid, []).append(p.target_name)
     if not bases:
         return pairs, missing
 
@@ -238,9 +237,11 @@ def _pin_origins(
         guids = {s.name: s.guid for s in tds.snapshots} if tds is not None else {}
         result = []
         for f in fates:
-            clone = bases.get(guids.get(f.snapshot, -1))
-            why = f"origin of {clone}, received as its clone in this run"
-            keep = clone is not None and not f.keep
+            clones = bases.get(guids.get(f.snapshot, -1), [])
+            s = "s" if len(clones) > 1 else ""
+            why = f"origin of {len(clones)} clone{s}: {', '.join(clones)}, "
+            why += f"received as its clone{s} in this run"
+            keep = bool(clones) and not f.keep
             result.append(attrs.evolve(f, keep=True, reason=why, kept_because=why) if keep else f)
         return tuple(result)
 
@@ -249,7 +250,12 @@ def _pin_origins(
     for m in missing:
         fates = pin(m.target, m.fates)
         held = fates != m.fates
-        kept.append(attrs.evolve(m, fates=fates, destroy=m.destroy and not held))
+        note = m.note
+        if held and m.destroy:  # (the log must not say "Destroy missing." then)
+            guids = {s.guid for s in m.target.snapshots}
+            names = ", ".join(c for g, cs in bases.items() if g in guids for c in cs)
+            note = f"Destroy missing: Still has clones ({names}, received in this run)."
+        kept.append(attrs.evolve(m, fates=fates, destroy=m.destroy and not held, note=note))
     return pairs, kept
 
 
@@ -334,5 +340,6 @@ def _missing(
     else:
         fates.append(fate(job, last, False, why))
         return MissingDesire(tds, tuple(fates), destroy=True, note="Destroy missing.")
-    fates.append(fate(job, last, True, "last snapshot of a missing dataset"))
+    # (one with clones is kept as their origin: the plan names them)
+    fates.append(fate(job, last, not last.clones, "last snapshot of a missing dataset"))
     return MissingDesire(tds, tuple(fates), note=note)

@@ -4,6 +4,7 @@ OpenZFS in tests/test_zfs_clones.py)."""
 from __future__ import annotations
 
 import io
+import shlex
 
 import attrs
 import pytest
@@ -13,7 +14,7 @@ from executors.console import Console
 from executors.options import build_parser, job_from_args
 from executors.session import prepare
 from planner import invariants
-from planner.actions import SOURCE, TARGET, Destroy, Send
+from planner.actions import SOURCE, TARGET, Destroy, DestroyDataset, Send
 from planner.compile import Options
 from planner.show import render
 from reconcile.errors import PlanRefused
@@ -45,6 +46,18 @@ def _plan(zfs: FakeZfs, runner: FakeRunner, *args: str) -> tuple[list[Send], str
     job = job_from_args(build_parser().parse_args(["bk", "dst", *args]))
     plan = prepare(job, runner, float(zfs.now + 3600), Options()).plan
     return [a for a in plan.actions if isinstance(a, Send)], render(plan, {})
+
+
+def _destroyed(history: list[str]) -> list[str]:
+    """Every dataset and snapshot a `zfs destroy` was attempted on (a batch is
+    `DS@A,B`)."""
+    names = []
+    for line in history:
+        words = shlex.split(line)
+        if words[:2] == ["zfs", "destroy"]:
+            dataset, _, snaps = words[-1].partition("@")
+            names += [f"{dataset}@{s}" for s in snaps.split(",")] if snaps else [dataset]
+    return names
 
 
 def _clone(zfs: FakeZfs, snapshot: str, name: str) -> None:
@@ -120,7 +133,7 @@ def test_thinning_never_destroys_an_origin_on_either_side() -> None:
     _clone(zfs, f"src/z-base@{first}", "src/a-clone")
     zfs.write("src/z-base")
     _, text = _plan(zfs, runner, "--keep-source=1", "--keep-target=1")
-    assert "origin of dst/src/a-clone, received as its clone in this run" in text
+    assert "origin of 1 clone: dst/src/a-clone, received as its clone in this run" in text
     for _ in range(3):
         zfs.write("src/z-base")
         start = len(zfs.events)
@@ -225,3 +238,148 @@ def test_the_clones_receive_waits_for_the_origins_send_in_the_plan() -> None:
     origin = next(i for i, a in sends.items() if "__base__" in a.snapshots)
     clone = next(i for i, a in sends.items() if a.from_origin)
     assert origin < clone and origin in plan.depends[clone]
+
+
+def test_an_origin_of_ours_the_target_schedule_would_skip_is_still_sent_for_its_clone() -> None:
+    """--keep-target=1 keeps only the newest snapshot: the origin (an older snapshot of
+    ours, never sent) is sent anyway, so the clone arrives as a clone, not in full."""
+    zfs, runner = _world("src/z-base")
+    assert _run(zfs, runner, "--no-send")[0] == 0
+    (first,) = [s.name for s in zfs.datasets["src/z-base"].snaps]
+    _clone(zfs, f"src/z-base@{first}", "src/a-clone")
+    zfs.write("src/z-base")
+    sends, text = _plan(zfs, runner, "--keep-target=1")
+    base = [s for s in sends if s.source_dataset == "src/z-base"]
+    assert (base[0].snapshot, base[0].base) == (first, None), base
+    assert base[0].reason == "target keeps it: origin of src/a-clone"
+    clone = next(s for s in sends if s.source_dataset == "src/a-clone")
+    assert clone.base == f"src/z-base@{first}" and clone.from_origin
+    assert "sent in full" not in text
+    rc, log = _run(zfs, runner, "--keep-target=1")
+    assert rc == 0, log
+    assert zfs.datasets["dst/src/a-clone"].origin == f"dst/src/z-base@{first}"
+
+
+def test_a_clone_whose_origin_is_excluded_by_pattern_is_sent_in_full_and_says_why() -> None:
+    """The origin's dataset is selected, but --exclude-snapshot-pattern keeps the origin
+    snapshot from being sent: the clone is sent in full, for that reason."""
+    zfs, runner = _world("src/z-base")
+    zfs.write("src/z-base")
+    zfs.command(["zfs", "snapshot", "src/z-base@__base__"])
+    _clone(zfs, "src/z-base@__base__", "src/a-clone")
+    sends, text = _plan(zfs, runner, "--exclude-snapshot-pattern=__base__")
+    clone = next(s for s in sends if s.source_dataset == "src/a-clone")
+    assert clone.base is None and not clone.from_origin
+    assert not any("__base__" in s.snapshots for s in sends)
+    reason = "sent in full: its origin src/z-base@__base__ matches --exclude-snapshot-pattern"
+    assert reason in text, text
+    rc, log = _run(zfs, runner, "--exclude-snapshot-pattern=__base__")
+    assert rc == 0, log
+    assert zfs.datasets["dst/src/a-clone"].origin is None
+    assert zfs.datasets["dst/src/z-base"].snap("__base__") is None
+
+
+@pytest.mark.parametrize(
+    ("selected", "first_run", "there"),
+    [
+        ("src", (), "dst/src/z-base"),  # under the name it maps to
+        ("src/z-base", ("--strip-path=1",), "dst/z-base"),  # elsewhere under the target path
+    ],
+)
+def test_a_clone_of_a_deselected_origin_already_on_the_target_is_received_as_its_clone(
+    selected: str, first_run: tuple[str, ...], there: str
+) -> None:
+    """The template was backed up, then deselected (still listed: its parent is
+    selected): the target has the origin snapshot (same guid), so the clone is received
+    as a clone of it there, not in full."""
+    zfs, runner = _world(selected)
+    zfs.write("src/z-base")
+    assert _run(zfs, runner, *first_run)[0] == 0
+    (first,) = [s.name for s in zfs.datasets["src/z-base"].snaps]
+    assert zfs.datasets[there].snaps[0].guid == zfs.datasets["src/z-base"].snaps[0].guid
+    zfs.datasets["src"].local_props["autobackup:bk"] = "true"
+    zfs.datasets["src/z-base"].local_props["autobackup:bk"] = "false"
+    _clone(zfs, f"src/z-base@{first}", "src/a-clone")
+    sends, text = _plan(zfs, runner)
+    assert "src/z-base" not in [s.source_dataset for s in sends]
+    clone = next(s for s in sends if s.source_dataset == "src/a-clone")
+    assert clone.base == f"src/z-base@{first}" and clone.from_origin
+    assert "sent in full" not in text
+    rc, log = _run(zfs, runner)
+    assert rc == 0, log
+    assert f"-i src/z-base@{first} src/a-clone@" in "\n".join(runner.history)
+    assert zfs.datasets["dst/src/a-clone"].origin == f"{there}@{first}"
+
+
+def test_destroy_missing_keeps_the_last_snapshot_of_a_missing_dataset_that_is_an_origin() -> None:
+    """The template was backed up, then deselected (its target dataset is missing on the
+    source); a clone of its last snapshot is selected. Past the --destroy-missing
+    deadline, the dataset's older snapshots go, but not that origin nor the dataset: in
+    the run that receives the clone from it, and in every run after; the plan says why,
+    and the log does not claim a destroy that is not done."""
+    zfs, runner = _world("src")
+    for _ in range(2):
+        zfs.write("src/z-base")
+        assert _run(zfs, runner)[0] == 0
+    older, last = [s.name for s in zfs.datasets["dst/src/z-base"].snaps]
+    zfs.datasets["src/z-base"].local_props["autobackup:bk"] = "false"
+    _clone(zfs, f"src/z-base@{last}", "src/a-clone")
+    zfs.now += 7200  # past the deadline
+    flags = ("--destroy-missing=1h",)
+    job = job_from_args(build_parser().parse_args(["bk", "dst", *flags]))
+    for run in ("receives the clone", "after"):
+        plan = prepare(job, runner, float(zfs.now + 3600), Options()).plan
+        text = render(plan, {})
+        doomed = [
+            (a.dataset, snap)
+            for a in plan.actions
+            if isinstance(a, Destroy)
+            for snap in a.snapshots
+        ]
+        assert ("dst/src/z-base", last) not in doomed, run
+        assert not [a for a in plan.actions if isinstance(a, DestroyDataset)], run
+        if run == "receives the clone":
+            assert doomed == [("dst/src/z-base", older)]
+            why = "origin of 1 clone: dst/src/a-clone, received as its clone in this run"
+        else:
+            assert doomed == []
+            why = "origin of 1 clone: dst/src/a-clone"
+        assert f"dst/src/z-base@{last}  kept: {why}" in text, text
+        start = len(runner.history)
+        rc, log = _run(zfs, runner, *flags)
+        assert rc == 0, log
+        destroyed = _destroyed(runner.history[start:])
+        assert destroyed == ([f"dst/src/z-base@{older}"] if run == "receives the clone" else [])
+        assert f"dst/src/z-base@{last}" not in destroyed and "dst/src/z-base" not in destroyed
+        assert "dst/src/z-base: Destroy missing.\n" not in log, log
+        assert "dst/src/z-base: Destroy missing: Still has clones (dst/src/a-clone" in log, log
+        assert zfs.datasets["dst/src/z-base"].snap(last) is not None
+        assert zfs.datasets["dst/src/a-clone"].origin == f"dst/src/z-base@{last}"
+
+
+@pytest.mark.parametrize("count", [1, 2])
+def test_a_kept_origin_says_how_many_clones_it_has_and_names_them(count: int) -> None:
+    """--keep-target=1 would destroy the origin on the target: the plan keeps it with
+    "origin of N clone(s): ..." on both sides, in the run that receives the clones from
+    it ("received as its clone(s) in this run") and in the runs after."""
+    flags = ("--keep-source=1", "--keep-target=1")
+    zfs, runner = _world("src/z-base")
+    assert _run(zfs, runner, *flags)[0] == 0
+    first = zfs.datasets["src/z-base"].snaps[0].name
+    names = ["src/a-clone", "src/b-clone"][:count]
+    for name in names:
+        _clone(zfs, f"src/z-base@{first}", name)
+    zfs.write("src/z-base")
+    what = f"origin of {count} clone{'s' if count > 1 else ''}"
+    on_source = f"src/z-base@{first}      kept: {what}: {', '.join(names)}"
+    targets = ", ".join(f"dst/{n}" for n in names)
+    on_target = f"dst/src/z-base@{first}  kept: {what}: {targets}"
+    _, text = _plan(zfs, runner, *flags)
+    assert on_source in text, text
+    s = "s" if count > 1 else ""
+    assert f"{on_target}, received as its clone{s} in this run" in text, text
+    rc, log = _run(zfs, runner, *flags)
+    assert rc == 0, log
+    zfs.write("src/z-base")
+    _, text = _plan(zfs, runner, *flags)
+    assert on_source in text and f"{on_target}\n" in text, text
