@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import shlex
 import shutil
 import sys
 import tempfile
@@ -32,8 +31,8 @@ from executors.console import Console
 from executors.lock import backup_lock
 from executors.options import RunOptions, build_parser, job_from_args, run_options
 from executors.runner import LocalRunner, ReadOnlyRunner, Runner, SshSettings, close_masters
-from reconcile import __version__
-from reconcile.errors import EXIT_FATAL, ReconcileError, UsageError
+from reconcile import __version__, formats
+from reconcile.errors import EXIT_FATAL, ReconcileError
 
 SUBCOMMANDS = ("plan", "apply", "show", "status")
 #: status exit codes (Nagios'): 3 = UNKNOWN, also for a bad command line
@@ -172,15 +171,7 @@ def _reporting(args: argparse.Namespace, deps: Deps, now: float) -> Optional[mon
 
 
 def _hook(option: str, text: Optional[str]) -> tuple[str, ...]:
-    if text is None:
-        return ()
-    try:
-        argv = tuple(shlex.split(text))
-    except ValueError as exc:
-        raise UsageError(f"Invalid {option} '{text}': {exc}") from None
-    if not argv:
-        raise UsageError(f"Invalid {option} '{text}': it is empty")
-    return argv
+    return () if text is None else formats.split_command(option, text)
 
 
 def main(argv: Optional[Sequence[str]] = None, deps: Deps = Deps()) -> int:
