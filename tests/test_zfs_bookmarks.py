@@ -57,6 +57,11 @@ def test_keep_source_0_over_five_runs_of_the_seed_layout(zfs_bed: ZfsBed, pools:
         assert run.returncode == 0, run.stdout + run.stderr
         snap = snapname("offsite1", 1, run_no)
         sends = _sends(run.stdout)
+        # (for the record, shown with -s: the source after the run, and each send's kind)
+        listing = zfs_bed.run(f"zfs list -H -o name -t all -r {s}").stdout
+        print(f"run {run_no}: source after the run:\n{listing}sends:")
+        for argv in sends:
+            print(f"  {argv[-1]}: {_base(argv) or 'full'}")
         assert len(sends) == len(selected), sends
         for argv in sends:
             if run_no == 1:

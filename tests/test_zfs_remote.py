@@ -34,7 +34,11 @@ MODES = {
 }
 
 
-@pytest.mark.parametrize("mode", list(MODES))
+# (CI runs pull+push, with ssh at both ends; pull and push over ssh run in CI in the
+# least-privilege tests; --slow runs these two as well)
+@pytest.mark.parametrize(
+    "mode", [m if m == "pull+push" else pytest.param(m, marks=pytest.mark.slow) for m in MODES]
+)
 def test_modes_over_ssh_with_awkward_names(zfs_bed: ZfsBed, pools: Pools, mode: str) -> None:
     s, d = pools.src, pools.dst
     source = f"{s}/{AWKWARD}"
