@@ -271,7 +271,7 @@ class Executor:
         if named and named != need.dataset and not new and command.argv[1] != "create":
             need = permissions.Need(need.permissions, named)
         return (
-            f"permission denied: {shlex_verb(command.argv)} needs the delegated permission "
+            f"permission denied: {_verb(command.argv)} needs the delegated permission "
             f"{','.join(need.permissions)} on {need.dataset} "
             f"(grant it: {need.grant(self.user(command.side))})"
         )
@@ -288,14 +288,17 @@ class Executor:
         side = _label(plan, step)
         if isinstance(action, (Destroy, DestroyBookmark)):
             what = ", ".join(step.about)
-            self.console.error(f"{side} {what}: can't destroy it ({exc}); the backup goes on")
+            why = self.explain(step, exc)
+            self.console.error(f"{side} {what}: can't destroy it ({why}); the backup goes on")
         elif isinstance(action, Release):
             where = f"{action.dataset}@{action.snapshot}"
             self.console.error(
-                f"{side} {where}: can't release {action.tag} ({exc}); the backup goes on"
+                f"{side} {where}: can't release {action.tag} ({self.explain(step, exc)}); "
+                "the backup goes on"
             )
         else:
-            self.console.error(f"{side} {_dataset(plan, step)}: can't {step.kind} it ({exc})")
+            why = self.explain(step, exc)
+            self.console.error(f"{side} {_dataset(plan, step)}: can't {step.kind} it ({why})")
 
     def _attempt(self, plan: Plan, step: Step) -> Optional[ReconcileError]:
         """Run a step; its failure (None: it worked)."""
@@ -505,7 +508,7 @@ class Executor:
         return ok
 
 
-def shlex_verb(argv: Sequence[str]) -> str:
+def _verb(argv: Sequence[str]) -> str:
     """`zfs destroy`: the program and its subcommand, for messages."""
     return " ".join(argv[:2])
 

@@ -153,9 +153,14 @@ def _world(selected: str = "src") -> tuple[FakeZfs, FakeRunner]:
     return zfs, FakeRunner({None: zfs, "zbsource@host": zfs, "zbtarget@host": zfs})
 
 
-def _execute(runner: DenyingRunner, *args: str, selected: str = "src") -> str:
-    """Plan a first run of src/{a,b} against the fake zfs, execute it with `runner`."""
+def _execute(
+    runner: DenyingRunner, *args: str, selected: str = "src", snapshots: Sequence[str] = ()
+) -> str:
+    """Plan a first run of src/{a,b} (with `snapshots` of each) against the fake zfs,
+    execute it with `runner`."""
     zfs, fake = _world(selected)
+    for snap in snapshots:
+        zfs.command(["zfs", "snapshot", f"src@{snap}", f"src/a@{snap}", f"src/b@{snap}"])
     job = job_from_args(build_parser().parse_args(["bk", "dst", *args]))
     plan = prepare(job, fake, float(zfs.now + 3600), Options()).plan
     console = Console(out=io.StringIO(), err=io.StringIO(), verbose=True, color=False)
@@ -199,6 +204,20 @@ def test_a_parent_that_may_not_be_created_is_granted_on_its_parent() -> None:
         "permission create,mount,canmount on dst (grant it: zfs allow -u zbtarget "
         "create,mount,canmount dst)"
     )
+
+
+def test_a_thinning_destroy_that_is_denied_names_its_grant_and_blocks_nothing() -> None:
+    denied = "cannot destroy snapshots: permission denied\n"
+    old = ["bk-20250101000000", "bk-20250102000000"]
+    runner = DenyingRunner({"zfs destroy src/a@": denied})
+    out = _execute(runner, "--ssh-source", "zbsource@host", "--keep-source=1", snapshots=old)
+    assert "FAILED" not in out
+    assert (
+        f"[Source] src/a@{old[0]}: can't destroy it (permission denied: zfs destroy needs the "
+        "delegated permission destroy,mount on src/a (grant it: zfs allow -u zbsource "
+        "destroy,mount src/a)); the backup goes on"
+    ) in out
+    assert any("zfs recv -u dst/src/a" in cmd for cmd in runner.lines)
 
 
 def test_properties_a_receive_could_not_set_are_warned_about() -> None:
