@@ -13,10 +13,12 @@ grants exactly FEATURES' sets and runs every mode with them):
     zfs create -o canmount=off    create,mount,canmount, on the parent
 
 A received stream's properties (`zfs send -p`) each need their own permission on the
-target (userprop for user properties such as the selection property); zfs receives the
-data without them, says "cannot receive P property on DS: permission denied" and exits
-0, even when the property is filtered with `-x P`. Mounting cannot be delegated on
-Linux: only root mounts, so a delegated user's backups stay unmounted (`zfs recv -u`).
+target (userprop for user properties such as the selection property) where the receive
+sets them: a full stream's, or one whose value changed (an incremental stream's unchanged
+properties need none, measured); zfs receives the data without them, says "cannot
+receive P property on DS: permission denied" and exits 0, even when the property is
+filtered with `-x P`. Mounting cannot be delegated on Linux: only root mounts, so a
+delegated user's backups stay unmounted (`zfs recv -u`).
 """
 
 from __future__ import annotations
@@ -112,20 +114,29 @@ class Feature:
     note: str = ""
 
 
-#: What each feature needs; the default run needs the union of the first six.
+#: What each feature needs; the default run needs the union of DEFAULT_FEATURES' sets.
 FEATURES = (
     Feature(
         "replication", "(always)", ("send",), ("receive", "create", "mount", "userprop"),
-        "userprop: the selection property and other user properties arrive with the stream",
+        "userprop: the selection property and other user properties set on the source arrive "
+        "with a full stream (an incremental one's unchanged properties need nothing)",
     ),
     Feature("snapshots", "off with --no-snapshot", ("snapshot",), ()),
     Feature(
         "thinning", "off with --no-thinning", ("destroy", "mount"), ("destroy", "mount"),
     ),
-    Feature("holds", "off with --no-holds", ("hold", "release"), ("hold", "release")),
+    Feature(
+        "holds", "off with --no-holds", (), ("hold", "release"),
+        "the target's common snapshot; while bookmarks are on the source holds nothing",
+    ),
     Feature(
         "bookmarks", "off with --no-bookmarks", ("bookmark", "destroy"), (),
         "destroy: superseded bookmarks",
+    ),
+    Feature(
+        "source holds", "--no-bookmarks (unless --no-holds)", ("hold", "release"), (),
+        "the source's common snapshot is held, not bookmarked; grant release also to "
+        "release, once, the holds that zfs-autobackup 3.3 or --no-bookmarks runs left",
     ),
     Feature(
         "parents", "(when the target lacks a parent)", (), ("canmount",),

@@ -9,6 +9,7 @@ logs in to the others with its own key (ssh to localhost), as it would between h
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Sequence
 from typing import Optional
@@ -386,3 +387,92 @@ def test_a_pull_through_a_read_only_guard(users: ZfsBed, pools: Pools) -> None:
     assert bed.snapshots(target) == [snapname(2)]
     assert bed.guids(target) == bed.guids(source)[1:]
     assert bed.holds(f"{target}@{snapname(2)}") == [TAG]
+
+
+# --- the sets are minimal -------------------------------------------------------------
+
+_GRANT = re.compile(r"zfs allow -u zbackup (\S+) ")
+
+
+def _named(out: str) -> set[str]:
+    """The permissions the run's output asks to grant."""
+    return {p for perms in _GRANT.findall(out) for p in perms.split(",")}
+
+
+@pytest.mark.slow
+def test_every_permission_of_the_default_sets_is_needed(users: ZfsBed, pools: Pools) -> None:
+    """The default sets are minimal: a steady-state run (snapshot, incremental send, a new
+    dataset under a new unmountable parent, holds moved, bookmark made and superseded,
+    thinning on both sides) with any one permission taken away from the source or the
+    target does not get through: the permission is named with its grant. With the whole
+    sets (before, between and after) nothing is named and the run succeeds. The source's
+    hold and release are needed with --no-bookmarks only, and release once more when
+    bookmarks come back (that run releases the source's hold)."""
+    bed = users
+    s, d = pools.src, pools.dst
+    source, target_path = f"{s}/data", f"{d}/backup"
+    bed.sh("zfs", "create", source)
+    bed.sh("zfs", "set", f"autobackup:{NAME}=true", source)
+    bed.sh("zfs", "create", target_path)
+    sets = {s: permissions.default_set("source"), target_path: permissions.default_set("target")}
+    for dataset, perms in sets.items():
+        grant(bed, "zbackup", perms, dataset)
+    args = [NAME, target_path, "--verbose", "--no-progress", "--exclude-received",
+            "--keep-source=1", "--keep-target=1"]  # fmt: skip
+    run = 0
+
+    def backup(*more: str) -> tuple[int, str]:
+        nonlocal run
+        run += 1
+        day, hour = 1 + run // 24, run % 24
+        bed.write(source, f"f{run}", 64)
+        # a new selected dataset under a new parent that is not (the target creates the
+        # parent unmountable and receives the dataset in full, with the selection
+        # property that is set on it: userprop; an incremental stream's unchanged
+        # properties need no permission, measured)
+        bed.sh("zfs", "create", "-o", f"autobackup:{NAME}=child", f"{s}/p{run}")
+        bed.sh("zfs", "create", "-o", f"autobackup:{NAME}=true", f"{s}/p{run}/x")
+        return as_user(bed, "zbackup", *args, *more, now=stamp(day, hour))
+
+    def last() -> str:
+        return snapname(1 + run // 24, run % 24)
+
+    for _ in range(2):  # full, then the steady state
+        rc, out = backup()
+        assert rc == 0 and not _named(out), out
+    missed = []
+    for dataset, perms in sets.items():
+        for perm in perms:
+            bed.sh("zfs", "unallow", "-u", "zbackup", perm, dataset)
+            rc, out = backup()
+            grant(bed, "zbackup", [perm], dataset)
+            if perm not in _named(out):
+                missed.append((dataset, perm, rc, out))
+    assert not missed, missed
+
+    # --no-bookmarks holds the source's common snapshot instead: hold, then release
+    rc, out = backup("--no-bookmarks")
+    assert "hold" in _named(out), out
+    grant(bed, "zbackup", ["hold"], s)
+    rc, out = backup("--no-bookmarks")
+    assert rc == 0 and not _named(out), out
+    rc, out = backup("--no-bookmarks")  # (which releases the previous run's hold)
+    assert "release" in _named(out), out
+    grant(bed, "zbackup", ["release"], s)
+    rc, out = backup("--no-bookmarks")
+    assert rc == 0 and not _named(out), out
+    assert bed.holds(f"{source}@{last()}") == [TAG]
+    # back to bookmarks with the default set: the source's hold cannot be released;
+    # granted release, the next run releases it (and thins its snapshot)
+    bed.sh("zfs", "unallow", "-u", "zbackup", "hold,release", s)
+    rc, out = backup()
+    assert _named(out) == {"release"}, out
+    grant(bed, "zbackup", ["release"], s)
+    rc, out = backup()
+    assert rc == 0 and not _named(out), out
+    assert TAG not in bed.all_holds(source)
+    assert bed.snapshots(source) == bed.snapshots(f"{target_path}/{source}") == [last()]
+    assert bed.guids(f"{target_path}/{source}") == bed.guids(source)
+    assert bed.bookmarks(source) == [f"{last()}__{bed.prop(target_path, 'guid')}"]
+    for n in range(1, run + 1):
+        assert bed.guids(f"{target_path}/{s}/p{n}/x") == bed.guids(f"{s}/p{n}/x")
