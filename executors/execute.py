@@ -50,7 +50,7 @@ from planner.actions import (
 )
 from planner.compile import CHECK_HELPERS, POST_SNAPSHOT, PRE_SNAPSHOT, Command, Compiled, Step
 from planner.plan import Plan
-from reconcile import permissions, zfs_text
+from reconcile import guard_rules, permissions, zfs_text
 from reconcile.errors import (
     CommandNotFound,
     DatasetNotFound,
@@ -253,7 +253,14 @@ class Executor:
         """The error, and for a missing delegation the dataset, the permissions and the
         `zfs allow` line that grants them."""
         if not isinstance(exc, PermissionDenied):
-            return str(exc)
+            text = str(exc)
+            on_source = any(c.side == SOURCE for c in step.commands if c.argv[:1] == ("zfs",))
+            if on_source and guard_rules.READ_ONLY in text:
+                text += (
+                    " (the source's key is pinned to zfs-autobackup-guard --read-only: pull "
+                    "with --read-only-source)"
+                )
+            return text
         found = zfs_text.permission_denied(exc.stderr)
         named = next((d.dataset for d in found if d.dataset), None)
         sending = any(d.operation == "send" for d in found)

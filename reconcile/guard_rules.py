@@ -71,6 +71,10 @@ __all__ = ["EXIT_REFUSED", "Argv", "Refused", "refusal", "tokenize", "under"]
 from reconcile.filters import COMPRESSORS, SIZE
 from reconcile.scripts import MOUNT_SCRIPT, PROBE_SCRIPT
 
+#: the words of a read-only guard's refusals (the tool recognises them and suggests
+#: --read-only-source: executors.execute)
+READ_ONLY = "the guard is --read-only"
+
 
 class Lookups(NamedTuple):
     """What the rules ask zfs (the guard runs the real commands; tests pass functions)."""
@@ -483,7 +487,7 @@ def _sh(args: Sequence[str], policy: Policy) -> None:
     if not policy.allow_mount:
         raise Refused("sh (mount) needs --allow-mount")
     if policy.read_only:
-        raise Refused("sh (mount): the guard is --read-only")
+        raise Refused(f"sh (mount): {READ_ONLY}")
     if len(rest) != 1:
         raise Refused("sh (mount): one dataset is mounted")
     _under_target(policy, "sh (mount)", dataset_name("sh (mount)", rest[0]))
@@ -514,7 +518,7 @@ def check_command(argv: Argv, policy: Policy, lookups: Lookups) -> None:
     elif verb not in _SOURCE_WRITES | _TARGET_WRITES:
         raise Refused(f"'zfs {verb}' is not a command zfs-reconcile sends")
     elif policy.read_only:
-        raise Refused(f"zfs {verb}: the guard is --read-only")
+        raise Refused(f"zfs {verb}: {READ_ONLY}")
     elif verb not in (_TARGET_WRITES if policy.target else _SOURCE_WRITES):
         where = "a target guard (--target-path)" if policy.target else "a source guard"
         raise Refused(f"zfs {verb} on {where}")

@@ -22,7 +22,7 @@ from executors.session import prepare
 from planner import invariants
 from planner.actions import SOURCE, CreateSnapshots, Hold
 from planner.compile import Facts, Options, compile_plan
-from reconcile import permissions, zfs_text
+from reconcile import guard_rules, permissions, zfs_text
 from reconcile.errors import PlanRefused, UsageError
 from reconcile.model import Host
 from reconcile.permissions import Need, need
@@ -181,6 +181,26 @@ def test_a_missing_delegation_names_dataset_permission_and_grant() -> None:
     )
     # the other datasets went on
     assert any("zfs recv -u dst/src/b" in cmd for cmd in runner.lines)
+
+
+def test_a_read_only_guards_refusal_suggests_read_only_source() -> None:
+    """Pulling through `zfs-autobackup-guard --read-only` without --read-only-source: the
+    writes on the source are refused, and the line says which option fits."""
+    refusal = (
+        f"zfs-autobackup-guard: refused: zfs bookmark: {guard_rules.READ_ONLY}: "
+        "'zfs bookmark src/a@x src/a#x'\n"
+    )
+    runner = DenyingRunner({"zfs bookmark src/a@": refusal})
+    out = _execute(runner, "--ssh-source", "zbsource@host")
+    (line,) = [line for line in out.splitlines() if "zfs bookmark: the guard" in line]
+    assert line.endswith(
+        "(the source's key is pinned to zfs-autobackup-guard --read-only: pull with "
+        "--read-only-source)"
+    ), line
+    # a target guard's refusal is not the source's
+    refusal = refusal.replace("bookmark src/a@x src/a#x", "hold zfs_autobackup:bk dst/src/a@x")
+    out = _execute(DenyingRunner({"zfs hold zfs_autobackup:bk dst/": refusal}))
+    assert "the guard is --read-only" in out and "--read-only-source)" not in out
 
 
 def test_a_new_filesystems_receive_is_granted_on_the_parent() -> None:
