@@ -254,7 +254,8 @@ class Executor:
         `zfs allow` line that grants them."""
         if not isinstance(exc, PermissionDenied):
             text = str(exc)
-            on_source = any(c.side == SOURCE for c in step.commands if c.argv[:1] == ("zfs",))
+            # (a read-only guard lets zfs send through: in a send step it was the target's)
+            on_source = all(c.side == SOURCE for c in step.commands)
             if on_source and guard_rules.READ_ONLY in text:
                 text += (
                     " (the source's key is pinned to zfs-autobackup-guard --read-only: pull "

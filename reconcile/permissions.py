@@ -130,11 +130,14 @@ FEATURES = (
         "the target's common snapshot; while bookmarks are on the source holds nothing",
     ),
     Feature(
-        "bookmarks", "off with --no-bookmarks", ("bookmark", "destroy"), (),
+        "bookmarks",
+        "off with --no-bookmarks, --no-guid-check, or a source pool without feature@bookmarks",
+        ("bookmark", "destroy"), (),
         "destroy: superseded bookmarks",
     ),
     Feature(
-        "source holds", "--no-bookmarks (unless --no-holds)", ("hold", "release"), (),
+        "source holds", "when bookmarks are off (above), unless --no-holds", ("hold", "release"),
+        (),
         "the source's common snapshot is held, not bookmarked; grant release also to "
         "release, once, the holds that zfs-autobackup 3.3 or --no-bookmarks runs left",
     ),

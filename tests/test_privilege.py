@@ -201,6 +201,14 @@ def test_a_read_only_guards_refusal_suggests_read_only_source() -> None:
     refusal = refusal.replace("bookmark src/a@x src/a#x", "hold zfs_autobackup:bk dst/src/a@x")
     out = _execute(DenyingRunner({"zfs hold zfs_autobackup:bk dst/": refusal}))
     assert "the guard is --read-only" in out and "--read-only-source)" not in out
+    # nor is a target guard's refusal of a receive, in a send step that starts on the source
+    refusal = (
+        f"zfs-autobackup-guard: refused: zfs recv: {guard_rules.READ_ONLY}: "
+        "'zfs recv -u dst/src/a'\n"
+    )
+    runner = DenyingRunner({"zfs recv -u dst/src/a": refusal})
+    out = _execute(runner, "--ssh-source", "zbsource@host", "--ssh-target", "zbtarget@host")
+    assert "zfs recv: the guard is --read-only" in out and "--read-only-source)" not in out
 
 
 def test_a_new_filesystems_receive_is_granted_on_the_parent() -> None:
@@ -316,6 +324,7 @@ def test_the_security_page_lists_the_permission_table() -> None:
     grants = re.findall(r"^ +zfs allow -u \S+ (\S+) (\S+)$", page, re.MULTILINE)
     on = {"POOL": "source", "rpool": "source", "TARGET-PATH": "target", "backup/server1": "target"}
     assert len(grants) == 7
+    assert [perms for perms, _ in grants].count("send") == 1  # (the read-only source)
     for perms, dataset in grants:
         allowed = {",".join(permissions.default_set(on[dataset]))}
         assert perms in (allowed | {"send"} if on[dataset] == "source" else allowed)
