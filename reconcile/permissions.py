@@ -179,6 +179,17 @@ FEATURES = (
 DEFAULT_FEATURES = ("replication", "snapshots", "thinning", "holds", "bookmarks", "parents")
 
 
+def table() -> str:
+    """FEATURES as the markdown table of docs/security.md (`python -m reconcile.permissions`
+    prints it; a unit test keeps the page equal to it)."""
+    rows = [
+        f"| {f.name} | {f.options} | {','.join(f.source)} | {','.join(f.target)} | {f.note} |"
+        for f in FEATURES
+    ]
+    head = ["| feature | when | source | target | note |", "|---|---|---|---|---|"]
+    return "\n".join([*head, *rows])
+
+
 def default_set(side: str) -> tuple[str, ...]:
     """The permissions a run with the default options needs on `side` ("source", "target")."""
     perms = [
@@ -188,3 +199,7 @@ def default_set(side: str) -> tuple[str, ...]:
         for p in (f.source if side == "source" else f.target)
     ]
     return _unique(perms)
+
+
+if __name__ == "__main__":
+    print(table())
