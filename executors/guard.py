@@ -27,7 +27,8 @@ import syslog
 from collections.abc import Mapping, Sequence
 from typing import Callable, NoReturn, Optional
 
-from reconcile import formats, zfs_rows
+from executors import guard_receive
+from reconcile import formats, guard_stream, zfs_rows
 from reconcile import guard_rules as rules
 from reconcile.errors import UsageError
 
@@ -146,11 +147,47 @@ def lookups(policy: rules.Policy, zfs: Zfs, exclude_received: bool) -> rules.Loo
             origin_source = above[1]
         return rules.selects(value, source, origin_source, exclude_received)
 
-    def token_snapshot(token: str) -> Optional[str]:
-        code, out = zfs(("zfs", "send", "-nv", "-t", token))
-        return zfs_rows.parse_resume_info(out)[0] if code == 0 else None
+    def guid(name: str) -> Optional[int]:
+        code, out = zfs(("zfs", "get", "-H", "-p", "-o", "value", "guid", name))
+        word = out.split("\n", 1)[0].strip()
+        return int(word) if code == 0 and word.isdigit() else None
 
-    return rules.Lookups(selected, token_snapshot)
+    def token(text: str) -> Optional[rules.TokenSend]:
+        code, out = zfs(("zfs", "send", "-nv", "-t", text))
+        toname, toguid = zfs_rows.parse_resume_info(out)
+        if code != 0 or toname is None or toguid is None:
+            return None
+        sends = zfs_rows.resume_sends(out, toname)
+        return rules.TokenSend(toname, toguid, sends, guid(sends) if sends else None)
+
+    def snapshots(dataset: str) -> Optional[list[str]]:
+        argv = ("zfs", "list", "-H", "-o", "name", "-t", "snapshot", "-s", "createtxg")
+        code, out = zfs((*argv, "-d", "1", dataset))
+        if code != 0:
+            return None
+        prefix = dataset + "@"
+        return [line[len(prefix) :] for line in out.split("\n") if line.startswith(prefix)]
+
+    def mountpoint(dataset: str) -> Optional[str]:
+        code, out = zfs(("zfs", "get", "-H", "-o", "value", "mountpoint", dataset))
+        return out.split("\n", 1)[0] if code == 0 else None
+
+    return rules.Lookups(selected, token, snapshots, mountpoint)
+
+
+def stream_lookups(zfs: Zfs) -> guard_stream.StreamLookups:
+    """The stream rules' questions: one `zfs list` each (a failed one answers "none")."""
+
+    def listed(*argv: str) -> frozenset[int]:
+        code, out = zfs(("zfs", "list", "-H", "-p", "-o", "guid", *argv))
+        if code != 0:
+            return frozenset()
+        return frozenset(int(word) for word in out.split() if word.isdigit())
+
+    return guard_stream.StreamLookups(
+        guids=lambda dataset: listed("-t", "snapshot,bookmark", "-d", "1", dataset),
+        guids_under=lambda path: listed("-t", "snapshot", "-r", path),
+    )
 
 
 def zfs_runner(environ: Mapping[str, str]) -> Zfs:
@@ -175,17 +212,25 @@ def zfs_runner(environ: Mapping[str, str]) -> Zfs:
 # --- running what is allowed ---------------------------------------------------------------
 
 
-def run_stages(stages: Sequence[rules.Argv], environ: Mapping[str, str]) -> int:
-    """The stages as processes joined by OS pipes (no shell): the first exit code that
-    is not 0 (128+N for a signal, as a shell), or 0."""
+def _programs(stages: Sequence[rules.Argv], environ: Mapping[str, str]) -> Optional[list[str]]:
+    """Each stage's program from the PATH, or None after saying which is missing."""
     path = environ.get("PATH", os.defpath)
     programs = []
     for argv in stages:
         program = shutil.which(argv[0], path=path)
         if program is None:
             print(f"{PROG}: {argv[0]}: command not found", file=sys.stderr)
-            return EXIT_NOT_FOUND
+            return None
         programs.append(program)
+    return programs
+
+
+def run_stages(stages: Sequence[rules.Argv], environ: Mapping[str, str]) -> int:
+    """The stages as processes joined by OS pipes (no shell): the first exit code that
+    is not 0 (128+N for a signal, as a shell), or 0."""
+    programs = _programs(stages, environ)
+    if programs is None:
+        return EXIT_NOT_FOUND
     procs: list[subprocess.Popen[bytes]] = []
     env = dict(environ)
     try:
@@ -235,7 +280,8 @@ def guard(
 ) -> int:
     """Judge (and run) one command line: the work of main() with its dependencies passed."""
     policy = policy_from(args)
-    asked = lookups(policy, zfs or zfs_runner(environ), args.exclude_received)
+    zfs = zfs or zfs_runner(environ)
+    asked = lookups(policy, zfs, args.exclude_received)
     if args.check is not None:
         try:
             rules.judge(args.check, policy, asked)
@@ -245,14 +291,25 @@ def guard(
         print("allowed")
         return 0
     line = environ.get("SSH_ORIGINAL_COMMAND", "")
-    try:
-        stages = rules.judge(line, policy, asked)
-    except rules.Refused as exc:
+
+    def refused(exc: rules.Refused) -> None:
         print(rules.refusal(exc.message, line), file=sys.stderr)
         client = environ.get("SSH_CLIENT") or "unknown"
         log(f"{rules.refusal(exc.message, line, prog='')} (user {_user()}, SSH_CLIENT {client!r})")
+
+    try:
+        stages = rules.judge(line, policy, asked)
+    except rules.Refused as exc:
+        refused(exc)
         return exc.exit_code
-    return run_stages(stages, environ)
+    dataset = rules.received_dataset(stages, policy)
+    if dataset is None:
+        return run_stages(stages, environ)
+    programs = _programs(stages, environ)
+    if programs is None:
+        return EXIT_NOT_FOUND
+    receive = guard_stream.Receive(policy, dataset, stream_lookups(zfs))
+    return guard_receive.run(stages, programs, receive, environ, refused)
 
 
 def main(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, str]] = None) -> int:

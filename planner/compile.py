@@ -54,7 +54,7 @@ from reconcile.job import Job
 from reconcile.limits import ARG_BYTES, chunked
 from reconcile.model import Side
 from reconcile.pipes import COMPRESSORS, TransferOptions
-from reconcile.scripts import MOUNT_SCRIPT, PROBE_SCRIPT
+from reconcile.scripts import BOOT_MOUNT_PROPERTIES, MOUNT_SCRIPT, PROBE_SCRIPT
 
 #: properties that cannot be set on a volume (zfs refuses the whole receive otherwise)
 NOT_FOR_VOLUMES = frozenset({"canmount", "mountpoint"})
@@ -208,6 +208,9 @@ def recv_argv(action: Send, job: Job, facts: Facts) -> tuple[str, ...]:
     if action.volume:
         filters = [p for p in filters if p not in NOT_FOR_VOLUMES]
         sets = [p for p in sets if p.split("=", 1)[0] not in NOT_FOR_VOLUMES]
+    # (the source's boot wiring stays the received value: never the backup server's)
+    set_keys = {p.split("=", 1)[0] for p in sets}
+    filters += [p for p in BOOT_MOUNT_PROPERTIES if p not in filters and p not in set_keys]
     for prop in filters:
         argv += ["-x", prop]
     for prop in sets:

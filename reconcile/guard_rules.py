@@ -27,10 +27,12 @@ Examples, a source guard of the backup `bak` (defaults; pool/a selected, pool/x 
     zfs list; id
         refused: shell syntax ';'
 
-and a target guard (`--target-path backup`):
+and a target guard (`--target-path backup`), whose receives the tool sends with
+`-x org.openzfs.systemd:wanted-by -x org.openzfs.systemd:required-by` and, with
+--clear-mountpoint, `-o canmount=noauto` (the host never mounts them, at boot neither):
 
     zstd -dc | zfs recv -u -s -o canmount=noauto backup/pool/a
-        allowed (the tool's --clear-mountpoint: the host never mounts it)
+        refused: zfs recv without -x org.openzfs.systemd:wanted-by (mounted at boot)
     zstd -dc | zfs recv -u -s backup/pool/a
         refused: zfs recv without -o canmount=noauto: use --clear-mountpoint, or --allow-mount
     zfs recv -u -o canmount=noauto backup2/pool/a
@@ -69,11 +71,23 @@ from reconcile.guard_words import (
 
 __all__ = ["EXIT_REFUSED", "Argv", "Refused", "refusal", "tokenize", "under"]
 from reconcile.filters import COMPRESSORS, SIZE
-from reconcile.scripts import MOUNT_SCRIPT, PROBE_SCRIPT
+from reconcile.scripts import BOOT_MOUNT_PROPERTIES, MOUNT_SCRIPT, PROBE_SCRIPT
 
 #: the words of a read-only guard's refusals (the tool recognises them and suggests
 #: --read-only-source: executors.execute)
 READ_ONLY = "the guard is --read-only"
+
+
+class TokenSend(NamedTuple):
+    """What `zfs send -nv -t TOKEN` says of a resume token, and the guid of what it sends."""
+
+    #: the token's own fields (the sender wrote them; an attacker can too)
+    toname: str
+    toguid: int
+    #: the snapshot zfs would send ("full send of ..."; zfs finds it by toguid)
+    sends: Optional[str]
+    #: the guid of `sends`, as zfs lists it
+    guid: Optional[int]
 
 
 class Lookups(NamedTuple):
@@ -81,8 +95,12 @@ class Lookups(NamedTuple):
 
     #: is this dataset selected by the backup's property (selection.py's rules)?
     selected: Callable[[str], bool]
-    #: "DS@SNAP" a resume token sends, None when zfs does not say
-    token_snapshot: Callable[[str], Optional[str]]
+    #: what a resume token sends; None when zfs refuses the token
+    token: Callable[[str], Optional[TokenSend]]
+    #: the short names of a dataset's snapshots, oldest first; None: no such dataset
+    snapshots: Callable[[str], Optional[list[str]]]
+    #: a dataset's mountpoint property (a path, none or legacy); None: no such dataset
+    mountpoint: Callable[[str], Optional[str]]
 
 
 @dataclass(frozen=True)
@@ -240,6 +258,8 @@ class _Send(NamedTuple):
     base: Optional[str]
     token: Optional[str]
     names: tuple[str, ...]
+    #: the base came with -I (a stream of every snapshot between the two)
+    intermediates: bool = False
 
     @property
     def dry(self) -> bool:
@@ -247,7 +267,7 @@ class _Send(NamedTuple):
 
 
 def _parse_send(args: Sequence[str]) -> _Send:
-    letters, combined = "", False
+    letters, combined, intermediates = "", False, False
     base = token = None
     names: list[str] = []
     i = 0
@@ -262,7 +282,7 @@ def _parse_send(args: Sequence[str]) -> _Send:
             if word == "-t":
                 token = args[i]
             else:
-                base = args[i]
+                base, intermediates = args[i], word == "-I"
             i += 1
         elif word.startswith("--") or word == "-":
             raise Refused(f"zfs send: option {word!r} is not allowed")
@@ -276,7 +296,7 @@ def _parse_send(args: Sequence[str]) -> _Send:
             combined = combined or len(word) > 2
         else:
             names.append(word)
-    return _Send(letters, combined, base, token, tuple(names))
+    return _Send(letters, combined, base, token, tuple(names), intermediates)
 
 
 def _base(base: str) -> None:
@@ -312,16 +332,46 @@ def _zfs_send(args: Sequence[str], policy: Policy, lookups: Lookups) -> None:
     if policy.target:
         raise Refused("zfs send on a target guard (--target-path)")
     if send.token is not None:
-        name = lookups.token_snapshot(send.token)
-        if name is None:
-            raise Refused("zfs send -t: zfs names no snapshot for this resume token")
-        dataset, short = snapshot("zfs send -t", name)
+        dataset, short = snapshot("zfs send -t", _token_sends(send.token, lookups))
     else:
         dataset, short = snapshot("zfs send", send.names[0])
     if not policy.other_snapshots:
         _ours(policy, "zfs send", dataset, short)
     if not lookups.selected(dataset):
         raise Refused(f"zfs send: dataset {dataset!r} is not selected by {policy.property_name}")
+    if send.base is not None and send.intermediates:
+        _intermediates(policy, lookups, send.base, dataset, short)
+
+
+def _token_sends(token: str, lookups: Lookups) -> str:
+    """The snapshot a resume token really sends: the one zfs names, which must be the
+    token's own toname with the token's guid (zfs finds it by the guid, anywhere)."""
+    info = lookups.token(token)
+    if info is None:
+        raise Refused("zfs send -t: zfs names no snapshot for this resume token")
+    if info.sends is None:
+        raise Refused(f"zfs send -t: zfs does not say what it sends for {info.toname!r}")
+    if info.sends != info.toname:
+        raise Refused(f"zfs send -t: the token names {info.toname!r} but sends {info.sends!r}")
+    if info.guid != info.toguid:
+        raise Refused(f"zfs send -t: the token's guid {info.toguid} is not that of {info.toname!r}")
+    return info.sends
+
+
+def _intermediates(policy: Policy, lookups: Lookups, base: str, dataset: str, short: str) -> None:
+    """`-I`: every snapshot that the stream carries between the two is ours."""
+    base_dataset, _, base_short = base.rpartition("@")
+    if "#" in base or base_dataset not in ("", dataset):
+        raise Refused("zfs send: -I from another dataset or a bookmark")
+    names = lookups.snapshots(dataset) or []
+    first = names.index(base_short) if base_short in names else len(names)
+    last = names.index(short) if short in names else -1
+    if first >= last:
+        raise Refused(f"zfs send -I: zfs lists no {base!r} before {dataset + '@' + short!r}")
+    between = names[first + 1 : last]
+    if not policy.other_snapshots:
+        for other in between:
+            _ours(policy, "zfs send -I", dataset, other)
 
 
 def _is_mbuffer(argv: Argv) -> bool:
@@ -415,23 +465,27 @@ def _zfs_destroy(args: Sequence[str], policy: Policy) -> None:
 # --- writes on a target -------------------------------------------------------------------
 
 
-def _zfs_recv(args: Sequence[str], policy: Policy) -> None:
+#: `-o` values that would let the host run or share what it received
+_NEVER_SET = frozenset({"setuid=on", "exec=on", "devices=on"})
+_NEVER_SET_KEYS = ("sharenfs", "sharesmb")
+
+
+def _zfs_recv(args: Sequence[str], policy: Policy, lookups: Lookups) -> None:
     if tuple(args[:1]) == ("-A",):
         if len(args) != 2:
             raise Refused("zfs recv -A: only a dataset goes with -A")
         _under_target(policy, "zfs recv -A", dataset_name("zfs recv -A", args[1]))
         return
     options, names = scan("zfs recv", args, flags="usF", valued="xo", repeat="xo")
+    if len(names) != 1:
+        raise Refused(f"zfs recv: one dataset receives, not {len(names)}")
+    _under_target(policy, "zfs recv", dataset_name("zfs recv", names[0]))
     if "u" not in options:
         raise Refused("zfs recv: without -u (a received dataset is never mounted by zfs recv)")
     if "F" in options and not policy.allow_destroy:
         raise Refused("zfs recv -F needs --allow-destroy")
     for prop in options.get("o", []):
-        key, sep, _ = prop.partition("=")
-        if not sep or not key:
-            raise Refused(f"zfs recv: -o {prop!r} is not PROPERTY=VALUE")
-        if key == "origin":
-            raise Refused("zfs recv: -o origin=... is not allowed")
+        _recv_option(prop, policy, lookups)
     # what a stolen source key sends could carry any mountpoint (/etc, /root/.ssh):
     # nothing received is ever mounted by the host unless the guard allows it
     unmountable = {"canmount=noauto", "canmount=off"} & set(options.get("o", []))
@@ -439,9 +493,40 @@ def _zfs_recv(args: Sequence[str], policy: Policy) -> None:
         raise Refused(
             "zfs recv without -o canmount=noauto: use --clear-mountpoint, or --allow-mount"
         )
-    if len(names) != 1:
-        raise Refused(f"zfs recv: one dataset receives, not {len(names)}")
-    _under_target(policy, "zfs recv", dataset_name("zfs recv", names[0]))
+    missing = [p for p in BOOT_MOUNT_PROPERTIES if p not in options.get("x", [])]
+    if missing and not policy.allow_mount:
+        raise Refused(f"zfs recv without -x {missing[0]} (mounted at boot)")
+
+
+def _recv_option(prop: str, policy: Policy, lookups: Lookups) -> None:
+    """One `-o P=V` of a receive: the tool's (--set-properties, --clear-mountpoint), never
+    one that mounts, runs or shares what arrives, or makes it a clone."""
+    key, sep, value = prop.partition("=")
+    if not sep or not key:
+        raise Refused(f"zfs recv: -o {prop!r} is not PROPERTY=VALUE")
+    if key == "origin":
+        raise Refused("zfs recv: -o origin=... is not allowed")
+    if key.startswith("org.openzfs.systemd:"):
+        raise Refused(f"zfs recv: -o {key}=... (systemd would mount it at boot)")
+    if prop in _NEVER_SET or (key in _NEVER_SET_KEYS and value != "off"):
+        raise Refused(f"zfs recv: -o {prop!r} is not allowed")
+    if key == "mountpoint" and value not in ("none", "legacy"):
+        assert policy.target_path is not None
+        base = lookups.mountpoint(policy.target_path)
+        inside = base is not None and base.startswith("/") and _below_path(value, base)
+        if not inside:
+            raise Refused(
+                f"zfs recv: -o mountpoint={value!r} is outside the target path's "
+                f"mountpoint ({base or 'none'})"
+            )
+
+
+def _below_path(path: str, base: str) -> bool:
+    """`path` is `base` or a directory below it, written plainly (no '.', '..', '//')."""
+    parts = path.split("/")
+    if not path.startswith("/") or any(p in (".", "..") for p in parts) or "//" in path:
+        return False
+    return path == base or path.startswith(base.rstrip("/") + "/")
 
 
 def _zfs_create(args: Sequence[str], policy: Policy) -> None:
@@ -523,10 +608,10 @@ def check_command(argv: Argv, policy: Policy, lookups: Lookups) -> None:
         where = "a target guard (--target-path)" if policy.target else "a source guard"
         raise Refused(f"zfs {verb} on {where}")
     else:
-        _write(verb, rest, policy)
+        _write(verb, rest, policy, lookups)
 
 
-def _write(verb: str, args: Argv, policy: Policy) -> None:
+def _write(verb: str, args: Argv, policy: Policy, lookups: Lookups) -> None:
     if verb == "snapshot":
         _zfs_snapshot(args, policy)
     elif verb in ("hold", "release"):
@@ -538,7 +623,7 @@ def _write(verb: str, args: Argv, policy: Policy) -> None:
             raise Refused("zfs destroy needs --allow-destroy on a source guard")
         _zfs_destroy(args, policy)
     elif verb == "recv":
-        _zfs_recv(args, policy)
+        _zfs_recv(args, policy, lookups)
     elif verb == "create":
         _zfs_create(args, policy)
     else:
@@ -567,6 +652,15 @@ def check(stages: Sequence[Argv], policy: Policy, lookups: Lookups) -> None:
     check_command(recv, policy, lookups)
     allowed = {c.decompress for c in COMPRESSORS.values()} | set(policy.recv_pipes)
     _filters(stages[:-1], allowed, "before zfs recv")
+
+
+def received_dataset(stages: Sequence[Argv], policy: Policy) -> Optional[str]:
+    """The dataset that allowed `stages` receive a stream into (their last is `zfs recv`
+    on a target guard, not `-A`), whose stream the guard must judge too; else None."""
+    recv = stages[-1]
+    if not policy.target or recv[:2] != ("zfs", "recv") or "-A" in recv:
+        return None
+    return recv[-1]
 
 
 def judge(line: str, policy: Policy, lookups: Lookups) -> tuple[Argv, ...]:

@@ -96,7 +96,11 @@ TOKEN = frozenset(string.ascii_letters + string.digits + "-")
 
 
 def is_component(text: str) -> bool:
-    return bool(text) and not text.startswith("-") and set(text) <= _NAME
+    """A name component as zfs allows it, and never '.' or '..' (zfs refuses them
+    today; the guard does not lean on its parser for that)."""
+    return (
+        bool(text) and not text.startswith("-") and text not in (".", "..") and set(text) <= _NAME
+    )
 
 
 def is_dataset(name: str) -> bool:

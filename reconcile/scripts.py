@@ -31,3 +31,9 @@ MOUNT_SCRIPT = (
     ' echo "not mounted: something else is mounted on $m"; exit 0; fi;'
     ' zfs mount "$1" || echo "not mounted: zfs mount failed"; }'
 )
+
+#: systemd's properties that make zfs-mount-generator mount a dataset at boot, even one
+#: with canmount=noauto (etc/systemd/system-generators/zfs-mount-generator.c): every
+#: receive filters them (`zfs recv -x`; the source's value is kept as the received one),
+#: so a backup server never mounts a backup at boot because its source was
+BOOT_MOUNT_PROPERTIES = ("org.openzfs.systemd:wanted-by", "org.openzfs.systemd:required-by")

@@ -21,6 +21,21 @@ def parse_resume_info(text: str) -> tuple[Optional[str], Optional[int]]:
     return toname, toguid
 
 
+def resume_sends(text: str, toname: str) -> Optional[str]:
+    """The snapshot `zfs send -nv -t TOKEN` says it sends ("full send of X", "send from
+    Y to X", each maybe followed by " estimated size is N"), None when it says none.
+    `toname` (the token's) is preferred where a name with " to " makes it ambiguous."""
+    for row in text.split("\n"):
+        line = row.strip().split(" estimated size is ", 1)[0]
+        if line.startswith("full send of "):
+            return line[len("full send of ") :]
+        if line.startswith("send from "):
+            if line.endswith(" to " + toname):
+                return toname
+            return line.rpartition(" to ")[2]
+    return None
+
+
 def property_row(text: str, dataset: str) -> Optional[tuple[str, str]]:
     """(value, source) of `dataset` from `zfs get -H -o name,value,source PROP DATASET`."""
     for line in text.split("\n"):

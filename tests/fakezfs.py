@@ -471,8 +471,20 @@ class FakeZfs:
                     "initial send no longer exists"
                 )
             if any(a.startswith("-") and "n" in a for a in args):  # -n, -nv, -nvP
-                text = f"\ttoname = {partial.source}@{last.name}\n\ttoguid = {hex(last.guid)}\n"
-                return Output(stderr=text)
+                # (as OpenZFS 2.3 prints it, on stdout: the token, then what it sends)
+                name = f"{partial.source}@{last.name}"
+                sends = "full send of" if partial.stream.base_guid is None else "send from"
+                if sends == "send from":
+                    base = next(
+                        (x.name for x in ds.snaps if x.guid == partial.stream.base_guid), "?"
+                    ) if ds else "?"  # fmt: skip
+                    sends = f"send from {partial.source}@{base} to"
+                text = (
+                    "resume token contents:\nnvlist version: 0\n"
+                    f"\ttoname = {name}\n\ttoguid = {hex(last.guid)}\n"
+                    f"{sends} {name} estimated size is 1.00M\n"
+                )
+                return Output(text)
             return Output(stream=partial.stream)
         full = args[-1]
         ds, snap = self.get_snap(full)

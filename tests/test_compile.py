@@ -48,10 +48,34 @@ def test_a_first_backup_of_a_tree() -> None:
     compiled, _ = _compile(job(), source, state([dataset("backup")]))
     assert _lines(compiled) == [
         ("snapshot", [f"zfs snapshot p@{NEW} p/a@{NEW}"]),
-        ("send", [f"zfs send -L -e -p p@{OLD}", "zfs recv -u -s backup/p"]),
-        ("send", [f"zfs send -L -e -p -i @{OLD} p@{NEW}", "zfs recv -u -s backup/p"]),
-        ("send", [f"zfs send -L -e -p p/a@{OLD}", "zfs recv -u -s backup/p/a"]),
-        ("send", [f"zfs send -L -e -p -i @{OLD} p/a@{NEW}", "zfs recv -u -s backup/p/a"]),
+        (
+            "send",
+            [
+                f"zfs send -L -e -p p@{OLD}",
+                "zfs recv -u -s -x org.openzfs.systemd:wanted-by -x org.openzfs.systemd:required-by backup/p",
+            ],
+        ),
+        (
+            "send",
+            [
+                f"zfs send -L -e -p -i @{OLD} p@{NEW}",
+                "zfs recv -u -s -x org.openzfs.systemd:wanted-by -x org.openzfs.systemd:required-by backup/p",
+            ],
+        ),
+        (
+            "send",
+            [
+                f"zfs send -L -e -p p/a@{OLD}",
+                "zfs recv -u -s -x org.openzfs.systemd:wanted-by -x org.openzfs.systemd:required-by backup/p/a",
+            ],
+        ),
+        (
+            "send",
+            [
+                f"zfs send -L -e -p -i @{OLD} p/a@{NEW}",
+                "zfs recv -u -s -x org.openzfs.systemd:wanted-by -x org.openzfs.systemd:required-by backup/p/a",
+            ],
+        ),
         # every descendant's @NEW is held too: one recursive hold per side
         ("hold", [f"zfs hold -r zfs_autobackup:bak backup/p@{NEW}"]),
         ("hold", [f"zfs hold -r zfs_autobackup:bak p@{NEW}"]),
@@ -73,12 +97,24 @@ def test_a_first_backup_of_a_tree() -> None:
 def test_send_flags_follow_the_pools_and_the_job() -> None:
     source = state([dataset("p", (OLD,), selection=("true", "local"), encryption="aes-256-gcm")])
     raw, _ = _compile(job(snapshot=False, zfs_compressed=True), source, state([dataset("backup")]))
-    assert _lines(raw)[0] == ("send", [f"zfs send -L -c -w -p p@{OLD}", "zfs recv -u -s backup/p"])
+    assert _lines(raw)[0] == (
+        "send",
+        [
+            f"zfs send -L -c -w -p p@{OLD}",
+            "zfs recv -u -s -x org.openzfs.systemd:wanted-by -x org.openzfs.systemd:required-by backup/p",
+        ],
+    )
     decrypted, _ = _compile(
         job(snapshot=False, decrypt=True), source, state([dataset("backup")]), features=False
     )
     # no pool features observed: no -L -e, no resumable receive
-    assert _lines(decrypted)[0] == ("send", [f"zfs send p@{OLD}", "zfs recv -u backup/p"])
+    assert _lines(decrypted)[0] == (
+        "send",
+        [
+            f"zfs send p@{OLD}",
+            "zfs recv -u -x org.openzfs.systemd:wanted-by -x org.openzfs.systemd:required-by backup/p",
+        ],
+    )
     estimate = estimate_argv(raw.steps[0].commands[0].argv)
     assert " ".join(estimate) == f"zfs send -n -P -L -c -w -p p@{OLD}"
 
@@ -98,7 +134,7 @@ def test_the_transfer_pipeline_and_its_helpers() -> None:
         "mbuffer -q -s256k -m64M -R10M",
         "zstd -dc",
         "mbuffer -q -s256k -m64M",  # (a second buffer: something sits between the ends)
-        "zfs recv -u -s backup/p",
+        "zfs recv -u -s -x org.openzfs.systemd:wanted-by -x org.openzfs.systemd:required-by backup/p",
     ]
     assert send.arrived is not None and send.arrived.argv[-1] == f"backup/p@{OLD}"
 

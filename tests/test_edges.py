@@ -258,8 +258,14 @@ def test_recv_is_resumable_only_where_the_target_pool_can_resume() -> None:
         assert run_classic(_job("bak", target), False, console, runner, float(zfs.now)) == 0
     recvs = [line.split("| ", 1)[1] for line in runner.history if "zfs recv" in line]
     # (the second run also backs up the first one's copy: its value arrived as received)
-    assert recvs[0] == "zfs recv -u old/bak/src/a"
-    assert "zfs recv -u -s new/bak/src/a" in recvs
+    assert (
+        recvs[0]
+        == "zfs recv -u -x org.openzfs.systemd:wanted-by -x org.openzfs.systemd:required-by old/bak/src/a"
+    )
+    assert (
+        "zfs recv -u -s -x org.openzfs.systemd:wanted-by -x org.openzfs.systemd:required-by new/bak/src/a"
+        in recvs
+    )
     assert sum(line.startswith("zpool get") for line in runner.history) == 4
     start = len(runner.history)
     assert (

@@ -82,12 +82,20 @@ def _console() -> Console:
 
 def test_a_failing_dataset_does_not_stop_the_others() -> None:
     j = job()
-    runner = ScriptedRunner(fail_on=["zfs recv -u backup/p/a"])
+    runner = ScriptedRunner(
+        fail_on=[
+            "zfs recv -u -x org.openzfs.systemd:wanted-by -x org.openzfs.systemd:required-by backup/p/a"
+        ]
+    )
     console = _console()
     outcome = _exec(Executor(j, runner, console), _plan(j))
     assert outcome.failed == ("p/a",)
     # p/b was sent completely, p/a's later actions were skipped
-    assert any("zfs recv -u backup/p/b" in line for line in runner.lines)
+    assert any(
+        "zfs recv -u -x org.openzfs.systemd:wanted-by -x org.openzfs.systemd:required-by backup/p/b"
+        in line
+        for line in runner.lines
+    )
     assert not any(line.startswith("zfs hold") and "p/a@" in line for line in runner.lines)
     errors = console.err.getvalue()  # type: ignore[attr-defined]
     assert (
@@ -97,7 +105,11 @@ def test_a_failing_dataset_does_not_stop_the_others() -> None:
 
 def test_stop_on_error_stops_everything() -> None:
     j = job()
-    runner = ScriptedRunner(fail_on=["zfs recv -u backup/p/a"])
+    runner = ScriptedRunner(
+        fail_on=[
+            "zfs recv -u -x org.openzfs.systemd:wanted-by -x org.openzfs.systemd:required-by backup/p/a"
+        ]
+    )
     outcome = _exec(Executor(j, runner, _console()), _plan(j), stop_on_error=True)
     assert not any("backup/p/b" in line for line in runner.lines)
     assert outcome.failed == ("p/a",)
@@ -123,7 +135,11 @@ def test_failing_pre_snapshot_cmd_takes_no_snapshot() -> None:
 
 def test_child_is_skipped_when_its_parents_full_send_fails() -> None:
     j = job()
-    runner = ScriptedRunner(fail_on=["zfs recv -u backup/p/a"])
+    runner = ScriptedRunner(
+        fail_on=[
+            "zfs recv -u -x org.openzfs.systemd:wanted-by -x org.openzfs.systemd:required-by backup/p/a"
+        ]
+    )
     console = _console()
     outcome = _exec(Executor(j, runner, console), _plan(j, ("p/a", "p/a/c")))
     assert set(outcome.failed) == {"p/a", "p/a/c"}
@@ -147,7 +163,11 @@ def test_a_dataset_with_a_problem_does_not_block_its_pools_snapshot() -> None:
     outcome = _exec(Executor(j, runner, _console()), plan)
     assert outcome.failed == ("p/bad",)
     assert any(line.startswith("zfs snapshot") and "p/good@" in line for line in runner.lines)
-    assert any("zfs recv -u backup/p/good" in line for line in runner.lines)
+    assert any(
+        "zfs recv -u -x org.openzfs.systemd:wanted-by -x org.openzfs.systemd:required-by backup/p/good"
+        in line
+        for line in runner.lines
+    )
 
 
 def test_holds_and_releases_of_many_datasets_are_one_command_per_side() -> None:
@@ -268,7 +288,12 @@ def test_parallel_sends_wait_for_the_parents_full_send_and_keep_each_datasets_or
 def test_a_failing_parallel_send_does_not_stop_the_others() -> None:
     j = job()
     names = ["p/a", "p/a/c", "p/b", "p/d"]
-    runner = ConcurrentRunner(meet=1, fail_on=["zfs recv -u backup/p/a"])
+    runner = ConcurrentRunner(
+        meet=1,
+        fail_on=[
+            "zfs recv -u -x org.openzfs.systemd:wanted-by -x org.openzfs.systemd:required-by backup/p/a"
+        ],
+    )
     console = _console()
     outcome = _exec(Executor(j, runner, console, Settings(parallel=4)), _plan(j, names))
     assert outcome.failed == ("p/a", "p/a/c")
@@ -402,7 +427,11 @@ def test_a_failed_send_keeps_its_old_common_snapshot_held_and_in_place() -> None
         + [dataset(f"backup/{n}", ("bak-20260101120000",), lineage=n, holds=held) for n in names]
     )
     plan = build_plan(j, run_desire(j, source, target, j.naming.timestamp(SNAP)), source, target)
-    runner = ScriptedRunner(fail_on=["zfs recv -u backup/p/a"])
+    runner = ScriptedRunner(
+        fail_on=[
+            "zfs recv -u -x org.openzfs.systemd:wanted-by -x org.openzfs.systemd:required-by backup/p/a"
+        ]
+    )
     outcome = _exec(Executor(j, runner, _console()), plan)
     assert outcome.failed == ("p/a",)
     old = "bak-20260101120000"

@@ -21,7 +21,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import pytest
 from hypothesis import given, settings
@@ -42,10 +42,16 @@ from reconcile.filters import COMPRESSORS
 from reconcile.model import Host
 from reconcile.pipes import TransferOptions
 from reconcile.scripts import MOUNT_SCRIPT, PROBE_SCRIPT
+from tests import sendstreams as mk
 from tests.builders import dataset, job, run_desire, state
 from tests.fakezfs import FakeError, FakeRunner, FakeZfs
 
 REPO = Path(__file__).resolve().parents[1]
+NO_TOKEN: Callable[[str], Optional[rules.TokenSend]] = lambda token: None  # noqa: E731
+NO_SNAPSHOTS: Callable[[str], Optional[list[str]]] = lambda dataset: None  # noqa: E731
+NO_MOUNTPOINT: Callable[[str], Optional[str]] = lambda dataset: None  # noqa: E731
+#: the -x of every receive the host would otherwise mount at boot (zfs-mount-generator)
+NO_BOOT = "-x org.openzfs.systemd:wanted-by -x org.openzfs.systemd:required-by"
 START = 1_767_225_600  # 2026-01-01 00:00 UTC
 PROP = "autobackup:bak"
 TAG = "zfs_autobackup:bak"
@@ -165,14 +171,22 @@ def _lookups(zfs: FakeZfs) -> rules.Lookups:
         above = zfs.prop(origin, PROP)[1] if origin else source
         return rules.selects(value, source, above, exclude_received=True)
 
-    def token_snapshot(token: str) -> Optional[str]:
+    def token(text: str) -> Optional[rules.TokenSend]:
         try:
-            out = zfs.command(["zfs", "send", "-nv", "-t", token])
+            out = zfs.command(["zfs", "send", "-nv", "-t", text])
         except FakeError:
             return None
-        return zfs_rows.parse_resume_info(out.stdout + out.stderr)[0]
+        toname, toguid = zfs_rows.parse_resume_info(out.stdout)
+        assert toname is not None and toguid is not None
+        sends = zfs_rows.resume_sends(out.stdout, toname)
+        assert sends is not None
+        return rules.TokenSend(toname, toguid, sends, zfs.get_snap(sends)[1].guid)
 
-    return rules.Lookups(selected, token_snapshot)
+    def snapshots(name: str) -> Optional[list[str]]:
+        ds = zfs.datasets.get(name)
+        return [s.name for s in ds.snaps] if ds else None
+
+    return rules.Lookups(selected, token, snapshots, lambda name: "none")
 
 
 def _story() -> World:
@@ -240,7 +254,7 @@ SENT = [
     ("src", r"^logger -t bak done$"),
     ("src", r"^zfs snapshot -o 'com.example:note=it'\"'\"'s here' pool/a@\S+ pool/a/b@\S+ 'pool/a/my data@\S+' pool/c/d@"),
     ("src", r"^zfs send -P -L -e -p -i @\S+ 'pool/a/my data@\S+' \| "),
-    ("tgt", r"\| zfs recv -u -s 'backup/pool/a/my data'$"),
+    ("tgt", rf"\| zfs recv -u -s {NO_BOOT} 'backup/pool/a/my data'$"),
     # sends: full, incremental, several snapshots, from a clone's origin, from a
     # bookmark, compressed blocks, resumed, through the filters; estimates
     ("src", r"^zfs send -P -L -e -p pool/a@\S+ \| cat \| zstd -T0 -3 \| mbuffer -q -s128k -m16M -R1M$"),
@@ -253,9 +267,9 @@ SENT = [
     ("src", r"^zfs send -n -P -L -e -p -i @\S+ pool/a@\S+$"),
     ("src", r"^zfs send -n -P -L -e -t 1-fake-\d+$"),
     # receives, with and without -F and the receive properties; aborted; arrived?
-    ("tgt", r"^zstd -dc \| cat -u \| mbuffer -q -s128k -m16M \| zfs recv -u -s backup/pool/a$"),
-    ("tgt", r"\| zfs recv -u -s -x refreservation -o com.example:x=1 -o canmount=noauto backup/pool/a$"),
-    ("tgt", r"\| zfs recv -u -s -F backup/pool/a$"),
+    ("tgt", rf"^zstd -dc \| cat -u \| mbuffer -q -s128k -m16M \| zfs recv -u -s {NO_BOOT} backup/pool/a$"),
+    ("tgt", rf"\| zfs recv -u -s -x refreservation {NO_BOOT} -o com.example:x=1 -o canmount=noauto backup/pool/a$"),
+    ("tgt", rf"\| zfs recv -u -s {NO_BOOT} -F backup/pool/a$"),
     ("tgt", r"^zfs recv -A backup/pool/a$"),
     ("tgt", r"^zfs list -H -o name backup/pool/\S+@\S+$"),
     ("tgt", r"^zfs create -o canmount=off backup/pool$"),
@@ -330,7 +344,7 @@ def test_compiled_sends_of_every_kind_are_allowed(compress: str) -> None:
     target = state([dataset("backup")])
     transfer = TransferOptions.create(compress, "1G", None, [], [], chunk_size="1M")
     guards = {"src": _policy(["bak", "--allow-destroy"]), "tgt": _policy(TARGET_GUARD)}
-    asked = rules.Lookups(lambda ds: ds in ("p", "p/v"), lambda token: None)
+    asked = rules.Lookups(lambda ds: ds in ("p", "p/v"), NO_TOKEN, NO_SNAPSHOTS, NO_MOUNTPOINT)
     features = frozenset({"large_blocks", "embedded_data", "extensible_dataset"})
     facts = Facts({SOURCE: {"p": features}, TARGET: {"backup": features}})
     seen = set()
@@ -375,8 +389,29 @@ GUARDS = {
     "tgt-unmounted": ["bak", "--target-path", "backup/x"],
     "ro+cmd": ["bak", "--read-only", "--pre-snapshot-cmd", "sync"],
 }
-TOKENS = {"1-aaa-x": f"pool/x@{OURS}", "1-bbb-a": f"pool/a@{OURS}", "1-ccc-a": "pool/a@manual"}
-LOOKUPS = rules.Lookups(lambda ds: ds in ("pool/a", "pool/a/b"), TOKENS.get)
+OURS2, OURS3 = "bak-20260102000000", "bak-20260103000000"
+
+
+def _token(toname: str, sends: Optional[str] = None, guid: int = 7) -> rules.TokenSend:
+    return rules.TokenSend(toname, 7, toname if sends is None else sends, guid)
+
+
+TOKENS = {
+    "1-aaa-x": _token(f"pool/x@{OURS}"),
+    "1-bbb-a": _token(f"pool/a@{OURS}"),
+    "1-ccc-a": _token("pool/a@manual"),
+    # forged: the toname is ours, the toguid another snapshot's (zfs sends that one)
+    "1-ddd-forged": _token(f"pool/a@{OURS}", sends="pool/x@secret"),
+    "1-eee-guid": _token(f"pool/a@{OURS}", guid=8),
+    "1-fff-silent": rules.TokenSend(f"pool/a@{OURS}", 7, None, None),
+}
+SNAPSHOTS = {"pool/a": [OURS, "manual", OURS2, OURS3], "pool/a/b": [OURS, OURS2]}
+LOOKUPS = rules.Lookups(
+    lambda ds: ds in ("pool/a", "pool/a/b"),
+    TOKENS.get,
+    SNAPSHOTS.get,
+    {"backup/x": "/backup/x"}.get,
+)
 MOUNT = shlex.join(("sh", "-c", MOUNT_SCRIPT, "sh", "backup/y"))
 PROBE = shlex.join(("sh", "-c", PROBE_SCRIPT, "sh", "zstd"))
 EVIL = "com.example:note=$(touch /tmp/pwned1);`touch /tmp/pwned2`;'\"; touch /tmp/pwned3 #"
@@ -386,6 +421,25 @@ HOSTILE = [
     # a target guard without --allow-mount: every receive unmountable, no mounting
     ("tgt-unmounted", "zfs recv -u -s backup/x/a", "zfs recv without -o canmount=noauto"),
     ("tgt-unmounted", "zfs recv -u -o canmount=on backup/x/a", "zfs recv without -o canmount=noauto"),
+    # ... and nothing that systemd's generator would mount at boot (the source's values
+    # filtered), nothing set that runs or shares what arrives
+    ("tgt-unmounted", "zfs recv -u -o canmount=noauto backup/x/a", "zfs recv without -x org.openzfs.systemd:wanted-by (mounted at boot)"),
+    ("tgt-unmounted", "zfs recv -u -o canmount=noauto -x org.openzfs.systemd:wanted-by backup/x/a", "zfs recv without -x org.openzfs.systemd:required-by"),
+    ("tgt-unmounted", f"zfs recv -u -o canmount=noauto {NO_BOOT} -o org.openzfs.systemd:wanted-by=multi-user.target backup/x/a", "zfs recv: -o org.openzfs.systemd:wanted-by=... (systemd would mount it at boot)"),
+    ("tgt", "zfs recv -u -o org.openzfs.systemd:ignore=off backup/x/a", "zfs recv: -o org.openzfs.systemd:ignore=..."),
+    ("tgt", "zfs recv -u -o setuid=on backup/x/a", "zfs recv: -o 'setuid=on' is not allowed"),
+    ("tgt", "zfs recv -u -o exec=on backup/x/a", "zfs recv: -o 'exec=on' is not allowed"),
+    ("tgt", "zfs recv -u -o devices=on backup/x/a", "zfs recv: -o 'devices=on' is not allowed"),
+    ("tgt", "zfs recv -u -o sharenfs=rw backup/x/a", "zfs recv: -o 'sharenfs=rw' is not allowed"),
+    ("tgt", "zfs recv -u -o sharesmb=on backup/x/a", "zfs recv: -o 'sharesmb=on' is not allowed"),
+    ("tgt", "zfs recv -u -o mountpoint=/root/.ssh backup/x/a", "zfs recv: -o mountpoint='/root/.ssh' is outside the target path's mountpoint (/backup/x)"),
+    ("tgt", "zfs recv -u -o mountpoint=/backup/x/../../root backup/x/a", "is outside the target path's mountpoint"),
+    ("tgt", "zfs recv -u -o mountpoint=/backup/xy backup/x/a", "is outside the target path's mountpoint"),
+    # names zfs refuses today: refused by the guard itself
+    ("tgt", "zfs recv -u backup/x/..", "zfs recv: 'backup/x/..' is not a dataset name"),
+    ("tgt", "zfs recv -u backup/x/./a", "zfs recv: 'backup/x/./a' is not a dataset name"),
+    ("src", "zfs send pool/a/..@" + OURS, "is not a snapshot name (DATASET@NAME)"),
+    ("src", "zfs list -H pool/..", "zfs list: 'pool/..' is not a dataset name"),
     ("tgt-unmounted", shlex.join(("sh", "-c", MOUNT_SCRIPT, "sh", "backup/x/a")), "sh (mount) needs --allow-mount"),
     # destroys: never a dataset, never with a flag, never a range, only ours
     ("src+destroy", "zfs destroy -r pool", "zfs destroy: no option is allowed ('-r')"),
@@ -466,6 +520,17 @@ HOSTILE = [
     ("src", "zfs send -t 1-aaa-x", "zfs send: dataset 'pool/x' is not selected by autobackup:bak"),
     ("src", "zfs send -t 1-ccc-a", "zfs send: snapshot 'pool/a@manual' is not one of ours"),
     ("src", "zfs send -t 1-unknown", "zfs send -t: zfs names no snapshot for this resume token"),
+    # a resume token is judged by what zfs sends for it, not by the name it carries
+    ("src", "zfs send -t 1-ddd-forged", f"zfs send -t: the token names 'pool/a@{OURS}' but sends 'pool/x@secret'"),
+    ("ro", "zfs send -t 1-ddd-forged", "but sends 'pool/x@secret'"),
+    ("src", "zfs send -t 1-eee-guid", f"zfs send -t: the token's guid 7 is not that of 'pool/a@{OURS}'"),
+    ("src", "zfs send -t 1-fff-silent", "zfs send -t: zfs does not say what it sends"),
+    # -I carries every snapshot between its two: only when all are ours
+    ("src", f"zfs send -I @{OURS} pool/a@{OURS2}", "zfs send -I: snapshot 'pool/a@manual' is not one of ours"),
+    ("src", f"zfs send -I @{OURS2} pool/a@{OURS}", f"zfs send -I: zfs lists no '@{OURS2}' before"),
+    ("src", f"zfs send -I @{OURS} pool/c@{OURS2}", "zfs send: dataset 'pool/c' is not selected"),
+    ("src", f"zfs send -I pool/a/b@{OURS} pool/a@{OURS2}", "zfs send: -I from another dataset or a bookmark"),
+    ("src", f"zfs send -I 'pool/a#{OURS}__1' pool/a@{OURS2}", "zfs send: -I from another dataset or a bookmark"),
     ("src", f"zfs send -t 1-bbb-a pool/a@{OURS}", "zfs send: -t goes without a snapshot or a base"),
     ("src", f"{SEND} | nc host 1", "'nc host 1' is not a stream filter zfs-reconcile sends after zfs send"),
     ("src", f"{SEND} | mbuffer -o /etc/passwd", "'mbuffer -o /etc/passwd' is not a stream filter"),
@@ -556,8 +621,16 @@ def test_the_hostile_table_is_long_and_the_guards_allow_their_neighbours() -> No
     assert len(HOSTILE) >= 30
     mount = shlex.join(("sh", "-c", MOUNT_SCRIPT, "sh", "backup/x/a"))
     allowed = [
-        ("tgt-unmounted", "zfs recv -u -s -o canmount=noauto backup/x/a"),
-        ("tgt-unmounted", "zstd -dc | zfs recv -u -s -x mountpoint -o canmount=off backup/x/a"),
+        ("tgt-unmounted", f"zfs recv -u -s {NO_BOOT} -o canmount=noauto backup/x/a"),
+        (
+            "tgt-unmounted",
+            f"zstd -dc | zfs recv -u -s -x mountpoint {NO_BOOT} -o canmount=off backup/x/a",
+        ),
+        ("tgt", "zfs recv -u -o setuid=off -o sharenfs=off -o mountpoint=none backup/x/a"),
+        ("tgt", "zfs recv -u -o mountpoint=/backup/x/a -o exec=off backup/x/a"),
+        ("src", f"zfs send -I @{OURS2} pool/a@{OURS3}"),
+        ("src", f"zfs send -I pool/a@{OURS} pool/a/b@{OURS2}".replace("pool/a@", "pool/a/b@")),
+        ("src", f"zfs send -I pool/a/b@{OURS} pool/a/b@{OURS2}"),
         ("src+destroy", f"zfs destroy pool/a@{OURS},bak-20260101000001"),
         ("src+destroy", f"zfs destroy 'pool/a#{OURS}__123'"),
         ("src", f"zfs hold -r zfs_autobackup:bak pool/a@{OURS}"),
@@ -592,7 +665,7 @@ def test_the_policy_docstring_examples_are_true() -> None:
     doc = rules.__doc__ or ""
     text = doc[doc.index("Examples,") :]
     source, target = text.split("and a target guard")
-    lookups = rules.Lookups(lambda ds: ds == "pool/a", lambda token: None)
+    lookups = rules.Lookups(lambda ds: ds == "pool/a", NO_TOKEN, NO_SNAPSHOTS, NO_MOUNTPOINT)
     checked = 0
     for part, policy in (
         (source, _policy(["bak"])),
@@ -650,10 +723,21 @@ def test_the_lookups_ask_zfs_and_follow_the_selection_rules() -> None:
     }
     asked: list[tuple[str, ...]] = []
 
+    token_text = (
+        "resume token contents:\nnvlist version: 0\n\tobject = 0x1\n\ttoguid = 0x7\n"
+        "\ttoname = pool/a@x\nfull send of pool/a@x estimated size is 12.5M\n"
+    )
+
     def zfs(argv: Sequence[str]) -> tuple[int, str]:
         asked.append(tuple(argv))
         if argv[:2] == ("zfs", "send"):
-            return 0, "resume token contents:\nnvlist version: 0\n\ttoname = pool/a@x\n"
+            return 0, token_text
+        if argv[:3] == ("zfs", "get", "-H") and argv[-2:] == ("guid", "pool/a@x"):
+            return 0, "7\n"
+        if argv[:2] == ("zfs", "list") and argv[-1] == "pool/a":
+            return 0, "pool/a@s1\npool/a@s2\n"
+        if argv[:2] == ("zfs", "get") and argv[-2:] == ("mountpoint", "pool/a"):
+            return 0, "/pool/a\n"
         name = argv[-1]
         if argv[:-1] != ("zfs", "get", "-H", "-o", "name,value,source", PROP) or name not in rows:
             return 1, f"cannot open '{name}': dataset does not exist"
@@ -667,12 +751,27 @@ def test_the_lookups_ask_zfs_and_follow_the_selection_rules() -> None:
         lookups = guard.lookups(policy, zfs, exclude_received=exclude)
         assert {name for name in [*rows, "pool/gone"] if lookups.selected(name)} == expected
     assert ("zfs", "get", "-H", "-o", "name,value,source", PROP, "pool/rr") in asked
-    assert lookups.token_snapshot("1-abc") == "pool/a@x"
-    assert asked[-1] == ("zfs", "send", "-nv", "-t", "1-abc")
+    assert lookups.token("1-abc") == rules.TokenSend("pool/a@x", 7, "pool/a@x", 7)
+    assert asked[-2:] == [("zfs", "send", "-nv", "-t", "1-abc"),
+                          ("zfs", "get", "-H", "-p", "-o", "value", "guid", "pool/a@x")]  # fmt: skip
+    assert lookups.snapshots("pool/a") == ["s1", "s2"]
+    assert asked[-1] == ("zfs", "list", "-H", "-o", "name", "-t", "snapshot", "-s", "createtxg",
+                         "-d", "1", "pool/a")  # fmt: skip
+    assert lookups.mountpoint("pool/a") == "/pool/a" and lookups.mountpoint("pool/x") is None
+    # what zfs says it sends, as OpenZFS 2.3 words it (a name with " to " in it too)
+    for line, sends in (
+        ("full send of pool/a b@x estimated size is 1M", "pool/a b@x"),
+        ("send from @w to pool/a@x estimated size is 1M", "pool/a@x"),
+        ("send from pool/go to me@w to pool/go to me@x estimated size is 0", "pool/go to me@x"),
+        ("full send of pool/a@x", "pool/a@x"),
+    ):
+        assert zfs_rows.resume_sends(f"\ttoname = t\n{line}\n", "pool/go to me@x") == sends
+    assert zfs_rows.resume_sends("\ttoname = pool/a@x\n", "pool/a@x") is None
     assert zfs_rows.property_row("pool/b\ttrue\tlocal\n", "pool/a") is None
     assert zfs_rows.parse_resume_info("cannot resume send: invalid resume token")[0] is None
     failing = guard.lookups(policy, lambda argv: (1, "\ttoname = pool/a@x"), False)
-    assert failing.token_snapshot("1-abc") is None and not failing.selected("pool/a")
+    assert failing.token("1-abc") is None and not failing.selected("pool/a")
+    assert failing.snapshots("pool/a") is None
 
 
 def test_the_lookups_run_zfs_from_the_path_of_the_environment(tmp_path: Path) -> None:
@@ -690,7 +789,7 @@ argv = sys.argv[1:]
 if argv[:1] == ["get"]:  # the guard's selection lookup
     print(argv[-1] + "\\ttrue\\tlocal")
     sys.exit(0)
-data = sys.stdin.buffer.read().decode() if argv[:1] == ["recv"] else ""
+data = sys.stdin.buffer.read().decode("latin-1") if argv[:1] == ["recv"] else ""
 with open(os.environ["RECORD"], "a") as record:
     record.write(json.dumps({{"argv": argv, "stdin": data}}) + "\\n")
 if argv[:1] == ["send"]:
@@ -740,13 +839,30 @@ def test_an_allowed_send_runs_its_stages_joined_by_pipes(tmp_path: Path) -> None
 def test_an_allowed_receive_reads_the_stream_from_stdin(tmp_path: Path) -> None:
     line = "tr A-Z a-z | zfs recv -u -s -o 'com.example:note=it'\"'\"'s' backup/pool/a"
     args = ["bak", "--target-path", "backup", "--recv-pipe", "tr A-Z a-z", "--allow-mount"]
-    proc = _run_guard(tmp_path, args, line, stdin=b"THE STREAM")
+    sent = mk.package(mk.substream(f"pool/a@{OURS}", data=b"THE STREAM " * 1000))
+    proc = _run_guard(tmp_path, args, line, stdin=sent)
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, b"", b"")
     argv = ["recv", "-u", "-s", "-o", "com.example:note=it's", "backup/pool/a"]
-    assert _record(tmp_path) == [{"argv": argv, "stdin": "the stream"}]
+    received = sent.replace(b"THE STREAM", b"the stream").decode("latin-1")
+    assert _record(tmp_path) == [{"argv": argv, "stdin": received}]
     # the exit code of the stage that failed
-    proc = _run_guard(tmp_path, args, line, stdin=b"X", FAKE_EXIT="4")
+    proc = _run_guard(tmp_path, args, line, stdin=sent, FAKE_EXIT="4")
     assert proc.returncode == 4
+
+
+def test_a_refused_stream_never_reaches_zfs_recv(tmp_path: Path) -> None:
+    """A replication stream (zfs send -R): refused after the filters, before zfs recv
+    starts; one line on stderr, exit 126."""
+    line = "tr A-Z a-z | zfs recv -u -s backup/pool/a"
+    args = ["bak", "--target-path", "backup", "--recv-pipe", "tr A-Z a-z", "--allow-mount"]
+    sent = mk.package(mk.substream(f"pool/a@{OURS}", data=b"x" * 300_000), recursive=True)
+    proc = _run_guard(tmp_path, args, line, stdin=sent)
+    assert proc.returncode == 126 and proc.stdout == b"", proc.stderr
+    reason = "the stream: a replication stream (zfs send -R) creates and destroys datasets; "
+    assert (
+        proc.stderr.decode() == rules.refusal(reason + "zfs-reconcile never sends one", line) + "\n"
+    )
+    assert not (tmp_path / "record").exists()
 
 
 @pytest.mark.parametrize(
@@ -866,7 +982,8 @@ raise SystemExit(code)
     assert modules == str(sorted([
         "executors", "executors.guard", "reconcile", "reconcile.errors", "reconcile.filters",
         "reconcile.formats", "reconcile.guard_rules", "reconcile.guard_words",
-        "reconcile.scripts", "reconcile.zfs_rows",
+        "reconcile.scripts", "reconcile.zfs_rows", "executors.guard_receive",
+        "reconcile.guard_stream", "reconcile.send_stream",
     ]))  # fmt: skip
 
 

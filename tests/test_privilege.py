@@ -180,7 +180,11 @@ def test_a_missing_delegation_names_dataset_permission_and_grant() -> None:
         "permission send on src/a (grant it: zfs allow -u zbsource send src/a)"
     )
     # the other datasets went on
-    assert any("zfs recv -u dst/src/b" in cmd for cmd in runner.lines)
+    assert any(
+        "zfs recv -u -x org.openzfs.systemd:wanted-by -x org.openzfs.systemd:required-by dst/src/b"
+        in cmd
+        for cmd in runner.lines
+    )
 
 
 def test_a_read_only_guards_refusal_suggests_read_only_source() -> None:
@@ -204,23 +208,33 @@ def test_a_read_only_guards_refusal_suggests_read_only_source() -> None:
     # nor is a target guard's refusal of a receive, in a send step that starts on the source
     refusal = (
         f"zfs-autobackup-guard: refused: zfs recv: {guard_rules.READ_ONLY}: "
-        "'zfs recv -u dst/src/a'\n"
+        "'zfs recv -u -x org.openzfs.systemd:wanted-by -x org.openzfs.systemd:required-by dst/src/a'\n"
     )
-    runner = DenyingRunner({"zfs recv -u dst/src/a": refusal})
+    runner = DenyingRunner(
+        {
+            "zfs recv -u -x org.openzfs.systemd:wanted-by -x org.openzfs.systemd:required-by dst/src/a": refusal
+        }
+    )
     out = _execute(runner, "--ssh-source", "zbsource@host", "--ssh-target", "zbtarget@host")
     assert "zfs recv: the guard is --read-only" in out and "--read-only-source)" not in out
 
 
 def test_a_new_filesystems_receive_is_granted_on_the_parent() -> None:
     runner = DenyingRunner(
-        {"zfs recv -u dst/src/b": "cannot receive new filesystem stream: permission denied\n"}
+        {
+            "zfs recv -u -x org.openzfs.systemd:wanted-by -x org.openzfs.systemd:required-by dst/src/b": "cannot receive new filesystem stream: permission denied\n"
+        }
     )
     out = _execute(runner, "--ssh-target", "zbtarget@host")
     (line,) = [line for line in out.splitlines() if "FAILED" in line]
     assert line.startswith("! [Target] dst/src/b: FAILED: permission denied: zfs recv needs")
     assert "receive,create,mount on dst/src (grant it: zfs allow -u zbtarget" in line
     # the other datasets went on
-    assert any("zfs recv -u dst/src/a" in cmd for cmd in runner.lines)
+    assert any(
+        "zfs recv -u -x org.openzfs.systemd:wanted-by -x org.openzfs.systemd:required-by dst/src/a"
+        in cmd
+        for cmd in runner.lines
+    )
 
 
 def test_a_parent_that_may_not_be_created_is_granted_on_its_parent() -> None:
@@ -246,7 +260,11 @@ def test_a_thinning_destroy_that_is_denied_names_its_grant_and_blocks_nothing() 
         "delegated permission destroy,mount on src/a (grant it: zfs allow -u zbsource "
         "destroy,mount src/a)); the backup goes on"
     ) in out
-    assert any("zfs recv -u dst/src/a" in cmd for cmd in runner.lines)
+    assert any(
+        "zfs recv -u -x org.openzfs.systemd:wanted-by -x org.openzfs.systemd:required-by dst/src/a"
+        in cmd
+        for cmd in runner.lines
+    )
 
 
 def test_properties_a_receive_could_not_set_are_warned_about() -> None:

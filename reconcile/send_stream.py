@@ -1,0 +1,179 @@
+"""The records of a `zfs send` stream, read as zfs receive reads them: standard library only
+(the remote guard judges a stream with it before `zfs recv` gets a byte).
+
+Contract: a stream is a sequence of 312-byte records (`dmu_replay_record_t`, OpenZFS
+include/sys/zfs_ioctl.h), each followed by a payload whose length depends on its type.
+`byte_order(record)` reads the order from a BEGIN record's magic (a stream is written in
+the sender's order); `record_type`, `payload_size` and `parse_begin` read one record in
+that order; `nvlist_pairs(payload)` lists the top-level names of a BEGIN payload (an XDR
+nvlist). Anything else, or a field out of range, is a StreamError: the guard refuses a
+stream it cannot read rather than guess.
+
+The shapes the tool sends (`zfs send [-L -e -c -w] [-p] [-i|-I BASE] DS@SNAP`):
+
+    without -p: BEGIN(substream) records... END
+    with -p:    BEGIN(compound, nvlist with "not_recursive") END
+                then for each snapshot: BEGIN(substream) records... END
+                then END
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+RECORD = 312
+MAGIC = 0x2F5BACBAC
+
+# record types (drr_type)
+BEGIN, OBJECT, FREEOBJECTS, WRITE, FREE, END = 0, 1, 2, 3, 4, 5
+WRITE_BYREF, SPILL, WRITE_EMBEDDED, OBJECT_RANGE, REDACT = 6, 7, 8, 9, 10
+
+# BEGIN: header types (low two bits of drr_versioninfo), flags, features
+SUBSTREAM, COMPOUND = 1, 2
+FLAG_CLONE = 1 << 0
+FEATURE_DEDUP = 1 << 0
+FEATURE_RESUMING = 1 << 20
+FEATURE_REDACTED = 1 << 21
+FEATURE_HOLDS = 1 << 26
+
+#: an XDR nvlist's pair types that the guard looks for
+NV_BOOLEAN = 1
+#: the encoding byte of an XDR nvlist (NV_ENCODE_XDR)
+_XDR = 1
+#: no payload of a record is larger than this (16 MiB blocks; a BEGIN's nvlist)
+MAX_PAYLOAD = 1 << 26
+
+
+class StreamError(ValueError):
+    """A stream that is not what zfs send writes."""
+
+
+@dataclass(frozen=True)
+class Begin:
+    """A BEGIN record: what the (sub)stream after it creates."""
+
+    header: int  # SUBSTREAM or COMPOUND
+    features: int
+    flags: int
+    toguid: int
+    fromguid: int
+    #: the sent snapshot's full name (DS@SNAP)
+    toname: str
+    payload: int
+
+    @property
+    def compound(self) -> bool:
+        return self.header == COMPOUND
+
+    @property
+    def clone(self) -> bool:
+        return bool(self.flags & FLAG_CLONE)
+
+
+def byte_order(record: bytes) -> str:
+    """'<' or '>': the order of a BEGIN record's fields, from its magic."""
+    if len(record) != RECORD:
+        raise StreamError(f"a record of {len(record)} bytes")
+    for order in "<>":
+        if struct.unpack_from(order + "Q", record, 8)[0] == MAGIC:
+            return order
+    raise StreamError("no zfs send stream (its first record has no BEGIN magic)")
+
+
+def record_type(record: bytes, order: str) -> int:
+    kind: int = struct.unpack_from(order + "I", record, 0)[0]
+    if kind > REDACT:
+        raise StreamError(f"an unknown record type {kind}")
+    return kind
+
+
+def _u32(record: bytes, order: str, offset: int) -> int:
+    value: int = struct.unpack_from(order + "I", record, 8 + offset)[0]
+    return value
+
+
+def _u64(record: bytes, order: str, offset: int) -> int:
+    value: int = struct.unpack_from(order + "Q", record, 8 + offset)[0]
+    return value
+
+
+def _round8(size: int) -> int:
+    return (size + 7) & ~7
+
+
+def payload_size(record: bytes, order: str) -> int:
+    """How many bytes follow this record before the next (as zfs receive reads them)."""
+    kind = record_type(record, order)
+    if kind == BEGIN:
+        size = struct.unpack_from(order + "I", record, 4)[0]
+    elif kind == OBJECT:
+        raw_bonus = _u32(record, order, 28)
+        size = raw_bonus if raw_bonus else _round8(_u32(record, order, 20))
+    elif kind == WRITE:
+        compressed = record[8 + 42] != 0
+        size = _u64(record, order, 88) if compressed else _u64(record, order, 24)
+    elif kind == SPILL:
+        size = _u64(record, order, 32) or _u64(record, order, 8)
+    elif kind == WRITE_EMBEDDED:
+        size = _round8(_u32(record, order, 44))
+    else:
+        size = 0
+    if size > MAX_PAYLOAD:
+        raise StreamError(f"a record of type {kind} with a payload of {size} bytes")
+    return int(size)
+
+
+def parse_begin(record: bytes, order: str) -> Begin:
+    if record_type(record, order) != BEGIN or _u64(record, order, 0) != MAGIC:
+        raise StreamError("a record where a BEGIN record belongs")
+    info = _u64(record, order, 8)
+    raw_name = record[8 + 48 : RECORD].split(b"\0", 1)[0]
+    try:
+        toname = raw_name.decode("utf-8")
+    except UnicodeDecodeError:
+        raise StreamError(f"a BEGIN record whose name is not text ({raw_name[:60]!r})") from None
+    header = info & 0x3
+    if header not in (SUBSTREAM, COMPOUND):
+        raise StreamError(f"an unknown stream header type {header}")
+    return Begin(
+        header=header,
+        features=(info >> 2) & ((1 << 56) - 1),
+        flags=_u32(record, order, 28),
+        toguid=_u64(record, order, 32),
+        fromguid=_u64(record, order, 40),
+        toname=toname,
+        payload=payload_size(record, order),
+    )
+
+
+def nvlist_pairs(payload: bytes) -> dict[str, int]:
+    """The top-level pairs of an XDR-encoded nvlist: name -> data type (values unread)."""
+    if len(payload) < 12 or payload[0] != _XDR:
+        raise StreamError("a BEGIN payload that is not an XDR nvlist")
+    pairs: dict[str, int] = {}
+    at = 12  # (the 4-byte header, then the list's version and flags)
+    while True:
+        if at + 8 > len(payload):
+            raise StreamError("an nvlist cut short")
+        encoded, decoded = struct.unpack_from(">ii", payload, at)
+        if encoded == 0 and decoded == 0:
+            return pairs
+        if encoded < 24 or at + encoded > len(payload):
+            raise StreamError("an nvlist pair of a bad size")
+        length = struct.unpack_from(">I", payload, at + 8)[0]
+        end = at + 12 + _round4(length)
+        if end + 8 > at + encoded:
+            raise StreamError("an nvlist pair name of a bad size")
+        try:
+            name = payload[at + 12 : at + 12 + length].decode("utf-8")
+        except UnicodeDecodeError:
+            raise StreamError("an nvlist pair name that is not text") from None
+        if name in pairs:
+            raise StreamError(f"the nvlist pair {name!r} twice")
+        pairs[name] = struct.unpack_from(">i", payload, end)[0]
+        at += encoded
+
+
+def _round4(size: int) -> int:
+    return (size + 3) & ~3

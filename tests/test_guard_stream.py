@@ -1,0 +1,207 @@
+"""The guard judges what a received stream does (reconcile.guard_stream): every stream
+the tool sends passes byte for byte, and each forged one is refused, before zfs recv
+starts when its first substream is the forged part, else before that substream."""
+
+from __future__ import annotations
+
+import io
+from typing import Optional
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from executors import guard
+from reconcile import guard_stream
+from reconcile import send_stream as ss
+from reconcile.guard_words import Refused
+from tests import sendstreams as mk
+
+OURS, OURS2, OURS3 = "bak-20260101000000", "bak-20260102000000", "bak-20260103000000"
+TARGET = "backup/pool/a"
+#: guids on the target: backup/pool/a has 1001 (its last snapshot) and a bookmark 1500;
+#: backup/pool/o@s (under the target path) is 3000; dst/private@s (outside) is 4000
+GUIDS = {TARGET: frozenset({1001, 1500})}
+UNDER = {"backup": frozenset({1001, 3000})}
+
+
+class Memory:
+    """StreamIO over bytes: what zfs recv would have got, and whether it started."""
+
+    def __init__(self, data: bytes) -> None:
+        self.input = io.BytesIO(data)
+        self.output = bytearray()
+        self.started = False
+
+    def read(self, size: int) -> bytes:
+        return self.input.read(size)
+
+    def start(self) -> None:
+        self.started = True
+
+    def write(self, data: bytes) -> None:
+        assert self.started
+        self.output += data
+
+    def forward(self, size: int) -> int:
+        data = self.input.read() if size < 0 else self.input.read(size)
+        self.write(data)
+        return len(data)
+
+
+def _receive(*options: str, dataset: str = TARGET) -> guard_stream.Receive:
+    policy = guard.policy_from(guard.build_parser().parse_args(["bak", *options]))
+    lookups = guard_stream.StreamLookups(
+        guids=lambda ds: GUIDS.get(ds, frozenset()),
+        guids_under=lambda path: UNDER.get(path, frozenset()),
+    )
+    return guard_stream.Receive(policy, dataset, lookups)
+
+
+def _walk(data: bytes, *options: str, dataset: str = TARGET) -> Memory:
+    memory = Memory(data)
+    options = options or ("--target-path", "backup")
+    guard_stream.walk(memory, _receive(*options, dataset=dataset))
+    return memory
+
+
+def _refused(data: bytes, *options: str, dataset: str = TARGET) -> tuple[str, Memory]:
+    memory = Memory(data)
+    with pytest.raises(Refused) as refused:
+        guard_stream.walk(memory, _receive(*(options or ("--target-path", "backup")),
+                                           dataset=dataset))  # fmt: skip
+    return refused.value.message, memory
+
+
+FULL = mk.substream(f"pool/a@{OURS}", toguid=1001)
+INCREMENTAL = mk.substream(f"pool/a@{OURS2}", toguid=1002, fromguid=1001)
+THEN = mk.substream(f"pool/a@{OURS3}", toguid=1003, fromguid=1002)
+
+#: (name, stream, options, dataset): what the tool sends, each passes unchanged
+PASSING = [
+    ("a full send", FULL, (), TARGET),
+    ("a full send with -p (a package)", mk.package(FULL), (), TARGET),
+    ("an incremental", INCREMENTAL, (), TARGET),
+    ("-I with -p: two substreams", mk.package(INCREMENTAL, THEN), (), TARGET),
+    ("from a bookmark", mk.substream(f"pool/a@{OURS2}", toguid=1002, fromguid=1500), (), TARGET),
+    ("a clone of our snapshot", mk.substream(f"pool/c@{OURS}", fromguid=3000, flags=ss.FLAG_CLONE),
+     (), "backup/pool/c"),
+    ("resumed", mk.substream(f"pool/a@{OURS2}", toguid=1002, fromguid=1001,
+                             features=ss.FEATURE_RESUMING, payload=mk.nvlist("x")), (), TARGET),
+    ("raw, large blocks, embedded", mk.substream(f"pool/a@{OURS}", features=(1 << 24) | (1 << 19) | (1 << 16)),
+     (), TARGET),
+    ("big-endian", mk.substream(f"pool/a@{OURS}", order=">"), (), TARGET),
+    ("--strip-path 1", FULL, (), "backup/a"),
+    ("onto the target path itself", FULL, (), "backup"),
+    ("another snapshot, --other-snapshots", mk.substream("pool/a@manual"),
+     ("--target-path", "backup", "--other-snapshots"), TARGET),
+    ("what follows a plain stream is not read", FULL + b"anything", (), TARGET),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "options", "dataset"), PASSING, ids=[p[0] for p in PASSING]
+)
+def test_every_stream_the_tool_sends_passes_unchanged(
+    name: str, data: bytes, options: tuple[str, ...], dataset: str
+) -> None:
+    memory = _walk(data, *options, dataset=dataset)
+    assert memory.started and bytes(memory.output) == data
+
+
+#: (name, stream, dataset, reason): refused before zfs recv starts
+FORGED = [
+    ("zfs send -R", mk.package(FULL, recursive=True), TARGET,
+     "a replication stream (zfs send -R) creates and destroys datasets"),
+    ("a clone of the host's own snapshot", mk.substream(f"pool/c@{OURS}", fromguid=4000,
+     flags=ss.FLAG_CLONE), "backup/pool/c", "a clone of snapshot guid 4000, which is not a snapshot under the target path 'backup'"),
+    ("an incremental from elsewhere", mk.substream(f"pool/a@{OURS2}", fromguid=4000), TARGET,
+     "an incremental stream from guid 4000, which is not a snapshot or bookmark of 'backup/pool/a'"),
+    ("a snapshot not ours", mk.substream("pool/a@manual"), TARGET,
+     "snapshot 'pool/a@manual' is not one of ours"),
+    ("another dataset's name", mk.substream(f"pool/x@{OURS}"), TARGET,
+     f"'pool/x@{OURS}' is not sent to 'backup/pool/a'"),
+    ("holds (-h)", mk.substream(f"pool/a@{OURS}", features=ss.FEATURE_HOLDS), TARGET,
+     "a stream with holds (zfs send -h): zfs-reconcile never sends one"),
+    ("deduplicated", mk.substream(f"pool/a@{OURS}", features=ss.FEATURE_DEDUP), TARGET,
+     "a deduplicated stream"),
+    ("redacted", mk.substream(f"pool/a@{OURS}", features=ss.FEATURE_REDACTED), TARGET,
+     "a redacted stream"),
+    ("a dot name", mk.substream(f"pool/..@{OURS}"), TARGET, "is not a snapshot name"),
+    ("no stream", b"", TARGET, "the stream: it is empty"),
+    ("not a stream", b"#!/bin/sh\n" * 40, TARGET, "no zfs send stream"),
+    ("a cut first record", FULL[:100], TARGET, "it ends inside its first record"),
+    ("a package in a package", mk.package(mk.package(FULL)), TARGET,
+     "a package inside a package"),
+    ("a package's header without its END", mk.begin(f"pool/a@{OURS}", header=ss.COMPOUND,
+     payload=mk.nvlist("not_recursive")) + FULL, TARGET, "a package header without its END record"),
+    ("a native nvlist", mk.begin(f"pool/a@{OURS}", header=ss.COMPOUND, payload=b"\0" * 40) + mk.end() + FULL,
+     TARGET, "a BEGIN payload that is not an XDR nvlist"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "data", "dataset", "reason"), FORGED, ids=[f[0] for f in FORGED])
+def test_a_forged_first_substream_never_reaches_zfs(
+    name: str, data: bytes, dataset: str, reason: str
+) -> None:
+    message, memory = _refused(data, dataset=dataset)
+    assert reason in message and message.startswith("the stream: ")
+    assert not memory.started and not memory.output
+
+
+#: refused at a later substream of a package: zfs recv gets what came before it only
+LATER = [
+    ("a child dataset in a -p package", mk.package(INCREMENTAL, mk.substream(f"pool/a/child@{OURS3}")),
+     f"'pool/a/child@{OURS3}' is not sent to 'backup/pool/a'"),
+    ("another dataset in a -p package", mk.package(INCREMENTAL, mk.substream(f"other/pool/a@{OURS3}")),
+     f"'other/pool/a@{OURS3}' in a stream of 'pool/a' would create another dataset"),
+    ("a clone after the first", mk.package(INCREMENTAL, mk.substream(f"pool/a@{OURS3}", fromguid=3000,
+     flags=ss.FLAG_CLONE)), "a clone of snapshot guid 3000"),
+    ("a broken chain", mk.package(INCREMENTAL, mk.substream(f"pool/a@{OURS3}", fromguid=1001)),
+     "an incremental stream that does not follow the one before"),
+    ("a full after the first", mk.package(INCREMENTAL, mk.substream(f"pool/a@{OURS3}")),
+     "a full stream after the first in a package"),
+    ("not ours later", mk.package(INCREMENTAL, mk.substream("pool/a@manual", fromguid=1002)),
+     "snapshot 'pool/a@manual' is not one of ours"),
+    ("a BEGIN inside a substream", mk.package(INCREMENTAL[:-ss.RECORD] + THEN),
+     "a BEGIN record inside a substream"),
+    ("garbage between substreams", mk.package(INCREMENTAL, mk.write(b"x" * 8)),
+     "a record between two substreams"),
+    ("an unknown record", mk.package(INCREMENTAL[:-ss.RECORD] + b"\x63" + b"\0" * 311 + mk.end()),
+     "an unknown record type 99"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "data", "reason"), LATER, ids=[x[0] for x in LATER])
+def test_a_forged_later_substream_is_cut_before_it(name: str, data: bytes, reason: str) -> None:
+    message, memory = _refused(data)
+    assert reason in message
+    assert memory.started
+    first = len(mk.package(INCREMENTAL)) - ss.RECORD  # (the package without its end)
+    assert bytes(memory.output) == data[: len(memory.output)]
+    assert len(memory.output) >= ss.RECORD * 2 and len(memory.output) <= first
+
+
+def test_a_stream_cut_short_goes_on_to_zfs_which_says_so() -> None:
+    data = mk.package(INCREMENTAL)
+    for cut in (len(data) - 5, len(data) - ss.RECORD - 100, len(data) - 3 * ss.RECORD):
+        memory = _walk(data[:cut])
+        assert bytes(memory.output) == data[:cut]
+    # (cut before the first substream was judged: zfs never starts)
+    message, memory = _refused(data[:900])
+    assert message == "the stream: it ends inside the first substream" and not memory.started
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=2000), st.integers(0, len(FULL) - 1))
+def test_any_bytes_are_passed_or_refused_never_a_crash(noise: bytes, at: int) -> None:
+    """(The reader's only failure is Refused: noise spliced into a real stream.)"""
+    for data in (noise, FULL[:at] + noise, mk.package(INCREMENTAL)[:at] + noise):
+        memory = Memory(data)
+        outcome: Optional[str] = None
+        try:
+            guard_stream.walk(memory, _receive("--target-path", "backup"))
+        except Refused as exc:
+            outcome = exc.message
+        assert outcome is None or outcome.startswith("the stream: ")
+        assert bytes(memory.output) == data[: len(memory.output)]
