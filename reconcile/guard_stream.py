@@ -106,6 +106,11 @@ class _Judge:
         self.previous: Optional[int] = None  # the last substream's toguid
 
     def package(self, begin: ss.Begin, payload: bytes) -> None:
+        """A package's header: `-I` alone sends none (zfs then renames and destroys
+        nothing); `-p` one that must say "not_recursive"."""
+        self.dataset = self._name(begin)[0]
+        if not payload:
+            return
         try:
             pairs = ss.nvlist_pairs(payload)
         except ss.StreamError as exc:
@@ -115,7 +120,6 @@ class _Judge:
                 "a replication stream (zfs send -R) creates and destroys datasets; "
                 "zfs-reconcile never sends one"
             )
-        self.dataset = self._name(begin)[0]
 
     def _name(self, begin: ss.Begin) -> tuple[str, str]:
         dataset, short = snapshot("the stream", begin.toname)

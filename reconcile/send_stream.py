@@ -12,7 +12,7 @@ stream it cannot read rather than guess.
 The shapes the tool sends (`zfs send [-L -e -c -w] [-p] [-i|-I BASE] DS@SNAP`):
 
     without -p: BEGIN(substream) records... END
-    with -p:    BEGIN(compound, nvlist with "not_recursive") END
+    with -p, or -I: BEGIN(compound, nvlist with "not_recursive"; none for -I alone) END
                 then for each snapshot: BEGIN(substream) records... END
                 then END
 """

@@ -80,10 +80,13 @@ def substream(toname: str, data: bytes = b"x" * 4096, order: str = "<", **fields
     )
 
 
-def package(*substreams: bytes, recursive: bool = False, toname: str = "") -> bytes:
-    """`zfs send -p` (or -R, `recursive`) around substreams."""
+def package(
+    *substreams: bytes, recursive: bool = False, toname: str = "", props: bool = True
+) -> bytes:
+    """`zfs send -p` (or -R, `recursive`; or -I alone, not `props`) around substreams."""
     first = substreams[0]
     name = toname or first[56 : ss.RECORD].split(b"\0", 1)[0].decode()
     header = nvlist(*(() if recursive else ("not_recursive",)), strings=(("tosnap", name),))
+    header = header if props else b""
     head = begin(name, header=ss.COMPOUND, payload=header)
     return head + end() + b"".join(substreams) + end()

@@ -83,6 +83,8 @@ PASSING = [
     ("a full send with -p (a package)", mk.package(FULL), (), TARGET),
     ("an incremental", INCREMENTAL, (), TARGET),
     ("-I with -p: two substreams", mk.package(INCREMENTAL, THEN), (), TARGET),
+    ("-I alone (decrypted): a package without a header", mk.package(INCREMENTAL, THEN, props=False),
+     (), TARGET),
     ("from a bookmark", mk.substream(f"pool/a@{OURS2}", toguid=1002, fromguid=1500), (), TARGET),
     ("a clone of our snapshot", mk.substream(f"pool/c@{OURS}", fromguid=3000, flags=ss.FLAG_CLONE),
      (), "backup/pool/c"),
