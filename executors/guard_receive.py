@@ -139,6 +139,9 @@ def run(
     except Refused as exc:
         refused(exc)
         code = EXIT_REFUSED
+    except OSError as exc:  # (the stream could not be read: zfs gets no more of it)
+        print(f"zfs-autobackup-guard: the stream: {exc}", file=sys.stderr)
+        code = 1
     finally:
         pipe.close()
         if previous is not None:

@@ -65,7 +65,7 @@ def test_the_grant_line_quotes_what_it_must() -> None:
 
 def test_the_default_sets() -> None:
     assert permissions.default_set("source") == (
-        "send", "snapshot", "destroy", "mount", "bookmark",
+        "send", "hold", "snapshot", "destroy", "mount", "bookmark",
     )  # fmt: skip
     assert permissions.default_set("target") == (
         "receive", "create", "mount", "userprop", "destroy", "hold", "release", "canmount",
@@ -335,11 +335,11 @@ def test_the_security_page_lists_the_permission_table() -> None:
     source, target = defaults.split("\n\n", 2)[1].strip().splitlines()
     assert source.split()[4] == ",".join(permissions.default_set("source"))
     assert target.split()[4] == ",".join(permissions.default_set("target"))
-    # every setup's grants: the default sets (send alone for a read-only source)
+    # every setup's grants: the default sets (send,hold alone for a read-only source)
     grants = re.findall(r"^ +zfs allow -u \S+ (\S+) (\S+)$", page, re.MULTILINE)
     on = {"POOL": "source", "rpool": "source", "TARGET-PATH": "target", "backup/server1": "target"}
     assert len(grants) == 7
-    assert [perms for perms, _ in grants].count("send") == 1  # (the read-only source)
+    assert [perms for perms, _ in grants].count("send,hold") == 1  # (the read-only source)
     for perms, dataset in grants:
         allowed = {",".join(permissions.default_set(on[dataset]))}
-        assert perms in (allowed | {"send"} if on[dataset] == "source" else allowed)
+        assert perms in (allowed | {"send,hold"} if on[dataset] == "source" else allowed)
