@@ -155,7 +155,7 @@ def lookups(policy: rules.Policy, zfs: Zfs, exclude_received: bool) -> rules.Loo
     def token(text: str) -> Optional[rules.TokenSend]:
         code, out = zfs(("zfs", "send", "-nv", "-t", text))
         toname, toguid = zfs_rows.parse_resume_info(out)
-        if code != 0 or toname is None or toguid is None:
+        if code != 0 or toname is None or toguid is None or not zfs_rows.plain_resume_info(out):
             return None
         sends = zfs_rows.resume_sends(out, toname)
         return rules.TokenSend(toname, toguid, sends, guid(sends) if sends else None)
@@ -184,9 +184,13 @@ def stream_lookups(zfs: Zfs) -> guard_stream.StreamLookups:
             return frozenset()
         return frozenset(int(word) for word in out.split() if word.isdigit())
 
+    def exists(dataset: str) -> bool:
+        return zfs(("zfs", "list", "-H", "-o", "name", dataset))[0] == 0
+
     return guard_stream.StreamLookups(
         guids=lambda dataset: listed("-t", "snapshot,bookmark", "-d", "1", dataset),
         guids_under=lambda path: listed("-t", "snapshot", "-r", path),
+        exists=exists,
     )
 
 

@@ -6,9 +6,10 @@ reconcile.guard_rules allowed them) with the guard between the last filter (or i
 stdin) and `zfs recv`: reconcile.guard_stream reads the records it must judge (the
 BEGIN records, and each record's header inside a package), and the payloads pass from
 pipe to pipe by `splice(2)` (a read/write loop where the kernel or Python has none).
-Returns the first non-zero exit code of the stages, or EXIT_REFUSED after one line on
-stderr (and `log`) when the stream is refused; a stream refused before its first
-substream never reaches zfs. Standard library only.
+Returns the first non-zero exit code of zfs recv and then the filters, EXIT_REFUSED
+after one line on stderr (and `log`) when the stream is refused (a stream refused
+before its first substream never reaches zfs), or 1 after one line when it ended before
+zfs recv started. Standard library only.
 """
 
 from __future__ import annotations
@@ -95,6 +96,9 @@ class _Pipe:
             self.closed = True
             return 0
 
+    def done(self) -> bool:
+        return self.closed
+
     def close(self) -> None:
         if self.sink is not None:
             os.close(self.sink)
@@ -139,8 +143,9 @@ def run(
     except Refused as exc:
         refused(exc)
         code = EXIT_REFUSED
-    except OSError as exc:  # (the stream could not be read: zfs gets no more of it)
-        print(f"zfs-autobackup-guard: the stream: {exc}", file=sys.stderr)
+    except (guard_stream.Incomplete, OSError) as exc:
+        # (the sender failed or the connection broke: not a refusal, nothing to log)
+        print(f"zfs-autobackup-guard: {exc}", file=sys.stderr)
         code = 1
     finally:
         pipe.close()
@@ -149,6 +154,7 @@ def run(
     if code and not recv:
         for proc in filters:
             proc.kill()
-    codes = [proc.wait() for proc in [*filters, *recv]]
+    # (zfs recv's own code first: a filter dies of SIGPIPE when zfs recv stopped)
+    codes = [proc.wait() for proc in [*recv, *filters]]
     failed = [c if c > 0 else 128 - c for c in codes if c != 0]
     return code or (failed[0] if failed else 0)

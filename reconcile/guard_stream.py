@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Callable, NamedTuple, Optional, Protocol
 
 from reconcile import send_stream as ss
+from reconcile.errors import ReconcileError
 from reconcile.guard_rules import Policy, is_ours
 from reconcile.guard_words import Refused, snapshot
 
@@ -45,6 +46,8 @@ class StreamLookups(NamedTuple):
     guids: Callable[[str], frozenset[int]]
     #: guids of the snapshots at or below a dataset
     guids_under: Callable[[str], frozenset[int]]
+    #: does a dataset exist?
+    exists: Callable[[str], bool]
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,14 @@ class StreamIO(Protocol):
     def forward(self, size: int) -> int:
         """Up to `size` bytes (-1: all) on to zfs recv, unread; how many there were."""
 
+    def done(self) -> bool:
+        """zfs recv has stopped reading (it failed): nothing more is read."""
+
+
+class Incomplete(ReconcileError):
+    """The stream ended before zfs recv was started (the sender failed, or the
+    connection broke): nothing to judge, nothing received."""
+
 
 def _refuse(reason: str) -> Refused:
     return Refused(f"the stream: {reason}")
@@ -77,7 +88,7 @@ def _refuse(reason: str) -> Refused:
 def _exactly(io: StreamIO, size: int, what: str) -> bytes:
     data = io.read(size)
     if len(data) != size:
-        raise _refuse(f"it ends inside {what}")
+        raise Incomplete(f"the stream ends inside {what}")
     return data
 
 
@@ -97,6 +108,10 @@ def _maps_to(source: str, receive: Receive) -> bool:
     return parts[-len(tail) :] == tail
 
 
+#: the pairs of a package header (send_prelim_records) and their types
+_HEADER = {"fromsnap": 9, "tosnap": 9, "not_recursive": ss.NV_BOOLEAN, "raw": 1, "fss": 19}
+
+
 class _Judge:
     """The BEGIN records of one stream, in order."""
 
@@ -104,10 +119,12 @@ class _Judge:
         self.receive = receive
         self.dataset: Optional[str] = None  # the sent dataset (the package's)
         self.previous: Optional[int] = None  # the last substream's toguid
+        self.seen: set[int] = set()  # every substream's toguid
 
     def package(self, begin: ss.Begin, payload: bytes) -> None:
         """A package's header: `-I` alone sends none (zfs then renames and destroys
-        nothing); `-p` one that must say "not_recursive"."""
+        nothing); `-p` one of send_prelim_records' shape that says "not_recursive"."""
+        self._features(begin)
         self.dataset = self._name(begin)[0]
         if not payload:
             return
@@ -120,6 +137,18 @@ class _Judge:
                 "a replication stream (zfs send -R) creates and destroys datasets; "
                 "zfs-reconcile never sends one"
             )
+        strange = sorted(n for n, kind in pairs.items() if _HEADER.get(n) != kind)
+        if strange:
+            raise _refuse(f"a package header with {strange[0]!r}, which zfs send never writes")
+
+    def _features(self, begin: ss.Begin) -> None:
+        for feature, what in (
+            (ss.FEATURE_DEDUP, "a deduplicated stream"),
+            (ss.FEATURE_REDACTED, "a redacted stream"),
+            (ss.FEATURE_HOLDS, "a stream with holds (zfs send -h)"),
+        ):
+            if begin.features & feature:
+                raise _refuse(f"{what}: zfs-reconcile never sends one")
 
     def _name(self, begin: ss.Begin) -> tuple[str, str]:
         dataset, short = snapshot("the stream", begin.toname)
@@ -133,13 +162,9 @@ class _Judge:
     def substream(self, begin: ss.Begin) -> None:
         if begin.compound:
             raise _refuse("a package inside a package")
-        for feature, what in (
-            (ss.FEATURE_DEDUP, "a deduplicated stream"),
-            (ss.FEATURE_REDACTED, "a redacted stream"),
-            (ss.FEATURE_HOLDS, "a stream with holds (zfs send -h)"),
-        ):
-            if begin.features & feature:
-                raise _refuse(f"{what}: zfs-reconcile never sends one")
+        self._features(begin)
+        if begin.payload and not begin.features & (ss.FEATURE_RAW | ss.FEATURE_RESUMING):
+            raise _refuse("a substream header with a payload (only raw or resumed ones have one)")
         dataset, _ = self._name(begin)
         if self.dataset is not None and dataset != self.dataset:
             raise _refuse(
@@ -148,10 +173,18 @@ class _Judge:
         self.dataset = dataset
         first = self.previous is None
         target = self.receive.dataset
+        lookups = self.receive.lookups
+        if first and "/" in target and not lookups.exists(target.rpartition("/")[0]):
+            # (zfs would look for a parent elsewhere, by the guid the package names)
+            raise _refuse(f"the parent of {target!r} does not exist")
+        # (zfs skips a snapshot it has: what it skips it reads without judging)
+        if begin.toguid in self.seen or begin.toguid in lookups.guids(target):
+            raise _refuse(f"snapshot guid {begin.toguid} is on {target!r} already")
+        self.seen.add(begin.toguid)
         if begin.clone:
             path = self.receive.policy.target_path
             assert path is not None
-            if not first or begin.fromguid not in self.receive.lookups.guids_under(path):
+            if not first or begin.fromguid not in lookups.guids_under(path):
                 raise _refuse(
                     f"a clone of snapshot guid {begin.fromguid}, which is not a snapshot "
                     f"under the target path {path!r}"
@@ -160,7 +193,7 @@ class _Judge:
             if not first:
                 raise _refuse("a full stream after the first in a package")
         elif first:
-            if begin.fromguid not in self.receive.lookups.guids(target):
+            if begin.fromguid not in lookups.guids(target):
                 raise _refuse(
                     f"an incremental stream from guid {begin.fromguid}, which is not a "
                     f"snapshot or bookmark of {target!r}"
@@ -190,9 +223,9 @@ def walk(io: StreamIO, receive: Receive) -> None:
     judge = _Judge(receive)
     first = io.read(ss.RECORD)
     if not first:
-        raise _refuse("it is empty (the sending side sent nothing)")
+        raise Incomplete("the stream is empty (the sending side sent nothing)")
     if len(first) != ss.RECORD:
-        raise _refuse("it ends inside its first record")
+        raise Incomplete("the stream ends inside its first record")
     order, begin = _begin(first)
     head = first + _exactly(io, begin.payload, "the first record's payload")
     if not begin.compound:
@@ -217,7 +250,7 @@ def walk(io: StreamIO, receive: Receive) -> None:
 def _substreams(io: StreamIO, judge: _Judge, order: str) -> None:
     """The records after a package's first BEGIN, to its final END."""
     inside = True
-    while True:
+    while not io.done():
         record = io.read(ss.RECORD)
         if len(record) != ss.RECORD:
             io.write(record)  # (zfs reports the stream cut short)

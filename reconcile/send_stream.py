@@ -35,14 +35,17 @@ FLAG_CLONE = 1 << 0
 FEATURE_DEDUP = 1 << 0
 FEATURE_RESUMING = 1 << 20
 FEATURE_REDACTED = 1 << 21
+FEATURE_RAW = 1 << 24
 FEATURE_HOLDS = 1 << 26
 
 #: an XDR nvlist's pair types that the guard looks for
 NV_BOOLEAN = 1
 #: the encoding byte of an XDR nvlist (NV_ENCODE_XDR)
 _XDR = 1
-#: no payload of a record is larger than this (16 MiB blocks; a BEGIN's nvlist)
-MAX_PAYLOAD = 1 << 26
+#: no payload of a record is larger than a block (16 MiB, SPA_MAXBLOCKSIZE: zfs recv's
+#: own buffer for the records it skips is that large), a BEGIN's nvlist than this
+MAX_PAYLOAD = 1 << 24
+MAX_BEGIN_PAYLOAD = 1 << 26
 
 
 class StreamError(ValueError):
@@ -119,7 +122,7 @@ def payload_size(record: bytes, order: str) -> int:
         size = _round8(_u32(record, order, 44))
     else:
         size = 0
-    if size > MAX_PAYLOAD:
+    if size > (MAX_BEGIN_PAYLOAD if kind == BEGIN else MAX_PAYLOAD):
         raise StreamError(f"a record of type {kind} with a payload of {size} bytes")
     return int(size)
 
@@ -128,6 +131,8 @@ def parse_begin(record: bytes, order: str) -> Begin:
     if record_type(record, order) != BEGIN or _u64(record, order, 0) != MAGIC:
         raise StreamError("a record where a BEGIN record belongs")
     info = _u64(record, order, 8)
+    if b"\0" not in record[8 + 48 : RECORD]:
+        raise StreamError("a BEGIN record whose name has no end")
     raw_name = record[8 + 48 : RECORD].split(b"\0", 1)[0]
     try:
         toname = raw_name.decode("utf-8")
@@ -148,31 +153,97 @@ def parse_begin(record: bytes, order: str) -> Begin:
 
 
 def nvlist_pairs(payload: bytes) -> dict[str, int]:
-    """The top-level pairs of an XDR-encoded nvlist: name -> data type (values unread)."""
+    """The top-level pairs of an XDR-encoded nvlist: name -> data type. Decoded the way
+    libnvpair decodes it, value after value (each pair's own size field is only checked
+    against that: libnvpair ignores it), nested lists included."""
     if len(payload) < 12 or payload[0] != _XDR:
         raise StreamError("a BEGIN payload that is not an XDR nvlist")
+    pairs, _ = _nvlist(payload, 4, 0)
+    return pairs
+
+
+#: XDR sizes of nvpair values (nvpair.c nvs_xdr_nvp_op): scalars of 4 and 8 bytes,
+#: arrays (a count, then elements of 4 or 8 bytes)
+_SCALAR4 = frozenset({2, 3, 4, 5, 6, 21, 22, 23})
+_SCALAR8 = frozenset({7, 8, 18, 27})
+_ARRAY4 = frozenset({11, 12, 13, 14, 24, 25, 26})
+_ARRAY8 = frozenset({15, 16})
+_STRING, _BYTE_ARRAY, _STRING_ARRAY, _NVLIST, _NVLIST_ARRAY = 9, 10, 17, 19, 20
+#: nested lists deeper than this are not what zfs send writes
+_DEPTH = 8
+
+
+def _int(buf: bytes, at: int, fmt: str = ">i") -> int:
+    if at + struct.calcsize(fmt) > len(buf):
+        raise StreamError("an nvlist cut short")
+    value: int = struct.unpack_from(fmt, buf, at)[0]
+    return value
+
+
+def _xdr_string(buf: bytes, at: int) -> tuple[str, int]:
+    length = _int(buf, at, ">I")
+    end = at + 4 + _round4(length)
+    if end > len(buf):
+        raise StreamError("an nvlist string cut short")
+    try:
+        return buf[at + 4 : at + 4 + length].decode("utf-8"), end
+    except UnicodeDecodeError:
+        raise StreamError("an nvlist string that is not text") from None
+
+
+def _nvlist(buf: bytes, at: int, depth: int) -> tuple[dict[str, int], int]:
+    """(name -> type, the offset after the list) of the list at `at` (its version and
+    flags, its pairs, two zero words)."""
+    if depth > _DEPTH:
+        raise StreamError("nvlists nested too deep")
+    at += 8
     pairs: dict[str, int] = {}
-    at = 12  # (the 4-byte header, then the list's version and flags)
     while True:
-        if at + 8 > len(payload):
-            raise StreamError("an nvlist cut short")
-        encoded, decoded = struct.unpack_from(">ii", payload, at)
+        encoded, decoded = _int(buf, at), _int(buf, at + 4)
         if encoded == 0 and decoded == 0:
-            return pairs
-        if encoded < 24 or at + encoded > len(payload):
-            raise StreamError("an nvlist pair of a bad size")
-        length = struct.unpack_from(">I", payload, at + 8)[0]
-        end = at + 12 + _round4(length)
-        if end + 8 > at + encoded:
-            raise StreamError("an nvlist pair name of a bad size")
-        try:
-            name = payload[at + 12 : at + 12 + length].decode("utf-8")
-        except UnicodeDecodeError:
-            raise StreamError("an nvlist pair name that is not text") from None
+            return pairs, at + 8
+        start = at
+        name, at = _xdr_string(buf, at + 8)
+        kind, count = _int(buf, at), _int(buf, at + 4)
+        at = _value(buf, at + 8, kind, count, depth)
+        if at != start + encoded:
+            raise StreamError(f"the nvlist pair {name!r} is not the size it says")
         if name in pairs:
             raise StreamError(f"the nvlist pair {name!r} twice")
-        pairs[name] = struct.unpack_from(">i", payload, end)[0]
-        at += encoded
+        pairs[name] = kind
+
+
+def _value(buf: bytes, at: int, kind: int, count: int, depth: int) -> int:
+    """The offset after a value of `kind` with `count` elements at `at`."""
+    if count < 0 or count > len(buf):
+        raise StreamError("an nvlist pair with a bad element count")
+    if count == 0 or kind == NV_BOOLEAN:
+        end = at  # (no value: libnvpair reads none)
+    elif kind in _SCALAR4:
+        end = at + 4
+    elif kind in _SCALAR8:
+        end = at + 8
+    elif kind == _STRING:
+        end = _xdr_string(buf, at)[1]
+    elif kind == _BYTE_ARRAY:
+        end = at + _round4(count)
+    elif kind in _ARRAY4 or kind in _ARRAY8:
+        if _int(buf, at, ">I") != count:
+            raise StreamError("an nvlist array whose count disagrees")
+        end = at + 4 + count * (4 if kind in _ARRAY4 else 8)
+    elif kind == _STRING_ARRAY:
+        end = at
+        for _ in range(count):
+            end = _xdr_string(buf, end)[1]
+    elif kind in (_NVLIST, _NVLIST_ARRAY):
+        end = at
+        for _ in range(1 if kind == _NVLIST else count):
+            end = _nvlist(buf, end, depth + 1)[1]
+    else:
+        raise StreamError(f"an nvlist value of unknown type {kind}")
+    if end > len(buf):
+        raise StreamError("an nvlist value cut short")
+    return end
 
 
 def _round4(size: int) -> int:

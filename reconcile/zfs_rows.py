@@ -21,6 +21,18 @@ def parse_resume_info(text: str) -> tuple[Optional[str], Optional[int]]:
     return toname, toguid
 
 
+def plain_resume_info(text: str) -> bool:
+    """`zfs send -nv -t` printed one toname, one toguid and one line of what it sends:
+    zfs prints the token's strings as they are, so a toname with a newline in it could
+    add lines of its own (a second toguid, a second "full send of")."""
+    lines = [row.strip() for row in text.split("\n")]
+    counts = [
+        sum(line.startswith(prefix) for line in lines)
+        for prefix in ("toname = ", "toguid = ", "full send of ", "send from ")
+    ]
+    return counts[0] == counts[1] == 1 and counts[2] + counts[3] == 1
+
+
 def resume_sends(text: str, toname: str) -> Optional[str]:
     """The snapshot `zfs send -nv -t TOKEN` says it sends ("full send of X", "send from
     Y to X", each maybe followed by " estimated size is N"), None when it says none.

@@ -18,7 +18,7 @@ def _record(kind: int, body: bytes, payload_len: int = 0, order: str = "<") -> b
 def begin(
     toname: str,
     *,
-    toguid: int = 1001,
+    toguid: int = 5005,
     fromguid: int = 0,
     flags: int = 0,
     features: int = 0,
@@ -32,9 +32,10 @@ def begin(
     return _record(ss.BEGIN, body, len(payload), order)[: ss.RECORD] + payload
 
 
-def write(data: bytes, order: str = "<") -> bytes:
-    """A DRR_WRITE of `data` (uncompressed: its payload is drr_logical_size)."""
-    body = struct.pack(order + "QIIQQQ", 5, 19, 0, 0, len(data), 1001)
+def write(data: bytes, order: str = "<", size: int = -1) -> bytes:
+    """A DRR_WRITE of `data` (uncompressed: its payload is drr_logical_size, which
+    `size` can make say otherwise)."""
+    body = struct.pack(order + "QIIQQQ", 5, 19, 0, 0, len(data) if size < 0 else size, 1001)
     return _record(ss.WRITE, body, order=order) + data
 
 
@@ -53,7 +54,7 @@ def end(order: str = "<") -> bytes:
     return _record(ss.END, b"", order=order)
 
 
-def _xdr_string(text: str) -> bytes:
+def xdr_string(text: str) -> bytes:
     raw = text.encode()
     return struct.pack(">I", len(raw)) + raw.ljust((len(raw) + 3) & ~3, b"\0")
 
@@ -62,10 +63,10 @@ def nvlist(*booleans: str, strings: tuple[tuple[str, str], ...] = ()) -> bytes:
     """An XDR nvlist of boolean (name only) and string pairs."""
     pairs = b""
     for name in booleans:
-        body = _xdr_string(name) + struct.pack(">ii", ss.NV_BOOLEAN, 0)
+        body = xdr_string(name) + struct.pack(">ii", ss.NV_BOOLEAN, 0)
         pairs += struct.pack(">ii", 8 + len(body), 64) + body
     for name, value in strings:
-        body = _xdr_string(name) + struct.pack(">ii", 9, 1) + _xdr_string(value)
+        body = xdr_string(name) + struct.pack(">ii", 9, 1) + xdr_string(value)
         pairs += struct.pack(">ii", 8 + len(body), 64) + body
     return bytes([1, 1, 0, 0]) + struct.pack(">iI", 0, 1) + pairs + b"\0" * 8
 
@@ -81,12 +82,20 @@ def substream(toname: str, data: bytes = b"x" * 4096, order: str = "<", **fields
 
 
 def package(
-    *substreams: bytes, recursive: bool = False, toname: str = "", props: bool = True
+    *substreams: bytes,
+    recursive: bool = False,
+    toname: str = "",
+    props: bool = True,
+    strings: tuple[tuple[str, str], ...] = (),
+    features: int = 0,
+    header: bytes = b"",
 ) -> bytes:
-    """`zfs send -p` (or -R, `recursive`; or -I alone, not `props`) around substreams."""
+    """`zfs send -p` (or -R, `recursive`; or -I alone, not `props`) around substreams;
+    `header`: another package header nvlist."""
     first = substreams[0]
     name = toname or first[56 : ss.RECORD].split(b"\0", 1)[0].decode()
-    header = nvlist(*(() if recursive else ("not_recursive",)), strings=(("tosnap", name),))
+    pairs = (("tosnap", name), *strings)
+    header = header or nvlist(*(() if recursive else ("not_recursive",)), strings=pairs)
     header = header if props else b""
-    head = begin(name, header=ss.COMPOUND, payload=header)
+    head = begin(name, header=ss.COMPOUND, payload=header, features=features)
     return head + end() + b"".join(substreams) + end()

@@ -794,7 +794,7 @@ with open(os.environ["RECORD"], "a") as record:
     record.write(json.dumps({{"argv": argv, "stdin": data}}) + "\\n")
 if argv[:1] == ["send"]:
     sys.stdout.write("stream of " + argv[-1])
-sys.exit(int(os.environ.get("FAKE_EXIT", "0")))
+sys.exit(int(os.environ.get("FAKE_EXIT", "0")) if argv[:1] != ["list"] else 0)
 """
 
 
@@ -844,7 +844,10 @@ def test_an_allowed_receive_reads_the_stream_from_stdin(tmp_path: Path) -> None:
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, b"", b"")
     argv = ["recv", "-u", "-s", "-o", "com.example:note=it's", "backup/pool/a"]
     received = sent.replace(b"THE STREAM", b"the stream").decode("latin-1")
-    assert _record(tmp_path) == [{"argv": argv, "stdin": received}]
+    recorded = _record(tmp_path)
+    assert recorded[-1] == {"argv": argv, "stdin": received}
+    # (before it, the stream's questions: the parent exists, the guids the dataset has)
+    assert [r["argv"][:1] for r in recorded[:-1]] == [["list"], ["list"]], recorded[:-1]
     # the exit code of the stage that failed
     proc = _run_guard(tmp_path, args, line, stdin=sent, FAKE_EXIT="4")
     assert proc.returncode == 4

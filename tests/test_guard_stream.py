@@ -5,6 +5,7 @@ starts when its first substream is the forged part, else before that substream."
 from __future__ import annotations
 
 import io
+import struct
 from typing import Optional
 
 import pytest
@@ -48,12 +49,16 @@ class Memory:
         self.write(data)
         return len(data)
 
+    def done(self) -> bool:
+        return False
+
 
 def _receive(*options: str, dataset: str = TARGET) -> guard_stream.Receive:
     policy = guard.policy_from(guard.build_parser().parse_args(["bak", *options]))
     lookups = guard_stream.StreamLookups(
         guids=lambda ds: GUIDS.get(ds, frozenset()),
         guids_under=lambda path: UNDER.get(path, frozenset()),
+        exists=lambda ds: ds in ("backup", "backup/pool", "backup/pool/c"),
     )
     return guard_stream.Receive(policy, dataset, lookups)
 
@@ -73,7 +78,20 @@ def _refused(data: bytes, *options: str, dataset: str = TARGET) -> tuple[str, Me
     return refused.value.message, memory
 
 
-FULL = mk.substream(f"pool/a@{OURS}", toguid=1001)
+def _hidden_recursive() -> bytes:
+    """A -R package header that libnvpair reads as {x, tosnap} (recursive) and a reader
+    that skips a pair by its own size field as {x, not_recursive}."""
+    tosnap = mk.xdr_string("tosnap") + struct.pack(">ii", 9, 1) + mk.xdr_string(f"pool/a@{OURS}")
+    tosnap = struct.pack(">ii", 8 + len(tosnap), 64) + tosnap
+    boolean = mk.xdr_string("not_recursive") + struct.pack(">ii", ss.NV_BOOLEAN, 0)
+    boolean = struct.pack(">ii", 8 + len(boolean), 64) + boolean
+    x = mk.xdr_string("x") + struct.pack(">ii", ss.NV_BOOLEAN, 0)
+    x = struct.pack(">ii", 8 + len(x) + len(tosnap) + 8, 64) + x
+    header = bytes([1, 1, 0, 0]) + struct.pack(">iI", 0, 1) + x + tosnap + b"\0" * 8
+    return mk.package(FULL, header=header + boolean + b"\0" * 8)
+
+
+FULL = mk.substream(f"pool/a@{OURS}", toguid=1000)
 INCREMENTAL = mk.substream(f"pool/a@{OURS2}", toguid=1002, fromguid=1001)
 THEN = mk.substream(f"pool/a@{OURS3}", toguid=1003, fromguid=1002)
 
@@ -86,16 +104,16 @@ PASSING = [
     ("-I alone (decrypted): a package without a header", mk.package(INCREMENTAL, THEN, props=False),
      (), TARGET),
     ("from a bookmark", mk.substream(f"pool/a@{OURS2}", toguid=1002, fromguid=1500), (), TARGET),
-    ("a clone of our snapshot", mk.substream(f"pool/c@{OURS}", fromguid=3000, flags=ss.FLAG_CLONE),
-     (), "backup/pool/c"),
+    ("a clone of our snapshot", mk.substream(f"pool/c@{OURS}", toguid=7, fromguid=3000,
+     flags=ss.FLAG_CLONE), (), "backup/pool/c"),
     ("resumed", mk.substream(f"pool/a@{OURS2}", toguid=1002, fromguid=1001,
                              features=ss.FEATURE_RESUMING, payload=mk.nvlist("x")), (), TARGET),
-    ("raw, large blocks, embedded", mk.substream(f"pool/a@{OURS}", features=(1 << 24) | (1 << 19) | (1 << 16)),
-     (), TARGET),
-    ("big-endian", mk.substream(f"pool/a@{OURS}", order=">"), (), TARGET),
+    ("raw, large blocks, embedded", mk.substream(f"pool/a@{OURS}", toguid=5, features=(1 << 24) | (1 << 19) | (1 << 16),
+     payload=mk.nvlist("crypt_keydata")), (), TARGET),
+    ("big-endian", mk.substream(f"pool/a@{OURS}", toguid=5, order=">"), (), TARGET),
     ("--strip-path 1", FULL, (), "backup/a"),
     ("onto the target path itself", FULL, (), "backup"),
-    ("another snapshot, --other-snapshots", mk.substream("pool/a@manual"),
+    ("another snapshot, --other-snapshots", mk.substream("pool/a@manual", toguid=5),
      ("--target-path", "backup", "--other-snapshots"), TARGET),
     ("what follows a plain stream is not read", FULL + b"anything", (), TARGET),
 ]  # fmt: skip
@@ -130,13 +148,25 @@ FORGED = [
     ("redacted", mk.substream(f"pool/a@{OURS}", features=ss.FEATURE_REDACTED), TARGET,
      "a redacted stream"),
     ("a dot name", mk.substream(f"pool/..@{OURS}"), TARGET, "is not a snapshot name"),
-    ("no stream", b"", TARGET, "the stream: it is empty"),
     ("not a stream", b"#!/bin/sh\n" * 40, TARGET, "no zfs send stream"),
-    ("a cut first record", FULL[:100], TARGET, "it ends inside its first record"),
     ("a package in a package", mk.package(mk.package(FULL)), TARGET,
      "a package inside a package"),
     ("a package's header without its END", mk.begin(f"pool/a@{OURS}", header=ss.COMPOUND,
      payload=mk.nvlist("not_recursive")) + FULL, TARGET, "a package header without its END record"),
+    ("a -R header hidden by a pair's size", _hidden_recursive(), TARGET,
+     "the nvlist pair 'x' is not the size it says"),
+    ("an unknown header pair", mk.package(FULL, strings=(("origin", "x"),)), TARGET,
+     "a package header with 'origin', which zfs send never writes"),
+    ("holds on the package header", mk.package(FULL, features=ss.FEATURE_HOLDS), TARGET,
+     "a stream with holds (zfs send -h)"),
+    ("a snapshot the target has (zfs would skip it unread)",
+     mk.substream(f"pool/a@{OURS}", toguid=1001), TARGET,
+     "snapshot guid 1001 is on 'backup/pool/a' already"),
+    ("a header payload where zfs writes none", mk.substream(f"pool/a@{OURS}", payload=b"\0" * 64),
+     TARGET, "a substream header with a payload"),
+    ("a name without its end", mk.begin("pool/a@" + "b" * 300), TARGET, "whose name has no end"),
+    ("no parent (zfs would look for one by guid)", mk.substream(f"pool/a/b@{OURS}"),
+     "backup/pool/a/b", "the parent of 'backup/pool/a/b' does not exist"),
     ("a native nvlist", mk.begin(f"pool/a@{OURS}", header=ss.COMPOUND, payload=b"\0" * 40) + mk.end() + FULL,
      TARGET, "a BEGIN payload that is not an XDR nvlist"),
 ]  # fmt: skip
@@ -169,6 +199,11 @@ LATER = [
      "a BEGIN record inside a substream"),
     ("garbage between substreams", mk.package(INCREMENTAL, mk.write(b"x" * 8)),
      "a record between two substreams"),
+    ("a block larger than any (zfs recv would overflow what it skips into)",
+     mk.package(INCREMENTAL[:-ss.RECORD] + mk.write(b"x" * 8, size=20 << 20) + mk.end()),
+     "a record of type 3 with a payload of 20971520 bytes"),
+    ("a snapshot twice in one package", mk.package(INCREMENTAL, mk.substream(f"pool/a@{OURS3}",
+     toguid=1002, fromguid=1002)), "snapshot guid 1002 is on 'backup/pool/a' already"),
     ("an unknown record", mk.package(INCREMENTAL[:-ss.RECORD] + b"\x63" + b"\0" * 311 + mk.end()),
      "an unknown record type 99"),
 ]  # fmt: skip
@@ -184,14 +219,26 @@ def test_a_forged_later_substream_is_cut_before_it(name: str, data: bytes, reaso
     assert len(memory.output) >= ss.RECORD * 2 and len(memory.output) <= first
 
 
+@pytest.mark.parametrize(
+    ("data", "said"),
+    [
+        (b"", "the stream is empty (the sending side sent nothing)"),
+        (FULL[:100], "the stream ends inside its first record"),
+        (mk.package(INCREMENTAL)[:900], "the stream ends inside the first substream"),
+    ],
+)
+def test_a_stream_that_ends_before_zfs_starts_is_not_a_refusal(data: bytes, said: str) -> None:
+    memory = Memory(data)
+    with pytest.raises(guard_stream.Incomplete) as incomplete:
+        guard_stream.walk(memory, _receive("--target-path", "backup"))
+    assert str(incomplete.value) == said and not memory.started
+
+
 def test_a_stream_cut_short_goes_on_to_zfs_which_says_so() -> None:
     data = mk.package(INCREMENTAL)
     for cut in (len(data) - 5, len(data) - ss.RECORD - 100, len(data) - 3 * ss.RECORD):
         memory = _walk(data[:cut])
         assert bytes(memory.output) == data[:cut]
-    # (cut before the first substream was judged: zfs never starts)
-    message, memory = _refused(data[:900])
-    assert message == "the stream: it ends inside the first substream" and not memory.started
 
 
 @settings(max_examples=300, deadline=None)
@@ -205,5 +252,7 @@ def test_any_bytes_are_passed_or_refused_never_a_crash(noise: bytes, at: int) ->
             guard_stream.walk(memory, _receive("--target-path", "backup"))
         except Refused as exc:
             outcome = exc.message
+        except guard_stream.Incomplete:
+            outcome = "the stream: (ended)"
         assert outcome is None or outcome.startswith("the stream: ")
         assert bytes(memory.output) == data[: len(memory.output)]
