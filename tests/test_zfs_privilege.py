@@ -402,6 +402,7 @@ def _named(out: str) -> set[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # (about 50 tool runs)
 def test_every_permission_of_the_default_sets_is_needed(users: ZfsBed, pools: Pools) -> None:
     """The default sets are minimal: a steady-state run (snapshot, an incremental send of
     two snapshots, -I, after a snapshot-only run, a new dataset under a new unmountable
