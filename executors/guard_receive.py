@@ -37,6 +37,8 @@ class _Pipe:
     def __init__(self, source: int, start: Callable[[int], None]) -> None:
         self.source = source
         self._start = start
+        with contextlib.suppress(OSError):  # (a bigger pipe in: fewer splices per block)
+            fcntl.fcntl(source, _SETPIPE_SZ, CHUNK)
         self.sink: Optional[int] = None
         self.splice = hasattr(os, "splice")
         self.closed = False  # zfs recv stopped reading
