@@ -258,9 +258,7 @@ def run_stages(stages: Sequence[rules.Argv], environ: Mapping[str, str]) -> int:
             proc.kill()
             proc.wait()
         return rules.EXIT_REFUSED
-    codes = [proc.wait() for proc in procs]
-    failed = [code if code > 0 else 128 - code for code in codes if code != 0]
-    return failed[0] if failed else 0
+    return guard_receive.first_failure([proc.wait() for proc in procs])
 
 
 def _syslog(message: str) -> None:

@@ -157,6 +157,10 @@ def run(
         for proc in filters:
             proc.kill()
     # (zfs recv's own code first: a filter dies of SIGPIPE when zfs recv stopped)
-    codes = [proc.wait() for proc in [*recv, *filters]]
+    return code or first_failure([proc.wait() for proc in [*recv, *filters]])
+
+
+def first_failure(codes: Sequence[int]) -> int:
+    """The first exit code that is not 0 (128+N for signal N, as a shell), or 0."""
     failed = [c if c > 0 else 128 - c for c in codes if c != 0]
-    return code or (failed[0] if failed else 0)
+    return failed[0] if failed else 0

@@ -264,18 +264,15 @@ def _substreams(io: StreamIO, judge: _Judge, order: str) -> None:
             if size and io.forward(size) != size:
                 return
             continue
-        order, begin = _begin(record) if _is_begin(record, order) else (order, None)
-        if begin is None:
-            if _payload(record, order)[0] != ss.END:
-                raise _refuse("a record between two substreams")
+        kind = _payload(record, order)[0]
+        if kind == ss.END:
             io.write(record)  # the package's end
             io.forward(-1)
             return
+        if kind != ss.BEGIN:
+            raise _refuse("a record between two substreams")
+        order, begin = _begin(record)
         judge.substream(begin)
         io.write(record)
         io.forward(begin.payload)
         inside = True
-
-
-def _is_begin(record: bytes, order: str) -> bool:
-    return _payload(record, order)[0] == ss.BEGIN
