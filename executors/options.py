@@ -255,8 +255,10 @@ def build_parser(mode: str = "classic") -> argparse.ArgumentParser:
     g.add_argument(
         "--include-received",
         action="store_true",
-        help="without TARGET-PATH on one host, select received values too (otherwise "
-        "--exclude-received is on by itself there, as in zfs-autobackup 3.3)",
+        help="select received values too: replicas (a received dataset that shares a "
+        "snapshot with another selected one on this host), and, without TARGET-PATH on "
+        "one host, every received value (otherwise --exclude-received is on by itself "
+        "there, as in zfs-autobackup 3.3)",
     )
     g.add_argument(
         "--property-format",

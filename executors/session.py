@@ -62,7 +62,7 @@ def observe_hosts(
             job.naming.property_name,
             exclude_paths=job.exclude_paths,
             exclude_received=job.excludes_received,
-            bookmarks=job.bookmarks,
+            bookmarks=job.reads_bookmarks,
         )
 
     def target() -> Optional[HostState]:

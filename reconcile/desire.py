@@ -42,7 +42,7 @@ from reconcile.job import Job
 from reconcile.mapping import map_targets
 from reconcile.model import Dataset, HostState, ResumeInfo
 from reconcile.pair import PairDesire, PairInput, SendWish, pair, split_target
-from reconcile.selection import Choice, select
+from reconcile.selection import Choice, select, without_replicas
 
 __all__ = [
     "POST",
@@ -137,6 +137,9 @@ def desire(
         exclude_unchanged=job.exclude_unchanged,
         written=written,
     )
+    if not job.include_received and not job.excludes_received:
+        snapshots = {ds.name: [s.guid for s in ds.snapshots] for ds in source}
+        choices = without_replicas(choices, snapshots)
     selected = [source.datasets[c.dataset] for c in choices if c.selected]
     if job.snapshot and snapshot_name is None:
         snapshot_name = job.naming.snapshot_name(now)
@@ -145,12 +148,14 @@ def desire(
 
     targets: dict[str, str] = {}
     tag: Optional[str] = None
+    base_tag: Optional[str] = None
     if job.target_path is not None:
         targets = map_targets([ds.name for ds in selected], job.target_path, job.strip_path)
         root = target.get(job.target_path) if target is not None else None
-        # (bookmarks are found by guid only: with --no-guid-check none is used)
-        usable = job.bookmarks and job.guid_check and root is not None
-        tag = str(root.guid) if usable and root is not None else None
+        # an existing bookmark is a base whatever the options (found by its guid); only
+        # runs with bookmarks and guid checks make and destroy them
+        base_tag = str(root.guid) if root is not None and job.reads_bookmarks else None
+        tag = base_tag if job.bookmarks and job.guid_check else None
     fallback: dict[str, str] = {}
 
     origins: dict[str, tuple[Optional[clones.Origin], Optional[str]]] = {}
@@ -172,8 +177,8 @@ def desire(
         else:
             assert target is not None
             name = targets[ds.name]
-            why = _without_bookmarks(job, source, ds) if tag is not None else None
-            if why:
+            why = _without_bookmarks(job, source, ds) if base_tag is not None else None
+            if why and tag is not None:
                 fallback.setdefault(ds.pool, why)
             origin, full = _origin_sent(origins.get(ds.name, (None, None)), made)
             tds = target.get(name)
@@ -181,6 +186,7 @@ def desire(
             pin = PairInput(
                 job, ds, name, tds, new, note, now, resume or {},
                 None if why else tag, must.get(ds.name, {}), origin, full, moved,
+                None if why else base_tag,
             )  # fmt: skip
             made[ds.name] = pair(pin, graph)
             pairs.append(made[ds.name])

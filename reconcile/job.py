@@ -72,6 +72,13 @@ class Job:
     destroy_orphan_bookmarks: Optional[float] = None
 
     @property
+    def reads_bookmarks(self) -> bool:
+        """Source bookmarks are listed: an existing one is a base for the next send also
+        with --no-bookmarks, which makes and destroys none (as zfs-autobackup 4.0rc2).
+        Not for a read-only source, whose guard allows no send from a bookmark."""
+        return self.bookmarks or (self.target_path is not None and not self.read_only_source)
+
+    @property
     def same_host(self) -> bool:
         return self.source == self.target
 

@@ -112,6 +112,9 @@ class PairInput:
     clone_note: Optional[str] = None
     #: no common snapshot because `zfs promote` moved them away: the message and fix
     promoted: Optional[str] = None
+    #: the target path's tag when source bookmarks may be bases (with --no-bookmarks and
+    #: --no-guid-check too: an existing bookmark is used, none is made or destroyed)
+    base_tag: Optional[str] = None
 
     @property
     def raw(self) -> bool:
@@ -197,8 +200,8 @@ def _chain(pin: PairInput, graph: nx.DiGraph) -> Optional[_Chain]:
     if pin.new:
         links.append(_Link(pin.new, None, None))
     found = None
-    if pin.bookmark_tag is not None and pin.job.guid_check and tds is not None:
-        found = bookmarks.base(ds, tds, pin.bookmark_tag, pin.job.naming)
+    if pin.base_tag is not None and tds is not None:
+        found = bookmarks.base(ds, tds, pin.base_tag, pin.job.naming)
         if found is not None and common is not None and found[1].createtxg <= common[1].createtxg:
             found = None  # a snapshot is as new: it is the base
     if found is not None:
@@ -248,12 +251,7 @@ def pair(pin: PairInput, graph: nx.DiGraph) -> PairDesire:
     )
     chain = _chain(pin, graph)
     if chain is None:
-        return attrs.evolve(
-            base,
-            problem=pin.promoted
-            or "Can't find a common snapshot with the target: you probably need to "
-            "destroy the target dataset to fix this.",
-        )
+        return attrs.evolve(base, problem=pin.promoted or _unlinked(pin))
     common_src, common_tgt = chain.common_src, chain.common_tgt
     candidates = [
         link
@@ -298,8 +296,9 @@ def pair(pin: PairInput, graph: nx.DiGraph) -> PairDesire:
             None if problem else job.destroy_orphan_bookmarks, keep,
         )  # fmt: skip
     source_fates = _source_fates(
-        pin, chain, final_common, {w.snapshot for w in sends}, target_verdicts, mark.covers
-    )
+        pin, chain, final_common, {w.snapshot for w in sends}, target_verdicts, mark.covers,
+        _lacking(pin, chain, others),
+    )  # fmt: skip
     target_fates = _target_fates(
         pin, existing, incompatible, common_tgt, not sends, target_verdicts
     )
@@ -321,6 +320,29 @@ def pair(pin: PairInput, graph: nx.DiGraph) -> PairDesire:
         kept_bookmark=mark.kept,
         bookmark_copy_of=mark.copy_of,
         others=others,
+    )
+
+
+def _unlinked(pin: PairInput) -> str:
+    """Why there is no base, and what to do. Destroying the target is advised only
+    when nothing on the source (a snapshot or a bookmark) has the guid of a target
+    snapshot: then nothing links the two sides any more."""
+    assert pin.target is not None
+    on_target = {s.guid: s.name for s in pin.target.snapshots}
+    linked = [(f"@{s.name}", s.guid) for s in pin.source.snapshots if s.guid in on_target]
+    linked += [(f"#{b.name}", b.guid) for b in pin.source.bookmarks if b.guid in on_target]
+    if not linked:
+        return (
+            "Can't find a common snapshot with the target: you probably need to destroy "
+            "the target dataset to fix this."
+        )
+    name, guid = linked[-1]
+    return (
+        f"Can't find a common snapshot with the target by this run's rules, but the "
+        f"source's {pin.source.name}{name} has the guid of the target's "
+        f"{pin.target.name}@{on_target[guid]}: the two are still linked, so don't destroy "
+        "the target; run without --no-guid-check (and with bookmarks) to go on "
+        "incrementally."
     )
 
 
@@ -487,6 +509,32 @@ def _sends(
     return sends, skipped
 
 
+def _lacking(pin: PairInput, chain: _Chain, others: Sequence[bookmarks.Other]) -> tuple[str, ...]:
+    """The other known targets (tags of our bookmarks that stay) that lack the newest
+    snapshot of ours: it was taken after their newest bookmark."""
+    job = pin.job
+    if pin.new is not None:
+        newest_txg = None
+    else:
+        ours = [link.snapshot for link in chain.links if link.snapshot is not None]
+        ours = [s for s in ours if stamp_of(job, s.name) is not None]
+        if not ours:
+            return ()
+        newest_txg = ours[-1].createtxg
+    have: dict[str, int] = {}
+    for other in others:
+        if not other.orphan:
+            txg = other.bookmark.createtxg
+            have[other.tag] = max(have.get(other.tag, txg), txg)
+    return tuple(tag for tag, txg in sorted(have.items()) if newest_txg is None or txg < newest_txg)
+
+
+def _pinned_by(lacking: Sequence[str]) -> str:
+    s = "s" if len(lacking) > 1 else ""
+    have = "have" if len(lacking) > 1 else "has"
+    return f"target{s} {', '.join(lacking)} {have} not received it"
+
+
 def _source_fates(
     pin: PairInput,
     chain: _Chain,
@@ -494,10 +542,13 @@ def _source_fates(
     sent: set[str],
     target_verdicts: Mapping[str, tuple[bool, str]],
     bookmarked: Optional[str],
+    lacking: Sequence[str] = (),
 ) -> list[Fate]:
     """With `bookmarked` (the snapshot whose bookmark keeps this target's chain), the
     source schedule decides that snapshot too: it is destroyed after its bookmark exists
-    (so --keep-source=0 keeps no snapshot at all)."""
+    (so --keep-source=0 keeps no snapshot at all). But the newest snapshot of ours stays
+    while another known target (`lacking`: the tags of its bookmarks) has not received
+    it: that target goes on from its bookmark to it when it comes back."""
     job = pin.job
     ours = [
         link.snapshot
@@ -507,13 +558,19 @@ def _source_fates(
     names = [s.name for s in ours] + ([pin.new] if pin.new else [])
     stamps = [stamp_of(job, n) or 0.0 for n in names]
     verdicts = thin_names(job.keep_source, names, stamps, pin.now, keep_newest=not bookmarked)
+    kept_for_others = None
+    if names and lacking and not verdicts[names[-1]][0]:
+        kept_for_others = names[-1]
+        verdicts[kept_for_others] = (True, _pinned_by(lacking))
     common_src = None if chain.mark else chain.common_src
     fates = []
     for snap in ours:
         keep, reason = verdicts[snap.name]
         drop = f"source schedule drops it ({reason})"
         target_wants = target_verdicts.get(snap.name, (False, ""))[0]
-        if snap.name == final_common and snap.name == bookmarked and not keep:
+        if snap.name == kept_for_others:
+            fates.append(Fate(snap.name, True, reason, kept_because=reason))
+        elif snap.name == final_common and snap.name == bookmarked and not keep:
             fates.append(fate(job, snap, False, f"{drop}; its bookmark keeps the chain", POST))
         elif snap.name == final_common:
             fates.append(fate(job, snap, True, "newest common snapshot"))
@@ -528,7 +585,10 @@ def _source_fates(
             fates.append(fate(job, snap, False, f"{drop}, once sent", POST))
         else:
             fates.append(fate(job, snap, True, "the target still needs it"))
-    if pin.new and pin.new == bookmarked and not verdicts[pin.new][0]:
+    if pin.new and pin.new == kept_for_others:
+        why = verdicts[pin.new][1]
+        fates.append(Fate(pin.new, True, why, kept_because=why))
+    elif pin.new and pin.new == bookmarked and not verdicts[pin.new][0]:
         why = f"source schedule drops it ({verdicts[pin.new][1]}); its bookmark keeps the chain"
         fates.append(Fate(pin.new, False, why, POST))
     return fates

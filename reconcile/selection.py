@@ -14,7 +14,7 @@ As zfs-autobackup 3.3, from the value and source of the selection property
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import attrs
 
@@ -35,6 +35,8 @@ class Choice:
     invalid: bool = False
     #: True: the property has no value here (zfs' "-"): not part of this backup at all
     unset: bool = False
+    #: True: the value (or the one it inherits) was received, not set on this host
+    received: bool = False
 
     @property
     def message(self) -> str:
@@ -119,4 +121,44 @@ def _choose(
         return Choice(name, False, "dataset already received")
     if exclude_unchanged and written is not None and written < exclude_unchanged:
         return Choice(name, False, "by --exclude-unchanged")
-    return Choice(name, True, "inherited selection" if inherited else "direct selection")
+    reason = "inherited selection" if inherited else "direct selection"
+    return Choice(name, True, reason, received=source == "received")
+
+
+def without_replicas(
+    choices: Sequence[Choice], guids: Mapping[str, Collection[int]]
+) -> list[Choice]:
+    """Leave out the replicas: a selected dataset whose selection value was received,
+    and which shares a snapshot guid with another selected dataset on this host, is a
+    copy of that one (another target of the backup on the sources' own host), not a
+    source. Backing it up would snapshot and thin the other target's copy.
+
+    Datasets whose value is set here claim their guids first, then received ones from
+    the shallowest (the original of a copy received on the same host, in a chain of
+    hosts): a received dataset that meets a guid claimed by another is its replica.
+    A chain of hosts still works: there the original is on another host."""
+    owner: dict[int, str] = {}
+    replica_of: dict[str, str] = {}
+    order = sorted(
+        (c for c in choices if c.selected),
+        key=lambda c: (c.received, c.dataset.count("/"), c.dataset),
+    )
+    for choice in order:
+        mine = guids.get(choice.dataset, ())
+        original = next((owner[g] for g in mine if g in owner), None) if choice.received else None
+        if original is not None:
+            replica_of[choice.dataset] = original
+            continue
+        for guid in mine:
+            owner.setdefault(guid, choice.dataset)
+    return [
+        attrs.evolve(
+            c,
+            selected=False,
+            reason=f"replica of {replica_of[c.dataset]}: not a source; "
+            "--include-received to back it up",
+        )
+        if c.dataset in replica_of
+        else c
+        for c in choices
+    ]

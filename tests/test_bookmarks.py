@@ -98,13 +98,14 @@ def test_two_targets_each_keep_exactly_one_bookmark_and_never_touch_the_other() 
     assert not any(s.holds for s in zfs.datasets["src/data"].snaps)
 
 
-def test_no_bookmarks_lists_creates_and_destroys_none_and_holds_as_3_3() -> None:
+def test_no_bookmarks_creates_and_destroys_none_and_holds_as_3_3() -> None:
+    """(It lists them: an existing one is a base, see below.)"""
     zfs, runner = _world()
     runner.history.clear()
     for _ in range(2):
         assert _run(zfs, runner, "--no-bookmarks")[0] == 0
     zfs_lines = [line for line in runner.history if line.startswith("zfs ")]
-    assert not any("bookmark" in line or "#" in line for line in zfs_lines), zfs_lines
+    assert not any(line.startswith("zfs bookmark") or "#" in line for line in zfs_lines)
     assert zfs.datasets["src/data"].bookmarks == []
     assert zfs.datasets["src/data"].snaps[-1].holds == ["zfs_autobackup:bk"]
 
@@ -465,3 +466,121 @@ def test_exactly_one_valid_bookmark_per_dataset_and_target_after_every_run() -> 
                 continue
             assert marks == [want], (where, name, marks)
     assert zfs.datasets["src/data"].bookmark("manual") is not None
+
+
+def _ours(zfs: FakeZfs, dataset: str) -> list[str]:
+    return [s.name for s in zfs.datasets[dataset].snaps if s.name.startswith("bk-")]
+
+
+def test_a_second_target_gets_every_backup_a_keep_nothing_target_took() -> None:
+    """#31: target A thins the source to nothing (--keep-source=0); target B, known by
+    its bookmark, runs after it with --no-snapshot. The newest snapshot stays until B
+    has it (it was destroyed after A's bookmark existed, and B never got it)."""
+    zfs, runner = _world(("dst1", "dst2"))
+    flags = ["--exclude-received"]
+    assert _run(zfs, runner, *flags, target="dst2")[0] == 0  # B's first backup
+    for day in range(4):
+        rc, log = _run(zfs, runner, *flags, "--keep-source=0", target="dst1")
+        assert rc == 0, log
+        taken = _ours(zfs, "src/data")
+        assert len(taken) == 1, taken  # kept: B lacks it
+        text = _plan_text(zfs, runner, *flags, "--keep-source=0", "--no-snapshot")
+        assert f"kept: target {_tag(zfs, 'dst2')} has not received it" in text, text
+        rc, log = _run(zfs, runner, *flags, "--no-snapshot", target="dst2")
+        assert rc == 0, log
+        for target in ("dst1", "dst2"):
+            assert taken[0] in _ours(zfs, f"{target}/src/data"), (day, target)
+    # B has every backup A took, each received incrementally
+    assert _ours(zfs, "dst2/src/data") == _ours(zfs, "dst1/src/data")
+    assert not [e for e in zfs.events if e[0] == "recv-F"]
+    # once B has it, A's next run leaves nothing but its bookmark
+    assert _run(zfs, runner, *flags, "--keep-source=0", "--no-snapshot", target="dst1")[0] == 0
+    assert _ours(zfs, "src/data") == []
+
+
+def test_an_orphaned_target_stops_pinning_the_newest_snapshot() -> None:
+    zfs, runner = _world(("dst1", "dst2"))
+    flags = ["--exclude-received", "--keep-source=0"]
+    for target in ("dst2", "dst1"):
+        assert _run(zfs, runner, *flags, target=target)[0] == 0
+    assert len(_ours(zfs, "src/data")) == 1  # dst2 lacks dst1's newest
+    zfs.now += 3 * 86400  # dst2 stays away past the deadline: its bookmark goes
+    rc, log = _run(zfs, runner, *flags, "--destroy-orphan-bookmarks=2d", target="dst1")
+    assert rc == 0, log
+    tags = {b.name.rpartition("__")[2] for b in zfs.datasets["src/data"].bookmarks}
+    assert tags == {_tag(zfs, "dst1")}
+    assert _ours(zfs, "src/data") == []  # nothing pins it any more
+
+
+def test_no_bookmarks_after_keep_source_0_runs_goes_on_from_the_bookmark() -> None:
+    """#31: going back to 3.3's holds after bookmark-only runs goes on incrementally
+    (it failed with advice to destroy the target), and makes and destroys no bookmark;
+    so does --no-guid-check."""
+    zfs, runner = _world()
+    for _ in range(3):
+        assert _run(zfs, runner, "--keep-source=0")[0] == 0
+    assert _ours(zfs, "src/data") == []
+    for flag in ("--no-bookmarks", "--no-guid-check"):
+        marks = [b.name for b in zfs.datasets["src/data"].bookmarks]
+        runner.history.clear()
+        rc, log = _run(zfs, runner, flag)
+        assert rc == 0, log
+        assert "need to destroy" not in log
+        assert [b.name for b in zfs.datasets["src/data"].bookmarks] == marks  # untouched
+        sends = [shlex.split(line) for line in runner.history if line.startswith("zfs send")]
+        assert sends and all("-i" in argv or "-I" in argv for argv in sends), sends
+        if flag == "--no-bookmarks":  # (the source kept no snapshot: from the bookmark)
+            assert sends[0][sends[0].index("-i") + 1].startswith("src/data#bk-"), sends
+        # the next run with bookmarks, and the next with the flag, go on incrementally
+        assert _run(zfs, runner)[0] == 0
+        assert _run(zfs, runner, flag)[0] == 0
+    assert not [e for e in zfs.events if e[0] == "recv-F"]
+    assert len(_ours(zfs, "dst/src/data")) == 9
+
+
+def test_no_message_advises_destroying_a_target_still_linked_to_the_source() -> None:
+    """With --no-guid-check the base is found by name: a source snapshot renamed since
+    has no name in common, but its guid still links the two sides."""
+    zfs, runner = _world()
+    assert _run(zfs, runner, "--no-bookmarks")[0] == 0
+    zfs.datasets["src/data"].snaps[-1].name = "renamed"
+    rc, log = _run(zfs, runner, "--no-guid-check", "--no-bookmarks")
+    assert rc >= 1
+    assert "need to destroy" not in log and "don't destroy the target" in log, log
+    assert "src/data@renamed has the guid of the target's dst/src/data@bk-" in log, log
+
+
+def test_two_targets_on_the_sources_host_never_touch_each_others_copies() -> None:
+    """#31: the copies under target B carry the selection as a received value; A's run
+    took them as sources (snapshotted them, released B's hold, thinned B's common
+    snapshot, and sent a copy of a copy). They are replicas: left out, and said so."""
+    zfs, runner = _world(("dst1", "dst2"))
+    for day in range(3):
+        for target, other in (("dst1", "dst2"), ("dst2", "dst1")):
+            start = len(zfs.events)
+            copies = f"{other}/src/data" in zfs.datasets
+            zfs.now += 86400 // 2
+            rc, log = _run(zfs, runner, "--keep-source=1", target=target)
+            assert rc == 0, log
+            touched = [e for e in zfs.events[start:] if e[1].startswith(f"{other}/")]
+            assert not touched, (day, target, touched)
+            if copies:
+                note = f"{other}/src/data: Ignored (replica of src/data: not a source; "
+                assert note + "--include-received to back it up)" in log, log
+            newest = zfs.datasets["src/data"].snaps[-1].guid
+            assert newest in {s.guid for s in zfs.datasets[f"{target}/src/data"].snaps}
+    assert not [n for n in zfs.datasets if n.startswith(("dst1/dst2", "dst2/dst1"))]
+    # every snapshot taken, each target up to its last run (A's misses B's last one)
+    taken = [n.partition("@")[2] for k, n in zfs.events if k == "snapshot" and "src/data@" in n]
+    taken = [n for n in dict.fromkeys(taken) if n.startswith("bk-")]
+    assert len(taken) == 6
+    assert _ours(zfs, "dst2/src/data") == taken
+    assert _ours(zfs, "dst1/src/data") == taken[:-1]
+
+
+def test_include_received_backs_a_replica_up() -> None:
+    zfs, runner = _world(("dst1", "dst2"))
+    assert _run(zfs, runner, target="dst2")[0] == 0
+    rc, log = _run(zfs, runner, "--include-received", target="dst1")
+    assert rc == 0, log
+    assert "dst1/dst2/src/data" in zfs.datasets

@@ -254,6 +254,13 @@ class Story(RuleBasedStateMachine):
                        (self.zfs.datasets[n].origin or "").partition("@")[0] == source]  # fmt: skip
             if "--no-bookmarks" not in flags:
                 assert len(names) <= 1 + len(resting), f"{source}: more than one bookmark: {names}"
+        for source in self._known_to_far():
+            # each known target can still go on incrementally: what this run took stays
+            # while that target lacks it (unless someone destroyed it mid-run)
+            taken = [n for kind, n in events if kind == "snapshot" and n.startswith(source + "@")]
+            if taken and meddle is None:
+                alive = {s.name for s in self.zfs.datasets[source].snaps}
+                assert taken[-1].partition("@")[2] in alive, f"{taken[-1]}: {FAR} lacks it"
         for clone in expect_clones:
             target = self.zfs.datasets.get(f"{TARGET}/{clone}")
             if target is not None and target.snaps:
@@ -293,6 +300,42 @@ class Story(RuleBasedStateMachine):
                 self._may_destroy(name, FAR, flags)
         for source, names in self._our_bookmarks(str(self.far.datasets[FAR].guid)).items():
             assert len(names) <= 1, f"{source}: more than one bookmark for {FAR}: {names}"
+
+    def _known_to_far(self) -> set[str]:
+        """Sources that know the second target: a bookmark of ours with its tag (of a
+        snapshot of ours: a bookmark of a clone's origin is not ours)."""
+        far_tag = str(self.far.datasets[FAR].guid)
+        return {
+            source
+            for source, names in self._our_bookmarks(far_tag).items()
+            if any(self.naming.is_ours(n.rpartition("__")[0]) for n in names)
+        }
+
+    @rule()
+    def a_target_that_keeps_nothing_then_the_second(self) -> None:
+        """Target A thins the source to nothing (--keep-source=0, bookmarks keep its
+        chain); the second target, known by its bookmarks, runs after it without taking
+        a snapshot. It receives what A took: the newest snapshot stays on the source
+        while a known target lacks it (#31: it was destroyed, and every run of the second
+        target said it succeeded)."""
+        known = self._known_to_far()
+        start = len(self.zfs.events)
+        self._run("--keep-source=0")
+        taken = [n for kind, n in self.zfs.events[start:] if kind == "snapshot"]
+        self._run(
+            "--ssh-target", "far", "--no-thinning", "--exclude-received", "--no-snapshot",
+            target=FAR,
+        )  # fmt: skip
+        for snapshot in taken:
+            source = snapshot.partition("@")[0]
+            copy = self.far.datasets.get(f"{FAR}/{source}")
+            if source not in known or copy is None:
+                continue
+            try:
+                guid = self.zfs.get_snap(snapshot)[1].guid
+            except FakeError:
+                raise AssertionError(f"{snapshot} was destroyed before {FAR} got it") from None
+            assert guid in {s.guid for s in copy.snaps}, f"{FAR} did not receive {snapshot}"
 
     @precondition(lambda self: self._commons_held())
     @rule(
