@@ -138,8 +138,10 @@ def desire(
         written=written,
     )
     if not job.include_received and not job.excludes_received:
-        snapshots = {ds.name: [s.guid for s in ds.snapshots] for ds in source}
-        choices = without_replicas(choices, snapshots)
+        # (a bookmark counts: with --keep-source=0 it is all the original has in common)
+        guids = {ds.name: [*(s.guid for s in ds.snapshots), *(b.guid for b in ds.bookmarks)]
+                 for ds in source}  # fmt: skip
+        choices = without_replicas(choices, guids)
     selected = [source.datasets[c.dataset] for c in choices if c.selected]
     if job.snapshot and snapshot_name is None:
         snapshot_name = job.naming.snapshot_name(now)

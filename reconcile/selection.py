@@ -129,8 +129,8 @@ def without_replicas(
     choices: Sequence[Choice], guids: Mapping[str, Collection[int]]
 ) -> list[Choice]:
     """Leave out the replicas: a selected dataset whose selection value was received,
-    and which shares a snapshot guid with another selected dataset on this host, is a
-    copy of that one (another target of the backup on the sources' own host), not a
+    and which shares a snapshot guid with another selected dataset on this host (a
+    snapshot or a bookmark of it: `guids`), is a copy of that one (another target of the backup on the sources' own host), not a
     source. Backing it up would snapshot and thin the other target's copy.
 
     Datasets whose value is set here claim their guids first, then received ones from

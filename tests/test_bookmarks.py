@@ -550,7 +550,8 @@ def test_no_message_advises_destroying_a_target_still_linked_to_the_source() -> 
     assert "src/data@renamed has the guid of the target's dst/src/data@bk-" in log, log
 
 
-def test_two_targets_on_the_sources_host_never_touch_each_others_copies() -> None:
+@pytest.mark.parametrize("keep_a", ["--keep-source=1", "--keep-source=0"])
+def test_two_targets_on_the_sources_host_never_touch_each_others_copies(keep_a: str) -> None:
     """#31: the copies under target B carry the selection as a received value; A's run
     took them as sources (snapshotted them, released B's hold, thinned B's common
     snapshot, and sent a copy of a copy). They are replicas: left out, and said so."""
@@ -560,21 +561,25 @@ def test_two_targets_on_the_sources_host_never_touch_each_others_copies() -> Non
             start = len(zfs.events)
             copies = f"{other}/src/data" in zfs.datasets
             zfs.now += 86400 // 2
-            rc, log = _run(zfs, runner, "--keep-source=1", target=target)
+            keep = keep_a if target == "dst1" else "--keep-source=1"
+            rc, log = _run(zfs, runner, keep, target=target)
             assert rc == 0, log
             touched = [e for e in zfs.events[start:] if e[1].startswith(f"{other}/")]
             assert not touched, (day, target, touched)
             if copies:
                 note = f"{other}/src/data: Ignored (replica of src/data: not a source; "
                 assert note + "--include-received to back it up)" in log, log
-            newest = zfs.datasets["src/data"].snaps[-1].guid
-            assert newest in {s.guid for s in zfs.datasets[f"{target}/src/data"].snaps}
+            (taken,) = [
+                n for k, n in zfs.events[start:] if k == "snapshot" and n.startswith("src/data@")
+            ]
+            assert taken.partition("@")[2] in _ours(zfs, f"{target}/src/data")
     assert not [n for n in zfs.datasets if n.startswith(("dst1/dst2", "dst2/dst1"))]
     # every snapshot taken, each target up to its last run (A's misses B's last one)
     taken = [n.partition("@")[2] for k, n in zfs.events if k == "snapshot" and "src/data@" in n]
     taken = [n for n in dict.fromkeys(taken) if n.startswith("bk-")]
     assert len(taken) == 6
-    assert _ours(zfs, "dst2/src/data") == taken
+    # (B's first run follows A's first: with --keep-source=0 A could not know B then)
+    assert _ours(zfs, "dst2/src/data") == (taken[1:] if keep_a.endswith("=0") else taken)
     assert _ours(zfs, "dst1/src/data") == taken[:-1]
 
 
