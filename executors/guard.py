@@ -124,9 +124,10 @@ def policy_from(args: argparse.Namespace) -> rules.Policy:
 
 
 def lookups(policy: rules.Policy, zfs: Zfs, exclude_received: bool) -> rules.Lookups:
-    """The two questions of the rules, asked with read-only zfs commands: one `zfs get`
+    """The questions of the rules, asked with read-only zfs commands: one `zfs get`
     per dataset a send is of (two when its value is inherited and --exclude-received),
-    one `zfs send -nv -t` per resumed send. A failed command answers "no"."""
+    one `zfs send -nv -t` per resumed send, and for a snapshot that is not ours one
+    `zfs get clones` (and the selection of each clone). A failed command answers "no"."""
     prop = policy.property_name
 
     def row(dataset: str) -> Optional[tuple[str, str]]:
@@ -172,7 +173,13 @@ def lookups(policy: rules.Policy, zfs: Zfs, exclude_received: bool) -> rules.Loo
         code, out = zfs(("zfs", "get", "-H", "-o", "value", "mountpoint", dataset))
         return out.split("\n", 1)[0] if code == 0 else None
 
-    return rules.Lookups(selected, token, snapshots, mountpoint)
+    def clones(snapshot: str) -> list[str]:
+        # (asked only of a sent snapshot that is not ours: one zfs get, then one per clone)
+        code, out = zfs(("zfs", "get", "-H", "-o", "value", "clones", snapshot))
+        value = out.split("\n", 1)[0].strip() if code == 0 else ""
+        return [] if value in ("", "-") else value.split(",")
+
+    return rules.Lookups(selected, token, snapshots, mountpoint, clones)
 
 
 def stream_lookups(zfs: Zfs) -> guard_stream.StreamLookups:

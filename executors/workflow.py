@@ -126,9 +126,10 @@ def run_plan(
         raise no_selection(job)
     saved = saved_plan(job, observed, now)
     if out:
+        key = signing_key()  # first: a bad key leaves no empty plan file behind
         try:
             with open(out, "w", encoding="utf-8") as handle:  # noqa: PTH123
-                handle.write(dumps(saved, signing_key()))
+                handle.write(dumps(saved, key))
         except OSError as exc:
             raise UsageError(f"Can't write the plan to '{out}': {exc.strerror}") from None
     if as_json:

@@ -3,12 +3,13 @@
 Contract: `judge(line, policy, lookups)` returns the stages (argv tuples) of `line` when
 it is written in the language the runner speaks (`" | ".join(shlex.join(argv) ...)`)
 and every stage is a command zfs-reconcile sends in the guard's mode; otherwise it
-raises `Refused` with a one-line reason. Nothing here runs anything: the two questions
-that need zfs (is a dataset selected, which snapshot does a resume token send) are
-asked through `lookups`. Standard library only, with `reconcile.formats`,
-`reconcile.filters`, `reconcile.scripts` and `reconcile.errors`: the guard runs where
-the project's dependencies are not installed. It must not import the compile stage it
-mirrors (tests/test_guard.py feeds it every command that stage builds).
+raises `Refused` with a one-line reason. Nothing here runs anything: the questions
+that need zfs (is a dataset selected, which snapshot does a resume token send, which
+datasets are clones of a snapshot, ...) are asked through `lookups`. Standard library
+only, with `reconcile.formats`, `reconcile.filters`, `reconcile.scripts` and
+`reconcile.errors`: the guard runs where the project's dependencies are not installed.
+It must not import the compile stage it mirrors (tests/test_guard.py feeds it every
+command that stage builds).
 
 Examples, a source guard of the backup `bak` (defaults; pool/a selected, pool/x not):
 
@@ -26,6 +27,9 @@ Examples, a source guard of the backup `bak` (defaults; pool/a selected, pool/x 
         refused: zfs destroy needs --allow-destroy on a source guard
     zfs list; id
         refused: shell syntax ';'
+
+A snapshot that is not ours (`pool/a@__base__`) is sent only when a selected dataset is
+its clone: the tool sends a clone's origin first, so that the clone arrives as a clone.
 
 and a target guard (`--target-path backup`), whose receives the tool sends with
 `-x org.openzfs.systemd:wanted-by -x org.openzfs.systemd:required-by` and, with
@@ -101,6 +105,8 @@ class Lookups(NamedTuple):
     snapshots: Callable[[str], Optional[list[str]]]
     #: a dataset's mountpoint property (a path, none or legacy); None: no such dataset
     mountpoint: Callable[[str], Optional[str]]
+    #: the datasets that are clones of a snapshot (its `clones` property; none: [])
+    clones: Callable[[str], list[str]] = lambda snapshot: []
 
 
 @dataclass(frozen=True)
@@ -187,6 +193,22 @@ def _ours(policy: Policy, command: str, dataset: str, short: str) -> None:
             f"{command}: snapshot {dataset + '@' + short!r} is not one of ours "
             f"({policy.snapshot_pattern})"
         )
+
+
+def _sendable(policy: Policy, lookups: Lookups, command: str, dataset: str, short: str) -> None:
+    """A snapshot a stream may carry: one of ours, or the origin of a clone the backup
+    selects (`pool/tmpl@__base__` of a selected `pool/vm-101`): the tool sends that
+    origin first, so that the clone arrives as a clone (reconcile/clones.py). Its own
+    dataset must be selected too: that is the sender's check (the tool sends an
+    unselected origin's clone in full instead)."""
+    if policy.other_snapshots or is_ours(policy, short):
+        return
+    if any(lookups.selected(clone) for clone in lookups.clones(f"{dataset}@{short}")):
+        return
+    raise Refused(
+        f"{command}: snapshot {dataset + '@' + short!r} is not one of ours "
+        f"({policy.snapshot_pattern}), nor the origin of a selected clone"
+    )
 
 
 def _our_bookmark(policy: Policy, command: str, dataset: str, short: str) -> None:
@@ -335,8 +357,7 @@ def _zfs_send(args: Sequence[str], policy: Policy, lookups: Lookups) -> None:
         dataset, short = snapshot("zfs send -t", _token_sends(send.token, lookups))
     else:
         dataset, short = snapshot("zfs send", send.names[0])
-    if not policy.other_snapshots:
-        _ours(policy, "zfs send", dataset, short)
+    _sendable(policy, lookups, "zfs send", dataset, short)
     if not lookups.selected(dataset):
         raise Refused(f"zfs send: dataset {dataset!r} is not selected by {policy.property_name}")
     if send.base is not None and send.intermediates:
@@ -368,10 +389,8 @@ def _intermediates(policy: Policy, lookups: Lookups, base: str, dataset: str, sh
     last = names.index(short) if short in names else -1
     if first >= last:
         raise Refused(f"zfs send -I: zfs lists no {base!r} before {dataset + '@' + short!r}")
-    between = names[first + 1 : last]
-    if not policy.other_snapshots:
-        for other in between:
-            _ours(policy, "zfs send -I", dataset, other)
+    for other in names[first + 1 : last]:
+        _sendable(policy, lookups, "zfs send -I", dataset, other)
 
 
 def _is_mbuffer(argv: Argv) -> bool:

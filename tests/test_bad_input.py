@@ -67,19 +67,19 @@ CASES: list[tuple[list[str], int, str]] = [
 ]  # fmt: skip
 
 
-KEY = b"0123456789abcdef"
+KEY = b"0123456789abcdef" * 4  # a plan signing key is at least 32 bytes
 
 
-def _run(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+def _run(args: list[str], tmp_path: Path, key: bytes = KEY) -> subprocess.CompletedProcess[str]:
     empty = tmp_path / "empty-path"
     empty.mkdir(exist_ok=True)
-    key = tmp_path / "plan.key"
-    key.write_bytes(KEY)
+    key_file = tmp_path / "plan.key"
+    key_file.write_bytes(key)
     env = {
         **os.environ,
         "PATH": str(empty),
         "PYTHONPATH": str(REPO),
-        "ZFS_AUTOBACKUP_PLAN_KEY": str(key),
+        "ZFS_AUTOBACKUP_PLAN_KEY": str(key_file),
     }
     return subprocess.run(
         [sys.executable, "-m", "executors", *args],
@@ -132,3 +132,19 @@ def test_a_plan_made_on_another_machine_is_refused(tmp_path: Path) -> None:
     proc = _run(["apply", str(plan)], tmp_path)
     assert proc.returncode == 1
     assert "was made on host 'host1', not here" in proc.stderr
+
+
+@pytest.mark.parametrize("content", [b"", b"short\n"])
+def test_a_bad_plan_signing_key_is_one_clear_error(tmp_path: Path, content: bytes) -> None:
+    """#31: an empty or short key (left by a failed write, or made by hand) would let anyone
+    sign a plan: apply and show refuse it with one line saying how to make a new key."""
+    plan = tmp_path / "p.json"
+    plan.write_text(dumps(_saved(), KEY))
+    for command in ("apply", "show"):
+        proc = _run([command, str(plan)], tmp_path, key=content)
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert proc.returncode == 1, proc.stderr
+        assert len(lines) == 1, proc.stderr
+        assert f"The plan signing key {tmp_path / 'plan.key'} is too short" in lines[0]
+        assert "remove it; the next `plan --out` makes a new one" in lines[0]
+        assert "Traceback" not in proc.stderr + proc.stdout

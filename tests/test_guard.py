@@ -186,7 +186,7 @@ def _lookups(zfs: FakeZfs) -> rules.Lookups:
         ds = zfs.datasets.get(name)
         return [s.name for s in ds.snaps] if ds else None
 
-    return rules.Lookups(selected, token, snapshots, lambda name: "none")
+    return rules.Lookups(selected, token, snapshots, lambda name: "none", zfs.clones_of)
 
 
 def _story() -> World:
@@ -317,6 +317,117 @@ def test_a_pull_through_a_read_only_source_guard_with_snapshots_taken_on_the_sou
         ": the guard is --read-only: " in line or "a pre/post snapshot command" in line
         for line in world.runner.refused
     ), world.runner.refused
+
+
+# a Proxmox-like template: pool/tmpl@__base__ (not a snapshot of ours) and its clone
+TEMPLATE, BASE = "pool/tmpl", "pool/tmpl@__base__"
+
+
+def _template_world(*, backed_up_before: bool) -> World:
+    """Only pool/tmpl and its clone pool/vm-101 are selected; the template has one more
+    snapshot that is not ours (@other) after @__base__. `backed_up_before`: the template
+    was sent before @__base__ was taken (the origin then goes incrementally)."""
+    world = World()
+    zfs = world.zfs
+    del zfs.datasets["pool/a"].local_props[PROP], zfs.datasets["pool/c"].local_props[PROP]
+    zfs.create(TEMPLATE).local_props[PROP] = "true"
+    zfs.write(TEMPLATE)
+    if backed_up_before:
+        assert "dataset(s) failed" not in (log := world.run(*TRANSFER)), log
+        zfs.write(TEMPLATE)
+    zfs.snapshot([BASE])
+    zfs.write(TEMPLATE)
+    zfs.snapshot([f"{TEMPLATE}@other"])
+    zfs.clone(BASE, "pool/vm-101").local_props[PROP] = "true"
+    return world
+
+
+#: what the tool sends of a clone whose origin is not ours (host "src"), by story
+CLONE_SENT = {
+    False: [  # the origin in full (resumed), then the template from it, the clone from it
+        r"^zfs send -P -L -e -p pool/tmpl@__base__ \| cat \| zstd",
+        r"^zfs send -n -P -L -e -p pool/tmpl@__base__$",
+        r"^zfs send -nv -t 1-fake-\d+$",
+        r"^zfs send -P -L -e -t 1-fake-\d+ \| cat \| zstd",
+        r"^zfs send -P -L -e -p -i @__base__ pool/tmpl@bak-\d+ \| ",
+        r"^zfs send -P -L -e -p -i pool/tmpl@__base__ pool/vm-101@bak-\d+ \| ",
+    ],
+    True: [  # the origin incrementally (compressed blocks; holds, not bookmarks)
+        r"^zfs send -P -L -e -c -p -i @bak-\d+ pool/tmpl@__base__ \| ",
+        r"^zfs send -P -L -e -c -p -i @__base__ pool/tmpl@bak-\d+ \| ",
+        r"^zfs send -P -L -e -c -p -i pool/tmpl@__base__ pool/vm-101@bak-\d+ \| ",
+        r"^zfs hold zfs_autobackup:bak .*pool/vm-101@bak-\d+",
+    ],
+}
+
+
+@pytest.mark.parametrize("backed_up_before", [False, True], ids=["full", "incremental"])
+def test_a_guarded_pull_of_a_clone_whose_origin_is_not_ours(backed_up_before: bool) -> None:
+    """#31: the tool sends a selected clone's origin (pool/tmpl@__base__, not ours) first,
+    so that the clone arrives as a clone: the source guard allows exactly that (in full,
+    resumed, or incrementally, and as the clone's base)."""
+    world = _template_world(backed_up_before=backed_up_before)
+    zfs = world.zfs
+    flags = ["--no-bookmarks", "--zfs-compressed"] if backed_up_before else []
+    if not backed_up_before:
+        zfs.interrupt_next = 1  # (the first receive: the origin's full one)
+        world.run(*TRANSFER)
+    for _ in range(2):
+        zfs.write("pool/vm-101")
+        assert "dataset(s) failed" not in (log := world.run(*TRANSFER, *flags)), log
+    assert world.runner.refused == []
+    sent = [line for host, line in world.runner.lines if host == "src"]
+    missing = [regex for regex in CLONE_SENT[backed_up_before]
+               if not any(re.search(regex, line) for line in sent)]  # fmt: skip
+    assert not missing, (missing, [line for line in sent if "tmpl" in line or "vm-101" in line])
+    assert zfs.datasets["backup/pool/vm-101"].origin == f"backup/{BASE}"
+    assert "__base__" in [s.name for s in zfs.datasets["backup/pool/tmpl"].snaps]
+
+
+def test_the_guard_sends_no_other_snapshot_that_is_not_ours() -> None:
+    """The origin rule lets through the origin of a selected clone in a selected dataset,
+    nothing else: not the template's other snapshot, not an unselected dataset's origin
+    (the tool sends its clone in full), not an origin whose clones are all unselected,
+    not a selected origin as the base of an unselected clone."""
+    world = _template_world(backed_up_before=False)
+    zfs = world.zfs
+    zfs.create("pool/secret-tmpl")  # (not selected) with a selected clone
+    zfs.write("pool/secret-tmpl")
+    zfs.snapshot(["pool/secret-tmpl@__base__", f"{TEMPLATE}@{OURS}", f"{TEMPLATE}@lonely"])
+    zfs.clone("pool/secret-tmpl@__base__", "pool/vm-102").local_props[PROP] = "true"
+    zfs.clone(f"{TEMPLATE}@lonely", "pool/scratch")  # (not selected)
+    zfs.clone(BASE, "pool/secret")  # (not selected)
+    zfs.snapshot([f"pool/vm-101@{OURS}", f"pool/secret@{OURS}", f"pool/vm-102@{OURS}"])
+    source = _policy(SOURCE_GUARD)
+    lookups = _lookups(zfs)
+    nor = "is not one of ours (bak-%Y%m%d%H%M%S), nor the origin of a selected clone"
+    for line, reason in (
+        (f"zfs send -p {TEMPLATE}@other", f"snapshot '{TEMPLATE}@other' {nor}"),
+        (f"zfs send -p -i @__base__ {TEMPLATE}@other", f"snapshot '{TEMPLATE}@other' {nor}"),
+        (f"zfs send -p {TEMPLATE}@lonely", f"snapshot '{TEMPLATE}@lonely' {nor}"),
+        (
+            f"zfs send -I @__base__ {TEMPLATE}@{OURS}",
+            f"zfs send -I: snapshot '{TEMPLATE}@other' {nor}",
+        ),
+        ("zfs send -p pool/secret-tmpl@__base__", "dataset 'pool/secret-tmpl' is not selected"),
+        (f"zfs send -p -i {BASE} pool/secret@{OURS}", "dataset 'pool/secret' is not selected"),
+        (f"zfs send -p pool/secret@{OURS}", "dataset 'pool/secret' is not selected"),
+    ):
+        with pytest.raises(rules.Refused) as refused:
+            rules.judge(line, source, lookups)
+        assert reason in refused.value.message, line
+    for line in (  # (their neighbours, as the tool sends them)
+        f"zfs send -L -e -c -p {BASE} | zstd -T0 -3",
+        f"zfs send -w -p {BASE}",
+        f"zfs send -p -i {BASE} pool/vm-101@{OURS}",
+        f"zfs send -p -i pool/secret-tmpl@__base__ pool/vm-102@{OURS}",
+        f"zfs send -p pool/vm-102@{OURS}",  # (in full: its origin's dataset is not selected)
+    ):
+        assert rules.judge(line, source, lookups), line
+    # without the clone the origin is just another snapshot that is not ours
+    zfs.datasets["pool/vm-101"].local_props[PROP] = "false"
+    with pytest.raises(rules.Refused, match=f"snapshot '{BASE}' {re.escape(nor)}"):
+        rules.judge(f"zfs send -p {BASE}", source, lookups)
 
 
 def _remote_lines(compiled: Compiled) -> list[tuple[str, str]]:
@@ -738,6 +849,8 @@ def test_the_lookups_ask_zfs_and_follow_the_selection_rules() -> None:
             return 0, "pool/a@s1\npool/a@s2\n"
         if argv[:2] == ("zfs", "get") and argv[-2:] == ("mountpoint", "pool/a"):
             return 0, "/pool/a\n"
+        if argv[:-1] == ("zfs", "get", "-H", "-o", "value", "clones"):
+            return 0, {"pool/a@s1": "pool/v1,pool/v 2\n"}.get(argv[-1], "\n")
         name = argv[-1]
         if argv[:-1] != ("zfs", "get", "-H", "-o", "name,value,source", PROP) or name not in rows:
             return 1, f"cannot open '{name}': dataset does not exist"
@@ -758,6 +871,9 @@ def test_the_lookups_ask_zfs_and_follow_the_selection_rules() -> None:
     assert asked[-1] == ("zfs", "list", "-H", "-o", "name", "-t", "snapshot", "-s", "createtxg",
                          "-d", "1", "pool/a")  # fmt: skip
     assert lookups.mountpoint("pool/a") == "/pool/a" and lookups.mountpoint("pool/x") is None
+    assert lookups.clones("pool/a@s1") == ["pool/v1", "pool/v 2"]
+    assert asked[-1] == ("zfs", "get", "-H", "-o", "value", "clones", "pool/a@s1")
+    assert lookups.clones("pool/a@s2") == []
     # what zfs says it sends, as OpenZFS 2.3 words it (a name with " to " in it too)
     for line, sends in (
         ("full send of pool/a b@x estimated size is 1M", "pool/a b@x"),
@@ -771,7 +887,7 @@ def test_the_lookups_ask_zfs_and_follow_the_selection_rules() -> None:
     assert zfs_rows.parse_resume_info("cannot resume send: invalid resume token")[0] is None
     failing = guard.lookups(policy, lambda argv: (1, "\ttoname = pool/a@x"), False)
     assert failing.token("1-abc") is None and not failing.selected("pool/a")
-    assert failing.snapshots("pool/a") is None
+    assert failing.snapshots("pool/a") is None and failing.clones("pool/a@s1") == []
 
 
 def test_the_lookups_run_zfs_from_the_path_of_the_environment(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ import shlex
 import pytest
 
 from reconcile import permissions
-from tests.test_zfs_privilege import NAME, authorize, grant, snapname, stamp, users
+from tests.test_zfs_privilege import NAME, as_user, authorize, grant, snapname, stamp, users
 from tests.zfsvm.bed import GUARD_PREFIX, Pools, ZfsBed
 
 pytestmark = pytest.mark.zfs
@@ -302,6 +302,62 @@ def test_a_forged_resume_token_and_a_foreign_snapshot_in_I_send_no_byte(
     assert rc == 0, err
     rc, err = _via_guard(bed, allowed, user="zbtarget")
     assert rc == 0 and int(bed.run("wc -c < /tmp/out").stdout) > 100_000, err
+
+
+def test_a_guarded_pull_of_a_clone_of_a_templates_base_snapshot(
+    users: ZfsBed, pools: Pools
+) -> None:
+    """#31: a Proxmox-like template s/tmpl (selected) whose @__base__ is not a snapshot
+    of ours, and its selected clone s/vm-101: a pull through the source's --read-only
+    guard sends the origin first, and the clone arrives as a clone of it, with the
+    source's files. The template's other snapshot, and the origin of an unselected
+    template (whose selected clone s/vm-102 is sent in full), are refused: no byte out."""
+    bed = users
+    s, d = pools.src, pools.dst
+    bed.run(f"""
+set -e
+zfs create {s}/tmpl; zfs set autobackup:{NAME}=true {s}/tmpl
+dd if=/dev/urandom of=/mnt/{s}/tmpl/image bs=1k count=512 status=none; zpool sync {s}
+zfs snapshot {s}/tmpl@__base__
+echo later > /mnt/{s}/tmpl/later; zpool sync {s}; zfs snapshot {s}/tmpl@other
+zfs clone {s}/tmpl@__base__ {s}/vm-101; zfs set autobackup:{NAME}=true {s}/vm-101
+echo delta > /mnt/{s}/vm-101/delta; zpool sync {s}
+zfs create {s}/priv; echo {SECRET} > /mnt/{s}/priv/file; zpool sync {s}
+zfs snapshot {s}/priv@__base__
+zfs clone {s}/priv@__base__ {s}/vm-102; zfs set autobackup:{NAME}=true {s}/vm-102
+zfs create {d}/backup
+""")
+    target_path = f"{d}/backup"
+    grant(bed, "zbsource", permissions.default_set("source"), s)
+    grant(bed, "zbtarget", permissions.default_set("target"), target_path)
+    authorize(bed, "zbsource", f"zfs-autobackup-guard {NAME} --read-only")
+    cron = bed.tool(NAME, "--keep-source=2", now=stamp(1))  # (the source's own snapshots)
+    assert cron.returncode == 0, cron.stdout + cron.stderr
+    pull = ["--ssh-source", "zbsource@localhost", NAME, target_path, "--verbose",
+            "--no-progress", "--exclude-received", "--keep-target=1", "--read-only-source"]  # fmt: skip
+    rc, out = as_user(bed, "zbtarget", *pull, now=stamp(1, 1))
+    assert rc == 0 and "refused" not in out, out
+    t = f"{target_path}/{s}"
+    assert f"{t}/tmpl@__base__: receiving full" in out, out
+    assert f"{t}/vm-101@{snapname(1)}: receiving incremental (a clone of {s}/tmpl@__base__)" in out
+    assert bed.prop(f"{t}/vm-101", "origin") == f"{t}/tmpl@__base__"
+    assert bed.prop(f"{t}/vm-102", "origin") == "-"  # (in full: its origin is not selected)
+    for name in ("tmpl@__base__", f"vm-101@{snapname(1)}"):
+        assert bed.checksum(f"{t}/{name}") == bed.checksum(f"{s}/{name}"), name
+    # what the tool sent, the guard allows on its own; its neighbours leak nothing
+    rc, err = _via_guard(bed, f"zfs send -p {s}/tmpl@__base__", user="zbtarget")
+    assert rc == 0 and int(bed.run("wc -c < /tmp/out").stdout) > 500_000, err
+    for line, reason in (
+        (f"zfs send -p {s}/tmpl@other",
+         f"zfs send: snapshot '{s}/tmpl@other' is not one of ours"),
+        (f"zfs send -p -i @__base__ {s}/tmpl@other",
+         f"zfs send: snapshot '{s}/tmpl@other' is not one of ours"),
+        (f"zfs send -p {s}/priv@__base__", f"zfs send: dataset '{s}/priv' is not selected"),
+    ):  # fmt: skip
+        rc, err = _via_guard(bed, line, user="zbtarget")
+        assert rc == 126 and reason in err, (line, err)
+        assert bed.run("wc -c < /tmp/out").stdout.strip() == "0", line
+    assert bed.run(f"grep -c {SECRET} /tmp/out", check=False).stdout.strip() == "0"
 
 
 def test_systemd_properties_of_a_source_never_mount_a_backup_at_boot(

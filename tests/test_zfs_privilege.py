@@ -167,6 +167,48 @@ def test_every_mode_as_unprivileged_users(users: ZfsBed, pools: Pools, mode: str
     assert bed.snapshots(f"{target}/sub") == bed.snapshots(f"{source}/sub") == [snapname(1)]
 
 
+def test_a_job_run_by_root_is_taken_over_by_a_delegated_user(users: ZfsBed, pools: Pools) -> None:
+    """#31: root's run leaves a root-owned 0644 lock file in /run/lock (sticky, world
+    writable); the delegated user who takes the job over locks that same file (read-only:
+    flock needs no more) instead of failing with a traceback, twice. The other way round,
+    root locks a lock file the user made (with fs.protected_regular, root's O_CREAT open
+    of another user's file in a sticky folder is refused: it is opened without).
+    (--clear-mountpoint: root's receive would mount the target, the user's can't.)"""
+    bed = users
+    source, target_path = _delegated_world(bed, pools)
+    grant(bed, "zbackup", permissions.default_set("source"), pools.src)
+    grant(bed, "zbackup", permissions.default_set("target"), target_path)
+    locks = f"/run/lock/zfs-autobackup-{NAME}-*.lock"
+    bed.run(f"rm -f {locks}")
+    args = [NAME, target_path, "--verbose", "--no-progress", "--exclude-received",
+            "--clear-mountpoint", "--keep-source=1", "--keep-target=1"]  # fmt: skip
+    target = f"{target_path}/{source}"
+
+    run = bed.tool(*args, now=stamp(1))  # (as root)
+    assert run.returncode == 0, run.stdout + run.stderr
+    owners = bed.run(f"stat -c '%U %a' /run/lock {locks}").stdout.splitlines()
+    assert owners == ["root 1777", "root 644"]  # (one lock file, root's)
+    for day in (2, 3):
+        bed.write(source, f"g{day}", 64)
+        rc, out = as_user(bed, "zbackup", *args, now=stamp(day))
+        assert rc == 0 and "Traceback" not in out, out
+        assert f"{target}@{snapname(day)}: receiving incremental" in out
+    assert bed.snapshots(source) == bed.snapshots(target) == [snapname(3)]
+    assert bed.guids(target) == bed.guids(source)
+    assert bed.run(f"stat -c '%U %a' {locks}").stdout.split() == ["root", "644"]
+
+    # the other way round (snapshot-only runs: the lock is the same whatever the flags)
+    bed.run(f"rm -f {locks}")
+    bed.write(source, "g4", 64)
+    rc, out = as_user(bed, "zbackup", *args, "--no-send", now=stamp(4))
+    assert rc == 0, out
+    assert bed.run(f"stat -c '%U %a' {locks}").stdout.split() == ["zbackup", "644"]
+    bed.write(source, "g5", 64)
+    run = bed.tool(*args, "--no-send", now=stamp(5))
+    assert run.returncode == 0 and "Traceback" not in run.stderr, run.stdout + run.stderr
+    assert bed.snapshots(source)[-1] == snapname(5)
+
+
 def test_a_missing_delegation_names_its_grant_and_the_rest_goes_on(
     users: ZfsBed, pools: Pools
 ) -> None:
