@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import getpass
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Optional
@@ -31,6 +32,7 @@ import attrs
 
 from executors.console import Console
 from executors.progress import Board, Progress
+from executors.retry import Policy, Transfer, token_value
 from executors.runner import Runner, Stage, group_stages
 from planner.actions import (
     SOURCE,
@@ -77,6 +79,8 @@ class Settings:
     debug: bool = False
     #: sends print their size estimate (`zfs send -P`), for --prometheus-file
     send_sizes: bool = False
+    #: waits before a transfer is retried (seconds; tests pass their own)
+    sleep: Callable[[float], None] = attrs.field(default=time.sleep, eq=False, repr=False)
 
     @property
     def observe_together(self) -> bool:
@@ -129,6 +133,7 @@ class Executor:
         self._board = Board(console.progress, combine=console.err.isatty())
         self._sizes_lock = threading.Lock()
         self._sent_bytes = 0
+        self._sleep = settings.sleep
 
     def _count(self, stderr: str) -> None:
         size = zfs_text.parse_send_size(stderr)
@@ -211,7 +216,22 @@ class Executor:
         return Progress(title, self._board.channel(), count=count)
 
     def _send(self, plan: Plan, step: Step) -> None:
-        stages = self.stages(step.commands)
+        """A transfer, repeated (executors.retry) when its link broke."""
+        action = plan.actions[step.actions[0]]
+        assert isinstance(action, Send)
+        policy = Policy(self.job.retries, self.job.retry_delay)
+        title = f"[Target] {action.target_dataset}@{action.snapshot}"
+        transfer = Transfer(step, title, policy, self.console, self._sleep)
+        transfer.run(lambda commands: self._transfer(plan, step, commands), self._token)
+
+    def _token(self, command: Command) -> Optional[str]:
+        """The receive_resume_token `command` reads ("-" and "" are none)."""
+        return token_value(
+            self.runner.run(self.host(command.side), command.argv, label=label(command.side)).stdout
+        )
+
+    def _transfer(self, plan: Plan, step: Step, commands: Sequence[Command]) -> None:
+        stages = self.stages(commands)
         watch = self._watch(plan, step, stages)
         # (a failed pipeline raises, unless --ignore-transfer-errors checks what arrived)
         result = self.runner.pipeline(stages, check=step.arrived is None, watch=watch)

@@ -7,6 +7,7 @@ meaning. Bad values are one-line errors naming the value.
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import sys
 from collections.abc import Sequence
@@ -20,7 +21,7 @@ from executors.monitor import FORMATS
 from planner import status
 from reconcile import __version__, formats, naming
 from reconcile.errors import UsageError
-from reconcile.job import Job
+from reconcile.job import DEFAULT_RETRIES, DEFAULT_RETRY_DELAY, Job
 from reconcile.model import Host
 from reconcile.pipes import COMPRESSORS, TransferOptions
 from reconcile.schedule import DEFAULT, Schedule, parse_duration
@@ -86,6 +87,23 @@ def _file_parser(mode: str) -> argparse.ArgumentParser:
             "--debug-output", action="store_true", help="show commands with their output"
         )
     return p
+
+
+def _seconds(option: str) -> Callable[[str], float]:
+    """argparse type: a number of seconds, 0 or more (decimals allowed)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = -1.0
+        if not math.isfinite(value) or value < 0:
+            raise argparse.ArgumentTypeError(
+                f"invalid value '{text}' for {option}: a number of seconds of 0 or more is allowed"
+            )
+        return value
+
+    return parse
 
 
 def _duration(option: str) -> Callable[[str], float]:
@@ -345,6 +363,21 @@ def build_parser(mode: str = "classic") -> argparse.ArgumentParser:
         help="ignore receive errors as long as the snapshot arrived",
     )
     g.add_argument(
+        "--retries",
+        metavar="N",
+        type=_whole_number("--retries"),
+        default=DEFAULT_RETRIES,
+        help="repeat a transfer whose ssh link broke up to N times in the same run, from "
+        "its resume token where there is one (default %(default)s; 0: never)",
+    )
+    g.add_argument(
+        "--retry-delay",
+        metavar="SECONDS",
+        type=_seconds("--retry-delay"),
+        default=DEFAULT_RETRY_DELAY,
+        help="wait before the first retry; each next one waits twice as long (default %(default)g)",
+    )
+    g.add_argument(
         "--no-guid-check", action="store_true", help="match common snapshots by name only"
     )
     g.add_argument("--raw", action="store_true", help=argparse.SUPPRESS)
@@ -580,6 +613,8 @@ def job_from_args(args: argparse.Namespace) -> Job:
         ),
         zfs_compressed=args.zfs_compressed,
         ignore_transfer_errors=args.ignore_transfer_errors,
+        retries=args.retries,
+        retry_delay=args.retry_delay,
         decrypt=args.decrypt,
         encrypt=args.encrypt,
         pre_snapshot_cmds=tuple(

@@ -30,7 +30,7 @@ from plumbum import local
 from plumbum.commands.processes import CommandNotFound as PlumbumCommandNotFound
 
 from planner.compile import PROBE_PREFIX
-from reconcile import errors, zfs_text
+from reconcile import errors, transport, zfs_text
 from reconcile.model import Host
 
 #: Called with (label, text) for every command line and, with --debug-output, its output.
@@ -290,9 +290,7 @@ class LocalRunner:
         if self._listener and self._show_output:
             self._listener(label, f"EXIT > {' '.join(map(str, codes))}")
         if check and not result.ok:
-            failed = next(i for i, rc in enumerate(codes) if rc != 0)
-            host = groups[failed][0]
-            raise _failure(host, line, codes[failed], "\n".join(t for t in stderrs if t))
+            raise pipeline_error([host for host, _ in groups], result)
         return result
 
 
@@ -328,6 +326,23 @@ def _run_joined(
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+def pipeline_error(hosts: Sequence[Host], result: PipelineResult) -> errors.ReconcileError:
+    """The error of a failed pipeline (one host per process): the failure of the process
+    that failed first (reconcile.transport), in its own words; a TransportError when it
+    was the link."""
+    processes = [
+        transport.Process(host.ssh, rc, err)
+        for host, rc, err in zip(hosts, result.returncodes, result.stderrs)
+    ]
+    cause = transport.first_failure(processes)
+    assert cause is not None, "the pipeline did not fail"
+    process = processes[cause.index]
+    if cause.transport:
+        return errors.TransportError(transport.describe_link(process))
+    host = hosts[cause.index]
+    return _failure(host, result.command, process.returncode, result.stderrs[cause.index])
 
 
 def _failure(host: Host, line: str, returncode: int, stderr: str) -> errors.ReconcileError:

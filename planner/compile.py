@@ -80,6 +80,18 @@ class Command:
 
 
 @attrs.frozen
+class Resume:
+    """How a send step starts again after its link broke (executors retry it): `token`
+    reads the target's receive_resume_token; with one, the step's `zfs send` becomes
+    `send` + `-t TOKEN` (the same flags; `resumed`). `send` is None for a stream of
+    several snapshots (-I): its token resumes only the one that was cut, so such a
+    step is repeated only when nothing arrived (no token)."""
+
+    token: Command
+    send: Optional[tuple[str, ...]] = None
+
+
+@attrs.frozen
 class Step:
     kind: str
     #: one command, or a pipeline (a send: zfs send | ... | zfs recv)
@@ -101,6 +113,8 @@ class Step:
     arrived: Optional[Command] = None
     #: what it acts on, for the log: the snapshots a destroy destroys (DATASET@SNAP)
     about: tuple[str, ...] = ()
+    #: a send: how it is repeated when its link broke (None: it is not)
+    resume: Optional[Resume] = None
 
     @property
     def side(self) -> Side:
@@ -218,6 +232,26 @@ def recv_argv(action: Send, job: Job, facts: Facts) -> tuple[str, ...]:
     if action.force:
         argv.append("-F")
     return (*argv, action.target_dataset)
+
+
+def token_argv(dataset: str) -> tuple[str, ...]:
+    """Reads a target's receive_resume_token ("-": none)."""
+    return ("zfs", "get", "-H", "-p", "-o", "value", "receive_resume_token", dataset)
+
+
+def resume_of(action: Send, job: Job, facts: Facts, progress: bool) -> Resume:
+    """How `action`'s step resumes after a broken link."""
+    token = Command(TARGET, token_argv(action.target_dataset))
+    if action.intermediates:
+        return Resume(token)
+    with_token = send_argv(attrs.evolve(action, resume_token="TOKEN"), job, facts, progress)
+    return Resume(token, with_token[:-2])
+
+
+def resumed(step: Step, token: str) -> tuple[Command, ...]:
+    """`step`'s commands, resuming from `token` (`zfs send ... -t TOKEN | ... | zfs recv`)."""
+    assert step.resume is not None and step.resume.send is not None
+    return (Command(SOURCE, (*step.resume.send, "-t", token)), *step.commands[1:])
 
 
 def _mbuffer(options: TransferOptions, rate: Optional[str] = None) -> tuple[str, ...]:
@@ -391,7 +425,11 @@ def _one(out: _Steps, job: Job, facts: Facts, options: Options, index: int, grou
             name = f"{action.target_dataset}@{action.snapshot}"
             arrived = Command(TARGET, ("zfs", "list", "-H", "-o", "name", name))
         commands = send_pipeline(action, job, facts, options.progress)
-        out.add(Step(action.kind, commands, (index,), units, group=group, arrived=arrived))
+        resume = resume_of(action, job, facts, options.progress)
+        out.add(
+            Step(action.kind, commands, (index,), units, group=group, arrived=arrived,
+                 resume=resume)
+        )  # fmt: skip
     elif isinstance(action, Destroy):
         soft = not action.required
         for argv, snaps in destroy_batches(action):

@@ -59,6 +59,11 @@ class SshError(ReconcileError):
     """ssh could not connect or authenticate (exit code 255 from ssh)."""
 
 
+class TransportError(SshError):
+    """A transfer pipeline failed because its link did (an ssh process exited 255 while
+    nothing refused): the only failure a transfer is retried for."""
+
+
 class ObservationError(ReconcileError):
     """Observation returned something the tool cannot trust (a name it did not ask for)."""
 

@@ -15,6 +15,11 @@ from reconcile.naming import Naming
 from reconcile.pipes import TransferOptions
 from reconcile.schedule import Schedule
 
+#: --retries and --retry-delay (seconds) unless given: three retries after 10, 20, 40 s
+#: (a link that is down for more than a minute is down for this run)
+DEFAULT_RETRIES = 3
+DEFAULT_RETRY_DELAY = 10.0
+
 
 @attrs.frozen
 class Job:
@@ -70,6 +75,11 @@ class Job:
     #: --destroy-orphan-bookmarks: seconds; our bookmarks of other tags whose snapshot is
     #: older go (None: they are only listed)
     destroy_orphan_bookmarks: Optional[float] = None
+    #: --retries: a transfer whose link broke (ssh) is repeated up to this many times
+    #: in the same run, from its resume token where there is one (0: never)
+    retries: int = DEFAULT_RETRIES
+    #: --retry-delay: seconds before the first retry; each next one waits twice as long
+    retry_delay: float = DEFAULT_RETRY_DELAY
 
     @property
     def reads_bookmarks(self) -> bool:

@@ -304,17 +304,62 @@ def hold_already_done(hold: bool, text: str) -> bool:
     return ("tag already exists" if hold else "no such tag") in text
 
 
+#: what ssh says when it cannot connect, or when its connection breaks mid-stream
+#: ("Read from remote host h: Connection reset by peer", "client_loop: send
+#: disconnect: Broken pipe", "Connection to h closed by remote host.")
+_SSH_FAILURES = (
+    "ssh:",
+    "permission denied (publickey",
+    "host key verification failed",
+    "connection refused",
+    "connection timed out",
+    "could not resolve hostname",
+    "connection closed by",
+    "closed by remote host",
+    "connection reset",
+    "broken pipe",
+    "client_loop:",
+    "killed by signal",
+)
+
+
 def looks_like_ssh_failure(stderr: str) -> bool:
     text = stderr.lower()
-    return any(
-        s in text
-        for s in (
-            "ssh:",
-            "permission denied (publickey",
-            "host key verification failed",
-            "connection refused",
-            "connection timed out",
-            "could not resolve hostname",
-            "connection closed by",
-        )
-    )
+    return any(s in text for s in _SSH_FAILURES)
+
+
+#: a writer whose reader went away (its own failure is the reader's doing)
+_PIPE_CLOSED = ("broken pipe",)
+#: a zfs recv whose stream ended early or arrived damaged: what a writer that died
+#: upstream leaves it with ("cannot receive incremental stream: checksum mismatch or
+#: incomplete stream", "cannot receive: failed to read from stream")
+_STREAM_CUT = (
+    "incomplete stream",
+    "checksum mismatch",
+    "failed to read from stream",
+    "invalid backup stream",
+    "premature end",
+    "unexpected end",
+)
+
+
+#: `zfs send -P` on stderr: "full<TAB>DS@SNAP<TAB>N", "incremental<TAB>...", "size<TAB>N",
+#: and once a second "HH:MM:SS<TAB>BYTES<TAB>DS@SNAP"
+_SEND_PROGRESS = re.compile(r"^(full|incremental|size|resume|\d\d:\d\d:\d\d)\t")
+
+
+def without_send_progress(stderr: str) -> str:
+    """stderr without the lines `zfs send -P` prints while all is well."""
+    return "\n".join(line for line in stderr.split("\n") if not _SEND_PROGRESS.match(line))
+
+
+def says_pipe_closed(stderr: str) -> bool:
+    """The process failed writing to a pipe whose reader was gone (EPIPE)."""
+    text = stderr.lower()
+    return any(s in text for s in _PIPE_CLOSED)
+
+
+def says_stream_cut(stderr: str) -> bool:
+    """zfs recv complains that its stream ended early or arrived damaged."""
+    text = stderr.lower()
+    return any(s in text for s in _STREAM_CUT)

@@ -38,7 +38,14 @@ from typing import Optional
 
 import attrs
 
-from executors.runner import PipelineResult, PipelineWatch, Result, Stage, shell_line
+from executors.runner import (
+    PipelineResult,
+    PipelineWatch,
+    Result,
+    Stage,
+    pipeline_error,
+    shell_line,
+)
 from reconcile import zfs_text
 from reconcile.model import Host
 from reconcile.scripts import MOUNT_SCRIPT
@@ -124,13 +131,17 @@ class Partial:
 class FakeZfs:
     """One host's pools."""
 
-    def __init__(self) -> None:
+    def __init__(self, tokens: Optional[dict[str, Partial]] = None) -> None:
+        """`tokens`: another host's resume tokens (what makes them meaningful to `zfs
+        send -t` here: real tokens carry their meaning in them)."""
         self.datasets: dict[str, FDataset] = {}
         self.now = 0
         self._txg = itertools.count(100)
         self._guid = itertools.count(1_000_001)
         self._data = itertools.count(1)
-        self._tokens: dict[str, Partial] = {}
+        self._tokens: dict[str, Partial] = {} if tokens is None else tokens
+        #: this host's resume tokens (pass them to the host that sends to this one)
+        self.tokens = self._tokens
         self.events: list[tuple[str, str]] = []
         #: the next N receives are interrupted (a resume token stays behind)
         self.interrupt_next = 0
@@ -243,6 +254,18 @@ class FakeZfs:
         return handler(args)  # type: ignore[no-any-return]
 
     def _zfs_get(self, args: list[str]) -> Output:
+        if args[args.index("-o") + 1] == "value":  # zfs get -H -p -o value PROP DATASET...
+            prop, names = args[args.index("-o") + 2], args[args.index("-o") + 3 :]
+            values = []
+            for name in names:
+                ds = self.datasets.get(name)
+                if ds is None:
+                    raise FakeError(f"cannot open '{name}': dataset does not exist")
+                if prop == "receive_resume_token":
+                    values.append(ds.token or "-")
+                else:
+                    values.append(self.prop(name, prop)[0])
+            return Output("".join(v + "\n" for v in values))
         prop = args[-1]
         lines = []
         for name in sorted(self.datasets):
@@ -720,6 +743,15 @@ class FakeRunner:
         self._lock = threading.Lock()
         #: (n, action): someone else acts just before the n-th command from now (0: next)
         self.meddle: Optional[tuple[int, Callable[[], None]]] = None
+        #: the next N transfers lose their ssh link mid-stream: the receive is cut (a
+        #: resume token stays where `zfs recv -s` ran), the ssh process exits 255
+        self.cut_links = 0
+        #: the next N transfers find the link down before any data flowed (ssh: connection
+        #: refused; nothing arrives)
+        self.links_down = 0
+        #: the next transfers' `zfs recv` refuse with these messages, one each (as a pull's
+        #: ssh then: its remote `zfs send` dies of SIGPIPE, ssh exits 255 and says nothing)
+        self.refusals: list[str] = []
 
     def _before_command(self) -> None:
         if self.meddle is None:
@@ -767,16 +799,54 @@ class FakeRunner:
         stream = None
         with self._lock:
             self._before_command()
+            link = "cut" if self.cut_links else "down" if self.links_down else None
+            refusal = self.refusals.pop(0) if self.refusals else None
+            if link == "cut":
+                self.cut_links -= 1
+            elif link == "down":
+                self.links_down -= 1
+            # (a link that is down: the side behind it runs nothing)
+            send_unreachable = send.host.ssh is not None or recv.host.ssh is None
+            if link != "down" or not send_unreachable:
+                try:
+                    stream = self._zfs(send.host).command(list(send.argv)).stream
+                except FakeError as exc:
+                    codes[0], errs[0] = exc.code, str(exc)
+            target = self._zfs(recv.host)
+            before = target.interrupt_next
+            if link == "cut":
+                target.interrupt_next += 1
             try:
-                stream = self._zfs(send.host).command(list(send.argv)).stream
-            except FakeError as exc:
-                codes[0], errs[0] = exc.code, str(exc)
-            try:
-                self._zfs(recv.host).command(list(recv.argv), stream)
+                if refusal is not None:
+                    raise FakeError(refusal)
+                if link != "down" or send_unreachable:
+                    target.command(list(recv.argv), stream)
             except FakeError as exc:
                 codes[1], errs[1] = exc.code, str(exc)
+            finally:
+                target.interrupt_next = min(target.interrupt_next, before)
+        if link is not None:
+            self._link_failed(stages, link, codes, errs)
+        elif refusal is not None and send.host.ssh is not None:
+            codes[0], errs[0] = 255, ""
         result = PipelineResult(line, tuple(codes), tuple(errs), "")
         if check and not result.ok:
-            failed = next(i for i, rc in enumerate(codes) if rc)
-            raise zfs_text.command_error(line, codes[failed], "\n".join(e for e in errs if e))
+            raise pipeline_error([send.host, recv.host], result)
         return result
+
+    @staticmethod
+    def _link_failed(stages: Sequence[Stage], link: str, codes: list[int], errs: list[str]) -> None:
+        """What the processes of a transfer whose ssh link failed exit with and say."""
+        remote = next((i for i, s in enumerate(stages) if s.host.ssh is not None), None)
+        assert remote is not None, "a link to cut: one side must be reached by ssh"
+        host = stages[remote].host.ssh
+        if link == "cut":
+            said = f"Read from remote host {host}: Connection reset by peer"
+        else:
+            said = f"ssh: connect to host {host} port 22: Connection refused"
+        codes[remote], errs[remote] = 255, said
+        if remote == 1:  # a push: the local zfs send writes into a pipe nobody reads
+            name = stages[0].argv[-1]
+            codes[0], errs[0] = 1, f"warning: cannot send '{name}': Broken pipe"
+        elif link == "down":  # a pull: zfs recv got no stream at all
+            codes[1], errs[1] = 1, "cannot receive: failed to read from stream"

@@ -170,3 +170,21 @@ def test_tables_and_summary() -> None:
     )
     empty = attrs.evolve(saved.plan, actions=(), depends=(), problems=())
     assert summary(empty) == NO_CHANGES
+
+
+def test_a_plan_file_keeps_the_retry_options_and_loads_without_them() -> None:
+    saved = _saved()
+    saved = attrs.evolve(saved, job=attrs.evolve(saved.job, retries=5, retry_delay=2.5))
+    data = json.loads(dumps(saved, KEY))
+    assert (data["job"]["retries"], data["job"]["retry_delay"]) == (5, 2.5)
+    sends = [s for s in data["compiled"]["steps"] if s["kind"] == "send"]
+    assert sends and all(s["resume"]["token"]["argv"][:2] == ["zfs", "get"] for s in sends)
+    assert loads(dumps(saved, KEY), key=KEY) == saved
+    # a plan saved before --retries (version 4 all the same): the defaults, no retry step data
+    del data["job"]["retries"], data["job"]["retry_delay"]
+    for step in data["compiled"]["steps"]:
+        step.pop("resume", None)
+    data.pop("hmac_sha256")
+    old = loads(json.dumps(data))
+    assert (old.job.retries, old.job.retry_delay) == (3, 10.0)
+    assert all(step.resume is None for step in old.compiled.steps)

@@ -9,10 +9,12 @@ import pytest
 
 from executors.runner import (
     LocalRunner,
+    PipelineResult,
     ReadOnlyRunner,
     SshSettings,
     Stage,
     is_read_only,
+    pipeline_error,
     shell_line,
 )
 from reconcile import errors
@@ -136,3 +138,54 @@ def test_read_only_runner_runs_reads_and_swallows_writes(tmp_path) -> None:  # t
         f"Would execute > touch {marker}",
         f"Would execute > zfs send x@y | touch {marker}",
     ]
+
+
+# --- which process of a failed pipeline is the cause (#31) ---------------------------
+
+CUT = "cannot receive incremental stream: checksum mismatch or incomplete stream.\nPartially received snapshot is saved."  # fmt: skip
+SRC, DST, HERE = Host(ssh="src"), Host(ssh="dst"), Host()
+
+
+@pytest.mark.parametrize(
+    ("hosts", "codes", "stderrs", "kind", "message"),
+    [
+        # a pull whose remote zfs send died (ssh says nothing, exits 255): zfs recv's
+        # complaint is the victim's (before #31 the failure reported)
+        ([SRC, HERE], (255, 1), ("", CUT), errors.TransportError,
+         "ssh to src failed: exit code 255, the connection or the remote command was lost"),
+        # ssh's own words, with zfs send -P's lines around them
+        ([SRC, HERE], (255, 1),
+         ("full\tpool/a@x\t123\nsize\t123\n12:00:01\t99\tpool/a@x\nclient_loop: send disconnect: Broken pipe\n", CUT),
+         errors.TransportError, "ssh to src failed: client_loop: send disconnect: Broken pipe"),
+        # a push: zfs send's broken pipe is the victim of the ssh that lost its link
+        ([HERE, DST], (1, 255),
+         ("warning: cannot send 'pool/a@x': Broken pipe", "Connection to dst closed by remote host."),
+         errors.TransportError, "ssh to dst failed: Connection to dst closed by remote host."),
+        # a push refused by zfs recv on the target: the refusal, never the link
+        ([HERE, DST], (1, 1),
+         ("warning: cannot send 'pool/a@x': Broken pipe", "cannot receive new filesystem stream: out of space"),
+         errors.ZfsError, "Command failed: cannot receive new filesystem stream: out of space"),
+        # a pull refused by zfs recv: its remote zfs send then dies of SIGPIPE (ssh 255)
+        ([SRC, HERE], (255, 1), ("", "cannot receive new filesystem stream: out of space"),
+         errors.ZfsError, "Command failed: cannot receive new filesystem stream: out of space"),
+        # a stream cut by a pipe stage of the user's (`head -c N`): not the link
+        ([HERE, HERE, HERE], (141, 0, 1), ("", "", CUT),
+         errors.ZfsError, "Command failed: cannot receive incremental stream: checksum mismatch"),
+        # zfs send refused on the source: its refusal, whatever follows
+        ([SRC, HERE], (1, 1), ("cannot open 'pool/a@x': dataset does not exist", CUT),
+         errors.DatasetNotFound, "Command failed: cannot open 'pool/a@x': dataset does not exist"),
+        # the receiving end finished: nothing to repeat
+        ([SRC, HERE], (255, 0), ("Connection reset by peer", ""),
+         errors.SshError, "ssh to src failed: Connection reset by peer"),
+    ],
+)  # fmt: skip
+def test_a_pipeline_fails_with_the_process_that_failed_first(
+    hosts: list[Host],
+    codes: tuple[int, ...],
+    stderrs: tuple[str, ...],
+    kind: type[errors.ReconcileError],
+    message: str,
+) -> None:
+    error = pipeline_error(hosts, PipelineResult("zfs send | zfs recv", codes, stderrs, ""))
+    assert type(error) is kind
+    assert str(error).startswith(message), str(error)

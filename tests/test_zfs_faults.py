@@ -129,3 +129,69 @@ def test_two_runs_of_one_backup_never_overlap(zfs_bed: ZfsBed, pools: Pools) -> 
     assert "Another run of backup 'flt'" in out.stderr and "is still running" in out.stderr
     # the lock is gone with the first run: a third run works
     assert zfs_bed.tool("flt", d, "--no-snapshot").returncode == 0
+
+
+def test_retry_a_transfer_cut_mid_stream_resumes_in_the_same_run(
+    zfs_bed: ZfsBed, pools: Pools
+) -> None:
+    """#31: the ssh link of a pull dies while the stream flows (its connection master is
+    killed, as a network drop would: the remote zfs send goes with it); the run itself
+    resumes the transfer from the target's resume token and finishes."""
+    s, d = pools.src, pools.dst
+    zfs_bed.run(f"zfs create {s}/big && zfs set autobackup:rty=true {s}/big")
+    args = ["--ssh-source", LOCAL, "rty", d, "--exclude-received", "--verbose",
+            "--retry-delay", "1"]  # fmt: skip
+    first = zfs_bed.tool(*args)
+    assert first.returncode == 0, first.stdout + first.stderr
+    zfs_bed.write(f"{s}/big", "blob", 16 * 1024)
+    # --rate 2M: the 16 MiB increment takes about 8 s; the link is cut once zfs recv has
+    # read 4 MiB of it (enough for a resume token), whenever that is
+    command = shlex.join(["zfs-autobackup", *args, "--rate", "2M"])
+    out = zfs_bed.run(
+        f"({command} > /tmp/retry.log 2>&1; echo $? > /tmp/retry.rc) & "
+        "for i in $(seq 600); do pid=$(pgrep -f '(^|/)zfs recv' | head -n 1); "
+        '[ -n "$pid" ] && [ "$(awk \'/^rchar/ {print $2}\' /proc/$pid/io 2>/dev/null || echo 0)" '
+        "-ge 4194304 ] && break; sleep 0.1; done; "
+        "pkill -9 -f '^ssh: .*\\[mux\\]'; echo killed=$?; wait; "
+        "echo rc=$(cat /tmp/retry.rc); cat /tmp/retry.log",
+        check=False,
+    )
+    log = out.stdout
+    assert "killed=0" in log, log + out.stderr  # (the link really was cut)
+    assert "rc=0" in log, log + out.stderr
+    newest = _newest(zfs_bed, f"{s}/big")
+    retried = [line for line in log.split("\n") if "transfer failed (" in line]
+    assert len(retried) == 1, log
+    assert f"[Target] {d}/{s}/big@{newest}: transfer failed (ssh to {LOCAL} failed" in retried[0]
+    assert "retrying in 1 s (retry 1 of 3)" in retried[0], log
+    assert f"[Target] {d}/{s}/big@{newest}: resuming from the resume token (retry 1 of 3)" in log
+    print("\n" + retried[0].strip())
+    _converged(zfs_bed, pools, ["big"])
+    target = f"{d}/{s}/big@{newest}"
+    assert zfs_bed.prop(target, "guid") == zfs_bed.prop(f"{s}/big@{newest}", "guid")
+    assert zfs_bed.checksum(target) == zfs_bed.checksum(f"{s}/big@{newest}")
+
+
+def test_retry_never_repeats_a_receive_that_zfs_refused(zfs_bed: ZfsBed, pools: Pools) -> None:
+    """#31: a target pool without space refuses the receive (a pull: its ssh then exits
+    too); that is no broken link, so it is not retried, and counts as one failure."""
+    s = pools.src
+    small = zfs_bed.create_pools(("tiny",), size="256M")
+    try:
+        t = small.names[0]
+        zfs_bed.run(
+            f"zfs create {s}/full && zfs set autobackup:rtz=true {s}/full && zfs create {t}/filler"
+        )
+        zfs_bed.write(f"{s}/full", "blob", 8 * 1024)
+        zfs_bed.run(
+            f"dd if=/dev/urandom of=/mnt/{t}/filler/f bs=1M status=none; zpool sync {t}",
+            check=False,
+        )
+        run = zfs_bed.tool("--ssh-source", LOCAL, "rtz", t, "--exclude-received", "--verbose")
+        log = run.stdout + run.stderr
+        assert run.returncode == 1, log
+        assert "out of space" in log.lower() or "no space" in log.lower(), log
+        assert "retrying" not in log and "transfer failed (" not in log, log
+        assert "receive_resume_token" not in log, log
+    finally:
+        zfs_bed.destroy_pools(small)
