@@ -130,8 +130,9 @@ def without_replicas(
 ) -> list[Choice]:
     """Leave out the replicas: a selected dataset whose selection value was received,
     and which shares a snapshot guid with another selected dataset on this host (a
-    snapshot or a bookmark of it: `guids`), is a copy of that one (another target of the backup on the sources' own host), not a
-    source. Backing it up would snapshot and thin the other target's copy.
+    snapshot or a bookmark of it: `guids`), is a copy of that one (another target of
+    the backup on the sources' own host), not a source. Backing it up would snapshot
+    and thin the other target's copy.
 
     Datasets whose value is set here claim their guids first, then received ones from
     the shallowest (the original of a copy received on the same host, in a chain of
