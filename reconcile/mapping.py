@@ -32,8 +32,8 @@ def map_targets(sources: Iterable[str], target_path: str, strip_path: int = 0) -
         target = target_name(source, target_path, strip_path)
         if target in seen:
             raise UsageError(
-                f"'{seen[target]}' and '{source}' would both be received as '{target}' "
-                f"(--strip-path {strip_path}): use a smaller --strip-path"
+                f"Target collision: '{seen[target]}' and '{source}' would both be received "
+                f"as '{target}' (--strip-path {strip_path}): use a smaller --strip-path"
             )
         seen[target] = source
         result[source] = target
