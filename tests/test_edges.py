@@ -231,7 +231,7 @@ def test_strip_path_reports_3_3s_collision_first() -> None:
 
     with pytest.raises(
         UsageError,
-        match="^Target collision: 's1/fs1/sub' and 's2/fs2/sub' would both be received as 'T/sub'",
+        match=r"^Target collision: 's1/fs1/sub' and 's2/fs2/sub' would both be received as 'T/sub'",
     ):  # (3.3's word: scripts grep for "collision")
         map_targets(["s1/fs1", "s1/fs1/sub", "s2/fs2/sub"], "T", 2)
     with pytest.raises(UsageError, match="strips too much from 's1/fs1'"):
