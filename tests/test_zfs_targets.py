@@ -149,7 +149,8 @@ def test_two_targets_on_the_sources_host_leave_each_other_alone(
     )
     for day in (1, 2, 3):
         for hour, (target, other) in ((10, ("A", "B")), (11, ("B", "A"))):
-            zfs_bed.write(src, f"f{day}{hour}", 64)
+            for ds in (src, f"{src}/sub"):
+                zfs_bed.write(ds, f"f{day}{hour}", 16)
             before = zfs_bed.run(
                 f"zfs list -H -p -o name,guid,userrefs -t all -r {d}/{other}"
             ).stdout
