@@ -297,7 +297,7 @@ def pair(pin: PairInput, graph: nx.DiGraph) -> PairDesire:
         )  # fmt: skip
     source_fates = _source_fates(
         pin, chain, final_common, {w.snapshot for w in sends}, target_verdicts, mark.covers,
-        _lacking(pin, chain, others),
+        others,
     )  # fmt: skip
     target_fates = _target_fates(
         pin, existing, incompatible, common_tgt, not sends, target_verdicts
@@ -509,18 +509,15 @@ def _sends(
     return sends, skipped
 
 
-def _lacking(pin: PairInput, chain: _Chain, others: Sequence[bookmarks.Other]) -> tuple[str, ...]:
+def _lacking(
+    ours: Sequence[Snapshot], new: Optional[str], others: Sequence[bookmarks.Other]
+) -> tuple[str, ...]:
     """The other known targets (tags of our bookmarks that stay) that lack the newest
-    snapshot of ours: it was taken after their newest bookmark."""
-    job = pin.job
-    if pin.new is not None:
-        newest_txg = None
-    else:
-        ours = [link.snapshot for link in chain.links if link.snapshot is not None]
-        ours = [s for s in ours if stamp_of(job, s.name) is not None]
-        if not ours:
-            return ()
-        newest_txg = ours[-1].createtxg
+    snapshot of ours (`new`, or the last of `ours`): it was taken after their newest
+    bookmark."""
+    if new is None and not ours:
+        return ()
+    newest_txg = None if new is not None else ours[-1].createtxg
     have: dict[str, int] = {}
     for other in others:
         if not other.orphan:
@@ -542,12 +539,12 @@ def _source_fates(
     sent: set[str],
     target_verdicts: Mapping[str, tuple[bool, str]],
     bookmarked: Optional[str],
-    lacking: Sequence[str] = (),
+    others: Sequence[bookmarks.Other] = (),
 ) -> list[Fate]:
     """With `bookmarked` (the snapshot whose bookmark keeps this target's chain), the
     source schedule decides that snapshot too: it is destroyed after its bookmark exists
     (so --keep-source=0 keeps no snapshot at all). But the newest snapshot of ours stays
-    while another known target (`lacking`: the tags of its bookmarks) has not received
+    while another known target (`others`: our bookmarks of other tags) has not received
     it: that target goes on from its bookmark to it when it comes back."""
     job = pin.job
     ours = [
@@ -558,6 +555,7 @@ def _source_fates(
     names = [s.name for s in ours] + ([pin.new] if pin.new else [])
     stamps = [stamp_of(job, n) or 0.0 for n in names]
     verdicts = thin_names(job.keep_source, names, stamps, pin.now, keep_newest=not bookmarked)
+    lacking = _lacking(ours, pin.new, others)
     kept_for_others = None
     if names and lacking and not verdicts[names[-1]][0]:
         kept_for_others = names[-1]

@@ -33,10 +33,6 @@ SSH_FAILED = 255
 _SIGPIPE = (141, -13)
 
 
-def _said(stderr: str) -> str:
-    return zfs_text.without_send_progress(stderr)
-
-
 @attrs.frozen
 class Process:
     """One process of a pipeline: the ssh destination it runs on (None: this machine,
@@ -44,7 +40,7 @@ class Process:
 
     remote: Optional[str]
     returncode: int
-    stderr: str = attrs.field(converter=_said)
+    stderr: str = attrs.field(converter=zfs_text.without_send_progress)
 
 
 @attrs.frozen

@@ -323,9 +323,14 @@ _SSH_FAILURES = (
 )
 
 
-def looks_like_ssh_failure(stderr: str) -> bool:
+def _says(stderr: str, words: tuple[str, ...]) -> bool:
+    """stderr holds one of `words` (lowercase), whatever its case."""
     text = stderr.lower()
-    return any(s in text for s in _SSH_FAILURES)
+    return any(word in text for word in words)
+
+
+def looks_like_ssh_failure(stderr: str) -> bool:
+    return _says(stderr, _SSH_FAILURES)
 
 
 #: a writer whose reader went away (its own failure is the reader's doing)
@@ -355,11 +360,9 @@ def without_send_progress(stderr: str) -> str:
 
 def says_pipe_closed(stderr: str) -> bool:
     """The process failed writing to a pipe whose reader was gone (EPIPE)."""
-    text = stderr.lower()
-    return any(s in text for s in _PIPE_CLOSED)
+    return _says(stderr, _PIPE_CLOSED)
 
 
 def says_stream_cut(stderr: str) -> bool:
     """zfs recv complains that its stream ended early or arrived damaged."""
-    text = stderr.lower()
-    return any(s in text for s in _STREAM_CUT)
+    return _says(stderr, _STREAM_CUT)
