@@ -21,6 +21,7 @@ import pytest
 from executors import lock
 from executors.lock import AlreadyRunning, LockUnavailable, backup_lock, lock_path
 from reconcile.errors import ReconcileError
+from reconcile.job import Job
 from tests.builders import job
 
 HOLDER = """
@@ -148,12 +149,18 @@ def test_a_root_owned_lock_file_is_taken_over_by_a_delegated_user(folder: Path) 
         pass
 
 
-@ROOT_ONLY
-def test_an_unreadable_lock_file_is_one_line_naming_its_owner(folder: Path) -> None:
+def _left_behind(mode: int) -> Job:
+    """A job whose lock file an earlier run (as this user) left, then made `mode`."""
     j = job("multiuser")
     with backup_lock(j):
         pass
-    lock_path(j).chmod(0)
+    lock_path(j).chmod(mode)
+    return j
+
+
+@ROOT_ONLY
+def test_an_unreadable_lock_file_is_one_line_naming_its_owner(folder: Path) -> None:
+    j = _left_behind(0)
     with as_user(NOBODY), pytest.raises(LockUnavailable) as info, backup_lock(j):
         pass
     assert _one_line(info) == (
@@ -176,20 +183,14 @@ def test_a_folder_the_user_cant_write_is_one_line_naming_its_owner(folder: Path)
 
 @NOT_ROOT
 def test_a_lock_file_not_writable_for_this_user_is_locked_read_only(folder: Path) -> None:
-    j = job("multiuser")
-    with backup_lock(j):
-        pass
-    lock_path(j).chmod(0o444)
+    j = _left_behind(0o444)
     with backup_lock(j), pytest.raises(AlreadyRunning, match=r"pid unknown"), backup_lock(j):
         pass
 
 
 @NOT_ROOT
 def test_a_mode_000_lock_file_is_one_line_naming_its_owner(folder: Path) -> None:
-    j = job("multiuser")
-    with backup_lock(j):
-        pass
-    lock_path(j).chmod(0)
+    j = _left_behind(0)
     refused = pytest.raises(LockUnavailable, match=r"owned by .* Permission denied; remove it")
     with refused as info, backup_lock(j):
         pass

@@ -6,9 +6,11 @@ source's, with the same guid and the same data, and no common snapshot is ever l
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import shlex
+from collections.abc import Iterator
 
 import pytest
 
@@ -25,6 +27,27 @@ VICTIMS = {
 }
 #: 20 for the report in docs/reliability.md (FAULT_POINTS=20); fewer keeps CI short
 POINTS = int(os.environ.get("FAULT_POINTS", "2"))
+
+
+@contextlib.contextmanager
+def _full_pool(zfs_bed: ZfsBed, dataset: str, backup: str) -> Iterator[str]:
+    """A tiny target pool (its name), filled up to the last byte, and a selected source
+    `dataset` with 8 MiB in it; the pool goes afterwards."""
+    small = zfs_bed.create_pools(("tiny",), size="256M")
+    try:
+        t = small.names[0]
+        zfs_bed.run(
+            f"zfs create {dataset} && zfs set autobackup:{backup}=true {dataset} && "
+            f"zfs create {t}/filler"
+        )
+        zfs_bed.write(dataset, "blob", 8 * 1024)
+        zfs_bed.run(
+            f"dd if=/dev/urandom of=/mnt/{t}/filler/f bs=1M status=none; zpool sync {t}",
+            check=False,
+        )
+        yield t
+    finally:
+        zfs_bed.destroy_pools(small)
 
 
 def _newest(zfs_bed: ZfsBed, dataset: str) -> str:
@@ -92,18 +115,7 @@ def test_full_target_pool_is_reported_and_the_next_run_converges(
     zfs_bed: ZfsBed, pools: Pools
 ) -> None:
     s = pools.src
-    small = zfs_bed.create_pools(("tiny",), size="256M")
-    try:
-        t = small.names[0]
-        zfs_bed.run(
-            f"zfs create {s}/big && zfs set autobackup:flt=true {s}/big && zfs create {t}/filler"
-        )
-        zfs_bed.write(f"{s}/big", "blob", 8 * 1024)
-        # fill the target pool up to the last byte
-        zfs_bed.run(
-            f"dd if=/dev/urandom of=/mnt/{t}/filler/f bs=1M status=none; zpool sync {t}",
-            check=False,
-        )
+    with _full_pool(zfs_bed, f"{s}/big", "flt") as t:
         run = zfs_bed.tool("flt", t, "--verbose")
         assert run.returncode == 1, run.stdout + run.stderr
         assert "out of space" in run.stderr.lower() or "no space" in run.stderr.lower(), run.stderr
@@ -112,8 +124,6 @@ def test_full_target_pool_is_reported_and_the_next_run_converges(
         assert run.returncode == 0, run.stdout + run.stderr
         newest = _newest(zfs_bed, f"{s}/big")
         assert zfs_bed.checksum(f"{t}/{s}/big@{newest}") == zfs_bed.checksum(f"{s}/big@{newest}")
-    finally:
-        zfs_bed.destroy_pools(small)
 
 
 def test_two_runs_of_one_backup_never_overlap(zfs_bed: ZfsBed, pools: Pools) -> None:
@@ -176,22 +186,10 @@ def test_retry_never_repeats_a_receive_that_zfs_refused(zfs_bed: ZfsBed, pools: 
     """#31: a target pool without space refuses the receive (a pull: its ssh then exits
     too); that is no broken link, so it is not retried, and counts as one failure."""
     s = pools.src
-    small = zfs_bed.create_pools(("tiny",), size="256M")
-    try:
-        t = small.names[0]
-        zfs_bed.run(
-            f"zfs create {s}/full && zfs set autobackup:rtz=true {s}/full && zfs create {t}/filler"
-        )
-        zfs_bed.write(f"{s}/full", "blob", 8 * 1024)
-        zfs_bed.run(
-            f"dd if=/dev/urandom of=/mnt/{t}/filler/f bs=1M status=none; zpool sync {t}",
-            check=False,
-        )
+    with _full_pool(zfs_bed, f"{s}/full", "rtz") as t:
         run = zfs_bed.tool("--ssh-source", LOCAL, "rtz", t, "--exclude-received", "--verbose")
         log = run.stdout + run.stderr
         assert run.returncode == 1, log
         assert "out of space" in log.lower() or "no space" in log.lower(), log
         assert "retrying" not in log and "transfer failed (" not in log, log
         assert "receive_resume_token" not in log, log
-    finally:
-        zfs_bed.destroy_pools(small)
