@@ -1047,7 +1047,7 @@ def test_check_says_allowed_or_refused_and_runs_nothing(
         ),
         (
             ["bak", "--send-pipe", "'unclosed"],
-            "Invalid --send-pipe ''unclosed': No closing quotation",
+            'Invalid --send-pipe "\'unclosed": No closing quotation',
         ),
         (["bak", "--recv-pipe", ""], "Invalid --recv-pipe '': it is empty"),
         (["bak", "--target-path", "-x"], "argument --target-path: expected one argument"),
@@ -1127,3 +1127,13 @@ def test_the_default_formats_are_the_tools() -> None:
     assert (policy.property_name, policy.hold_tag) == (PROP, TAG)
     assert rules.is_ours(policy, "bak-20260102030405")
     assert not rules.is_ours(policy, "bak-20261302030405") and not rules.is_ours(policy, "other")
+
+
+@pytest.mark.parametrize("size", ["128k\n", "128k\nx", "1" * 16, "١"])
+def test_an_mbuffer_size_is_matched_whole(size: str) -> None:
+    """(#32) a size with a trailing newline matched `$` before it; the guard takes only
+    the sizes --buffer accepts."""
+    from reconcile import guard_rules
+
+    assert guard_rules._is_mbuffer(("mbuffer", "-q", "-s128k", "-m16M"))
+    assert not guard_rules._is_mbuffer(("mbuffer", "-q", f"-s{size}", "-m16M"))
