@@ -603,6 +603,8 @@ def job_from_args(args: argparse.Namespace) -> Job:
         raise UsageError(
             f"Invalid target path {quoted(args.target_path)}: name a filesystem, not a snapshot"
         )
+    if args.target_path is not None:
+        _check_target_path(args.target_path)
     filter_properties = _property_names("--filter-properties", args.filter_properties)
     if args.clear_refreservation:
         filter_properties.append("refreservation")
@@ -688,6 +690,19 @@ def job_from_args(args: argparse.Namespace) -> Job:
     )
     _check_lock_name(job)
     return job
+
+
+def _check_target_path(path: str) -> None:
+    """A dataset name zfs takes: components of ZFS name characters, 255 at most."""
+    for component in path.rstrip("/").split("/"):
+        problem = zfs_names.component_problem(component)
+        if problem is None and component in (".", ".."):
+            problem = "no component may be '.' or '..'"
+        if problem is not None or len(path) > zfs_names.MAX_NAME:
+            raise UsageError(
+                f"Invalid target path {quoted(path)}: "
+                f"{problem or f'a dataset name has at most {zfs_names.MAX_NAME} characters'}"
+            )
 
 
 def _check_lock_name(job: Job) -> None:

@@ -87,3 +87,16 @@ def test_bad_value(tmp_path: Path, args: list[str], code: int, message: str) -> 
     assert len(lines) == 1, proc.stderr[-600:]
     assert lines[0].startswith("! ") and message in lines[0], lines[0][:600]
     assert "Command not found" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "target", ["backup/x²", "backup//x", "backup/./x", "backup/x\ny", "b" * 256]
+)
+def test_a_target_path_zfs_refuses_is_refused(tmp_path: Path, target: str) -> None:
+    """(#32, found by tests/test_fuzz_options.py: `status bk ²` said UNKNOWN on stdout
+    and nothing on stderr)"""
+    for args, code in ((["offsite1", target], 255), (["status", "offsite1", target], 3)):
+        proc = _run(args, tmp_path)
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert proc.returncode == code, proc.stderr
+        assert len(lines) == 1 and lines[0].startswith(f"! Invalid target path {target!r}"[:40])
