@@ -1050,7 +1050,7 @@ def test_check_says_allowed_or_refused_and_runs_nothing(
         ),
         (
             ["bak", "--send-pipe", "'unclosed"],
-            "Invalid --send-pipe ''unclosed': No closing quotation",
+            'Invalid --send-pipe "\'unclosed": No closing quotation',
         ),
         (["bak", "--recv-pipe", ""], "Invalid --recv-pipe '': it is empty"),
         (["bak", "--target-path", "-x"], "argument --target-path: expected one argument"),
@@ -1154,3 +1154,13 @@ def test_the_stream_questions_cost_one_listing_where_the_target_exists() -> None
     assert lookups.exists("backup/pool")  # (answered by the listing of backup/pool/a)
     assert not lookups.exists("backup/other")
     assert [a[-1] for a in asked] == ["backup/pool/new", "backup/other"], asked
+
+
+@pytest.mark.parametrize("size", ["128k\n", "128k\nx", "1" * 16, "١"])
+def test_an_mbuffer_size_is_matched_whole(size: str) -> None:
+    """(#32) a size with a trailing newline matched `$` before it; the guard takes only
+    the sizes --buffer accepts."""
+    from reconcile import guard_rules
+
+    assert guard_rules._is_mbuffer(("mbuffer", "-q", "-s128k", "-m16M"))
+    assert not guard_rules._is_mbuffer(("mbuffer", "-q", f"-s{size}", "-m16M"))

@@ -166,12 +166,12 @@ def test_a_link_down_before_any_data_sends_again_from_the_start() -> None:
 @pytest.mark.parametrize(
     ("option", "value", "allowed"),
     [
-        ("--retries", "-1", "a whole number of 0 or more"),
-        ("--retries", "many", "a whole number of 0 or more"),
-        ("--retries", "1.5", "a whole number of 0 or more"),
-        ("--retry-delay", "-3", "a number of seconds of 0 or more"),
-        ("--retry-delay", "soon", "a number of seconds of 0 or more"),
-        ("--retry-delay", "nan", "a number of seconds of 0 or more"),
+        ("--retries", "-1", "a whole number from 0 to 20"),
+        ("--retries", "many", "a whole number from 0 to 20"),
+        ("--retries", "1.5", "a whole number from 0 to 20"),
+        ("--retry-delay", "-3", "a number of seconds from 0 to 3600"),
+        ("--retry-delay", "soon", "a number of seconds from 0 to 3600"),
+        ("--retry-delay", "nan", "a number of seconds from 0 to 3600"),
     ],
 )
 def test_bad_retry_values_are_refused_naming_them(option: str, value: str, allowed: str) -> None:
