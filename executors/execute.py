@@ -222,13 +222,23 @@ class Executor:
         policy = Policy(self.job.retries, self.job.retry_delay)
         title = f"[Target] {action.target_dataset}@{action.snapshot}"
         transfer = Transfer(step, title, policy, self.console, self._sleep)
-        transfer.run(lambda commands: self._transfer(plan, step, commands), self._token)
+        transfer.run(
+            lambda commands: self._transfer(plan, step, commands), self._token, self._resumes
+        )
 
     def _token(self, command: Command) -> Optional[str]:
         """The receive_resume_token `command` reads ("-" and "" are none)."""
         return token_value(
             self.runner.run(self.host(command.side), command.argv, label=label(command.side)).stdout
         )
+
+    def _resumes(self, command: Command) -> Optional[str]:
+        """The snapshot a resume token resumes (`zfs send -nv -t`: its toname)."""
+        out = self.runner.run(
+            self.host(command.side), command.argv, label=label(command.side), check=False
+        )
+        toname, _ = zfs_text.parse_resume_info(out.stdout + "\n" + out.stderr)
+        return toname.partition("@")[2] if toname else None
 
     def _transfer(self, plan: Plan, step: Step, commands: Sequence[Command]) -> None:
         stages = self.stages(commands)

@@ -183,20 +183,34 @@ def lookups(policy: rules.Policy, zfs: Zfs, exclude_received: bool) -> rules.Loo
 
 
 def stream_lookups(zfs: Zfs) -> guard_stream.StreamLookups:
-    """The stream rules' questions: one `zfs list` each (a failed one answers "none")."""
+    """The stream rules' questions: one `zfs list` each (a failed one answers "none").
+    One receive asks about one target: its listing is read once (the stream's own
+    snapshots the rules count themselves), and where it exists its parent does too, so
+    an incremental receive costs one `zfs list` before zfs gets the stream."""
+    there: dict[str, frozenset[int]] = {}
 
-    def listed(*argv: str) -> frozenset[int]:
+    def listed(*argv: str) -> Optional[frozenset[int]]:
         code, out = zfs(("zfs", "list", "-H", "-p", "-o", "guid", *argv))
         if code != 0:
-            return frozenset()
+            return None
         return frozenset(int(word) for word in out.split() if word.isdigit())
 
+    def guids(dataset: str) -> frozenset[int]:
+        if dataset not in there:
+            found = listed("-t", "snapshot,bookmark", "-d", "1", dataset)
+            if found is None:
+                return frozenset()
+            there[dataset] = found
+        return there[dataset]
+
     def exists(dataset: str) -> bool:
+        if any(name.startswith(dataset + "/") for name in there):
+            return True  # (a dataset below it was listed)
         return zfs(("zfs", "list", "-H", "-o", "name", dataset))[0] == 0
 
     return guard_stream.StreamLookups(
-        guids=lambda dataset: listed("-t", "snapshot,bookmark", "-d", "1", dataset),
-        guids_under=lambda path: listed("-t", "snapshot", "-r", path),
+        guids=guids,
+        guids_under=lambda path: listed("-t", "snapshot", "-r", path) or frozenset(),
         exists=exists,
     )
 

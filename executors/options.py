@@ -7,7 +7,6 @@ meaning. Bad values are one-line errors naming the value.
 from __future__ import annotations
 
 import argparse
-import math
 import re
 import sys
 from collections.abc import Sequence
@@ -17,10 +16,11 @@ from typing import Any, Callable, NoReturn, Optional
 import attrs
 
 from executors.execute import DEFAULT_PARALLEL, Settings
+from executors.lock import lock_path
 from executors.monitor import FORMATS
 from planner import status
-from reconcile import __version__, formats, naming
-from reconcile.errors import UsageError
+from reconcile import __version__, formats, naming, zfs_names
+from reconcile.errors import UsageError, quoted
 from reconcile.job import DEFAULT_RETRIES, DEFAULT_RETRY_DELAY, Job
 from reconcile.model import Host
 from reconcile.pipes import COMPRESSORS, TransferOptions
@@ -31,23 +31,63 @@ from reconcile.schedule import DEFAULT, Schedule, parse_duration
 MAX_PARALLEL = 8
 
 
+#: --retries at most (each retry waits twice as long as the one before)
+MAX_RETRIES = 20
+#: --retry-delay at most, in seconds
+MAX_RETRY_DELAY = 3600.0
+#: --strip-path at most (a dataset name of 255 characters has fewer components)
+MAX_STRIP_PATH = 128
+#: a number of bytes at most (zfs counts them in a signed 64-bit integer)
+MAX_BYTES = 2**63 - 1
+#: a lock file's name, like any file's, is at most NAME_MAX bytes
+NAME_MAX = 255
+
+_INTEGER = re.compile(r"-?[0-9]{1,30}", re.ASCII)
+_DECIMAL = re.compile(r"[0-9]{1,15}(\.[0-9]{0,9})?|\.[0-9]{1,9}", re.ASCII)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message} (see --help)")
 
+    def parse_known_args(  # type: ignore[override]
+        self, args: Optional[Sequence[str]] = None, namespace: Optional[argparse.Namespace] = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, extras = super().parse_known_args(args, namespace)
+        _check_values(self, parsed)
+        return parsed, extras
 
-def _whole_number(option: str, low: int = 0, high: Optional[int] = None) -> Callable[[str], int]:
-    """argparse type: an integer from `low` (to `high`), or a one-line error naming it."""
-    allowed = f"from {low} to {high}" if high is not None else f"of {low} or more"
+
+def _check_values(parser: argparse.ArgumentParser, parsed: argparse.Namespace) -> None:
+    """What argparse lets through on its own: `--opt=--` (Python 3.9 to 3.12 make it an
+    empty list, or drop it) and a NUL character (no program's argument can hold one)."""
+    for action in parser._actions:
+        if not action.option_strings or action.nargs == 0:
+            continue
+        value = getattr(parsed, action.dest, None)
+        values = value if isinstance(action, argparse._AppendAction) else [value]
+        for item in values or ():
+            if item in ([], "--"):
+                raise UsageError(
+                    f"invalid value '--' for {action.option_strings[0]}: a value is needed "
+                    f"(write {action.option_strings[0]}=VALUE)"
+                )
+            if isinstance(item, str) and "\0" in item:
+                raise UsageError(
+                    f"invalid value {quoted(item)} for {action.option_strings[0]}: "
+                    "no NUL character is allowed"
+                )
+
+
+def _whole_number(option: str, low: int = 0, high: int = MAX_BYTES) -> Callable[[str], int]:
+    """argparse type: an integer (ASCII digits) from `low` to `high`, or a one-line error."""
+    allowed = f"from {low} to {high}"
 
     def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or value < low or (high is not None and value > high):
+        value = int(text) if _INTEGER.fullmatch(text) else None
+        if value is None or value < low or value > high:
             raise argparse.ArgumentTypeError(
-                f"invalid value '{text}' for {option}: a whole number {allowed} is allowed"
+                f"invalid value {quoted(text)} for {option}: a whole number {allowed} is allowed"
             )
         return value
 
@@ -89,17 +129,15 @@ def _file_parser(mode: str) -> argparse.ArgumentParser:
     return p
 
 
-def _seconds(option: str) -> Callable[[str], float]:
-    """argparse type: a number of seconds, 0 or more (decimals allowed)."""
+def _seconds(option: str, high: float) -> Callable[[str], float]:
+    """argparse type: a number of seconds from 0 to `high` (ASCII digits, decimals allowed)."""
 
     def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            value = -1.0
-        if not math.isfinite(value) or value < 0:
+        value = float(text) if _DECIMAL.fullmatch(text) else -1.0
+        if not 0 <= value <= high:
             raise argparse.ArgumentTypeError(
-                f"invalid value '{text}' for {option}: a number of seconds of 0 or more is allowed"
+                f"invalid value {quoted(text)} for {option}: a number of seconds "
+                f"from 0 to {high:g} is allowed"
             )
         return value
 
@@ -173,7 +211,7 @@ def _choice(option: str, allowed: Sequence[str]) -> Callable[[str], str]:
     def parse(text: str) -> str:
         if text not in allowed:
             raise argparse.ArgumentTypeError(
-                f"invalid value '{text}' for {option}: allowed are {', '.join(allowed)}"
+                f"invalid value {quoted(text)} for {option}: allowed are {', '.join(allowed)}"
             )
         return text
 
@@ -323,7 +361,7 @@ def build_parser(mode: str = "classic") -> argparse.ArgumentParser:
     g.add_argument(
         "--strip-path",
         metavar="N",
-        type=_whole_number("--strip-path"),
+        type=_whole_number("--strip-path", 0, MAX_STRIP_PATH),
         default=0,
         help="strip N leading components of source names on the target",
     )
@@ -365,7 +403,7 @@ def build_parser(mode: str = "classic") -> argparse.ArgumentParser:
     g.add_argument(
         "--retries",
         metavar="N",
-        type=_whole_number("--retries"),
+        type=_whole_number("--retries", 0, MAX_RETRIES),
         default=DEFAULT_RETRIES,
         help="repeat a transfer whose ssh link broke up to N times in the same run, from "
         "its resume token where there is one (default %(default)s; 0: never)",
@@ -373,7 +411,7 @@ def build_parser(mode: str = "classic") -> argparse.ArgumentParser:
     g.add_argument(
         "--retry-delay",
         metavar="SECONDS",
-        type=_seconds("--retry-delay"),
+        type=_seconds("--retry-delay", MAX_RETRY_DELAY),
         default=DEFAULT_RETRY_DELAY,
         help="wait before the first retry; each next one waits twice as long (default %(default)g)",
     )
@@ -509,14 +547,28 @@ def _properties(option: str, text: Optional[str]) -> list[str]:
     for item in items:
         name, eq, value = item.partition("=")
         if not eq or not name or not value:
-            raise UsageError(f"Invalid {option} item '{item}': use PROPERTY=VALUE,...")
+            raise UsageError(f"Invalid {option} item {quoted(item)}: use PROPERTY=VALUE,...")
+        _check_property(option, item, name)
     return items
+
+
+def _property_names(option: str, text: Optional[str]) -> list[str]:
+    names = _list(text)
+    for name in names:
+        _check_property(option, name, name)
+    return names
+
+
+def _check_property(option: str, item: str, name: str) -> None:
+    problem = zfs_names.property_problem(name)
+    if problem is not None:
+        raise UsageError(f"Invalid {option} item {quoted(item)}: {problem}")
 
 
 def _host(ssh: Optional[str], ssh_config: Optional[str]) -> Host:
     if ssh is not None and (not ssh or ssh.startswith("-") or any(c.isspace() for c in ssh)):
         raise UsageError(
-            f"Invalid ssh host '{ssh}': use USER@HOST or a Host alias from your ssh config"
+            f"Invalid ssh host {quoted(ssh)}: use USER@HOST or a Host alias from your ssh config"
         )
     return Host(ssh=ssh, ssh_config=ssh_config) if ssh else Host()
 
@@ -525,9 +577,9 @@ def job_from_args(args: argparse.Namespace) -> Job:
     for pattern in args.exclude_snapshot_pattern:
         try:
             re.compile(pattern)
-        except re.error as exc:
+        except (re.error, OverflowError, RecursionError) as exc:
             raise UsageError(
-                f"Invalid --exclude-snapshot-pattern '{pattern}': {exc} "
+                f"Invalid --exclude-snapshot-pattern {quoted(pattern)}: {exc} "
                 "(a Python regular expression)"
             ) from None
     if args.ssh_config is not None:
@@ -535,24 +587,25 @@ def job_from_args(args: argparse.Namespace) -> Job:
             Path(args.ssh_config).read_bytes()
         except OSError as exc:
             raise UsageError(
-                f"Can't read --ssh-config '{args.ssh_config}': {exc.strerror}"
+                f"Can't read --ssh-config {quoted(args.ssh_config)}: {exc.strerror}"
             ) from None
     name = args.backup_name
-    if not name or any(c.isspace() or c in "@/," for c in name):
-        raise UsageError(f"Invalid backup name '{name}': no spaces, '@', '/' or ','")
+    naming.check_backup_name(name)
     if args.target_path is not None and args.target_path.startswith("/"):
         # zfs would take it for a path and list whatever is mounted there
         raise UsageError(
-            f"Invalid target path '{args.target_path}': a dataset name never starts with "
+            f"Invalid target path {quoted(args.target_path)}: a dataset name never starts with "
             "a / (Target should not start with a /)"
         )
     if args.target_path is not None and (
         "@" in args.target_path or not args.target_path.strip("/")
     ):
         raise UsageError(
-            f"Invalid target path '{args.target_path}': name a filesystem, not a snapshot"
+            f"Invalid target path {quoted(args.target_path)}: name a filesystem, not a snapshot"
         )
-    filter_properties = _list(args.filter_properties)
+    if args.target_path is not None:
+        _check_target_path(args.target_path)
+    filter_properties = _property_names("--filter-properties", args.filter_properties)
     if args.clear_refreservation:
         filter_properties.append("refreservation")
     set_properties = _properties("--set-properties", args.set_properties)
@@ -577,7 +630,7 @@ def job_from_args(args: argparse.Namespace) -> Job:
     keep_source = Schedule.parse(args.keep_source)
     keep_target = Schedule.parse(args.keep_target)
     exclude_unchanged = args.exclude_unchanged or (1 if args.ignore_replicated else 0)
-    return Job(
+    job = Job(
         naming=naming.Naming.create(
             name,
             property_format=args.property_format,
@@ -635,6 +688,33 @@ def job_from_args(args: argparse.Namespace) -> Job:
             chunk_size=args.buffer_chunk_size,
         ),
     )
+    _check_lock_name(job)
+    return job
+
+
+def _check_target_path(path: str) -> None:
+    """A dataset name zfs takes: components of ZFS name characters, 255 at most."""
+    for component in path.rstrip("/").split("/"):
+        problem = zfs_names.component_problem(component)
+        if problem is None and component in (".", ".."):
+            problem = "no component may be '.' or '..'"
+        if problem is not None or len(path) > zfs_names.MAX_NAME:
+            raise UsageError(
+                f"Invalid target path {quoted(path)}: "
+                f"{problem or f'a dataset name has at most {zfs_names.MAX_NAME} characters'}"
+            )
+
+
+def _check_lock_name(job: Job) -> None:
+    """The backup name is part of the lock file's name (executors.lock), which can't be
+    longer than NAME_MAX: the longest backup name is what the rest of that name leaves."""
+    name = job.naming.backup_name
+    longest = NAME_MAX - (len(lock_path(job).name.encode()) - len(name.encode()))
+    if len(name.encode()) > longest:
+        raise UsageError(
+            f"Invalid backup name {quoted(name)}: at most {longest} characters "
+            "(it is part of the lock file's name)"
+        )
 
 
 @attrs.frozen

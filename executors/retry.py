@@ -12,8 +12,9 @@ target's receive_resume_token (one `zfs get`, through the runner):
   step's own flags and pipes; planner.compile.resumed);
 - no token: nothing of the stream stayed on the target (zfs keeps a cut receive only as
   resumable state), so the same command runs again from the start;
-- a token after a stream of several snapshots (-I) was cut: its token resumes only the
-  snapshot that was cut, so the step is not repeated; the next run resumes it.
+- a token after a stream of several snapshots (-I) was cut: it resumes only the
+  snapshot that was cut (`zfs send -nv -t` says which), so the resumed send is followed
+  by the rest of the stream (`zfs send -I @CUT DS@LAST`, or `-i` for one more).
 
 Nothing is ever destroyed or aborted to retry. The sleep is passed in (tests never wait).
 """
@@ -26,7 +27,7 @@ from typing import Callable, Optional
 import attrs
 
 from executors.console import Console
-from planner.compile import Command, Step, resumed
+from planner.compile import Command, Step, continued, resumed
 from reconcile.errors import DatasetNotFound, ReconcileError, TransportError
 
 #: runs a step's pipeline (these commands); raises ReconcileError when it failed
@@ -34,6 +35,8 @@ RunCommands = Callable[[Sequence[Command]], None]
 #: reads a token (the step's `zfs get receive_resume_token`): its value, None for none;
 #: raises ReconcileError when it could not be read
 ReadToken = Callable[[Command], Optional[str]]
+#: reads which snapshot a token resumes (`zfs send -nv -t`): its name after the @
+ReadResumed = Callable[[Command], Optional[str]]
 
 
 @attrs.frozen
@@ -64,15 +67,20 @@ class Transfer:
     console: Console
     sleep: Callable[[float], None]
 
-    def run(self, run_commands: RunCommands, read_token: ReadToken) -> None:
-        commands: Sequence[Command] = self.step.commands
+    def run(
+        self, run_commands: RunCommands, read_token: ReadToken, read_resumed: ReadResumed
+    ) -> None:
+        #: the pipelines still to run, the first one being the one that runs now
+        todo: list[Sequence[Command]] = [self.step.commands]
         retry = 0
         last: Optional[TransportError] = None
         while True:
             try:
                 if last is not None:
-                    commands = self._again(retry, read_token, last)
-                run_commands(commands)
+                    todo = self._again(retry, read_token, read_resumed, last, todo[0])
+                while todo:
+                    run_commands(todo[0])
+                    todo.pop(0)
                 return
             except TransportError as exc:
                 if retry >= self.policy.retries or self.step.resume is None:
@@ -88,11 +96,19 @@ class Transfer:
                 )
                 self.sleep(wait)
 
-    def _again(self, retry: int, read_token: ReadToken, last: TransportError) -> Sequence[Command]:
-        """The commands of retry number `retry`: from the target's resume token, or from
-        the start when nothing stayed there."""
+    def _again(
+        self,
+        retry: int,
+        read_token: ReadToken,
+        read_resumed: ReadResumed,
+        last: TransportError,
+        cut: Sequence[Command],
+    ) -> list[Sequence[Command]]:
+        """The pipelines of retry number `retry`: from the target's resume token (then
+        the rest of a -I stream), or the `cut` one again from its start when nothing of
+        it stayed there."""
         resume = self.step.resume
-        assert resume is not None
+        assert resume is not None and resume.send is not None
         try:
             token = read_token(resume.token)
         except DatasetNotFound:
@@ -103,12 +119,19 @@ class Transfer:
                 f"{self.title}: sending again from the start ({of}: no resume token, "
                 "nothing arrived)"
             )
-            return self.step.commands
-        if resume.send is None:
+            return [cut]
+        if not resume.rest:
+            self.console.verbose(f"{self.title}: resuming from the resume token ({of})")
+            return [resumed(self.step, token)]
+        snapshot = read_resumed(resume.which(token))
+        rest = continued(self.step, snapshot) if snapshot is not None else None
+        if snapshot != resume.last and rest is None:
             raise ReconcileError(
-                f"{last}; not retried: the stream of several snapshots (zfs send -I) was "
-                "cut, and its resume token resumes only the one that was cut (the next "
-                "run resumes it)"
+                f"{last}; not retried: the target's resume token resumes "
+                f"{snapshot or 'a snapshot it does not name'}, which is not in this stream"
             )
-        self.console.verbose(f"{self.title}: resuming from the resume token ({of})")
-        return resumed(self.step, token)
+        then = f", then the rest of the stream after {snapshot}" if rest else ""
+        self.console.verbose(
+            f"{self.title}: resuming {snapshot} from the resume token{then} ({of})"
+        )
+        return [resumed(self.step, token), *([rest] if rest else [])]

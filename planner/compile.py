@@ -83,12 +83,21 @@ class Command:
 class Resume:
     """How a send step starts again after its link broke (executors retry it): `token`
     reads the target's receive_resume_token; with one, the step's `zfs send` becomes
-    `send` + `-t TOKEN` (the same flags; `resumed`). `send` is None for a stream of
-    several snapshots (-I): its token resumes only the one that was cut, so such a
-    step is repeated only when nothing arrived (no token)."""
+    `send` + `-t TOKEN` (the same flags; `resumed`). A stream of several snapshots (-I)
+    leaves a token that resumes only the snapshot that was cut: `rest` has, for each
+    snapshot of the stream but the last, the `zfs send` of the rest of the stream after
+    it (`continued`); which one was cut is read with `which` (`zfs send -nv -t`)."""
 
     token: Command
     send: Optional[tuple[str, ...]] = None
+    #: (snapshot, the `zfs send` of what comes after it in this step's -I stream)
+    rest: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    #: the step's last snapshot (its stream ends with it)
+    last: str = ""
+
+    def which(self, token: str) -> Command:
+        """Prints what `token` resumes (its toname), on the source."""
+        return Command(SOURCE, ("zfs", "send", "-nv", "-t", token))
 
 
 @attrs.frozen
@@ -242,16 +251,29 @@ def token_argv(dataset: str) -> tuple[str, ...]:
 def resume_of(action: Send, job: Job, facts: Facts, progress: bool) -> Resume:
     """How `action`'s step resumes after a broken link."""
     token = Command(TARGET, token_argv(action.target_dataset))
-    if action.intermediates:
-        return Resume(token)
     with_token = send_argv(attrs.evolve(action, resume_token="TOKEN"), job, facts, progress)
-    return Resume(token, with_token[:-2])
+    stream = (*action.intermediates, action.snapshot)
+    rest = tuple(
+        (snap, send_argv(attrs.evolve(action, base=snap, intermediates=stream[i + 1 : -1],
+                                      from_bookmark=False, from_origin=False),
+                         job, facts, progress))
+        for i, snap in enumerate(stream[:-1])
+    )  # fmt: skip
+    return Resume(token, with_token[:-2], rest, action.snapshot)
 
 
 def resumed(step: Step, token: str) -> tuple[Command, ...]:
     """`step`'s commands, resuming from `token` (`zfs send ... -t TOKEN | ... | zfs recv`)."""
     assert step.resume is not None and step.resume.send is not None
     return (Command(SOURCE, (*step.resume.send, "-t", token)), *step.commands[1:])
+
+
+def continued(step: Step, snapshot: str) -> Optional[tuple[Command, ...]]:
+    """`step`'s commands for the rest of its -I stream once the target has `snapshot`
+    (None: `snapshot` is the stream's last; nothing is left)."""
+    assert step.resume is not None
+    send = dict(step.resume.rest).get(snapshot)
+    return None if send is None else (Command(SOURCE, send), *step.commands[1:])
 
 
 def _mbuffer(options: TransferOptions, rate: Optional[str] = None) -> tuple[str, ...]:

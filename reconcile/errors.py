@@ -74,3 +74,15 @@ class SelectionError(ReconcileError):
 
 class PlanRefused(ReconcileError):
     """A plan breaks a safety invariant: a bug in the planner, never executed."""
+
+
+#: a longer value is shown by its start and its length (one line, still recognisable)
+_SHOWN = 120
+
+
+def quoted(value: str) -> str:
+    """A value as an error line shows it: quoted as repr quotes it, so a newline or any
+    control character stays on the line; a very long value by its start and its length."""
+    if len(value) <= _SHOWN:
+        return repr(value)
+    return f"{value[:_SHOWN]!r}... ({len(value)} characters)"

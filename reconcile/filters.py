@@ -28,4 +28,5 @@ COMPRESSORS: dict[str, Compressor] = {
 }
 
 #: a size for mbuffer (--buffer, --rate, --buffer-chunk-size): 128M, 1G, 512k, 50%
-SIZE = re.compile(r"^[0-9]+(\.[0-9]+)?[bkKmMgGtT%]?$")
+#: (whole: SIZE.fullmatch; at most 15 digits, more than any machine has bytes)
+SIZE = re.compile(r"[0-9]{1,15}(\.[0-9]{1,6})?[bkKmMgGtT%]?", re.ASCII)

@@ -11,10 +11,11 @@ from __future__ import annotations
 import functools
 import re
 import shlex
+import string
 from datetime import datetime
 from typing import Optional
 
-from reconcile.errors import UsageError
+from reconcile.errors import UsageError, quoted
 
 #: zfs-autobackup's defaults: the selection property, snapshot names, hold tags
 PROPERTY_FORMAT = "autobackup:{}"
@@ -75,19 +76,31 @@ def parse_time(pattern: str, name: str) -> Optional[datetime]:
     # strptime decides everything the fixed-width fast path does not match
     try:
         return datetime.strptime(name, pattern)
-    except ValueError:
+    except (ValueError, re.error):
+        # (re.error: a pattern strptime can't compile, such as %Y twice; refused as an
+        # option value, see naming.Naming.create)
         return None
 
 
 def fill(option: str, fmt: str, backup_name: str) -> str:
-    if "{}" not in fmt:
-        raise UsageError(f"Invalid {option} '{fmt}': it must contain {{}} for the backup name")
+    """`fmt` with the backup name for its one `{}` field: a plain field, as str.format
+    would evaluate an attribute, an index, a conversion or a format spec."""
     try:
-        return fmt.format(backup_name)
-    except (IndexError, KeyError, ValueError) as exc:
+        fields = [
+            (name, spec, conversion)
+            for _, name, spec, conversion in string.Formatter().parse(fmt)
+            if name is not None
+        ]
+    except ValueError as exc:
         raise UsageError(
-            f"Invalid {option} '{fmt}': use {{}} once for the backup name ({exc})"
+            f"Invalid {option} {quoted(fmt)}: use {{}} once for the backup name ({exc})"
         ) from None
+    if fields != [("", "", None)]:
+        raise UsageError(
+            f"Invalid {option} {quoted(fmt)}: it must contain {{}} for the backup name, "
+            "once and plain ({{ and }} for a brace)"
+        )
+    return fmt.format(backup_name)
 
 
 def split_command(option: str, text: str) -> tuple[str, ...]:
@@ -96,7 +109,7 @@ def split_command(option: str, text: str) -> tuple[str, ...]:
     try:
         argv = tuple(shlex.split(text))
     except ValueError as exc:
-        raise UsageError(f"Invalid {option} '{text}': {exc}") from None
+        raise UsageError(f"Invalid {option} {quoted(text)}: {exc}") from None
     if not argv:
-        raise UsageError(f"Invalid {option} '{text}': it is empty")
+        raise UsageError(f"Invalid {option} {quoted(text)}: it is empty")
     return argv

@@ -398,7 +398,7 @@ def _is_mbuffer(argv: Argv) -> bool:
     if argv[:2] != ("mbuffer", "-q") or len(argv) not in (4, 5):
         return False
     return all(
-        word.startswith(prefix) and SIZE.match(word[2:]) is not None
+        word.startswith(prefix) and SIZE.fullmatch(word[2:]) is not None
         for word, prefix in zip(argv[2:], ("-s", "-m", "-R"))
     )
 

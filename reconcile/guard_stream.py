@@ -174,11 +174,13 @@ class _Judge:
         first = self.previous is None
         target = self.receive.dataset
         lookups = self.receive.lookups
+        # (asked first: where the target exists, its listing says its parent does too)
+        on_target = lookups.guids(target)
         if first and "/" in target and not lookups.exists(target.rpartition("/")[0]):
             # (zfs would look for a parent elsewhere, by the guid the package names)
             raise _refuse(f"the parent of {target!r} does not exist")
         # (zfs skips a snapshot it has: what it skips it reads without judging)
-        if begin.toguid in self.seen or begin.toguid in lookups.guids(target):
+        if begin.toguid in self.seen or begin.toguid in on_target:
             raise _refuse(f"snapshot guid {begin.toguid} is on {target!r} already")
         self.seen.add(begin.toguid)
         if begin.clone:
@@ -193,7 +195,7 @@ class _Judge:
             if not first:
                 raise _refuse("a full stream after the first in a package")
         elif first:
-            if begin.fromguid not in lookups.guids(target):
+            if begin.fromguid not in on_target:
                 raise _refuse(
                     f"an incremental stream from guid {begin.fromguid}, which is not a "
                     f"snapshot or bookmark of {target!r}"

@@ -16,7 +16,7 @@ from typing import Optional
 import attrs
 
 from reconcile import formats
-from reconcile.errors import UsageError
+from reconcile.errors import UsageError, quoted
 from reconcile.filters import COMPRESSORS, SIZE
 
 __all__ = ["COMPRESSORS", "TransferOptions"]
@@ -46,15 +46,17 @@ class TransferOptions:
     ) -> TransferOptions:
         if compress is not None and compress not in COMPRESSORS:
             raise UsageError(
-                f"Invalid --compress '{compress}': allowed are {', '.join(COMPRESSORS)}"
+                f"Invalid --compress {quoted(compress)}: allowed are {', '.join(COMPRESSORS)}"
             )
         for option, value in (
             ("--buffer", buffer),
             ("--rate", rate),
             ("--buffer-chunk-size", chunk_size),
         ):
-            if value is not None and not SIZE.match(value):
-                raise UsageError(f"Invalid {option} '{value}': use a size such as 128M, 1G or 512k")
+            if value is not None and not SIZE.fullmatch(value):
+                raise UsageError(
+                    f"Invalid {option} {quoted(value)}: use a size such as 128M, 1G or 512k"
+                )
         return cls(
             compress=compress,
             buffer=buffer,

@@ -15,7 +15,7 @@ import re
 
 import attrs
 
-from reconcile.errors import ScheduleError
+from reconcile.errors import ScheduleError, quoted
 
 UNIT_SECONDS: dict[str, float] = {
     "y": 3600 * 24 * 365.25,
@@ -36,7 +36,17 @@ UNIT_NAMES = {
     "s": "second",
 }
 DEFAULT = "10,1d1w,1w1m,1m1y"
-_RULE = re.compile(r"^([0-9]+)([a-z]+)([0-9]+)([a-z]+)$")
+#: the longest interval, ttl or duration (a number beyond would overflow a float, or
+#: exceed Python's limit on the digits of an int, long before it meant anything)
+MAX_YEARS = 1000
+MAX_SECONDS = MAX_YEARS * UNIT_SECONDS["y"]
+#: the most snapshots "keep the last N" may keep
+MAX_KEEP_LAST = 1_000_000
+#: digits read at most (more would be above every bound anyway)
+_DIGITS = 20
+_RULE = re.compile(r"([0-9]+)([a-z]+)([0-9]+)([a-z]+)", re.ASCII)
+_DURATION = re.compile(r"([0-9]+)([a-z]+)", re.ASCII)
+_NUMBER = re.compile(r"[0-9]+", re.ASCII)
 _ALLOWED = (
     "a number (keep the last N) or <interval><ttl> such as 1d1w (units: y, m, w, d, h, min, s)"
 )
@@ -48,13 +58,21 @@ def _plural(amount: int, unit: str) -> str:
 
 def parse_duration(text: str) -> float:
     """`30d` -> seconds (the units of a schedule), for options such as --destroy-missing."""
-    match = re.match(r"^([0-9]+)([a-z]+)$", text.strip().lower())
+    match = _DURATION.fullmatch(text.strip().lower())
     if not match or match.group(2) not in UNIT_SECONDS:
         raise ScheduleError(
-            f"Invalid duration '{text}': use a number and a unit, such as 30d "
+            f"Invalid duration {quoted(text)}: use a number and a unit, such as 30d "
             "(units: y, m, w, d, h, min, s)"
         )
-    return int(match.group(1)) * UNIT_SECONDS[match.group(2)]
+    seconds = _amount(match.group(1)) * UNIT_SECONDS[match.group(2)]
+    if seconds > MAX_SECONDS:
+        raise ScheduleError(f"Invalid duration {quoted(text)}: at most {MAX_YEARS} years")
+    return seconds
+
+
+def _amount(digits: str) -> int:
+    """A number of ASCII digits, at most _DIGITS of them (beyond: above every bound)."""
+    return int(digits) if len(digits.lstrip("0")) <= _DIGITS else 10**_DIGITS
 
 
 def age_words(seconds: float) -> str:
@@ -94,23 +112,24 @@ class Rule:
 
     @classmethod
     def parse(cls, text: str) -> Rule:
-        match = _RULE.match(text.lower())
+        match = _RULE.fullmatch(text.lower())
         if not match:
-            raise ScheduleError(f"Invalid schedule rule '{text}': allowed is {_ALLOWED}")
+            raise ScheduleError(f"Invalid schedule rule {quoted(text)}: allowed is {_ALLOWED}")
         period_amount, period_unit, ttl_amount, ttl_unit = match.groups()
         for unit in (period_unit, ttl_unit):
             if unit not in UNIT_SECONDS:
                 raise ScheduleError(
-                    f"Invalid time unit '{unit}' in schedule rule '{text}': "
+                    f"Invalid time unit {quoted(unit)} in schedule rule {quoted(text)}: "
                     "allowed are y, m, w, d, h, min, s"
                 )
-        rule = cls(text.lower(), int(period_amount), period_unit, int(ttl_amount), ttl_unit)
+        rule = cls(text.lower(), _amount(period_amount), period_unit, _amount(ttl_amount), ttl_unit)
+        invalid = f"Invalid schedule rule {quoted(text)}"
         if rule.period <= 0:
-            raise ScheduleError(f"Invalid schedule rule '{text}': the interval must be above 0")
+            raise ScheduleError(f"{invalid}: the interval must be above 0")
+        if rule.ttl > MAX_SECONDS:
+            raise ScheduleError(f"{invalid}: the ttl is at most {MAX_YEARS} years")
         if rule.period > rule.ttl:
-            raise ScheduleError(
-                f"Invalid schedule rule '{text}': the interval can't be longer than the ttl"
-            )
+            raise ScheduleError(f"{invalid}: the interval can't be longer than the ttl")
         return rule
 
     def describe(self) -> str:
@@ -133,11 +152,18 @@ class Schedule:
         if text.strip():
             for part in text.split(","):
                 item = part.strip()
-                if item.isdigit():
+                if _NUMBER.fullmatch(item):
                     # as zfs-autobackup: the last plain number wins
-                    keep_last = int(item)
+                    keep_last = _amount(item)
+                    if keep_last > MAX_KEEP_LAST:
+                        raise ScheduleError(
+                            f"Invalid schedule rule {quoted(item)}: keep at most "
+                            f"{MAX_KEEP_LAST} snapshots"
+                        )
                 elif not item:
-                    raise ScheduleError(f"Invalid schedule '{text}': empty rule between commas")
+                    raise ScheduleError(
+                        f"Invalid schedule {quoted(text)}: empty rule between commas"
+                    )
                 else:
                     rules.append(Rule.parse(item))
         return cls(text, keep_last, tuple(rules))

@@ -713,7 +713,11 @@ class FakeZfs:
                     ds.origin = clone_origin
             if ds is not None and "-s" in args:
                 token = f"1-fake-{next(self._guid)}"
-                self._tokens[token] = Partial(stream.source, stream)
+                # as real ZFS: a stream of several snapshots (-I) cut in its first one
+                # leaves a token that resumes that one only (the rest is not sent)
+                self._tokens[token] = Partial(
+                    stream.source, attrs.evolve(stream, snaps=stream.snaps[:1])
+                )
                 ds.token = token
             self.events.append(("interrupted", name))
             raise FakeError(

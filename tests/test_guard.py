@@ -962,8 +962,11 @@ def test_an_allowed_receive_reads_the_stream_from_stdin(tmp_path: Path) -> None:
     received = sent.replace(b"THE STREAM", b"the stream").decode("latin-1")
     recorded = _record(tmp_path)
     assert recorded[-1] == {"argv": argv, "stdin": received}
-    # (before it, the stream's questions: the parent exists, the guids the dataset has)
-    assert [r["argv"][:1] for r in recorded[:-1]] == [["list"], ["list"]], recorded[:-1]
+    # (before it, the stream's question: the guids the dataset has; it exists, so its
+    # parent does too: one listing)
+    assert [r["argv"][:7] for r in recorded[:-1]] == [
+        ["list", "-H", "-p", "-o", "guid", "-t", "snapshot,bookmark"]
+    ], recorded[:-1]
     # the exit code of the stage that failed
     proc = _run_guard(tmp_path, args, line, stdin=sent, FAKE_EXIT="4")
     assert proc.returncode == 4
@@ -1047,7 +1050,7 @@ def test_check_says_allowed_or_refused_and_runs_nothing(
         ),
         (
             ["bak", "--send-pipe", "'unclosed"],
-            "Invalid --send-pipe ''unclosed': No closing quotation",
+            'Invalid --send-pipe "\'unclosed": No closing quotation',
         ),
         (["bak", "--recv-pipe", ""], "Invalid --recv-pipe '': it is empty"),
         (["bak", "--target-path", "-x"], "argument --target-path: expected one argument"),
@@ -1127,3 +1130,37 @@ def test_the_default_formats_are_the_tools() -> None:
     assert (policy.property_name, policy.hold_tag) == (PROP, TAG)
     assert rules.is_ours(policy, "bak-20260102030405")
     assert not rules.is_ours(policy, "bak-20261302030405") and not rules.is_ours(policy, "other")
+
+
+def test_the_stream_questions_cost_one_listing_where_the_target_exists() -> None:
+    """#30: the guard's start-up before zfs recv gets the stream: a target that exists
+    is listed once, whatever the package holds (its parent then exists too); a new one
+    costs its listing and one for its parent."""
+    asked: list[tuple[str, ...]] = []
+    datasets = {"backup/pool/a": "111\n222\n", "backup/pool": ""}
+
+    def zfs(argv: Sequence[str]) -> tuple[int, str]:
+        asked.append(tuple(argv))
+        name = argv[-1]
+        return (0, datasets[name]) if name in datasets else (1, "dataset does not exist")
+
+    lookups = guard.stream_lookups(zfs)
+    for _ in range(3):  # (one question per substream of a package)
+        assert lookups.guids("backup/pool/a") == frozenset({111, 222})
+    assert lookups.exists("backup/pool")
+    assert len(asked) == 1, asked
+    asked.clear()
+    assert lookups.guids("backup/pool/new") == frozenset()
+    assert lookups.exists("backup/pool")  # (answered by the listing of backup/pool/a)
+    assert not lookups.exists("backup/other")
+    assert [a[-1] for a in asked] == ["backup/pool/new", "backup/other"], asked
+
+
+@pytest.mark.parametrize("size", ["128k\n", "128k\nx", "1" * 16, "١"])
+def test_an_mbuffer_size_is_matched_whole(size: str) -> None:
+    """(#32) a size with a trailing newline matched `$` before it; the guard takes only
+    the sizes --buffer accepts."""
+    from reconcile import guard_rules
+
+    assert guard_rules._is_mbuffer(("mbuffer", "-q", "-s128k", "-m16M"))
+    assert not guard_rules._is_mbuffer(("mbuffer", "-q", f"-s{size}", "-m16M"))

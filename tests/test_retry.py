@@ -166,12 +166,12 @@ def test_a_link_down_before_any_data_sends_again_from_the_start() -> None:
 @pytest.mark.parametrize(
     ("option", "value", "allowed"),
     [
-        ("--retries", "-1", "a whole number of 0 or more"),
-        ("--retries", "many", "a whole number of 0 or more"),
-        ("--retries", "1.5", "a whole number of 0 or more"),
-        ("--retry-delay", "-3", "a number of seconds of 0 or more"),
-        ("--retry-delay", "soon", "a number of seconds of 0 or more"),
-        ("--retry-delay", "nan", "a number of seconds of 0 or more"),
+        ("--retries", "-1", "a whole number from 0 to 20"),
+        ("--retries", "many", "a whole number from 0 to 20"),
+        ("--retries", "1.5", "a whole number from 0 to 20"),
+        ("--retry-delay", "-3", "a number of seconds from 0 to 3600"),
+        ("--retry-delay", "soon", "a number of seconds from 0 to 3600"),
+        ("--retry-delay", "nan", "a number of seconds from 0 to 3600"),
     ],
 )
 def test_bad_retry_values_are_refused_naming_them(option: str, value: str, allowed: str) -> None:
@@ -187,3 +187,29 @@ def test_the_options_reach_the_job() -> None:
     assert (job.retries, job.retry_delay) == (3, 10.0)
     job = job_from_args(build_parser().parse_args(["bk", "dst", "--retries=0", "--retry-delay=0.5"]))  # fmt: skip
     assert (job.retries, job.retry_delay) == (0, 0.5)
+
+
+def test_a_cut_stream_of_several_snapshots_resumes_the_cut_one_then_sends_the_rest() -> None:
+    """A `zfs send -I` stream's token resumes only the snapshot that was cut (real ZFS,
+    and the fake): the retry resumes it, then sends the rest of the stream after it."""
+    source, target, runner = _world()
+    assert _run(runner)[0] == 0  # the first backup
+    for name in ("bk-20260102000000", "bk-20260103000000", "bk-20260104000000"):
+        source.command(["zfs", "snapshot", f"{DATA}@{name}"])
+        source.write(DATA)
+    runner.history.clear()
+    runner.cut_links = 1
+    rc, log, waits = _run(runner, "--no-snapshot")
+    assert rc == 0, log
+    assert waits == [10.0]
+    assert _arrived(source, target)
+    sends = [h.partition(" | ")[0] for h in runner.history if "zfs send" in h and "recv" in h]
+    assert f"-I @bk-20260101000000 {DATA}@bk-20260104000000" in sends[0], sends
+    assert " -t 1-fake-" in sends[1], sends
+    assert f"-I @bk-20260102000000 {DATA}@bk-20260104000000" in sends[2], sends
+    assert len(sends) == 3, sends
+    assert (
+        "resuming bk-20260102000000 from the resume token, then the rest of the stream "
+        "after bk-20260102000000 (retry 1 of 3)"
+    ) in log
+    assert [h for h in runner.history if "zfs send -nv -t 1-fake-" in h], runner.history

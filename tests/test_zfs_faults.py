@@ -146,16 +146,21 @@ def test_retry_a_transfer_cut_mid_stream_resumes_in_the_same_run(
 ) -> None:
     """#31: the ssh link of a pull dies while the stream flows (its connection master is
     killed, as a network drop would: the remote zfs send goes with it); the run itself
-    resumes the transfer from the target's resume token and finishes."""
+    resumes the transfer from the target's resume token and finishes. The stream is a
+    `zfs send -I` of two snapshots, cut in the first: its token resumes that one only,
+    and the rest of the stream follows it."""
     s, d = pools.src, pools.dst
     zfs_bed.run(f"zfs create {s}/big && zfs set autobackup:rty=true {s}/big")
     args = ["--ssh-source", LOCAL, "rty", d, "--exclude-received", "--verbose",
             "--retry-delay", "1"]  # fmt: skip
     first = zfs_bed.tool(*args)
     assert first.returncode == 0, first.stdout + first.stderr
-    zfs_bed.write(f"{s}/big", "blob", 16 * 1024)
+    zfs_bed.write(f"{s}/big", "blob", 8 * 1024)
+    assert zfs_bed.tool("rty").returncode == 0  # a snapshot only (no target path)
+    middle = _newest(zfs_bed, f"{s}/big")
+    zfs_bed.write(f"{s}/big", "blob2", 8 * 1024)
     # --rate 2M: the 16 MiB increment takes about 8 s; the link is cut once zfs recv has
-    # read 4 MiB of it (enough for a resume token), whenever that is
+    # read 4 MiB of it (enough for a resume token, in the first snapshot), whenever that is
     command = shlex.join(["zfs-autobackup", *args, "--rate", "2M"])
     out = zfs_bed.run(
         f"({command} > /tmp/retry.log 2>&1; echo $? > /tmp/retry.rc) & "
@@ -174,7 +179,13 @@ def test_retry_a_transfer_cut_mid_stream_resumes_in_the_same_run(
     assert len(retried) == 1, log
     assert f"[Target] {d}/{s}/big@{newest}: transfer failed (ssh to {LOCAL} failed" in retried[0]
     assert "retrying in 1 s (retry 1 of 3)" in retried[0], log
-    assert f"[Target] {d}/{s}/big@{newest}: resuming from the resume token (retry 1 of 3)" in log
+    assert (
+        f"[Target] {d}/{s}/big@{newest}: resuming {middle} from the resume token, then the "
+        f"rest of the stream after {middle} (retry 1 of 3)"
+    ) in log
+    assert zfs_bed.prop(f"{d}/{s}/big@{middle}", "guid") == zfs_bed.prop(
+        f"{s}/big@{middle}", "guid"
+    )
     print("\n" + retried[0].strip())
     _converged(zfs_bed, pools, ["big"])
     target = f"{d}/{s}/big@{newest}"

@@ -1,0 +1,66 @@
+"""ZFS's own rules for the names the tool makes from option values, checked before
+anything runs (a name zfs refuses would fail after the snapshot was taken).
+
+The rules are OpenZFS's (module/zcommon/zfs_namecheck.c, zfs_prop.c, zprop_common.c):
+- a snapshot name and a dataset name component: letters, digits, '-', '_', '.', ':' and
+  space (`valid_char`); a full name is at most 255 bytes (ZFS_MAX_DATASET_NAME_LEN 256
+  with its NUL);
+- a user property name: lowercase letters, digits, '-', '_', '.', ':' (`zprop_valid_char`)
+  with at least one ':' (`zfs_prop_user`), at most 255 bytes (ZAP_MAXNAMELEN 256);
+- a native property name (zfs recv -o/-x of canmount, refreservation, ...): a lowercase
+  word of letters, digits and '_'.
+
+Each check returns what is wrong (to follow "Invalid <option> <value>: ") or None.
+Standard library only, as reconcile.formats.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Optional
+
+#: ZFS_MAX_DATASET_NAME_LEN (256) without its NUL: a full dataset or snapshot name
+MAX_NAME = 255
+#: ZAP_MAXNAMELEN (256) without its NUL: a property name
+MAX_PROPERTY_NAME = 255
+#: the shortest "pool@" a snapshot name follows: "p@"
+SHORTEST_DATASET = 2
+
+_COMPONENT = re.compile(r"[A-Za-z0-9_.: -]+", re.ASCII)
+_USER_PROPERTY = re.compile(r"[a-z0-9_.:-]*:[a-z0-9_.:-]*", re.ASCII)
+_NATIVE_PROPERTY = re.compile(r"[a-z][a-z0-9_]*", re.ASCII)
+
+COMPONENT_CHARS = "letters, digits, '-', '_', '.', ':' and space"
+USER_PROPERTY_CHARS = "lowercase letters, digits, '-', '_', '.' and ':', with a ':'"
+
+
+def component_problem(text: str, max_length: int = MAX_NAME) -> Optional[str]:
+    """A snapshot name (after '@'), or any other name made of ZFS name characters."""
+    if not _COMPONENT.fullmatch(text):
+        return f"a ZFS name may hold only {COMPONENT_CHARS}"
+    if len(text) > max_length:
+        return f"at most {max_length} characters (ZFS names are at most {MAX_NAME})"
+    return None
+
+
+def user_property_problem(name: str) -> Optional[str]:
+    if not _USER_PROPERTY.fullmatch(name):
+        return f"a ZFS user property name holds only {USER_PROPERTY_CHARS}"
+    if len(name) > MAX_PROPERTY_NAME:
+        return f"a property name has at most {MAX_PROPERTY_NAME} characters"
+    return None
+
+
+def property_problem(name: str) -> Optional[str]:
+    """A property given to zfs recv -o/-x or zfs snapshot -o: native or user."""
+    if _NATIVE_PROPERTY.fullmatch(name) and len(name) <= MAX_PROPERTY_NAME:
+        return None
+    if ":" not in name and _NATIVE_PROPERTY.fullmatch(name.lower()):
+        return "a native property name is lowercase"
+    problem = user_property_problem(name)
+    if problem is not None and ":" not in name:
+        return (
+            "a property is a native one (a lowercase word such as canmount) or a user "
+            f"property ({USER_PROPERTY_CHARS})"
+        )
+    return problem
