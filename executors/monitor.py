@@ -109,8 +109,7 @@ def run_status(
     together: bool = True,
 ) -> int:
     report = status_report(job, runner, now, warn=warn, crit=crit, together=together)
-    console.out.write(render(report, fmt))
-    console.out.flush()
+    console.write(console.out, render(report, fmt))
     if prometheus_file:
         write_atomically(prometheus_file, report_of.render_prometheus(report))
     return int(report.state)

@@ -133,7 +133,7 @@ def run_plan(
         except OSError as exc:
             raise UsageError(f"Can't write the plan to '{out}': {exc.strerror}") from None
     if as_json:
-        sys.stdout.write(dumps(saved, signing_key()))
+        console.write(console.out, dumps(saved, signing_key()))
     else:
         sizes = estimate_sizes(observed, job, runner) if estimate else None
         console.info(render(observed.plan, _hosts(job), sizes))
@@ -151,14 +151,19 @@ def run_plan(
 def _confirm(console: Console, auto_approve: bool) -> bool:
     if auto_approve:
         return True
-    if not sys.stdin.isatty():
+    if not console.answers.isatty():
         raise UsageError(
             "apply needs --auto-approve when it is not run from a terminal "
             "(or apply a saved plan: zfs-autobackup plan ... --out FILE; zfs-autobackup apply FILE)"
         )
     console.info("\nDo you want to perform these actions? Only 'yes' will be accepted.")
-    answer = input("  Enter a value: ").strip()
-    return answer == "yes"
+    answer = console.ask("  Enter a value: ")
+    if answer is None:
+        raise UsageError(
+            "Apply cancelled: the input ended (Ctrl-D) at the approval prompt, which counts as "
+            "'no'; nothing was applied (answer 'yes' to apply, or use --auto-approve)"
+        )
+    return answer.strip() == "yes"
 
 
 def _print_commands(console: Console, job: Job, compiled: compiler.Compiled) -> None:
