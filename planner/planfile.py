@@ -68,7 +68,44 @@ CONVERTER = _converter()
 
 def _digest(body: dict[str, Any], key: bytes) -> str:
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hmac.new(key, canonical.encode(), hashlib.sha256).hexdigest()
+    # (a lone surrogate from a "\\ud800" escape: signed as it is, never a crash)
+    return hmac.new(key, canonical.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
+
+
+def _signed(digest: object, expected: str) -> bool:
+    if not isinstance(digest, str) or not digest.isascii():
+        return False
+    return hmac.compare_digest(digest.encode(), expected.encode())
+
+
+def _short(value: object) -> str:
+    text = repr(value) if not isinstance(value, int) or abs(value) < 10**30 else "a huge number"
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+#: JSON's words for what cattrs expected
+_EXPECTED = {
+    "tuple": "a list", "list": "a list", "dict": "an object", "Mapping": "an object",
+    "str": "a string", "int": "a whole number", "float": "a number", "bool": "true or false",
+    "Union": "one of the kinds it may hold", "NoneType": "null", "Literal": "one of its values",
+}  # fmt: skip
+
+
+def schema_error(exc: BaseException) -> str:
+    """The first place where a plan file does not fit the schema, and what was expected
+    there: "compiled.steps[3].commands: expected a list"."""
+    if not isinstance(exc, cattrs.BaseValidationError):
+        return f"{type(exc).__name__}: {str(exc)[:120]}"
+    first = cattrs.transform_error(exc, path="$")[0]
+    what, _, where = first.rpartition(" @ ")
+    where = where.removeprefix("$").removeprefix(".") or "(the top level)"
+    prefix = "invalid value for type, expected "
+    if what.startswith(prefix):
+        name = what[len(prefix) :]
+        what = f"expected {_EXPECTED.get(name, name)}"
+    elif what == "required field missing":
+        what = "missing"
+    return f"{where}: {what[:120]}"
 
 
 def dumps(saved: SavedPlan, key: bytes) -> str:
@@ -79,7 +116,15 @@ def dumps(saved: SavedPlan, key: bytes) -> str:
 
 def loads(text: str, source: str = "plan file", key: Optional[bytes] = None) -> SavedPlan:
     """Read a plan file; with `key`, refuse it unless its signature matches (without,
-    the signature is not checked: for reading, never for applying)."""
+    the signature is not checked: for reading, never for applying). Anything else than
+    such a file is one PlanFileError line, never another exception."""
+    try:
+        return _loads(text, source, key)
+    except RecursionError:
+        raise PlanFileError(f"{source} is not a plan file: it is nested too deeply") from None
+
+
+def _loads(text: str, source: str, key: Optional[bytes]) -> SavedPlan:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -87,15 +132,18 @@ def loads(text: str, source: str = "plan file", key: Optional[bytes] = None) -> 
             f"{source} is not a readable plan (invalid JSON at line {exc.lineno}: "
             f"{exc.msg}); was it truncated?"
         ) from None
+    except ValueError:  # a number of more than 4300 digits (int-string conversion limit)
+        raise PlanFileError(f"{source} is not a plan file: it holds a number too long") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise PlanFileError(f"{source} is not a zfs-reconcile plan file")
-    if data.get("version") != VERSION:
+    version = data.get("version")
+    if type(version) is not int or version != VERSION:
         raise PlanFileError(
-            f"{source} has plan format version {data.get('version')!r}; "
+            f"{source} has plan format version {_short(version)}; "
             f"this zfs-autobackup reads version {VERSION} (make the plan again)"
         )
     digest = data.pop(SIGNATURE, None)
-    if key is not None and not hmac.compare_digest(str(digest), _digest(data, key)):
+    if key is not None and not _signed(digest, _digest(data, key)):
         raise PlanFileError(
             f"{source} was changed after it was saved, or made by another user or machine "
             "(its signature does not match)"
@@ -104,6 +152,8 @@ def loads(text: str, source: str = "plan file", key: Optional[bytes] = None) -> 
     data.pop("version")
     try:
         return CONVERTER.structure(data, SavedPlan)
-    except (cattrs.BaseValidationError, ValueError, TypeError, KeyError) as exc:
-        detail = "; ".join(str(e) for e in getattr(exc, "exceptions", [exc]))[:200]
-        raise PlanFileError(f"{source} does not fit the plan format: {detail}") from None
+    except (
+        cattrs.BaseValidationError, ValueError, TypeError, KeyError, AttributeError,
+        OverflowError,
+    ) as exc:  # fmt: skip
+        raise PlanFileError(f"{source} does not fit the plan format: {schema_error(exc)}") from None
