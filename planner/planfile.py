@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import typing
 from typing import Any, Optional
 
 import attrs
@@ -49,8 +50,45 @@ class SavedPlan:
     tool_version: str
 
 
+_PRIMITIVES: dict[type, tuple[type, ...]] = {
+    str: (str,), int: (int,), float: (float, int), bool: (bool,),
+}  # fmt: skip
+_NAMES = {str: "a string", int: "a whole number", float: "a number", bool: "true or false"}
+
+
+def _strict_kind(kind: Any) -> Optional[tuple[type, bool]]:
+    """(primitive, optional) for str, int, float, bool and their Optional (by exact
+    type: a str hook would also catch the str enums, such as Side); None otherwise."""
+    if kind in _PRIMITIVES:
+        return kind, False
+    args = typing.get_args(kind)
+    if typing.get_origin(kind) is typing.Union and len(args) == 2 and type(None) in args:
+        inner = next(a for a in args if a is not type(None))
+        if inner in _PRIMITIVES:
+            return inner, True
+    return None
+
+
+def _structure_strict(value: Any, kind: Any) -> Any:
+    """A JSON value of exactly the expected type (cattrs would make a string of a list,
+    an int of "5" or of true: a plan file holds what the tool wrote, nothing else)."""
+    found = _strict_kind(kind)
+    assert found is not None
+    primitive, optional = found
+    if value is None and optional:
+        return None
+    if type(value) not in _PRIMITIVES[primitive]:
+        raise TypeError(f"expected {_NAMES[primitive]}, not {type(value).__name__}")
+    return primitive(value)
+
+
+def _is_tuple(kind: Any) -> bool:
+    return kind is tuple or typing.get_origin(kind) is tuple
+
+
 def _converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=True)
+    conv.register_structure_hook_func(lambda t: _strict_kind(t) is not None, _structure_strict)
 
     def structure_action(data: Any, _: Any) -> Action:
         if not isinstance(data, dict) or data.get("kind") not in KINDS:
@@ -58,6 +96,13 @@ def _converter() -> cattrs.Converter:
         result: Action = conv.structure(data, KINDS[data["kind"]])
         return result
 
+    def structure_tuple(value: Any, kind: Any) -> Any:
+        # (cattrs makes a tuple of any iterable: of a string's letters, of a dict's keys)
+        if not isinstance(value, list):
+            raise TypeError(f"expected a list, not {type(value).__name__}")
+        return conv._structure_tuple(value, kind)  # (cattrs' own, element by element)
+
+    conv.register_structure_hook_func(_is_tuple, structure_tuple)
     conv.register_structure_hook(Action, structure_action)
     conv.register_unstructure_hook(Action, lambda a: conv.unstructure(a, type(a)))
     return conv
@@ -100,12 +145,25 @@ def schema_error(exc: BaseException) -> str:
     what, _, where = first.rpartition(" @ ")
     where = where.removeprefix("$").removeprefix(".") or "(the top level)"
     prefix = "invalid value for type, expected "
-    if what.startswith(prefix):
+    leaf = _first_leaf(exc)
+    if isinstance(leaf, TypeError) and str(leaf).startswith("expected "):
+        what = str(leaf)
+    elif isinstance(leaf, AttributeError):  # (cattrs read a non-object as a record)
+        what = "expected an object"
+    elif what.startswith(prefix):
         name = what[len(prefix) :]
         what = f"expected {_EXPECTED.get(name, name)}"
     elif what == "required field missing":
         what = "missing"
     return f"{where}: {what[:120]}"
+
+
+def _first_leaf(exc: BaseException) -> BaseException:
+    inner = getattr(exc, "exceptions", None)  # (an exception group: cattrs' own)
+    while inner:
+        exc = inner[0]
+        inner = getattr(exc, "exceptions", None)
+    return exc
 
 
 def dumps(saved: SavedPlan, key: bytes) -> str:

@@ -8,6 +8,7 @@ The world: src with children, `autobackup:bak=true` on src, an empty pool dst.
 from __future__ import annotations
 
 import sys
+from collections import defaultdict
 from collections.abc import Sequence
 from typing import Callable, Optional
 
@@ -31,7 +32,9 @@ def world() -> tuple[FakeZfs, FakeRunner]:
         zfs.write(name)
     zfs.datasets["src"].local_props["autobackup:bak"] = "true"
     zfs.now = START
-    return zfs, FakeRunner({None: zfs})
+    # (a host the world does not know, as a plan file may name: a host with no pools)
+    hosts: defaultdict[Optional[str], FakeZfs] = defaultdict(FakeZfs, {None: zfs})
+    return zfs, FakeRunner(hosts)
 
 
 def arrived(zfs: FakeZfs) -> bool:
