@@ -162,5 +162,5 @@ def run_classic(
         console.warning("TEST MODE - DID NOT MAKE ANY CHANGES!")
     code = min(failed, EXIT_FATAL - 1)
     if reporting is not None and not args_test:
-        reporting.finish(console, job, prepared, outcome, code)
+        code = reporting.finish(console, job, prepared, outcome, code)
     return code

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import shutil
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Callable, Optional
 
 import attrs
@@ -64,10 +64,19 @@ class Deps:
     runner: Callable[[RunOptions, Console, str], Runner] = make_runner
 
 
+def looks_like_a_plan_file(arg: str, alone: bool) -> bool:
+    """`apply ARG`: ARG is a plan file when it looks like a path (a '/', which no backup
+    name has, or a name ending in .plan), or when it is the only argument and something
+    of that name exists here. Its errors then say what is wrong with the file."""
+    return "/" in arg or arg.endswith(".plan") or (alone and os.path.lexists(arg))
+
+
 def _mode(args_list: Sequence[str]) -> tuple[str, list[str]]:
     mode = args_list[0] if args_list and args_list[0] in SUBCOMMANDS else "classic"
     rest = list(args_list[1:] if mode != "classic" else args_list)
-    if mode == "show" or (mode == "apply" and rest and Path(rest[0]).is_file()):
+    if mode == "show" or (
+        mode == "apply" and rest and looks_like_a_plan_file(rest[0], alone=len(rest) == 1)
+    ):
         mode = f"{mode}-file"
     return mode, rest
 

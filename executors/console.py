@@ -7,6 +7,7 @@ command, exactly as run) with --debug. Colour only on a tty.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -25,9 +26,12 @@ class Console:
         color: bool | None = None,
         out: TextIO | None = None,
         err: TextIO | None = None,
+        answers: TextIO | None = None,
     ) -> None:
         self.out = out or sys.stdout
         self.err = err or sys.stderr
+        #: where the answer to a question comes from (apply's approval)
+        self.answers = answers or sys.stdin
         self.show_verbose = verbose or debug
         self.show_debug = debug
         if color is None:
@@ -37,6 +41,38 @@ class Console:
         self._lock = threading.RLock()
         #: the progress line on the terminal now (redrawn after other lines)
         self._progress_line = ""
+        #: streams whose reader went away (id of the stream)
+        self._gone: set[int] = set()
+
+    def write(self, stream: TextIO, text: str) -> None:
+        """Write and flush `text` as it is, unless the stream's reader is gone."""
+        with self._lock:
+            if id(stream) in self._gone:
+                return
+            try:
+                stream.write(text)
+                stream.flush()
+            except (OSError, ValueError):  # EPIPE, EIO (hung-up tty), a closed file
+                self._lost(stream)
+
+    def _lost(self, stream: TextIO) -> None:
+        self._gone.add(id(stream))
+        try:
+            fd = stream.fileno()
+        except (OSError, ValueError):  # not a file (a test's stream, a closed one)
+            return
+        with contextlib.suppress(OSError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(devnull, fd)
+            finally:
+                os.close(devnull)
+
+    def ask(self, prompt: str) -> str | None:
+        """A line typed in answer to `prompt` (None: end of input, as after Ctrl-D)."""
+        self.write(self.out, prompt)
+        line = self.answers.readline()
+        return line.rstrip("\n") if line else None
 
     def _paint(self, code: str, text: str) -> str:
         return f"{code}{text}{_RESET}" if self.color else text
@@ -44,11 +80,10 @@ class Console:
     def _print(self, stream: TextIO, text: str) -> None:
         with self._lock:
             if self._progress_line:
-                self.err.write("\r\033[K")
-            print(text, file=stream, flush=True)
+                self.write(self.err, "\r\033[K")
+            self.write(stream, text + "\n")
             if self._progress_line:
-                self.err.write(self._progress_line)
-                self.err.flush()
+                self.write(self.err, self._progress_line)
 
     def title(self, text: str) -> None:
         if self.show_verbose:
@@ -79,8 +114,7 @@ class Console:
             width = shutil.get_terminal_size().columns - 1
             with self._lock:
                 self._progress_line = "" if done else text[:width]
-                self.err.write("\r\033[K" + self._progress_line)
-                self.err.flush()
+                self.write(self.err, "\r\033[K" + self._progress_line)
         elif not done:
             self._print(self.err, text)
 

@@ -147,6 +147,11 @@ def _unavailable(path: Path, exc: OSError) -> LockUnavailable:
             f"let {me} write to {path.parent} (owned by {folder}), or run as {folder}"
         )
     owner = _user(info.st_uid)
+    if stat.S_ISDIR(info.st_mode):  # (open() says EISDIR: no chmod makes it a lock file)
+        return LockUnavailable(
+            f"The lock file {path} is not a regular file (a folder, owned by {owner}): "
+            "remove it; the next run makes a new one"
+        )
     fix = (
         "it is a symbolic link: remove it; the next run makes the lock file"
         if stat.S_ISLNK(info.st_mode)

@@ -2,7 +2,8 @@
 
 `status` observes like a run (read-only, the same constant-cost commands, over ssh
 where the job says), and prints planner.status's report in a format; its exit code is
-the report's state (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN: a host could not be read).
+the report's state (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN: a host could not be read,
+the backup name selects no dataset, or the --prometheus-file could not be written).
 
 A run with `--prometheus-file PATH` writes, atomically at its end (a temporary file in
 the same folder, then a rename: node_exporter's textfile collector never reads half a
@@ -27,8 +28,15 @@ import attrs
 
 from executors.console import Console
 from executors.execute import Outcome
+from executors.regular import writable_path, write_atomically
 from executors.runner import Runner
-from executors.session import Prepared, check_selection, observe_hosts
+from executors.session import (
+    Prepared,
+    check_selection,
+    no_selection,
+    nothing_to_select,
+    observe_hosts,
+)
 from planner import status as report_of
 from planner.actions import CreateSnapshots, Destroy, Send
 from reconcile import graph as snapgraph
@@ -43,32 +51,14 @@ HOOK_TIMEOUT = 300
 
 
 def check_prometheus_file(path: Optional[str]) -> None:
-    """Refuse, before anything runs, a --prometheus-file whose folder is not writable."""
+    """Refuse, before anything runs, a --prometheus-file that can't be written."""
     if path is None:
         return
-    folder = Path(path).resolve().parent
-    if not folder.is_dir() or not os.access(folder, os.W_OK):
+    why = writable_path(path)
+    if why is not None:
         raise UsageError(
-            f"Invalid --prometheus-file '{path}': its folder {folder} does not exist or is "
-            "not writable"
+            f"Invalid --prometheus-file '{path}': {why} (name a file in a writable folder)"
         )
-
-
-def write_atomically(path: str, text: str) -> None:
-    """Write `text` to `path` so that a reader sees the old file or the new one, never
-    part of one (a temporary file in the same folder, then rename)."""
-    target = Path(path)
-    fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.resolve().parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temporary, 0o644)  # noqa: PTH101 (readable by the collector)
-        os.replace(temporary, target)  # noqa: PTH105
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def status_report(
@@ -81,6 +71,8 @@ def status_report(
         quiet = attrs.evolve(job, snapshot=False)
         desired = desire(quiet, source, target, snapgraph.build(source, target), now, resume)
         check_selection(desired)
+        if nothing_to_select(desired):  # a typo in the name is not "all is well"
+            raise no_selection(job)
     except ReconcileError as exc:
         return report_of.unknown(job, now, str(exc), warn=warn, crit=crit)
     return report_of.build_report(job, desired, now, warn=warn, crit=crit)
@@ -109,10 +101,13 @@ def run_status(
     together: bool = True,
 ) -> int:
     report = status_report(job, runner, now, warn=warn, crit=crit, together=together)
-    console.out.write(render(report, fmt))
-    console.out.flush()
+    console.write(console.out, render(report, fmt))
     if prometheus_file:
-        write_atomically(prometheus_file, report_of.render_prometheus(report))
+        try:
+            write_atomically(prometheus_file, report_of.render_prometheus(report))
+        except OSError as exc:
+            console.error(f"Can't write --prometheus-file {prometheus_file}: {exc.strerror}")
+            return int(report_of.State.UNKNOWN)
     return int(report.state)
 
 
@@ -229,10 +224,11 @@ class Reporting:
 
     def finish(
         self, console: Console, job: Job, prepared: Prepared, outcome: Outcome, exit_code: int
-    ) -> None:
-        """After the run: the metrics file, then the hook (neither changes the exit code)."""
+    ) -> int:
+        """After the run: the metrics file, then the hook; the run's exit code, one more
+        when the metrics file could not be written (a hook never changes it)."""
         if not (self.prometheus_file or self.on_failure or self.on_success):
-            return
+            return exit_code
         record = _record(job, prepared, outcome, exit_code, self.started, self.clock())
         if self.prometheus_file:
             report = report_of.after_run(
@@ -242,12 +238,17 @@ class Reporting:
             try:
                 write_run_metrics(self.prometheus_file, record, report)
             except OSError as exc:
-                console.error(f"Can't write --prometheus-file {self.prometheus_file}: {exc}")
+                console.error(
+                    f"Can't write --prometheus-file {self.prometheus_file}: {exc.strerror}"
+                )
+                exit_code = min(exit_code + 1, 254)
+                record = attrs.evolve(record, exit_code=exit_code)
         hook, option = (
             (self.on_failure, "--on-failure") if exit_code else (self.on_success, "--on-success")
         )
         if hook:
             run_hook(console, option, hook, record)
+        return exit_code
 
 
 def _record(

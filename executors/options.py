@@ -10,7 +10,6 @@ import argparse
 import re
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, Callable, NoReturn, Optional
 
 import attrs
@@ -18,6 +17,7 @@ import attrs
 from executors.execute import DEFAULT_PARALLEL, Settings
 from executors.lock import lock_path
 from executors.monitor import FORMATS
+from executors.regular import MIB, Unreadable, read_regular, size_words
 from planner import status
 from reconcile import __version__, formats, naming, zfs_names
 from reconcile.errors import UsageError, quoted
@@ -29,6 +29,8 @@ from reconcile.schedule import DEFAULT, Schedule, parse_duration
 #: --parallel at most (each send is a few processes, and over ssh a session of the
 #: host's one connection: sshd allows 10 sessions per connection by default)
 MAX_PARALLEL = 8
+#: the largest --ssh-config read (checked before ssh reads it; /dev/zero is refused)
+MAX_SSH_CONFIG = MIB
 
 
 #: --retries at most (each retry waits twice as long as the one before)
@@ -584,10 +586,11 @@ def job_from_args(args: argparse.Namespace) -> Job:
             ) from None
     if args.ssh_config is not None:
         try:
-            Path(args.ssh_config).read_bytes()
-        except OSError as exc:
+            read_regular(args.ssh_config, MAX_SSH_CONFIG)
+        except Unreadable as exc:
             raise UsageError(
-                f"Can't read --ssh-config {quoted(args.ssh_config)}: {exc.strerror}"
+                f"Can't read --ssh-config {quoted(args.ssh_config)}: {exc} "
+                f"(a regular file of at most {size_words(MAX_SSH_CONFIG)})"
             ) from None
     name = args.backup_name
     naming.check_backup_name(name)

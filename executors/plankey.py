@@ -12,7 +12,9 @@ The key file appears whole or not at all (#31): a file left empty by a failed wr
 sign every later plan with an empty key, which anyone can forge. It is written to a
 temporary file in the same directory, synced, then hard-linked into place; a link never
 replaces a file, so when two runs make a key at once the first one's wins and both use it.
-A key shorter than MIN_KEY_BYTES, or one that can't be read, stops the run.
+A key shorter than MIN_KEY_BYTES, one that can't be read, anything but a regular file
+of at most 4 KiB, or an empty or relative HOME (without ZFS_AUTOBACKUP_PLAN_KEY), stops
+the run with one line.
 """
 
 from __future__ import annotations
@@ -23,10 +25,13 @@ import tempfile
 from pathlib import Path
 from typing import Optional
 
+from executors.regular import KIB, Unreadable, read_regular
 from planner.planfile import PlanFileError
 
 #: the shortest key accepted (after stripping white space); a new key has 64 hex digits
 MIN_KEY_BYTES = 32
+#: the longest key file read (a key is a line of hex digits; /dev/zero is not read to the end)
+MAX_KEY_BYTES = 4 * KIB
 
 _REMEDY = "remove it; the next `plan --out` makes a new one"
 
@@ -35,6 +40,13 @@ def key_path() -> Path:
     override = os.environ.get("ZFS_AUTOBACKUP_PLAN_KEY")
     if override:
         return Path(override)
+    home = os.environ.get("HOME")
+    if home is not None and not Path(home).is_absolute():
+        # (HOME='' would put the key in /.config, a relative HOME under the current folder)
+        raise PlanFileError(
+            f"HOME is '{home}', not an absolute path: set HOME to your home folder, or name "
+            "the plan signing key file with ZFS_AUTOBACKUP_PLAN_KEY"
+        )
     return Path.home() / ".config" / "zfs-reconcile" / "plan.key"
 
 
@@ -60,14 +72,12 @@ def signing_key() -> bytes:
 
 
 def _read(path: Path) -> Optional[bytes]:
-    try:
-        key = path.read_bytes().strip()
-    except FileNotFoundError:
+    if not path.exists() and not path.is_symlink():
         return None
-    except OSError as exc:
-        raise PlanFileError(
-            f"Can't read the plan signing key {path} ({exc.strerror}): {_REMEDY}"
-        ) from None
+    try:
+        key = read_regular(path, MAX_KEY_BYTES).strip()
+    except Unreadable as exc:
+        raise PlanFileError(f"Can't read the plan signing key {path} ({exc}): {_REMEDY}") from None
     if len(key) < MIN_KEY_BYTES:
         raise PlanFileError(
             f"The plan signing key {path} is too short ({len(key)} bytes, at least "

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import shlex
 import socket
-import sys
 from typing import Optional
 
 from tabulate import tabulate
@@ -27,6 +26,14 @@ from executors.console import Console
 from executors.execute import DEFAULTS, Executor, Settings
 from executors.monitor import Reporting
 from executors.plankey import key_path, load_key, signing_key
+from executors.regular import (
+    MIB,
+    Unreadable,
+    read_regular,
+    size_words,
+    writable_path,
+    write_atomically,
+)
 from executors.runner import Runner, display_line
 from executors.session import Prepared, no_selection, nothing_to_select, prepare
 from planner import compile as compiler
@@ -40,6 +47,10 @@ from reconcile.errors import UsageError
 from reconcile.job import Job
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
+#: the largest plan file read (a plan for thousands of datasets is a few MiB)
+MAX_PLAN_FILE = 64 * MIB
+#: a plan file is for its maker (it names every dataset and the commands)
+PLAN_FILE_MODE = 0o600
 
 
 def _hosts(job: Job) -> dict[str, str]:
@@ -117,6 +128,10 @@ def run_plan(
     commands: bool = False,
     settings: Settings = DEFAULTS,
 ) -> int:
+    if out is not None:
+        why = writable_path(out)
+        if why is not None:
+            raise UsageError(f"Invalid --out '{out}': {why} (name the plan file to write)")
     prepared = prepare(
         job, runner, now, compile_options(settings), together=settings.observe_together
     )
@@ -125,15 +140,16 @@ def run_plan(
     if nothing_to_select(observed.desired):
         raise no_selection(job)
     saved = saved_plan(job, observed, now)
-    if out:
-        key = signing_key()  # first: a bad key leaves no empty plan file behind
+    if out is not None:
+        # whole or not at all, after all that can fail (the key): a failure leaves the
+        # previous plan file as it was
+        text = dumps(saved, signing_key())
         try:
-            with open(out, "w", encoding="utf-8") as handle:  # noqa: PTH123
-                handle.write(dumps(saved, key))
+            write_atomically(out, text, mode=PLAN_FILE_MODE)
         except OSError as exc:
             raise UsageError(f"Can't write the plan to '{out}': {exc.strerror}") from None
     if as_json:
-        sys.stdout.write(dumps(saved, signing_key()))
+        console.write(console.out, dumps(saved, signing_key()))
     else:
         sizes = estimate_sizes(observed, job, runner) if estimate else None
         console.info(render(observed.plan, _hosts(job), sizes))
@@ -151,14 +167,19 @@ def run_plan(
 def _confirm(console: Console, auto_approve: bool) -> bool:
     if auto_approve:
         return True
-    if not sys.stdin.isatty():
+    if not console.answers.isatty():
         raise UsageError(
             "apply needs --auto-approve when it is not run from a terminal "
             "(or apply a saved plan: zfs-autobackup plan ... --out FILE; zfs-autobackup apply FILE)"
         )
     console.info("\nDo you want to perform these actions? Only 'yes' will be accepted.")
-    answer = input("  Enter a value: ").strip()
-    return answer == "yes"
+    answer = console.ask("  Enter a value: ")
+    if answer is None:
+        raise UsageError(
+            "Apply cancelled: the input ended (Ctrl-D) at the approval prompt, which counts as "
+            "'no'; nothing was applied (answer 'yes' to apply, or use --auto-approve)"
+        )
+    return answer.strip() == "yes"
 
 
 def _print_commands(console: Console, job: Job, compiled: compiler.Compiled) -> None:
@@ -190,7 +211,7 @@ def _execute(
     )
     code = min(failed, 254)
     if reporting is not None:
-        reporting.finish(console, job, prepared, outcome, code)
+        code = reporting.finish(console, job, prepared, outcome, code)
     return code
 
 
@@ -219,6 +240,24 @@ def run_apply(
     return _execute(job, prepared, prepared.compiled, runner, console, settings, reporting)
 
 
+def read_plan_text(path: str) -> str:
+    """A plan file's text: a regular file of at most MAX_PLAN_FILE bytes, UTF-8."""
+    try:
+        data = read_regular(path, MAX_PLAN_FILE)
+    except Unreadable as exc:
+        raise PlanFileError(
+            f"Can't read plan file '{path}': {exc} (a plan file is a regular file of at "
+            f"most {size_words(MAX_PLAN_FILE)}, made by plan --out)"
+        ) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PlanFileError(
+            f"plan file '{path}' is not a zfs-reconcile plan file (not UTF-8 text at byte "
+            f"{exc.start})"
+        ) from None
+
+
 def load_plan(path: str, *, verify: bool = True) -> SavedPlan:
     """Read a plan file; `verify`: refuse it unless this user's key signed it (show
     reads unsigned plans too, and says so)."""
@@ -228,14 +267,7 @@ def load_plan(path: str, *, verify: bool = True) -> SavedPlan:
             f"{path} can't be verified: there is no plan signing key here "
             f"({key_path()}); apply a plan where it was made, or make a new plan here"
         )
-    try:
-        with open(path, encoding="utf-8") as handle:  # noqa: PTH123
-            text = handle.read()
-    except OSError as exc:
-        raise PlanFileError(f"Can't read plan file '{path}': {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise PlanFileError(f"{path} is not a zfs-reconcile plan file") from None
-    return loads(text, path, key)
+    return loads(read_plan_text(path), f"plan file '{path}'", key)
 
 
 def run_apply_file(
@@ -331,8 +363,7 @@ def plan_differences(saved: Plan, fresh: Plan) -> list[list[str]]:
 def run_show(path: str, console: Console, as_json: bool) -> int:
     saved = load_plan(path, verify=False)
     if as_json:
-        with open(path, encoding="utf-8") as handle:  # noqa: PTH123
-            sys.stdout.write(handle.read())
+        console.write(console.out, read_plan_text(path))
         return EXIT_OK
     if load_key(create=False) is None:
         console.warning(f"no plan signing key here ({key_path()}): {path} is shown unverified")

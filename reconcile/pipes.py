@@ -26,7 +26,10 @@ DEFAULT_COMPRESSOR = "zstd-fast"
 
 @attrs.frozen
 class TransferOptions:
-    compress: Optional[str] = None
+    #: (checked here too: a plan file's job is read back into this class)
+    compress: Optional[str] = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.in_(COMPRESSORS))
+    )
     buffer: Optional[str] = None
     rate: Optional[str] = None
     send_pipes: tuple[tuple[str, ...], ...] = ()

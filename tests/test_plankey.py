@@ -136,4 +136,4 @@ def test_a_key_path_that_is_a_directory_is_refused(key_file: Path) -> None:
     with pytest.raises(PlanFileError) as info:
         plankey.load_key(create=True)
     text = _one_line(info)
-    assert str(key_file) in text and "Is a directory" in text and REMEDY in text
+    assert str(key_file) in text and "it is a folder, not a regular file" in text and REMEDY in text

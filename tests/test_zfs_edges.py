@@ -275,3 +275,28 @@ def test_decrypt_into_an_encrypted_target_path(zfs_bed: ZfsBed, pools: Pools) ->
     assert zfs_bed.checksum(f"{d}/vault/{s}/fs1/enc@{snapname(2)}") == zfs_bed.checksum(
         f"{s}/fs1/enc@{snapname(2)}"
     )
+
+
+def test_a_log_reader_that_goes_away_does_not_stop_the_backup(
+    zfs_bed: ZfsBed, pools: Pools
+) -> None:
+    """#32: `zfs-autobackup -v ... | head -1` stopped after `zfs snapshot` (BrokenPipeError)
+    and sent nothing. The reader going away stops the log, never the work: every selected
+    dataset arrives, the exit code is the run's (0), and no traceback."""
+    s, d = pools.src, pools.dst
+    names = ("logs", "logs/a", "logs/b", "logs/c")
+    zfs_bed.run(f"zfs create -p {s}/logs/a && zfs create {s}/logs/b && zfs create {s}/logs/c")
+    zfs_bed.run(f"zfs set autobackup:edge=true {s}/logs")
+    for name in names:
+        zfs_bed.write(f"{s}/{name}", "f", 64)
+    tool = shlex.join(["zfs-autobackup", "-v", "--debug", "edge", d])
+    script = f'set -o pipefail; {tool} 2>/tmp/edge-stderr | head -1; echo "rc=${{PIPESTATUS[0]}}"'
+    run = zfs_bed.run(f"bash -c {shlex.quote(script)}", check=False)
+    lines = run.stdout.splitlines()
+    stderr = zfs_bed.run("cat /tmp/edge-stderr").stdout
+    assert len(lines) == 2 and lines[1] == "rc=0", run.stdout + stderr
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
+    snapshots = {zfs_bed.snapshots(f"{s}/{name}")[-1] for name in names}
+    assert len(snapshots) == 1
+    for name in names:
+        assert zfs_bed.snapshots(f"{d}/{s}/{name}") == zfs_bed.snapshots(f"{s}/{name}")
