@@ -41,7 +41,7 @@ from planner import status as report_of
 from planner.actions import CreateSnapshots, Destroy, Send
 from reconcile import graph as snapgraph
 from reconcile.desire import desire
-from reconcile.errors import ReconcileError, UsageError
+from reconcile.errors import ReconcileError, UsageError, quoted
 from reconcile.job import Job
 from reconcile.observe import resume_info
 
@@ -57,8 +57,13 @@ def check_prometheus_file(path: Optional[str]) -> None:
     why = writable_path(path)
     if why is not None:
         raise UsageError(
-            f"Invalid --prometheus-file '{path}': {why} (name a file in a writable folder)"
+            f"Invalid --prometheus-file {quoted(path)}: {why} (name a file in a writable folder)"
         )
+
+
+def cant_write(path: str, exc: OSError) -> str:
+    """The one line for a --prometheus-file that could not be written at the end."""
+    return f"Can't write --prometheus-file {quoted(path)}: {exc.strerror or exc}"
 
 
 def status_report(
@@ -106,7 +111,7 @@ def run_status(
         try:
             write_atomically(prometheus_file, report_of.render_prometheus(report))
         except OSError as exc:
-            console.error(f"Can't write --prometheus-file {prometheus_file}: {exc.strerror}")
+            console.error(cant_write(prometheus_file, exc))
             return int(report_of.State.UNKNOWN)
     return int(report.state)
 
@@ -238,9 +243,7 @@ class Reporting:
             try:
                 write_run_metrics(self.prometheus_file, record, report)
             except OSError as exc:
-                console.error(
-                    f"Can't write --prometheus-file {self.prometheus_file}: {exc.strerror}"
-                )
+                console.error(cant_write(self.prometheus_file, exc))
                 exit_code = min(exit_code + 1, 254)
                 record = attrs.evolve(record, exit_code=exit_code)
         hook, option = (

@@ -17,7 +17,7 @@ import attrs
 from executors.execute import DEFAULT_PARALLEL, Settings
 from executors.lock import lock_path
 from executors.monitor import FORMATS
-from executors.regular import MIB, Unreadable, read_regular, size_words
+from executors.regular import MIB, NAME_MAX, Unreadable, read_regular, size_words
 from planner import status
 from reconcile import __version__, formats, naming, zfs_names
 from reconcile.errors import UsageError, quoted
@@ -41,8 +41,6 @@ MAX_RETRY_DELAY = 3600.0
 MAX_STRIP_PATH = 128
 #: a number of bytes at most (zfs counts them in a signed 64-bit integer)
 MAX_BYTES = 2**63 - 1
-#: a lock file's name, like any file's, is at most NAME_MAX bytes
-NAME_MAX = 255
 
 _INTEGER = re.compile(r"-?[0-9]{1,30}", re.ASCII)
 _DECIMAL = re.compile(r"[0-9]{1,15}(\.[0-9]{0,9})?|\.[0-9]{1,9}", re.ASCII)

@@ -67,17 +67,32 @@ def read_regular(path: str | Path, limit: int) -> bytes:
         os.close(fd)
 
 
+#: a file name's longest, in bytes (Linux's NAME_MAX)
+NAME_MAX = 255
+#: what write_atomically's temporary name adds to the file's name ("." before, "." and
+#: mkstemp's 8 random characters after)
+TEMP_EXTRA = 10
+
+
 def writable_path(path: str) -> str | None:
     """Why `path` can't be written as a file later (None: it can): checked before a run,
     so a run does not do all its work and then fail to report it."""
     if not path:
         return "it is empty"
+    if "\0" in path:
+        return "it has a NUL character"
     target = Path(path)
-    if target.is_dir():
-        return "it is a folder"
-    folder = target.resolve().parent
-    if not folder.is_dir() or not os.access(folder, os.W_OK):
-        return f"its folder {folder} does not exist or is not writable"
+    # (written through a temporary file beside it, whose name is longer by TEMP_EXTRA)
+    if len(target.name.encode(errors="surrogateescape")) + TEMP_EXTRA > NAME_MAX:
+        return f"its file name is longer than {NAME_MAX - TEMP_EXTRA} bytes"
+    try:
+        if target.is_dir():
+            return "it is a folder"
+        folder = target.resolve().parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK):
+            return f"its folder {folder} does not exist or is not writable"
+    except OSError as exc:  # (a path too long, a loop of links)
+        return exc.strerror or str(exc)
     return None
 
 

@@ -43,7 +43,7 @@ from planner.plan import Plan
 from planner.planfile import PlanFileError, SavedPlan, dumps, loads
 from planner.show import describe_action, render, summary
 from reconcile import __version__, zfs_text
-from reconcile.errors import UsageError
+from reconcile.errors import UsageError, quoted
 from reconcile.job import Job
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
@@ -131,7 +131,7 @@ def run_plan(
     if out is not None:
         why = writable_path(out)
         if why is not None:
-            raise UsageError(f"Invalid --out '{out}': {why} (name the plan file to write)")
+            raise UsageError(f"Invalid --out {quoted(out)}: {why} (name the plan file to write)")
     prepared = prepare(
         job, runner, now, compile_options(settings), together=settings.observe_together
     )

@@ -112,6 +112,11 @@ def check_backup_name(name: str) -> None:
             f"Invalid backup name {quoted(name)}: use letters, digits, '-', '_', '.' and ':' "
             "(it becomes part of ZFS names)"
         )
+    if len(name) > zfs_names.MAX_PROPERTY_NAME:
+        raise UsageError(
+            f"Invalid backup name {quoted(name)}: at most {zfs_names.MAX_PROPERTY_NAME} "
+            "characters (it becomes part of ZFS names)"
+        )
 
 
 def _check_snapshot_pattern(snapshot_format: str, pattern: str) -> None:

@@ -277,6 +277,36 @@ def test_a_classic_run_with_a_prometheus_file_a_folder_is_refused_before_anythin
     assert runner.history == []
 
 
+#: file names no file can have (found by the fuzz test as tracebacks): a name longer than
+#: NAME_MAX with the temporary file's additions, a path longer than PATH_MAX
+_NO_FILE_NAMES = ["y" * 250, "y/" * 3000 + "x"]
+
+
+@pytest.mark.parametrize("name", _NO_FILE_NAMES, ids=["long-name", "long-path"])
+@pytest.mark.parametrize(
+    ("args", "option", "code"),
+    [
+        (["status", "bak", "dst", "--prometheus-file"], "--prometheus-file", 3),
+        (["bak", "dst", "--prometheus-file"], "--prometheus-file", 255),
+        (["plan", "bak", "dst", "--out"], "--out", 1),
+    ],
+    ids=["status", "classic", "plan"],
+)
+def test_a_file_name_no_file_can_have_is_refused_before_anything(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    name: str,
+    args: list[str],
+    option: str,
+    code: int,
+) -> None:
+    _zfs, runner = fakecli.world()
+    path = f"{tmp_path}/{name}"
+    assert main([*args, path], fakecli.deps(runner)) == code
+    _one_error(capsys.readouterr().err, f"Invalid {option} '{tmp_path}/y")
+    assert runner.history == []
+
+
 @pytest.mark.parametrize("mode", [[], ["apply", "--auto-approve"]])
 def test_a_metrics_file_that_cannot_be_written_at_the_end_counts_in_the_exit_code(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], mode: list[str]
@@ -289,7 +319,7 @@ def test_a_metrics_file_that_cannot_be_written_at_the_end_counts_in_the_exit_cod
     args = [*mode, "bak", "dst", f"--prometheus-file={folder}/x.prom"]
     assert main(args, fakecli.deps(runner)) == 1
     assert fakecli.arrived(zfs)
-    _one_error(capsys.readouterr().err, f"Can't write --prometheus-file {folder}/x.prom")
+    _one_error(capsys.readouterr().err, f"Can't write --prometheus-file '{folder}/x.prom'")
 
 
 @pytest.mark.parametrize(

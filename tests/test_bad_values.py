@@ -41,6 +41,8 @@ CASES: list[tuple[list[str], int, str]] = [
     (["offsite1", T, "--snapshot-format={}-%Y%Y"], 255, "Invalid --snapshot-format '{}-%Y%Y'"),
     (["offsite1", T, "--exclude-snapshot-pattern=a{99999999999}"], 255, "Invalid --exclude-snapshot-pattern 'a{99999999999}'"),
     (["a" * 220, T], 255, "at most 218 characters"),
+    (["apply", "z" * 5000], 1, "Invalid backup name 'zzz"),  # (it was a snapshot-format error)
+    (["z" * 256, T], 255, "at most 255 characters"),
     # values that reached zfs unchecked
     (["offsite1", T, "--snapshot-format={}-%Y%m%d%H%M%S@x"], 255, "Invalid --snapshot-format '{}-%Y%m%d%H%M%S@x'"),
     (["offsite1", T, "--snapshot-format={}-%Y%m%d%H%M%S/x"], 255, "Invalid --snapshot-format"),
