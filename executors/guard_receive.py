@@ -44,7 +44,11 @@ class _Pipe:
         self.closed = False  # zfs recv stopped reading
 
     def read(self, size: int) -> bytes:
-        parts: list[bytes] = []
+        data = os.read(self.source, size)
+        if len(data) == size or not data:  # (a record header: one read, nearly always)
+            return data
+        parts = [data]
+        size -= len(data)
         while size > 0:
             data = os.read(self.source, size)
             if not data:
@@ -63,7 +67,17 @@ class _Pipe:
             os.close(read_end)
 
     def write(self, data: bytes) -> None:
-        view = memoryview(data)
+        if self.closed:
+            return
+        assert self.sink is not None
+        try:
+            written = os.write(self.sink, data)
+        except BrokenPipeError:
+            self.closed = True
+            return
+        if written == len(data):  # (a record header: one write, nearly always)
+            return
+        view = memoryview(data)[written:]
         while view and not self.closed:
             assert self.sink is not None
             try:
@@ -73,6 +87,13 @@ class _Pipe:
 
     def forward(self, size: int) -> int:
         moved = 0
+        if 0 < size <= CHUNK and self.splice and not self.closed:
+            # (a record's payload: one splice, nearly always; the loop decides the rest)
+            assert self.sink is not None
+            with contextlib.suppress(OSError):
+                moved = os.splice(self.source, self.sink, size)
+            if moved == size:
+                return moved
         while (size < 0 or moved < size) and not self.closed:
             want = CHUNK if size < 0 else min(CHUNK, size - moved)
             count = self._move(want)

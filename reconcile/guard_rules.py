@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Callable, NamedTuple, Optional
 
 from reconcile import formats
@@ -109,8 +108,7 @@ class Lookups(NamedTuple):
     clones: Callable[[str], list[str]] = lambda snapshot: []
 
 
-@dataclass(frozen=True)
-class Policy:
+class Policy(NamedTuple):
     """The guard's options: the names it recognises and what it may let through."""
 
     property_name: str

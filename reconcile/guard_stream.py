@@ -30,7 +30,6 @@ Examples (a target guard of `bak`, `--target-path backup`, receiving `backup/poo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable, NamedTuple, Optional, Protocol
 
 from reconcile import send_stream as ss
@@ -50,8 +49,7 @@ class StreamLookups(NamedTuple):
     exists: Callable[[str], bool]
 
 
-@dataclass(frozen=True)
-class Receive:
+class Receive(NamedTuple):
     """One `zfs recv` the guard allowed by its command line."""
 
     policy: Policy
@@ -215,7 +213,7 @@ def _begin(record: bytes) -> tuple[str, ss.Begin]:
 
 def _payload(record: bytes, order: str) -> tuple[int, int]:
     try:
-        return ss.record_type(record, order), ss.payload_size(record, order)
+        return ss.sized(record, order)
     except ss.StreamError as exc:
         raise _refuse(str(exc)) from None
 
@@ -252,18 +250,21 @@ def walk(io: StreamIO, receive: Receive) -> None:
 def _substreams(io: StreamIO, judge: _Judge, order: str) -> None:
     """The records after a package's first BEGIN, to its final END."""
     inside = True
-    while not io.done():
-        record = io.read(ss.RECORD)
-        if len(record) != ss.RECORD:
-            io.write(record)  # (zfs reports the stream cut short)
+    # (once per record, thousands per GiB: the names are bound here, and the common
+    # record, a payload inside a substream, takes the fewest steps)
+    read, write, forward, done, record_size = io.read, io.write, io.forward, io.done, ss.RECORD
+    while not done():
+        record = read(record_size)
+        if len(record) != record_size:
+            write(record)  # (zfs reports the stream cut short)
             return
         if inside:
             kind, size = _payload(record, order)
             if kind == ss.BEGIN:
                 raise _refuse("a BEGIN record inside a substream")
             inside = kind != ss.END
-            io.write(record)
-            if size and io.forward(size) != size:
+            write(record)
+            if size and forward(size) != size:
                 return
             continue
         kind = _payload(record, order)[0]

@@ -20,7 +20,7 @@ The shapes the tool sends (`zfs send [-L -e -c -w] [-p] [-i|-I BASE] DS@SNAP`):
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 RECORD = 312
 MAGIC = 0x2F5BACBAC
@@ -52,8 +52,7 @@ class StreamError(ValueError):
     """A stream that is not what zfs send writes."""
 
 
-@dataclass(frozen=True)
-class Begin:
+class Begin(NamedTuple):
     """A BEGIN record: what the (sub)stream after it creates."""
 
     header: int  # SUBSTREAM or COMPOUND
@@ -79,25 +78,31 @@ def byte_order(record: bytes) -> str:
     if len(record) != RECORD:
         raise StreamError(f"a record of {len(record)} bytes")
     for order in "<>":
-        if struct.unpack_from(order + "Q", record, 8)[0] == MAGIC:
+        if _U64[order].unpack_from(record, 8)[0] == MAGIC:
             return order
     raise StreamError("no zfs send stream (its first record has no BEGIN magic)")
 
 
+#: each order's 32- and 64-bit fields, compiled once (the guard reads every record's type
+#: and payload size: in an emulated guest, struct's format cache was a cost per record)
+_U32 = {order: struct.Struct(order + "I") for order in "<>"}
+_U64 = {order: struct.Struct(order + "Q") for order in "<>"}
+
+
 def record_type(record: bytes, order: str) -> int:
-    kind: int = struct.unpack_from(order + "I", record, 0)[0]
+    kind: int = _U32[order].unpack_from(record, 0)[0]
     if kind > REDACT:
         raise StreamError(f"an unknown record type {kind}")
     return kind
 
 
 def _u32(record: bytes, order: str, offset: int) -> int:
-    value: int = struct.unpack_from(order + "I", record, 8 + offset)[0]
+    value: int = _U32[order].unpack_from(record, 8 + offset)[0]
     return value
 
 
 def _u64(record: bytes, order: str, offset: int) -> int:
-    value: int = struct.unpack_from(order + "Q", record, 8 + offset)[0]
+    value: int = _U64[order].unpack_from(record, 8 + offset)[0]
     return value
 
 
@@ -107,15 +112,20 @@ def _round8(size: int) -> int:
 
 def payload_size(record: bytes, order: str) -> int:
     """How many bytes follow this record before the next (as zfs receive reads them)."""
+    return sized(record, order)[1]
+
+
+def sized(record: bytes, order: str) -> tuple[int, int]:
+    """A record's type and payload size (one call per record: the guard's inner loop)."""
     kind = record_type(record, order)
-    if kind == BEGIN:
-        size = struct.unpack_from(order + "I", record, 4)[0]
+    if kind == WRITE:  # (most records: first)
+        compressed = record[8 + 42] != 0
+        size = _u64(record, order, 88) if compressed else _u64(record, order, 24)
+    elif kind == BEGIN:
+        size = _U32[order].unpack_from(record, 4)[0]
     elif kind == OBJECT:
         raw_bonus = _u32(record, order, 28)
         size = raw_bonus if raw_bonus else _round8(_u32(record, order, 20))
-    elif kind == WRITE:
-        compressed = record[8 + 42] != 0
-        size = _u64(record, order, 88) if compressed else _u64(record, order, 24)
     elif kind == SPILL:
         size = _u64(record, order, 32) or _u64(record, order, 8)
     elif kind == WRITE_EMBEDDED:
@@ -124,7 +134,7 @@ def payload_size(record: bytes, order: str) -> int:
         size = 0
     if size > (MAX_BEGIN_PAYLOAD if kind == BEGIN else MAX_PAYLOAD):
         raise StreamError(f"a record of type {kind} with a payload of {size} bytes")
-    return int(size)
+    return kind, int(size)
 
 
 def parse_begin(record: bytes, order: str) -> Begin:

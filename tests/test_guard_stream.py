@@ -5,14 +5,18 @@ starts when its first substream is the forged part, else before that substream."
 from __future__ import annotations
 
 import io
+import os
+import random
+import shutil
 import struct
+from pathlib import Path
 from typing import Optional
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from executors import guard
+from executors import guard, guard_receive
 from reconcile import guard_stream
 from reconcile import send_stream as ss
 from reconcile.guard_words import Refused
@@ -256,3 +260,42 @@ def test_any_bytes_are_passed_or_refused_never_a_crash(noise: bytes, at: int) ->
             outcome = "the stream: (ended)"
         assert outcome is None or outcome.startswith("the stream: ")
         assert bytes(memory.output) == data[: len(memory.output)]
+
+
+def _many_records() -> bytes:
+    """-I with -p of two substreams of many 128 KiB and 1 MiB writes (more than the pipes
+    hold), as the guard's inner loop sees a large receive."""
+    rng = random.Random(31)
+
+    def records(count: int, size: int) -> bytes:
+        return b"".join(mk.write(rng.randbytes(size)) for _ in range(count))
+
+    first = mk.begin(f"pool/a@{OURS2}", toguid=1002, fromguid=1001) + records(20, 128 << 10)
+    then = mk.begin(f"pool/a@{OURS3}", toguid=1003, fromguid=1002) + records(3, 1 << 20)
+    return mk.package(first + mk.free() + mk.end(), then + mk.end())
+
+
+@pytest.mark.parametrize("block", [7777, 1 << 20], ids=["small-reads", "1MiB-reads"])
+@pytest.mark.parametrize(
+    ("name", "data", "options", "dataset"),
+    [*PASSING, ("-I with -p, many records", _many_records(), (), TARGET)],
+    ids=[*(p[0] for p in PASSING), "many records"],
+)
+def test_through_real_pipes_every_stream_arrives_byte_for_byte(
+    tmp_path: Path, block: int, name: str, data: bytes, options: tuple[str, ...], dataset: str
+) -> None:
+    """guard_receive's pipes (splice, and its one-call paths for a record) with a sender
+    whose writes split records anywhere (dd's blocks), into a `zfs recv` that keeps what
+    it reads."""
+    stream, received = tmp_path / "stream", tmp_path / "received"
+    stream.write_bytes(data)
+    sink = tmp_path / "zfs"
+    sink.write_text(f"#!/bin/sh\nexec cat > {received}\n")
+    sink.chmod(0o755)
+    stages = [("dd", f"if={stream}", f"bs={block}", "status=none"), ("zfs", "recv", dataset)]
+    programs = [shutil.which("dd") or "/bin/dd", str(sink)]
+    refusals: list[Refused] = []
+    receive = _receive(*(options or ("--target-path", "backup")), dataset=dataset)
+    code = guard_receive.run(stages, programs, receive, dict(os.environ), refusals.append)
+    assert (code, refusals) == (0, [])
+    assert received.read_bytes() == data
