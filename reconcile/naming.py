@@ -54,9 +54,7 @@ class Naming:
                 f"{quoted(backup_name)} it makes {quoted(property_name)}, but {problem}"
             )
         hold_tag = formats.fill("--hold-format", hold_format, backup_name)
-        problem = zfs_names.component_problem(hold_tag)
-        if problem is None and hold_tag.startswith("-"):
-            problem = "a hold tag can't start with '-' (zfs would take it for an option)"
+        problem = zfs_names.hold_tag_problem(hold_tag)
         if problem is not None:
             raise UsageError(
                 f"Invalid --hold-format {quoted(hold_format)}: the hold tag "

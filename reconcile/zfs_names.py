@@ -8,7 +8,11 @@ The rules are OpenZFS's (module/zcommon/zfs_namecheck.c, zfs_prop.c, zprop_commo
 - a user property name: lowercase letters, digits, '-', '_', '.', ':' (`zprop_valid_char`)
   with at least one ':' (`zfs_prop_user`), at most 255 bytes (ZAP_MAXNAMELEN 256);
 - a native property name (zfs recv -o/-x of canmount, refreservation, ...): a lowercase
-  word of letters, digits and '_'.
+  word of letters, digits and '_';
+- a hold tag: any text of at most 255 bytes (zfs hold checks only its length: the
+  real-ZFS security test holds a tag with `$`, quotes, `;` and spaces); the tool also
+  refuses a tab or newline (it reads tags back from `zfs holds -H`, one per line, tab
+  separated) and a leading '-' (zfs would take it for an option).
 
 Each check returns what is wrong (to follow "Invalid <option> <value>: ") or None.
 Standard library only, as reconcile.formats.
@@ -32,6 +36,18 @@ _NATIVE_PROPERTY = re.compile(r"[a-z][a-z0-9_]*", re.ASCII)
 
 COMPONENT_CHARS = "letters, digits, '-', '_', '.', ':' and space"
 USER_PROPERTY_CHARS = "lowercase letters, digits, '-', '_', '.' and ':', with a ':'"
+
+
+def hold_tag_problem(tag: str) -> Optional[str]:
+    if not tag:
+        return "a hold tag can't be empty"
+    if any(c in tag for c in "\t\n\r\0"):
+        return "a hold tag can't hold a tab, a line break or NUL (zfs holds -H lists them)"
+    if tag.startswith("-"):
+        return "a hold tag can't start with '-' (zfs would take it for an option)"
+    if len(tag.encode(errors="surrogateescape")) > MAX_NAME:
+        return f"a hold tag has at most {MAX_NAME} bytes"
+    return None
 
 
 def component_problem(text: str, max_length: int = MAX_NAME) -> Optional[str]:

@@ -59,6 +59,8 @@ CASES: list[tuple[list[str], int, str]] = [
     (["offsite1", T, f"--set-properties=a:{'b' * 300}=1"], 255, "at most 255 characters"),
     (["offsite1", T, "--hold-format={{}}"], 255, "Invalid --hold-format '{{}}'"),
     (["offsite1", T, "--hold-format=-{}"], 255, "Invalid --hold-format '-{}'"),
+    (["offsite1", T, "--hold-format={}\tx"], 255, "a tab, a line break or NUL"),
+    (["offsite1", T, "--hold-format=" + "h" * 250 + "{}"], 255, "at most 255 bytes"),
     (["offsite1", T, "--property-format={}"], 255, "Invalid --property-format '{}'"),
     (["Offsite", T], 255, "Invalid --property-format 'autobackup:{}'"),
     # values with a newline: accepted before, or an error on two lines
