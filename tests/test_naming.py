@@ -92,7 +92,9 @@ def test_names_round_trip_and_bad_formats() -> None:
         ({"property_format": "{}"}, "user property name"),
         ({"property_format": "Auto:{}"}, "user property name"),
         ({"hold_format": "-{}"}, "can't start with '-'"),
-        ({"hold_format": "a\tb{}"}, "a ZFS name may hold only"),
+        ({"hold_format": "a\tb{}"}, "can't hold a tab, a line break or NUL"),
+        ({"hold_format": "a\nb{}"}, "can't hold a tab, a line break or NUL"),
+        ({"hold_format": "x" * 254 + "{}"}, "at most 255 bytes"),
     ],
 )
 def test_formats_that_make_names_zfs_refuses_are_refused(

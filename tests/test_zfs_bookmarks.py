@@ -38,7 +38,7 @@ def _one(zfs_bed: ZfsBed, name: str, backup: str, *, create: str = "") -> str:
     return name
 
 
-def test_keep_source_0_over_five_runs_of_the_seed_layout(zfs_bed: ZfsBed, pools: Pools) -> None:
+def test_keep_source_0_over_three_runs_of_the_seed_layout(zfs_bed: ZfsBed, pools: Pools) -> None:
     """--keep-source=0: no source snapshot stays between runs, yet every run after the
     first is incremental, from the bookmark (the target keeps its older snapshots with
     their guids), and each dataset has exactly one bookmark, named as 4.0rc2 names it."""
@@ -48,7 +48,7 @@ def test_keep_source_0_over_five_runs_of_the_seed_layout(zfs_bed: ZfsBed, pools:
     tag = zfs_bed.prop(target, "guid")
     selected = [s, f"{s}/ROOT", f"{s}/ROOT/server1-1", f"{s}/data", f"{s}/data/vm-100-disk-0"]
     history: dict[str, list[str]] = {ds: [] for ds in selected}
-    for run_no in range(1, 6):
+    for run_no in (1, 2, 3):
         zfs_bed.write(f"{s}/data", f"blob{run_no}", 64)
         run = zfs_bed.tool(
             "offsite1", target, "--keep-source=0", "--allow-empty", "--verbose", "--debug",
@@ -86,7 +86,7 @@ def test_keep_source_0_over_five_runs_of_the_seed_layout(zfs_bed: ZfsBed, pools:
     # its bookmarks) and the source's zfs get; a zfs holds only on the target, the source
     # having no snapshot left to ask about (5 commands without bookmarks)
     run = zfs_bed.tool("offsite1", target, "--keep-source=0", "--no-snapshot", "--debug",
-                       now=stamp(1, 7))  # fmt: skip
+                       now=stamp(1, 5))  # fmt: skip
     assert run.returncode == 0, run.stdout + run.stderr
     commands = [line.split(" CMD > ")[1] for line in run.stdout.splitlines() if " CMD > " in line]
     assert len(commands) == 4, commands

@@ -25,7 +25,12 @@ def _check(result: dict[str, str]) -> None:
     assert "zfs send" in result["command"] and "zfs recv" in result["command"]
 
 
-@pytest.mark.parametrize("ssh", [None, "root@localhost"], ids=["local", "ssh-localhost"])
+# (--slow: over ssh too; every remote test in CI sends over ssh to localhost)
+@pytest.mark.parametrize(
+    "ssh",
+    [None, pytest.param("root@localhost", marks=pytest.mark.slow)],
+    ids=["local", "ssh-localhost"],
+)
 def test_send_recv_inside_guest(zfs_bed: ZfsBed, pools: Pools, ssh: str | None) -> None:
     args = [f"{pools.src}/data", f"{pools.dst}/data"] + ([ssh] if ssh else [])
     out = zfs_bed.guest.run_argv(
