@@ -5,17 +5,18 @@
     zfs-autobackup apply [options] BACKUP-NAME [TARGET-PATH]   plan, confirm, execute
     zfs-autobackup apply FILE                                  execute a saved plan
     zfs-autobackup show  FILE                                  print a saved plan
+    zfs-autobackup status [options] BACKUP-NAME [TARGET-PATH]  is every backup current
 
-This is the only module that turns errors into exit codes: 255 for usage and fatal
-errors in the classic mode (as v3), the number of failed datasets otherwise; `plan` and
-`apply` exit 1 on errors (and `plan --detailed-exitcode` 2 when there are changes).
+(each mode is declared in executors.modes). This is the only module that turns errors
+into exit codes: 255 for usage and fatal errors in the classic mode (as v3), the number
+of failed datasets otherwise; `plan` and `apply` exit 1 on errors (and `plan
+--detailed-exitcode` 2 when there are changes), `status` 3 (UNKNOWN).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import shutil
 import sys
 import tempfile
@@ -29,16 +30,12 @@ from executors import monitor
 from executors.classic import run_classic
 from executors.console import Console
 from executors.lock import backup_lock
+from executors.modes import Mode, mode_of
 from executors.options import RunOptions, build_parser, job_from_args, run_options
 from executors.runner import LocalRunner, ReadOnlyRunner, Runner, SshSettings, close_masters
 from reconcile import __version__, formats
-from reconcile.errors import EXIT_FATAL, ReconcileError
-
-SUBCOMMANDS = ("plan", "apply", "show", "status")
-#: status exit codes (Nagios'): 3 = UNKNOWN, also for a bad command line
-EXIT_UNKNOWN = 3
-#: plan/apply/show exit codes (Terraform's): 1 = error
-EXIT_ERROR = 1
+from reconcile.errors import ReconcileError
+from reconcile.never import assert_never
 
 
 def make_console(options: RunOptions) -> Console:
@@ -64,32 +61,14 @@ class Deps:
     runner: Callable[[RunOptions, Console, str], Runner] = make_runner
 
 
-def looks_like_a_plan_file(arg: str, alone: bool) -> bool:
-    """`apply ARG`: ARG is a plan file when it looks like a path (a '/', which no backup
-    name has, or a name ending in .plan), or when it is the only argument and something
-    of that name exists here. Its errors then say what is wrong with the file."""
-    return "/" in arg or arg.endswith(".plan") or (alone and os.path.lexists(arg))
-
-
-def _mode(args_list: Sequence[str]) -> tuple[str, list[str]]:
-    mode = args_list[0] if args_list and args_list[0] in SUBCOMMANDS else "classic"
-    rest = list(args_list[1:] if mode != "classic" else args_list)
-    if mode == "show" or (
-        mode == "apply" and rest and looks_like_a_plan_file(rest[0], alone=len(rest) == 1)
-    ):
-        mode = f"{mode}-file"
-    return mode, rest
-
-
-def _run(mode: str, rest: list[str], deps: Deps, control_dir: str, now: float) -> int:
-    if mode != "classic":
-        # tabulate and cattrs are only needed here: the classic run starts faster without
-        from executors import workflow
-
+def _run(mode: Mode, rest: list[str], deps: Deps, control_dir: str, now: float) -> int:
     args = build_parser(mode=mode).parse_args(rest)
     options = run_options(mode, args)
     console = deps.console(options)
-    if mode == "show-file":
+    if mode is not Mode.CLASSIC:
+        # tabulate and cattrs are only needed here: the classic run starts faster without
+        from executors import workflow
+    if mode is Mode.SHOW_FILE:
         return workflow.run_show(args.plan_file, console, args.json)
     monitor.check_prometheus_file(args.prometheus_file)
     runner = deps.runner(options, console, control_dir)
@@ -97,7 +76,7 @@ def _run(mode: str, rest: list[str], deps: Deps, control_dir: str, now: float) -
     settings = options.settings
     if reporting is not None and reporting.prometheus_file:
         settings = attrs.evolve(settings, send_sizes=True)
-    if mode == "apply-file":
+    if mode is Mode.APPLY_FILE:
         with backup_lock(workflow.load_plan(args.plan_file).job):
             return workflow.run_apply_file(
                 args.plan_file, console, runner, settings, reporting=reporting
@@ -117,7 +96,7 @@ def _run(mode: str, rest: list[str], deps: Deps, control_dir: str, now: float) -
     console.verbose(
         f"zfs-autobackup v{__version__} (zfs-reconcile, compatible with zfs-autobackup v3)"
     )
-    if mode == "status":
+    if mode is Mode.STATUS:
         return monitor.run_status(
             job,
             console,
@@ -129,7 +108,7 @@ def _run(mode: str, rest: list[str], deps: Deps, control_dir: str, now: float) -
             prometheus_file=args.prometheus_file,
             together=options.settings.observe_together,
         )
-    if mode == "plan":
+    if mode is Mode.PLAN:
         return workflow.run_plan(
             job,
             console,
@@ -142,7 +121,7 @@ def _run(mode: str, rest: list[str], deps: Deps, control_dir: str, now: float) -
             commands=args.commands,
             settings=options.settings,
         )
-    if mode == "apply":
+    if mode is Mode.APPLY:
         with backup_lock(job):
             return workflow.run_apply(
                 job,
@@ -153,10 +132,12 @@ def _run(mode: str, rest: list[str], deps: Deps, control_dir: str, now: float) -
                 settings=settings,
                 reporting=reporting,
             )
-    with contextlib.nullcontext() if options.test else backup_lock(job):
-        return run_classic(
-            job, options.test, console, runner, now, settings=settings, reporting=reporting
-        )
+    if mode is Mode.CLASSIC:
+        with contextlib.nullcontext() if options.test else backup_lock(job):
+            return run_classic(
+                job, options.test, console, runner, now, settings=settings, reporting=reporting
+            )
+    return assert_never(mode)
 
 
 def _reporting(args: argparse.Namespace, deps: Deps, now: float) -> Optional[monitor.Reporting]:
@@ -184,20 +165,18 @@ def _hook(option: str, text: Optional[str]) -> tuple[str, ...]:
 
 
 def main(argv: Optional[Sequence[str]] = None, deps: Deps = Deps()) -> int:
-    mode, rest = _mode(list(sys.argv[1:] if argv is None else argv))
-    classic = mode == "classic"
+    mode, rest = mode_of(list(sys.argv[1:] if argv is None else argv))
     control_dir = tempfile.mkdtemp(prefix="zfs-autobackup-ssh-")
     try:
         return _run(mode, rest, deps, control_dir, deps.clock())
     except ReconcileError as exc:
         # (before the command line is parsed there is no run option yet: errors always show)
         Console().error(str(exc))
-        if mode == "status":
-            return EXIT_UNKNOWN
-        return exc.exit_code if classic else EXIT_ERROR
+        # (the classic mode exits with the error's own code, as v3)
+        return exc.exit_code if mode is Mode.CLASSIC else mode.error_exit
     except KeyboardInterrupt:
         Console().error("Aborted")
-        return EXIT_FATAL if classic else EXIT_ERROR
+        return mode.error_exit
     finally:
         close_masters(control_dir)
         shutil.rmtree(control_dir, ignore_errors=True)

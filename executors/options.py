@@ -16,6 +16,7 @@ import attrs
 
 from executors.execute import DEFAULT_PARALLEL, Settings
 from executors.lock import lock_path
+from executors.modes import Mode
 from executors.monitor import FORMATS
 from executors.regular import MIB, NAME_MAX, Unreadable, read_regular, size_words
 from planner import status
@@ -105,13 +106,13 @@ def _add_parallel(g: Any) -> None:
     )
 
 
-def _file_parser(mode: str) -> argparse.ArgumentParser:
-    command = mode.split("-", maxsplit=1)[0]
-    p = _Parser(prog=f"zfs-autobackup {command}", description=f"{command} a saved plan file")
+def _file_parser(mode: Mode) -> argparse.ArgumentParser:
+    command = mode.prog.split()[-1]
+    p = _Parser(prog=mode.prog, description=f"{command} a saved plan file")
     p.add_argument(
         "plan_file", metavar="FILE", help="a plan saved with: zfs-autobackup plan ... --out FILE"
     )
-    if command == "show":
+    if not mode.writes:
         p.add_argument("--json", action="store_true", help="print the plan file's JSON")
     else:
         p.add_argument(
@@ -218,12 +219,12 @@ def _choice(option: str, allowed: Sequence[str]) -> Callable[[str], str]:
     return parse
 
 
-def build_parser(mode: str = "classic") -> argparse.ArgumentParser:
-    """The parser for a mode: classic, plan, apply, status, apply-file or show-file."""
-    if mode.endswith("-file"):
+def build_parser(mode: Mode = Mode.CLASSIC) -> argparse.ArgumentParser:
+    """The parser for a mode (executors.modes)."""
+    if mode.about.takes_file:
         return _file_parser(mode)
     p = _Parser(
-        prog="zfs-autobackup" if mode == "classic" else f"zfs-autobackup {mode}",
+        prog=mode.prog,
         description=f"zfs-autobackup v{__version__} (zfs-reconcile): snapshot, replicate "
         "and thin ZFS datasets, compatible with zfs-autobackup v3. Also: "
         "'zfs-autobackup plan|apply|show ...' (see docs/plan-apply.md).",
@@ -485,7 +486,7 @@ def build_parser(mode: str = "classic") -> argparse.ArgumentParser:
     )
 
     g = p.add_argument_group("Output")
-    if mode == "classic":
+    if mode is Mode.CLASSIC:
         g.add_argument(
             "--test",
             "--dry-run",
@@ -493,7 +494,7 @@ def build_parser(mode: str = "classic") -> argparse.ArgumentParser:
             action="store_true",
             help="show what would be done; change nothing",
         )
-    elif mode == "plan":
+    elif mode is Mode.PLAN:
         g.add_argument(
             "--out", metavar="FILE", help="save the plan, to apply it later with: apply FILE"
         )
@@ -515,9 +516,9 @@ def build_parser(mode: str = "classic") -> argparse.ArgumentParser:
             action="store_true",
             help="also print the exact commands, in the order apply runs them",
         )
-    elif mode == "apply":
+    elif mode is Mode.APPLY:
         g.add_argument("--auto-approve", action="store_true", help="apply without asking")
-    if mode == "status":
+    if mode is Mode.STATUS:
         _add_status(g)
     else:
         _add_reporting(g)
@@ -722,8 +723,7 @@ def _check_lock_name(job: Job) -> None:
 class RunOptions:
     """How this run runs (not what it does: that is the Job), built once from argv."""
 
-    #: classic, plan, apply, apply-file, show
-    mode: str
+    mode: Mode = Mode.CLASSIC
     verbose: bool = False
     #: --debug (or --debug-output): every command; one thing at a time; stop at a failure
     debug: bool = False
@@ -738,17 +738,18 @@ class RunOptions:
     @property
     def settings(self) -> Settings:
         return Settings(
-            progress=self.progress and not self.test and self.mode != "plan",
+            progress=self.progress and not self.test and self.mode.writes,
             parallel=self.parallel,
             debug=self.debug,
         )
 
     @property
     def read_only(self) -> bool:
-        return self.test or self.mode in ("plan", "show-file", "status")
+        """Nothing that writes may run: --test, or a mode that doesn't say it writes."""
+        return self.test or not self.mode.writes
 
 
-def run_options(mode: str, args: argparse.Namespace) -> RunOptions:
+def run_options(mode: Mode, args: argparse.Namespace) -> RunOptions:
     """Every run option of a parsed command line (the file modes have fewer)."""
     progress = vars(args).get("progress")
     debug_output = bool(vars(args).get("debug_output", False))

@@ -24,6 +24,7 @@ from tabulate import tabulate
 from executors.classic import compile_options, print_selection
 from executors.console import Console
 from executors.execute import DEFAULTS, Executor, Settings
+from executors.modes import EXIT_ERROR
 from executors.monitor import Reporting
 from executors.plankey import key_path, load_key, signing_key
 from executors.regular import (
@@ -46,7 +47,7 @@ from reconcile import __version__, zfs_text
 from reconcile.errors import UsageError, quoted
 from reconcile.job import Job
 
-EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
+EXIT_OK, EXIT_CHANGES = 0, 2
 #: the largest plan file read (a plan for thousands of datasets is a few MiB)
 MAX_PLAN_FILE = 64 * MIB
 #: a plan file is for its maker (it names every dataset and the commands)

@@ -36,16 +36,18 @@ from hypothesis import strategies as st
 
 from executors import cli
 from executors.console import Console
+from executors.modes import Mode
 from executors.options import build_parser
 from executors.runner import PipelineResult, PipelineWatch, Result, Stage
 from planner.compile import PROBE_PREFIX
 from reconcile.model import Host
 from tests.fakezfs import FakeRunner, FakeZfs
 
-MODES = ("classic", "plan", "apply", "status", "apply-file", "show-file")
+#: every mode, as executors.modes declares them (a new mode is fuzzed without an edit here)
+MODES = tuple(m.about.name for m in Mode)
 #: the command word of each mode
-WORD = {"classic": [], "plan": ["plan"], "apply": ["apply"], "status": ["status"],
-        "apply-file": ["apply"], "show-file": ["show"]}  # fmt: skip
+WORD = {m.about.name: [m.about.word] if m.about.word else [] for m in Mode}
+_MODE = {m.about.name: m for m in Mode}
 NAME, TARGET = "bk", "dst/b"
 
 THOROUGH = os.environ.get("HYPOTHESIS_PROFILE") == "thorough"
@@ -150,7 +152,7 @@ def _options() -> list[tuple[str, argparse.Action]]:
     """Every option that takes a value, and every positional, of every mode."""
     found = []
     for mode in MODES:
-        for action in build_parser(mode)._actions:
+        for action in build_parser(_MODE[mode])._actions:
             if action.nargs == 0 or action.dest in ("help", "plan_file"):
                 continue
             found.append((mode, action))

@@ -1,0 +1,103 @@
+"""The subcommands (modes), each declared once: the word that selects it, whether it may
+change anything, the exit code of its errors, and whether it takes a saved plan file.
+
+Read-only is the default: a mode writes only when its declaration says `writes=True`,
+and every run of a read-only mode gets a runner that refuses to run anything that
+writes (executors.runner.ReadOnlyRunner). Every dispatch over modes ends in
+`assert_never`, so mypy names each place a new mode must be handled.
+
+    zfs-autobackup [options] BACKUP-NAME [TARGET-PATH]         classic: plan + apply, v3 log
+    zfs-autobackup plan   [options] BACKUP-NAME [TARGET-PATH]  show the plan, change nothing
+    zfs-autobackup apply  [options] BACKUP-NAME [TARGET-PATH]  plan, confirm, execute
+    zfs-autobackup apply  FILE                                 execute a saved plan
+    zfs-autobackup show   FILE                                 print a saved plan
+    zfs-autobackup status [options] BACKUP-NAME [TARGET-PATH]  is every backup current
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Sequence
+from typing import Optional
+
+import attrs
+
+from reconcile.errors import EXIT_FATAL
+
+#: plan/apply/show exit codes (Terraform's): 1 = error
+EXIT_ERROR = 1
+#: status exit codes (Nagios'): 3 = UNKNOWN, also for a bad command line
+EXIT_UNKNOWN = 3
+
+
+@attrs.frozen
+class About:
+    """What a mode is, as its declaration says."""
+
+    #: its name in messages and in the plan of this module's docstring
+    name: str
+    #: the first argument that selects it (None: the classic mode, selected by no word)
+    word: Optional[str]
+    #: may it change anything? (False: every command it runs is checked to be a read)
+    writes: bool = False
+    #: the exit code of a usage or fatal error (the classic mode uses the error's own, as v3)
+    error_exit: int = EXIT_ERROR
+    #: its argument is a saved plan file, not a backup name
+    takes_file: bool = False
+
+
+class Mode(enum.Enum):
+    CLASSIC = About("classic", None, writes=True, error_exit=EXIT_FATAL)
+    PLAN = About("plan", "plan")
+    APPLY = About("apply", "apply", writes=True)
+    STATUS = About("status", "status", error_exit=EXIT_UNKNOWN)
+    SHOW_FILE = About("show-file", "show", takes_file=True)
+    APPLY_FILE = About("apply-file", "apply", writes=True, takes_file=True)
+
+    @property
+    def about(self) -> About:
+        value: About = self.value
+        return value
+
+    @property
+    def writes(self) -> bool:
+        return self.about.writes
+
+    @property
+    def error_exit(self) -> int:
+        return self.about.error_exit
+
+    @property
+    def prog(self) -> str:
+        """The program's name in usage lines: `zfs-autobackup plan`."""
+        word = self.about.word
+        return "zfs-autobackup" if word is None else f"zfs-autobackup {word}"
+
+
+#: the words that select a mode (the file modes share theirs with a backup-name mode)
+WORDS = tuple(dict.fromkeys(m.about.word for m in Mode if m.about.word is not None))
+
+
+def looks_like_a_plan_file(arg: str, alone: bool) -> bool:
+    """`apply ARG`: ARG is a plan file when it looks like a path (a '/', which no backup
+    name has, or a name ending in .plan), or when it is the only argument and something
+    of that name exists here. Its errors then say what is wrong with the file."""
+    return "/" in arg or arg.endswith(".plan") or (alone and os.path.lexists(arg))
+
+
+def mode_of(argv: Sequence[str]) -> tuple[Mode, list[str]]:
+    """The mode a command line selects, and the arguments after its word. A word that
+    two modes share (`apply`) selects the one that takes a file when the first argument
+    looks like a plan file."""
+    named = [m for m in Mode if argv and m.about.word == argv[0]]
+    if not named:
+        return Mode.CLASSIC, list(argv)
+    rest = list(argv[1:])
+    by_name = [m for m in named if not m.about.takes_file]
+    by_file = [m for m in named if m.about.takes_file]
+    if by_file and (
+        not by_name or (rest and looks_like_a_plan_file(rest[0], alone=len(rest) == 1))
+    ):
+        return by_file[0], rest
+    return by_name[0], rest
