@@ -19,8 +19,6 @@ import shlex
 import socket
 from typing import Optional
 
-from tabulate import tabulate
-
 from executors.classic import compile_options, print_selection
 from executors.console import Console
 from executors.execute import DEFAULTS, Executor, Settings
@@ -42,7 +40,7 @@ from planner.actions import Send
 from planner.drift import assumptions, drift
 from planner.plan import Plan
 from planner.planfile import PlanFileError, SavedPlan, dumps, loads
-from planner.show import describe_action, render, summary
+from planner.show import describe_action, differences_table, drift_table, render, summary
 from reconcile import __version__, zfs_text
 from reconcile.errors import UsageError, quoted
 from reconcile.job import Job
@@ -302,8 +300,7 @@ def run_apply_file(
         saved.assumptions, assumptions(observed.desired, observed.source, observed.target)
     )
     if changes:
-        rows = [[c.side, c.dataset, c.change] for c in changes]
-        console.info(tabulate(rows, headers=["side", "dataset", "changed since the plan"]))
+        console.info(drift_table(changes))
         raise PlanFileError(
             f"Plan refused: {len(changes)} change(s) since {path} was made; nothing was "
             "applied. Make a new plan."
@@ -311,11 +308,7 @@ def run_apply_file(
     differences = plan_differences(saved.plan, observed.plan)
     differences += command_differences(job, saved.compiled, observed.compiled)
     if differences:
-        console.info(
-            tabulate(
-                differences, headers=["#", "in the plan file", "planned now"], disable_numparse=True
-            )
-        )
+        console.info(differences_table(differences))
         raise PlanFileError(
             f"Plan refused: {path} is not the plan this job makes now ({len(differences)} "
             "action(s) or command(s) differ); nothing was applied. Make a new plan."

@@ -10,7 +10,7 @@ Plan: 3 snapshots to create, 12 to send, 7 to destroy on source, 9 on target, 2 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Optional
 
 from tabulate import tabulate
@@ -32,6 +32,7 @@ from planner.actions import (
     Rollback,
     Send,
 )
+from planner.drift import Change
 from planner.plan import CLONE, KEPT, NO_BOOKMARKS, OTHER_BOOKMARKS, Plan
 
 NO_CHANGES = "No changes. Source and target are in sync."
@@ -170,3 +171,18 @@ def render(
         parts.append("")
     parts.append(summary(plan))
     return "\n".join(parts)
+
+
+def drift_table(changes: Sequence[Change]) -> str:
+    """What changed since a plan file was made (apply FILE refuses it)."""
+    rows = [[c.side, c.dataset, c.change] for c in changes]
+    return str(tabulate(rows, headers=["side", "dataset", "changed since the plan"]))
+
+
+def differences_table(differences: Sequence[Sequence[str]]) -> str:
+    """Where a plan file and the plan made now differ: (#, in the file, planned now)."""
+    return str(
+        tabulate(
+            differences, headers=["#", "in the plan file", "planned now"], disable_numparse=True
+        )
+    )

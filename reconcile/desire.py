@@ -34,10 +34,10 @@ from collections.abc import Mapping
 from typing import Optional
 
 import attrs
-import networkx as nx
 
 from reconcile import clones
 from reconcile.fates import POST, PRE, Fate, fate, foreign_holds, stamp_of, thin_names
+from reconcile.graph import SnapshotGraph
 from reconcile.job import Job
 from reconcile.mapping import map_targets
 from reconcile.model import Dataset, HostState, ResumeInfo
@@ -118,7 +118,7 @@ def desire(
     job: Job,
     source: HostState,
     target: Optional[HostState],
-    graph: nx.DiGraph,
+    graph: SnapshotGraph,
     now: float,
     resume: Mapping[str, ResumeInfo] | None = None,
     *,
@@ -199,7 +199,7 @@ def desire(
         for tds in target:
             if tds.name == job.target_path or tds.name in used:
                 continue
-            missing.append(_missing(job, tds, target, graph, now))
+            missing.append(_missing(job, tds, target, now))
     pairs, missing = _pin_origins(pairs, missing)
     return Desired(
         tuple(choices),
@@ -308,9 +308,7 @@ def _snapshot_only(
     )
 
 
-def _missing(
-    job: Job, tds: Dataset, target: HostState, graph: nx.DiGraph, now: float
-) -> MissingDesire:
+def _missing(job: Job, tds: Dataset, target: HostState, now: float) -> MissingDesire:
     ours = [s for s in tds.snapshots if stamp_of(job, s.name) is not None]
     names = [s.name for s in ours]
     verdicts = thin_names(job.keep_target, names, [stamp_of(job, n) or 0.0 for n in names], now)

@@ -1,4 +1,5 @@
-"""The snapshot graph of one source and one target host (networkx).
+"""The snapshot graph of one source and one target host (networkx: this module owns it;
+other modules hold the graph as a SnapshotGraph and ask it through the functions here).
 
 Nodes:
   ("ds", side, name)          a filesystem or volume (attribute `dataset`)
@@ -23,6 +24,15 @@ import networkx as nx
 from reconcile.model import Dataset, HostState, Side, Snapshot
 
 SOURCE, TARGET = Side.SOURCE, Side.TARGET
+
+
+class SnapshotGraph:
+    """The snapshot graph, as a value: what crosses module boundaries (not nx.DiGraph)."""
+
+    __slots__ = ("_graph",)
+
+    def __init__(self, graph: nx.DiGraph) -> None:
+        self._graph = graph
 
 
 def ds_node(side: Side, name: str) -> tuple[str, str, str]:
@@ -56,7 +66,7 @@ def _add_host(graph: nx.DiGraph, side: Side, state: HostState) -> None:
     graph.add_edges_from(e for e in edges if e[2] is not clone or graph.has_node(e[0]))
 
 
-def build(source: HostState, target: Optional[HostState] = None) -> nx.DiGraph:
+def build(source: HostState, target: Optional[HostState] = None) -> SnapshotGraph:
     graph = nx.DiGraph()
     _add_host(graph, SOURCE, source)
     if target is not None:
@@ -72,15 +82,16 @@ def build(source: HostState, target: Optional[HostState] = None) -> nx.DiGraph:
             for snap in ds.snapshots
             for other in by_guid.get(snap.guid, ())
         )
-    return graph
+    return SnapshotGraph(graph)
 
 
 def latest_common(
-    graph: nx.DiGraph, source: Dataset, target: Optional[Dataset]
+    snapshots: SnapshotGraph, source: Dataset, target: Optional[Dataset]
 ) -> Optional[tuple[Snapshot, Snapshot]]:
     """(source snapshot, target snapshot) of the newest snapshot both hold, by guid."""
     if target is None:
         return None
+    graph = snapshots._graph
     for snap in reversed(source.snapshots):
         for _, replica, kind in graph.out_edges(snap_node(SOURCE, snap.full_name), data="kind"):
             if kind == "replica":
@@ -101,11 +112,3 @@ def latest_common_by_name(
         if snap.name in names:
             return snap, names[snap.name]
     return None
-
-
-def clones(graph: nx.DiGraph, side: Side, snapshot: Snapshot) -> list[str]:
-    """Datasets cloned from `snapshot`."""
-    node = snap_node(side, snapshot.full_name)
-    if not graph.has_node(node):
-        return []
-    return [dst[2] for _, dst, kind in graph.out_edges(node, data="kind") if kind == "clone"]

@@ -10,7 +10,6 @@ from collections.abc import Mapping, Sequence
 from typing import Optional
 
 import attrs
-import networkx as nx
 
 from reconcile import bookmarks, clones
 from reconcile import graph as snapgraph
@@ -185,7 +184,7 @@ class _Chain:
         return self.position[snap.name] < self.position[self.common_src]
 
 
-def _chain(pin: PairInput, graph: nx.DiGraph) -> Optional[_Chain]:
+def _chain(pin: PairInput, graph: snapgraph.SnapshotGraph) -> Optional[_Chain]:
     """The chain and its newest common snapshot: by guid (by name with
     --no-guid-check), as 3.3; with bookmarks, a source bookmark whose guid is a newer
     target snapshot's than any source snapshot's is the base instead (by guid only; a
@@ -234,7 +233,7 @@ def _target_schedule(
     return thin_names(job.keep_target, future, [stamp_of(job, n) or 0.0 for n in future], pin.now)
 
 
-def pair(pin: PairInput, graph: nx.DiGraph) -> PairDesire:
+def pair(pin: PairInput, graph: snapgraph.SnapshotGraph) -> PairDesire:
     """One source dataset and its target: 3.3's sync_snapshots as values. The common
     snapshot, what is sent (what the target schedule keeps), each side's thinning, the
     target's incompatible snapshots, the resume token, the rollback, or what stops it."""
