@@ -52,14 +52,16 @@ from planner.actions import (
 )
 from planner.compile import CHECK_HELPERS, POST_SNAPSHOT, PRE_SNAPSHOT, Command, Compiled, Step
 from planner.plan import Plan
-from reconcile import guard_rules, permissions, zfs_text
+from reconcile import permissions, zfs_text
 from reconcile.errors import (
     CommandNotFound,
     DatasetNotFound,
+    GuardRefused,
     PermissionDenied,
     ReconcileError,
     ZfsError,
 )
+from reconcile.guard_words import READ_ONLY
 from reconcile.job import Job
 from reconcile.model import Host, Side
 
@@ -286,7 +288,7 @@ class Executor:
             text = str(exc)
             # (a read-only guard lets zfs send through: in a send step it was the target's)
             on_source = all(c.side == SOURCE for c in step.commands)
-            if on_source and guard_rules.READ_ONLY in text:
+            if on_source and isinstance(exc, GuardRefused) and READ_ONLY in exc.reason:
                 text += (
                     " (the source's key is pinned to zfs-autobackup-guard --read-only: pull "
                     "with --read-only-source)"

@@ -39,6 +39,15 @@ class ZfsError(ReconcileError):
         self.stderr = stderr
 
 
+class GuardRefused(ZfsError):
+    """The host's zfs-autobackup-guard refused the command (its exit code and refusal
+    line: reconcile.guard_words); `reason` is what the refusal says."""
+
+    def __init__(self, message: str, command: str, stderr: str, reason: str) -> None:
+        super().__init__(message, command, stderr)
+        self.reason = reason
+
+
 class DatasetNotFound(ZfsError):
     """zfs says the dataset does not exist."""
 

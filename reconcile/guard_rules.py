@@ -56,6 +56,7 @@ from reconcile.errors import UsageError
 from reconcile.guard_words import (
     EXIT_REFUSED,
     PROGRAM,
+    READ_ONLY,
     TOKEN,
     Argv,
     Refused,
@@ -75,10 +76,6 @@ from reconcile.guard_words import (
 __all__ = ["EXIT_REFUSED", "Argv", "Refused", "refusal", "tokenize", "under"]
 from reconcile.filters import COMPRESSORS, SIZE
 from reconcile.scripts import BOOT_MOUNT_PROPERTIES, MOUNT_SCRIPT, PROBE_SCRIPT
-
-#: the words of a read-only guard's refusals (the tool recognises them and suggests
-#: --read-only-source: executors.execute)
-READ_ONLY = "the guard is --read-only"
 
 
 class TokenSend(NamedTuple):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import string
 from collections.abc import Sequence
+from typing import Optional
 
 from reconcile.errors import ReconcileError
 
@@ -17,6 +18,13 @@ from reconcile.errors import ReconcileError
 EXIT_REFUSED = 126
 #: a refused command is shown cut to this many characters
 SHOWN = 300
+#: the guard's name, which starts each refusal line on stderr
+PROG = "zfs-autobackup-guard: "
+#: how a refusal line goes on after PROG; with EXIT_REFUSED, what tells the tool that the
+#: guard refused (executors see a GuardRefused: reconcile.zfs_text)
+REFUSED = "refused: "
+#: the reason of every refusal by a --read-only guard
+READ_ONLY = "the guard is --read-only"
 
 Argv = tuple[str, ...]
 
@@ -188,8 +196,20 @@ def at_least(command: str, names: Sequence[str], count: int, what: str) -> None:
         raise Refused(f"{command}: {what} is missing")
 
 
-def refusal(reason: str, line: str, prog: str = "zfs-autobackup-guard: ") -> str:
+def refusal(reason: str, line: str, prog: str = PROG) -> str:
     """The one line a refusal prints (the command cut and escaped: it stays one line);
     `prog=""` for syslog, which names the program itself."""
     shown = repr(line[:SHOWN]) + ("..." if len(line) > SHOWN else "")
-    return f"{prog}refused: {reason}: {shown}"
+    return f"{prog}{REFUSED}{reason}: {shown}"
+
+
+def refused_reason(returncode: int, stderr: str) -> Optional[str]:
+    """What a guard's refusal says after "refused: ", read from a failed command: its
+    exit code is EXIT_REFUSED and a line of its stderr is a refusal line (None: the
+    guard did not refuse it)."""
+    if returncode != EXIT_REFUSED:
+        return None
+    for line in stderr.splitlines():
+        if line.startswith(PROG + REFUSED):
+            return line[len(PROG + REFUSED) :]
+    return None

@@ -15,7 +15,7 @@ from typing import Optional
 
 import attrs
 
-from reconcile import errors
+from reconcile import errors, guard_words
 from reconcile.model import FILESYSTEM, VOLUME, Bookmark, Dataset, Selection, Snapshot
 from reconcile.zfs_rows import parse_resume_info
 
@@ -287,6 +287,9 @@ def command_error(command: str, returncode: int, stderr: str) -> errors.Reconcil
     text = stderr.lower()
     detail = first_line(stderr) or f"exit code {returncode}"
     message = f"Command failed: {detail}"
+    reason = guard_words.refused_reason(returncode, stderr)
+    if reason is not None:
+        return errors.GuardRefused(message, command, stderr, reason)
     if returncode == 127:
         # POSIX shells exit 127 when a program is missing ("sh: 1: mbuffer: not found")
         return errors.CommandNotFound(f"Command not found on the host: {detail}")

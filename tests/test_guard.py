@@ -37,8 +37,10 @@ from planner.actions import SOURCE, TARGET
 from planner.compile import PROBE_PREFIX, Compiled, Facts, Options, compile_plan, estimate_argv
 from planner.plan import build_plan
 from reconcile import guard_rules as rules
-from reconcile import zfs_rows
+from reconcile import zfs_rows, zfs_text
+from reconcile.errors import GuardRefused
 from reconcile.filters import COMPRESSORS
+from reconcile.guard_words import READ_ONLY
 from reconcile.model import Host
 from reconcile.pipes import TransferOptions
 from reconcile.scripts import MOUNT_SCRIPT, PROBE_SCRIPT
@@ -1164,3 +1166,22 @@ def test_an_mbuffer_size_is_matched_whole(size: str) -> None:
 
     assert guard_rules._is_mbuffer(("mbuffer", "-q", "-s128k", "-m16M"))
     assert not guard_rules._is_mbuffer(("mbuffer", "-q", f"-s{size}", "-m16M"))
+
+
+@pytest.mark.parametrize("args", [["bak", "--read-only"], ["bak", "--target-path", "backup"]])
+def test_the_tool_knows_a_refusal_by_the_guards_exit_code_and_line(
+    tmp_path: Path, args: list[str]
+) -> None:
+    """What the guard process prints and exits with when it refuses is what the tool
+    reads as a GuardRefused (a refusal of a read-only guard: READ_ONLY in its reason);
+    the same stderr with another exit code is not a refusal."""
+    line = f"zfs destroy pool/a@{OURS}"
+    proc = _run_guard(tmp_path, args, line)
+    assert proc.returncode == rules.EXIT_REFUSED and proc.stdout == b""
+    stderr = proc.stderr.decode()
+    error = zfs_text.command_error(line, proc.returncode, stderr)
+    assert isinstance(error, GuardRefused), error
+    assert (READ_ONLY in error.reason) is ("--read-only" in args), error.reason
+    assert str(error) == f"Command failed: {stderr.strip()}"
+    assert not isinstance(zfs_text.command_error(line, 1, stderr), GuardRefused)
+    assert not (tmp_path / "record").exists()

@@ -22,8 +22,9 @@ from executors.session import prepare
 from planner import invariants
 from planner.actions import SOURCE, CreateSnapshots, Hold
 from planner.compile import Facts, Options, compile_plan
-from reconcile import guard_rules, permissions, zfs_text
+from reconcile import permissions, zfs_text
 from reconcile.errors import PlanRefused, UsageError
+from reconcile.guard_words import EXIT_REFUSED, READ_ONLY
 from reconcile.model import Host
 from reconcile.permissions import Need, need
 from tests.fakezfs import FakeRunner, FakeZfs
@@ -114,20 +115,26 @@ def test_received_properties_denied_and_ssh_logins_are_told_apart() -> None:
 
 class DenyingRunner:
     """Answers every command; the ones containing a key of `deny` fail with its stderr
-    (exit 1); pipelines get `recv_stderr` on success (zfs recv's property warnings)."""
+    (exit 1, or 126 for a guard's refusal line, as the guard exits; `code` if given);
+    pipelines get `recv_stderr` on success (zfs recv's property warnings)."""
 
-    def __init__(self, deny: dict[str, str], recv_stderr: str = "") -> None:
+    def __init__(
+        self, deny: dict[str, str], recv_stderr: str = "", code: Optional[int] = None
+    ) -> None:
         self.deny = deny
         self.recv_stderr = recv_stderr
+        self.code = code
         self.lines: list[str] = []
 
     def _check(self, line: str, check: bool) -> int:
         self.lines.append(line)
         for key, stderr in self.deny.items():
             if key in line:
+                refused = stderr.startswith("zfs-autobackup-guard: refused: ")
+                code = self.code if self.code is not None else EXIT_REFUSED if refused else 1
                 if check:
-                    raise zfs_text.command_error(line, 1, stderr)
-                return 1
+                    raise zfs_text.command_error(line, code, stderr)
+                return code
         return 0
 
     def run(
@@ -191,7 +198,7 @@ def test_a_read_only_guards_refusal_suggests_read_only_source() -> None:
     """Pulling through `zfs-autobackup-guard --read-only` without --read-only-source: the
     writes on the source are refused, and the line says which option fits."""
     refusal = (
-        f"zfs-autobackup-guard: refused: zfs bookmark: {guard_rules.READ_ONLY}: "
+        f"zfs-autobackup-guard: refused: zfs bookmark: {READ_ONLY}: "
         "'zfs bookmark src/a@x src/a#x'\n"
     )
     runner = DenyingRunner({"zfs bookmark src/a@": refusal})
@@ -207,7 +214,7 @@ def test_a_read_only_guards_refusal_suggests_read_only_source() -> None:
     assert "the guard is --read-only" in out and "--read-only-source)" not in out
     # nor is a target guard's refusal of a receive, in a send step that starts on the source
     refusal = (
-        f"zfs-autobackup-guard: refused: zfs recv: {guard_rules.READ_ONLY}: "
+        f"zfs-autobackup-guard: refused: zfs recv: {READ_ONLY}: "
         "'zfs recv -u -x org.openzfs.systemd:wanted-by -x org.openzfs.systemd:required-by dst/src/a'\n"
     )
     runner = DenyingRunner(
@@ -217,6 +224,12 @@ def test_a_read_only_guards_refusal_suggests_read_only_source() -> None:
     )
     out = _execute(runner, "--ssh-source", "zbsource@host", "--ssh-target", "zbtarget@host")
     assert "zfs recv: the guard is --read-only" in out and "--read-only-source)" not in out
+    # a refusal is the guard's exit code and its line: the same words from a command that
+    # exited 1 (a pipe's program, say) are not the guard's
+    refusal = refusal.replace("zfs recv", "zfs bookmark")
+    runner = DenyingRunner({"zfs bookmark src/a@": refusal}, code=1)
+    out = _execute(runner, "--ssh-source", "zbsource@host")
+    assert "zfs bookmark: the guard is --read-only" in out and "--read-only-source)" not in out
 
 
 def test_a_new_filesystems_receive_is_granted_on_the_parent() -> None:
