@@ -51,8 +51,8 @@ import shlex
 from collections.abc import Sequence
 from typing import Callable, NamedTuple, Optional
 
-from reconcile import formats
-from reconcile.errors import UsageError
+from reconcile import formats, zfs_names
+from reconcile.errors import UsageError, quoted
 from reconcile.guard_words import (
     EXIT_REFUSED,
     PROGRAM,
@@ -141,8 +141,9 @@ class Policy(NamedTuple):
         snapshot_cmds: Sequence[Argv] = (),
     ) -> Policy:
         """From the guard's options; a bad value is a UsageError naming it."""
-        if not backup_name or backup_name.startswith("-"):
-            raise UsageError(f"Invalid backup name '{backup_name}'")
+        problem = zfs_names.backup_name_problem(backup_name)
+        if problem is not None:
+            raise UsageError(f"Invalid backup name {quoted(backup_name)}: {problem}")
         pattern = formats.fill("--snapshot-format", snapshot_format, backup_name)
         if "%" not in pattern:
             raise UsageError(

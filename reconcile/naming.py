@@ -8,7 +8,6 @@ name parses with the snapshot format; its timestamp for thinning comes from the 
 
 from __future__ import annotations
 
-import re
 import time
 from datetime import datetime, timezone
 from typing import Optional
@@ -100,21 +99,12 @@ class Naming:
 
 #: a time whose every field differs from the others (and from 0 and 1)
 _SAMPLE = datetime(2001, 2, 3, 14, 5, 6)
-#: a backup name holds what a snapshot name may hold, but space: it is a word in logs
-_BACKUP_NAME = re.compile(r"[A-Za-z0-9_.:-]+", re.ASCII)
 
 
 def check_backup_name(name: str) -> None:
-    if not _BACKUP_NAME.fullmatch(name):
-        raise UsageError(
-            f"Invalid backup name {quoted(name)}: use letters, digits, '-', '_', '.' and ':' "
-            "(it becomes part of ZFS names)"
-        )
-    if len(name) > zfs_names.MAX_PROPERTY_NAME:
-        raise UsageError(
-            f"Invalid backup name {quoted(name)}: at most {zfs_names.MAX_PROPERTY_NAME} "
-            "characters (it becomes part of ZFS names)"
-        )
+    problem = zfs_names.backup_name_problem(name)
+    if problem is not None:
+        raise UsageError(f"Invalid backup name {quoted(name)}: {problem}")
 
 
 def _check_snapshot_pattern(snapshot_format: str, pattern: str) -> None:

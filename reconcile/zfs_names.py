@@ -80,3 +80,17 @@ def property_problem(name: str) -> Optional[str]:
             f"property ({USER_PROPERTY_CHARS})"
         )
     return problem
+
+
+#: a backup name holds what a snapshot name may hold, but space: it is a word in logs
+_BACKUP_NAME = re.compile(r"[A-Za-z0-9_.:-]+", re.ASCII)
+
+
+def backup_name_problem(name: str) -> Optional[str]:
+    """What is wrong with a backup name (None: nothing), for the tool and the guard
+    alike: it becomes part of property names, snapshot names and hold tags."""
+    if not _BACKUP_NAME.fullmatch(name):
+        return "use letters, digits, '-', '_', '.' and ':' (it becomes part of ZFS names)"
+    if len(name) > MAX_PROPERTY_NAME:
+        return f"at most {MAX_PROPERTY_NAME} characters (it becomes part of ZFS names)"
+    return None

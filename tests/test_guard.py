@@ -1058,6 +1058,10 @@ def test_check_says_allowed_or_refused_and_runs_nothing(
         (["bak", "--target-path", "-x"], "argument --target-path: expected one argument"),
         (["bak", "--target-path", "backup/"], "Invalid --target-path 'backup/': a dataset name"),
         (["bak", "--allow"], "unrecognized arguments: --allow"),
+        # (the tool's own rule: a guard for a name the tool refuses would guard nothing)
+        (["off/site"], "Invalid backup name 'off/site': use letters, digits"),
+        (["bad name"], "Invalid backup name 'bad name': use letters, digits"),
+        (["x" * 256], "at most 255 characters"),
     ],
 )
 def test_bad_options_are_one_line_naming_the_value(
@@ -1106,7 +1110,7 @@ raise SystemExit(code)
     assert modules == str(sorted([
         "executors", "executors.guard", "reconcile", "reconcile.errors", "reconcile.filters",
         "reconcile.formats", "reconcile.guard_rules", "reconcile.guard_words",
-        "reconcile.scripts", "reconcile.zfs_rows", "executors.guard_receive",
+        "reconcile.scripts", "reconcile.zfs_names", "reconcile.zfs_rows", "executors.guard_receive",
         "reconcile.guard_stream", "reconcile.send_stream",
     ]))  # fmt: skip
 
