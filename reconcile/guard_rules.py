@@ -70,12 +70,12 @@ from reconcile.guard_words import (
     scan,
     snapshot,
     tokenize,
-    under,
 )
 
 __all__ = ["EXIT_REFUSED", "Argv", "Refused", "refusal", "tokenize", "under"]
 from reconcile.filters import COMPRESSORS, SIZE
 from reconcile.scripts import BOOT_MOUNT_PROPERTIES, MOUNT_SCRIPT, PROBE_SCRIPT
+from reconcile.zfs_names import under
 
 
 class TokenSend(NamedTuple):

@@ -115,11 +115,6 @@ def is_dataset(name: str) -> bool:
     return not name.startswith("-") and all(is_component(c) for c in name.split("/"))
 
 
-def under(name: str, path: str) -> bool:
-    """`name` is `path` or below it (by components: backup/x2 is not under backup/x)."""
-    return name == path or name.startswith(path + "/")
-
-
 def dataset_name(command: str, name: str) -> str:
     if not is_dataset(name):
         raise Refused(f"{command}: {name!r} is not a dataset name")

@@ -21,6 +21,7 @@ from reconcile.errors import DatasetNotFound, ObservationError, UsageError
 from reconcile.limits import chunked
 from reconcile.model import Dataset, Host, HostState, ResumeInfo
 from reconcile.selection import select
+from reconcile.zfs_names import under
 
 
 class Output(Protocol):
@@ -64,7 +65,7 @@ def pool_features(reader: Reader, state: HostState, pools: Sequence[str], label:
 def _check_names(host: Host, roots: Sequence[str], names: Sequence[str]) -> None:
     """Refuse listing output with a name that is neither a root nor under one."""
     for name in names:
-        if not any(name == root or name.startswith(root + "/") for root in roots):
+        if not any(under(name, root) for root in roots):
             asked = ", ".join(roots)
             raise ObservationError(
                 f"zfs list -r {asked} on {host.describe()} returned '{name}', which is not "
@@ -76,7 +77,7 @@ def _minimal_roots(names: Sequence[str]) -> list[str]:
     """Names that have no ancestor in `names` (listing those with -r covers the rest)."""
     roots: list[str] = []
     for name in sorted(names):
-        if not roots or not (name + "/").startswith(roots[-1] + "/"):
+        if not roots or not under(name, roots[-1]):
             roots.append(name)
     return roots
 

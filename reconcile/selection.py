@@ -19,6 +19,7 @@ from collections.abc import Collection, Mapping, Sequence
 import attrs
 
 from reconcile.model import Selection
+from reconcile.zfs_names import under
 
 VALUES = ("true", "false", "child", "parent")
 
@@ -45,10 +46,6 @@ class Choice:
         if self.selected:
             return f"Selected ({self.reason})"
         return f"{'Excluded' if self.reason.startswith('by ') else 'Ignored'} ({self.reason})"
-
-
-def _under(name: str, path: str) -> bool:
-    return (name + "/").startswith(path.rstrip("/") + "/")
 
 
 def select(
@@ -115,7 +112,7 @@ def _choose(
     if value == "false":
         return Choice(name, False, "disabled")
     for path in exclude_paths:
-        if _under(name, path):
+        if under(name, path.rstrip("/")):
             return Choice(name, False, "path in exclude list", quiet=True)
     if source == "received" and exclude_received:
         return Choice(name, False, "dataset already received")

@@ -94,3 +94,8 @@ def backup_name_problem(name: str) -> Optional[str]:
     if len(name) > MAX_PROPERTY_NAME:
         return f"at most {MAX_PROPERTY_NAME} characters (it becomes part of ZFS names)"
     return None
+
+
+def under(name: str, path: str) -> bool:
+    """`name` is `path` or below it (by components: backup/x2 is not under backup/x)."""
+    return name == path or name.startswith(path + "/")
