@@ -20,7 +20,7 @@ from executors.monitor import Reporting
 from executors.runner import Runner
 from executors.session import no_selection, nothing_to_select, prepare
 from planner import compile as compiler
-from planner.actions import TARGET, Action, CreateSnapshots
+from planner.actions import SOURCE, TARGET, Action, CreateSnapshots
 from planner.plan import SKIPPED, SNAPSHOT_NOTE
 from reconcile.desire import Desired
 from reconcile.errors import EXIT_FATAL
@@ -29,18 +29,19 @@ from reconcile.job import Job
 
 def settings_summary(job: Job, console: Console) -> None:
     console.title("Settings summary")
-    for label, host, schedule in (
-        ("[Source]", job.source, job.keep_source),
-        ("[Target]", job.target, job.keep_target),
+    for side, host, schedule in (
+        (SOURCE, job.source, job.keep_source),
+        (TARGET, job.target, job.keep_target),
     ):
-        if label == "[Target]" and job.target_path is None:
+        label = side.label
+        if side == TARGET and job.target_path is None:
             break
         if host.ssh_config:
             console.verbose(f"{label} Using custom SSH config: {host.ssh_config}")
         console.verbose(
             f"{label} Datasets on: {host.ssh}" if host.ssh else f"{label} Datasets are local"
         )
-        if label == "[Source]" and job.read_only_source:
+        if side == SOURCE and job.read_only_source:
             console.verbose(
                 "[Source] Read-only (--read-only-source): no snapshots, holds, bookmarks or "
                 "thinning here; sends the snapshots the source's own schedule takes"
@@ -50,7 +51,7 @@ def settings_summary(job: Job, console: Console) -> None:
                 console.verbose(f"{label} {line}")
         else:
             console.verbose(f"{label} Keep all snapshots (--no-thinning).")
-        if label == "[Source]":
+        if side == SOURCE:
             prop = job.naming.property_name
             if job.target_path is None:
                 console.verbose(
@@ -130,10 +131,9 @@ def run_classic(
         state["titled"] = True
         console.title(second)
         for problem in plan.problems:
-            label = "[Target]" if problem.side == TARGET else "[Source]"
-            console.error(f"{label} {problem.dataset}: FAILED: {problem.message}")
+            console.error(f"{problem.side.label} {problem.dataset}: FAILED: {problem.message}")
         for note in plan.notes:
-            label = "[Target]" if note.side == TARGET else "[Source]"
+            label = note.side.label
             if note.kind == SKIPPED:
                 console.debug(f"{label} {note.dataset}: {note.text}")
             elif note.kind != SNAPSHOT_NOTE:

@@ -102,10 +102,6 @@ class Outcome:
     sent_bytes: int = 0
 
 
-def label(side: Side) -> str:
-    return "[Source]" if side == SOURCE else "[Target]"
-
-
 @attrs.define
 class _Run:
     #: units (datasets) that failed, in order
@@ -147,7 +143,7 @@ class Executor:
         return self.job.source if side == SOURCE else self.job.target
 
     def stages(self, commands: Sequence[Command]) -> list[Stage]:
-        return [Stage(self.host(c.side), c.argv, label(c.side)) for c in commands]
+        return [Stage(self.host(c.side), c.argv, c.side.label) for c in commands]
 
     # --- running one step ---------------------------------------------------------
 
@@ -180,7 +176,7 @@ class Executor:
                     say(f"[Target] {action.target_dataset}@{snap}: {what}")
             elif isinstance(action, Destroy):
                 for name in step.about:
-                    say(f"{label(action.side)} {name}: Destroying")
+                    say(f"{action.side.label} {name}: Destroying")
             elif isinstance(action, Bookmark):
                 name = f"{action.dataset}#{action.bookmark}"
                 of = f"#{action.copy_of}" if action.copy_of is not None else f"@{action.snapshot}"
@@ -191,7 +187,7 @@ class Executor:
             elif isinstance(action, (Hold, Release)):
                 # (3.3's word, "releaseing" included)
                 name = f"{action.dataset}@{action.snapshot}"
-                self.console.debug(f"{label(action.side)} {name}: {action.kind}ing")
+                self.console.debug(f"{action.side.label} {name}: {action.kind}ing")
 
     def _do(self, plan: Plan, step: Step) -> None:
         """Run a step's command(s); raise ReconcileError when it failed."""
@@ -199,7 +195,7 @@ class Executor:
             self._send(plan, step)
             return
         command = step.commands[0]
-        out = self.runner.run(self.host(command.side), command.argv, label=label(command.side))
+        out = self.runner.run(self.host(command.side), command.argv, label=command.side.label)
         if step.kind == "mount" and out.stdout.strip():
             self.console.verbose(f"[Target] {_dataset(plan, step)}: {out.stdout.strip()}")
 
@@ -231,13 +227,13 @@ class Executor:
     def _token(self, command: Command) -> Optional[str]:
         """The receive_resume_token `command` reads ("-" and "" are none)."""
         return token_value(
-            self.runner.run(self.host(command.side), command.argv, label=label(command.side)).stdout
+            self.runner.run(self.host(command.side), command.argv, label=command.side.label).stdout
         )
 
     def _resumes(self, command: Command) -> Optional[str]:
         """The snapshot a resume token resumes (`zfs send -nv -t`: its toname)."""
         out = self.runner.run(
-            self.host(command.side), command.argv, label=label(command.side), check=False
+            self.host(command.side), command.argv, label=command.side.label, check=False
         )
         toname, _ = zfs_text.parse_resume_info(out.stdout + "\n" + out.stderr)
         return toname.partition("@")[2] if toname else None
@@ -255,7 +251,7 @@ class Executor:
         # --ignore-transfer-errors: fine as long as the snapshot arrived
         check = step.arrived
         assert check is not None
-        found = self.runner.run(self.host(check.side), check.argv, label="[Target]", check=False)
+        found = self.runner.run(self.host(check.side), check.argv, label=TARGET.label, check=False)
         name = check.argv[-1]
         if found.returncode != 0:
             raise ZfsError(f"transfer failed and {name} did not arrive: {result.stderrs}")
@@ -384,7 +380,7 @@ class Executor:
         """Refuse, before any transfer, when a helper program is missing on a host."""
         command = step.commands[0]
         host = self.host(command.side)
-        out = self.runner.run(host, command.argv, label=label(command.side))
+        out = self.runner.run(host, command.argv, label=command.side.label)
         missing = out.stdout.split()
         if missing:
             raise CommandNotFound(
@@ -564,7 +560,7 @@ def _group(steps: Sequence[Step], index: int) -> list[int]:
 def _label(plan: Plan, step: Step) -> str:
     """[Source] or [Target]: the side of the action it carries out (a send's is the
     target's, though its first command runs on the source)."""
-    return label(plan.actions[step.actions[0]].side if step.actions else step.side)
+    return (plan.actions[step.actions[0]].side if step.actions else step.side).label
 
 
 def _dataset(plan: Plan, step: Step) -> str:

@@ -44,6 +44,7 @@ from planner.show import describe_action, differences_table, drift_table, render
 from reconcile import __version__, zfs_text
 from reconcile.errors import UsageError, quoted
 from reconcile.job import Job
+from reconcile.model import Side
 
 EXIT_OK, EXIT_CHANGES = 0, 2
 #: the largest plan file read (a plan for thousands of datasets is a few MiB)
@@ -82,7 +83,7 @@ def estimate_sizes(prepared: Prepared, job: Job, runner: Runner) -> dict[int, st
             sizes[index] = f"~{_human(written)}"
             continue
         argv = compiler.estimate_argv(step.commands[0].argv)
-        out = runner.run(job.source, argv, label="[Source]", check=False)
+        out = runner.run(job.source, argv, label=Side.SOURCE.label, check=False)
         size = zfs_text.parse_send_size(out.stdout + "\n" + out.stderr)
         sizes[index] = _human(size) if size is not None else "?"
     return sizes

@@ -19,7 +19,7 @@ import attrs
 from reconcile import zfs_text
 from reconcile.errors import DatasetNotFound, ObservationError, UsageError
 from reconcile.limits import chunked
-from reconcile.model import Dataset, Host, HostState, ResumeInfo
+from reconcile.model import Dataset, Host, HostState, ResumeInfo, Side
 from reconcile.selection import select
 from reconcile.zfs_names import under
 
@@ -106,7 +106,7 @@ def observe_source(
     reader: Reader,
     host: Host,
     property_name: str,
-    label: str = "[Source]",
+    label: str = Side.SOURCE.label,
     *,
     exclude_paths: Sequence[str] = (),
     exclude_received: bool = False,
@@ -159,7 +159,7 @@ def observe_source(
 
 
 def observe_target(
-    reader: Reader, host: Host, target_path: str, label: str = "[Target]"
+    reader: Reader, host: Host, target_path: str, label: str = Side.TARGET.label
 ) -> HostState:
     """Everything under the target path. A missing target path is a usage error."""
     try:
@@ -175,7 +175,7 @@ def observe_target(
 
 
 def resume_info(
-    reader: Reader, host: Host, target: HostState, label: str = "[Source]"
+    reader: Reader, host: Host, target: HostState, label: str = Side.SOURCE.label
 ) -> dict[str, ResumeInfo]:
     """What each resume token on the target is about: one `zfs send -nvt` per token,
     on the source (so zero commands when nothing was interrupted)."""
