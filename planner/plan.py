@@ -59,6 +59,7 @@ from reconcile.desire import POST, PRE, Desired, Fate, MissingDesire, PairDesire
 from reconcile.job import Job
 from reconcile.limits import ARG_BYTES, chunked
 from reconcile.model import HostState, Side
+from reconcile.pair import sent_raw
 from reconcile.schedule import age_words
 
 
@@ -423,7 +424,7 @@ def _pair_actions(ctx: _Context, pair: PairDesire) -> None:
             guid=last.guid,
             resume_token=first.resume_token,
             intermediates=tuple(w.snapshot for w in run[:-1]),
-            raw=pair.source.encryption != "off" and not job.decrypt,
+            raw=sent_raw(pair.source, job),
             decrypted=pair.source.encryption != "off" and job.decrypt,
             force=job.force and number == 0,
             volume=pair.source.type == "volume",

@@ -41,7 +41,7 @@ from reconcile.graph import SnapshotGraph
 from reconcile.job import Job
 from reconcile.mapping import map_targets
 from reconcile.model import Dataset, HostState, ResumeInfo
-from reconcile.pair import PairDesire, PairInput, SendWish, pair, split_target
+from reconcile.pair import PairDesire, PairInput, SendWish, pair, sent_raw, split_target
 from reconcile.selection import Choice, select, without_replicas
 
 __all__ = [
@@ -275,7 +275,7 @@ def _without_bookmarks(job: Job, source: HostState, ds: Dataset) -> Optional[str
         return None
     if "bookmarks" not in features:
         return "the pool lacks feature@bookmarks: its datasets run as with --no-bookmarks"
-    if ds.encryption != "off" and not job.decrypt and "bookmark_v2" not in features:
+    if sent_raw(ds, job) and "bookmark_v2" not in features:
         return (
             "the pool lacks feature@bookmark_v2 (raw sends from bookmarks need it): its "
             "encrypted datasets run as with --no-bookmarks"

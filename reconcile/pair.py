@@ -92,6 +92,12 @@ class _Link:
     snapshot: Optional[Snapshot]
 
 
+def sent_raw(source: Dataset, job: Job) -> bool:
+    """Sent raw (zfs send -w): an encrypted source without --decrypt. (The one statement
+    of the rule: the bookmark check, the send action and its compiled -w follow it.)"""
+    return source.encryption != "off" and not job.decrypt
+
+
 @attrs.frozen
 class PairInput:
     job: Job
@@ -117,8 +123,7 @@ class PairInput:
 
     @property
     def raw(self) -> bool:
-        """Sent raw (-w): an encrypted source without --decrypt."""
-        return self.source.encryption != "off" and not self.job.decrypt
+        return sent_raw(self.source, self.job)
 
 
 def split_target(
