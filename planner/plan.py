@@ -61,6 +61,7 @@ from reconcile.limits import ARG_BYTES, chunked
 from reconcile.model import HostState, Side
 from reconcile.pair import sent_raw
 from reconcile.schedule import age_words
+from reconcile.scripts import received_unmountable
 
 
 @attrs.frozen
@@ -458,7 +459,7 @@ def _pair_actions(ctx: _Context, pair: PairDesire) -> None:
         ]
         prev = _release_and_destroy(builder, job, side, dataset, post, unit, prev, after=True)
     # (received with canmount=noauto or off, --clear-mountpoint: nothing to mount)
-    unmountable = {"canmount=noauto", "canmount=off"} & set(job.set_properties)
+    unmountable = received_unmountable(job.set_properties)
     if full_send is not None and pair.source.type != "volume" and not unmountable:
         parent = tname.rsplit("/", 1)[0]
         ctx.mounts[tname] = builder.add(Mount(tname, unit), [full_send, ctx.mounts.get(parent)])

@@ -74,7 +74,12 @@ from reconcile.guard_words import (
 
 __all__ = ["EXIT_REFUSED", "Argv", "Refused", "refusal", "tokenize", "under"]
 from reconcile.filters import COMPRESSORS, SIZE
-from reconcile.scripts import BOOT_MOUNT_PROPERTIES, MOUNT_SCRIPT, PROBE_SCRIPT
+from reconcile.scripts import (
+    BOOT_MOUNT_PROPERTIES,
+    MOUNT_SCRIPT,
+    PROBE_SCRIPT,
+    received_unmountable,
+)
 from reconcile.zfs_names import under
 
 
@@ -503,8 +508,7 @@ def _zfs_recv(args: Sequence[str], policy: Policy, lookups: Lookups) -> None:
         _recv_option(prop, policy, lookups)
     # what a stolen source key sends could carry any mountpoint (/etc, /root/.ssh):
     # nothing received is ever mounted by the host unless the guard allows it
-    unmountable = {"canmount=noauto", "canmount=off"} & set(options.get("o", []))
-    if not (unmountable or policy.allow_mount):
+    if not (received_unmountable(options.get("o", [])) or policy.allow_mount):
         raise Refused(
             "zfs recv without -o canmount=noauto: use --clear-mountpoint, or --allow-mount"
         )

@@ -1,9 +1,12 @@
 """The two shell scripts the tool runs (as `sh -c SCRIPT sh ARGS...`, arguments never
-spliced into the script). Standard library only: the remote guard (executors.guard)
-allows exactly these.
+spliced into the script), and what makes a target host mount a received dataset (at
+boot, or now). Standard library only: the remote guard (executors.guard) allows exactly
+these scripts, and judges receives by the same mount rules as the planner.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 #: `sh -c PROBE_SCRIPT sh PROG...` prints the programs that are not installed
 PROBE_SCRIPT = 'for p in "$@"; do command -v "$p" >/dev/null 2>&1 || echo "$p"; done'
@@ -37,3 +40,13 @@ MOUNT_SCRIPT = (
 #: receive filters them (`zfs recv -x`; the source's value is kept as the received one),
 #: so a backup server never mounts a backup at boot because its source was
 BOOT_MOUNT_PROPERTIES = ("org.openzfs.systemd:wanted-by", "org.openzfs.systemd:required-by")
+
+
+#: the `zfs recv -o` settings that leave what is received unmounted by its host
+UNMOUNTABLE = frozenset({"canmount=noauto", "canmount=off"})
+
+
+def received_unmountable(set_options: Sequence[str]) -> bool:
+    """A receive with these `-o` settings is never mounted by the target host (the tool
+    then plans no mount; the guard lets it through without --allow-mount)."""
+    return bool(UNMOUNTABLE & set(set_options))
