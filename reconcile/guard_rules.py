@@ -51,7 +51,7 @@ import shlex
 from collections.abc import Sequence
 from typing import Callable, NamedTuple, Optional
 
-from reconcile import formats, zfs_names
+from reconcile import formats, selection_values, zfs_names
 from reconcile.errors import UsageError, quoted
 from reconcile.guard_words import (
     EXIT_REFUSED,
@@ -696,16 +696,9 @@ def selects(value: str, source: str, origin_source: str, exclude_received: bool)
     """selection.py's rules for one dataset: `value` and `source` of the property on it
     (`zfs get -o name,value,source`), `origin_source` the source where an inherited
     value is set (local or received; `source` itself when not inherited)."""
-    inherited = source.startswith("inherited from ")
-    if value == "true":
-        chosen = True
-    elif value == "child":
-        chosen = inherited
-    elif value == "parent":
-        chosen = not inherited
-    else:
-        return False  # false, "-" (unset) and invalid values
-    return chosen and not (exclude_received and origin_source == "received")
+    if selection_values.refusal(value, inherited=source.startswith("inherited from ")):
+        return False
+    return not (exclude_received and origin_source == "received")
 
 
 def inherited_from(source: str) -> Optional[str]:

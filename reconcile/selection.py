@@ -18,10 +18,11 @@ from collections.abc import Collection, Mapping, Sequence
 
 import attrs
 
+from reconcile import selection_values
 from reconcile.model import Selection
 from reconcile.zfs_names import under
 
-VALUES = ("true", "false", "child", "parent")
+VALUES = selection_values.VALUES
 
 
 @attrs.frozen
@@ -95,7 +96,7 @@ def _choose(
     written: int | None,
     where: str = "local",
 ) -> Choice:
-    if value in ("-", ""):
+    if value in selection_values.UNSET:
         return Choice(name, False, "not selected", quiet=True, unset=True)
     if value not in VALUES:
         return Choice(
@@ -105,12 +106,9 @@ def _choose(
             "allowed are true, false, child, parent",
             invalid=True,
         )
-    if value == "child" and not inherited:
-        return Choice(name, False, "only childs")
-    if value == "parent" and inherited:
-        return Choice(name, False, "only parent")
-    if value == "false":
-        return Choice(name, False, "disabled")
+    refused = selection_values.refusal(value, inherited)
+    if refused is not None:
+        return Choice(name, False, refused)
     for path in exclude_paths:
         if under(name, path.rstrip("/")):
             return Choice(name, False, "path in exclude list", quiet=True)

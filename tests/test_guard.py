@@ -1110,7 +1110,7 @@ raise SystemExit(code)
     assert modules == str(sorted([
         "executors", "executors.guard", "reconcile", "reconcile.errors", "reconcile.filters",
         "reconcile.formats", "reconcile.guard_rules", "reconcile.guard_words",
-        "reconcile.scripts", "reconcile.zfs_names", "reconcile.zfs_rows", "executors.guard_receive",
+        "reconcile.scripts", "reconcile.selection_values", "reconcile.zfs_names", "reconcile.zfs_rows", "executors.guard_receive",
         "reconcile.guard_stream", "reconcile.send_stream",
     ]))  # fmt: skip
 
