@@ -32,18 +32,14 @@ from executors.regular import writable_path, write_atomically
 from executors.runner import Runner
 from executors.session import (
     Prepared,
-    check_selection,
     no_selection,
     nothing_to_select,
-    observe_hosts,
+    observe_and_desire,
 )
 from planner import status as report_of
 from planner.actions import CreateSnapshots, Destroy, Send
-from reconcile import graph as snapgraph
-from reconcile.desire import desire
 from reconcile.errors import ReconcileError, UsageError, quoted
 from reconcile.job import Job
-from reconcile.observe import resume_info
 
 FORMATS = ("table", "json", "nagios", "prometheus")
 #: seconds a hook may take before it is stopped
@@ -71,11 +67,8 @@ def status_report(
 ) -> report_of.Report:
     """Observe and rate; a host that cannot be read makes the report UNKNOWN."""
     try:
-        source, target = observe_hosts(job, runner, together=together)
-        resume = resume_info(runner, job.source, target) if target is not None else {}
         quiet = attrs.evolve(job, snapshot=False)
-        desired = desire(quiet, source, target, snapgraph.build(source, target), now, resume)
-        check_selection(desired)
+        desired = observe_and_desire(quiet, runner, now, together=together).desired
         if nothing_to_select(desired):  # a typo in the name is not "all is well"
             raise no_selection(job)
     except ReconcileError as exc:

@@ -27,7 +27,7 @@ from reconcile import graph as snapgraph
 from reconcile.desire import Desired, desire
 from reconcile.errors import SelectionError, UsageError
 from reconcile.job import Job
-from reconcile.model import HostState, Side
+from reconcile.model import HostState, ResumeInfo, Side
 from reconcile.observe import observe_source, observe_target, pool_features, resume_info
 
 
@@ -123,6 +123,35 @@ def _lacks_bookmarks(source: HostState) -> bool:
     return any(not {"bookmarks", "bookmark_v2"} <= f for f in source.features.values())
 
 
+@attrs.frozen
+class Seen:
+    """Both hosts as observed, and what the job wants of them (no plan yet)."""
+
+    source: HostState
+    target: Optional[HostState]
+    resume: Mapping[str, ResumeInfo]
+    graph: snapgraph.SnapshotGraph
+    desired: Desired
+
+
+def observe_and_desire(
+    job: Job,
+    runner: Runner,
+    now: float,
+    *,
+    together: bool = False,
+    snapshot_name: Optional[str] = None,
+) -> Seen:
+    """Observe both hosts and desire: the start of every mode (a backup, a plan,
+    `status`); the selection is checked (a bad value stops here)."""
+    source, target = observe_hosts(job, runner, together=together)
+    resume = resume_info(runner, job.source, target) if target is not None else {}
+    graph = snapgraph.build(source, target)
+    desired = desire(job, source, target, graph, now, resume, snapshot_name=snapshot_name)
+    check_selection(desired)
+    return Seen(source, target, resume, graph, desired)
+
+
 def prepare(
     job: Job,
     runner: Runner,
@@ -134,18 +163,15 @@ def prepare(
 ) -> Prepared:
     """Observe, plan, check and compile; changes nothing. `snapshot_name`: the new
     snapshot's name when it was fixed before (a saved plan)."""
-    source, target = observe_hosts(job, runner, together=together)
-    resume = resume_info(runner, job.source, target) if target is not None else {}
-    graph = snapgraph.build(source, target)
-    desired = desire(job, source, target, graph, now, resume, snapshot_name=snapshot_name)
-    check_selection(desired)
+    seen = observe_and_desire(job, runner, now, together=together, snapshot_name=snapshot_name)
+    source, target, desired = seen.source, seen.target, seen.desired
     plan = build_plan(job, desired, source, target)
     invariants.check(plan, job, desired)
     source, target = _with_features(runner, plan, source, target)
     if job.bookmarks and _lacks_bookmarks(source):
         # (some pool can't bookmark: its datasets are planned again, without bookmarks)
         name = desired.snapshot_name
-        desired = desire(job, source, target, graph, now, resume, snapshot_name=name)
+        desired = desire(job, source, target, seen.graph, now, seen.resume, snapshot_name=name)
         plan = build_plan(job, desired, source, target)
         invariants.check(plan, job, desired)
     facts = compiler.Facts(
