@@ -1,16 +1,10 @@
 """`zfs-autobackup`: the entry point. Parses the command line, runs a mode, exits.
 
-    zfs-autobackup [options] BACKUP-NAME [TARGET-PATH]         classic: plan + apply, v3 log
-    zfs-autobackup plan  [options] BACKUP-NAME [TARGET-PATH]   show the plan, change nothing
-    zfs-autobackup apply [options] BACKUP-NAME [TARGET-PATH]   plan, confirm, execute
-    zfs-autobackup apply FILE                                  execute a saved plan
-    zfs-autobackup show  FILE                                  print a saved plan
-    zfs-autobackup status [options] BACKUP-NAME [TARGET-PATH]  is every backup current
-
-(each mode is declared in executors.modes). This is the only module that turns errors
-into exit codes: 255 for usage and fatal errors in the classic mode (as v3), the number
-of failed datasets otherwise; `plan` and `apply` exit 1 on errors (and `plan
---detailed-exitcode` 2 when there are changes), `status` 3 (UNKNOWN).
+The modes (subcommands) and their command lines are declared in executors.modes. This
+is the only module that turns errors into exit codes: 255 for usage and fatal errors in
+the classic mode (as v3), the number of failed datasets otherwise; `plan` and `apply`
+exit 1 on errors (and `plan --detailed-exitcode` 2 when there are changes), `status` 3
+(UNKNOWN).
 """
 
 from __future__ import annotations

@@ -723,7 +723,8 @@ def _check_lock_name(job: Job) -> None:
 class RunOptions:
     """How this run runs (not what it does: that is the Job), built once from argv."""
 
-    mode: Mode = Mode.CLASSIC
+    #: (no default: a mode that writes must be asked for, never fallen back to)
+    mode: Mode
     verbose: bool = False
     #: --debug (or --debug-output): every command; one thing at a time; stop at a failure
     debug: bool = False
