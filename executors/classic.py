@@ -20,7 +20,8 @@ from executors.monitor import Reporting
 from executors.runner import Runner
 from executors.session import no_selection, nothing_to_select, prepare
 from planner import compile as compiler
-from planner.actions import SOURCE, TARGET, Action, CreateSnapshots
+from planner.actions import SOURCE, TARGET, CreateSnapshots
+from planner.compile import Step
 from planner.plan import SKIPPED, SNAPSHOT_NOTE
 from reconcile.desire import Desired
 from reconcile.errors import EXIT_FATAL
@@ -139,12 +140,15 @@ def run_classic(
             elif note.kind != SNAPSHOT_NOTE:
                 console.verbose(f"{label} {note.dataset}: {note.text}")
 
-    def before(action: Action) -> None:
-        if not state["titled"] and not isinstance(action, CreateSnapshots):
+    def before(step: Step) -> None:
+        if not state["titled"] and not step.snapshotting:
             open_second()
 
     outcome = Executor(job, runner, console, settings).execute(
-        plan, prepared.compiled, stop_on_error=settings.debug, before_first=before
+        prepared.compiled,
+        failed=[p.unit for p in plan.problems],
+        stop_on_error=settings.debug,
+        before=before,
     )
     if not state["titled"]:
         open_second()

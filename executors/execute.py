@@ -34,24 +34,9 @@ from executors.console import Console
 from executors.progress import Board, Progress
 from executors.retry import Policy, Transfer, token_value
 from executors.runner import Runner, Stage, group_stages
-from planner.actions import (
-    SOURCE,
-    TARGET,
-    AbortResume,
-    Action,
-    Bookmark,
-    CreateParent,
-    CreateSnapshots,
-    Destroy,
-    DestroyBookmark,
-    DestroyDataset,
-    Hold,
-    Release,
-    Rollback,
-    Send,
-)
-from planner.compile import CHECK_HELPERS, POST_SNAPSHOT, PRE_SNAPSHOT, Command, Compiled, Step
-from planner.plan import Plan
+from planner.commands import Command, Verb
+from planner.compile import Compiled, Failure, Step, Tolerated
+from planner.describe import WHY, Level
 from reconcile import permissions, zfs_text
 from reconcile.errors import (
     CommandNotFound,
@@ -64,6 +49,7 @@ from reconcile.errors import (
 from reconcile.guard_words import READ_ONLY
 from reconcile.job import Job
 from reconcile.model import Host, Side
+from reconcile.never import assert_never
 
 #: sends at the same time unless --parallel says otherwise
 DEFAULT_PARALLEL = 4
@@ -140,66 +126,34 @@ class Executor:
                 self._sent_bytes += size
 
     def host(self, side: Side) -> Host:
-        return self.job.source if side == SOURCE else self.job.target
+        return self.job.source if side == Side.SOURCE else self.job.target
 
     def stages(self, commands: Sequence[Command]) -> list[Stage]:
         return [Stage(self.host(c.side), c.argv, c.side.label) for c in commands]
 
     # --- running one step ---------------------------------------------------------
 
-    def _announce(self, plan: Plan, step: Step) -> None:
+    def _announce(self, step: Step) -> None:
         """The classic log's lines for what a step is about to do (in plan order)."""
-        say = self.console.verbose
-        if step.kind in (PRE_SNAPSHOT, POST_SNAPSHOT):
-            say(f"[Source] Running {step.kind}")
-            return
-        for i in step.actions:
-            action = plan.actions[i]
-            if isinstance(action, CreateSnapshots):
-                say(f"[Source] Creating snapshots {action.snapshot} in pool {action.pool}")
-            elif isinstance(action, CreateParent):
-                say(f"[Target] {action.dataset}: Creating unmountable parent")
-            elif isinstance(action, AbortResume):
-                say(f"[Target] {action.dataset}: {action.reason}")
-            elif isinstance(action, Rollback):
-                say(f"[Target] {action.dataset}: Rolling back to @{action.snapshot}")
-            elif isinstance(action, DestroyDataset):
-                say(f"[Target] {action.dataset}: Destroying (missing on source)")
-            elif isinstance(action, Send):
-                what = {"full": "receiving full", "incremental": "receiving incremental",
-                        "resume": "resuming"}[action.mode]  # fmt: skip
-                if action.from_bookmark:
-                    what += " (from bookmark)"
-                if action.from_origin:
-                    what += f" (a clone of {action.base})"
-                for snap in action.snapshots:
-                    say(f"[Target] {action.target_dataset}@{snap}: {what}")
-            elif isinstance(action, Destroy):
-                for name in step.about:
-                    say(f"{action.side.label} {name}: Destroying")
-            elif isinstance(action, Bookmark):
-                name = f"{action.dataset}#{action.bookmark}"
-                of = f"#{action.copy_of}" if action.copy_of is not None else f"@{action.snapshot}"
-                say(f"[Source] {name}: Bookmarking {of} ({action.reason})")
-            elif isinstance(action, DestroyBookmark):
-                name = f"{action.dataset}#{action.bookmark}"
-                say(f"[Source] {name}: Destroying bookmark ({action.reason})")
-            elif isinstance(action, (Hold, Release)):
-                # (3.3's word, "releaseing" included)
-                name = f"{action.dataset}@{action.snapshot}"
-                self.console.debug(f"{action.side.label} {name}: {action.kind}ing")
+        for line in step.lines:
+            if line.level is Level.VERBOSE:
+                self.console.verbose(line.text)
+            elif line.level is Level.DEBUG:
+                self.console.debug(line.text)
+            else:
+                assert_never(line.level)
 
-    def _do(self, plan: Plan, step: Step) -> None:
+    def _do(self, step: Step) -> None:
         """Run a step's command(s); raise ReconcileError when it failed."""
-        if len(step.commands) > 1:
-            self._send(plan, step)
+        if step.pipeline:
+            self._send(step)
             return
         command = step.commands[0]
         out = self.runner.run(self.host(command.side), command.argv, label=command.side.label)
-        if step.kind == "mount" and out.stdout.strip():
-            self.console.verbose(f"[Target] {_dataset(plan, step)}: {out.stdout.strip()}")
+        if step.echo and out.stdout.strip():
+            self.console.verbose(f"{step.label} {step.subject}: {out.stdout.strip()}")
 
-    def _watch(self, plan: Plan, step: Step, stages: list[Stage]) -> Optional[Progress]:
+    def _watch(self, step: Step, stages: list[Stage]) -> Optional[Progress]:
         if not self.progress:
             return None
         processes = len(group_stages(stages))
@@ -208,21 +162,13 @@ class Executor:
             count = (processes - 1, "rchar")  # what zfs recv read
         elif self.job.source.is_local:
             count = (processes - 2, "wchar")  # what the last stage here handed to ssh
-        action = plan.actions[step.actions[0]]
-        assert isinstance(action, Send)
-        title = f"[Target] {action.target_dataset}@{action.snapshot}"
-        return Progress(title, self._board.channel(), count=count)
+        return Progress(step.title, self._board.channel(), count=count)
 
-    def _send(self, plan: Plan, step: Step) -> None:
+    def _send(self, step: Step) -> None:
         """A transfer, repeated (executors.retry) when its link broke."""
-        action = plan.actions[step.actions[0]]
-        assert isinstance(action, Send)
         policy = Policy(self.job.retries, self.job.retry_delay)
-        title = f"[Target] {action.target_dataset}@{action.snapshot}"
-        transfer = Transfer(step, title, policy, self.console, self._sleep)
-        transfer.run(
-            lambda commands: self._transfer(plan, step, commands), self._token, self._resumes
-        )
+        transfer = Transfer(step, step.title, policy, self.console, self._sleep)
+        transfer.run(lambda commands: self._transfer(step, commands), self._token, self._resumes)
 
     def _token(self, command: Command) -> Optional[str]:
         """The receive_resume_token `command` reads ("-" and "" are none)."""
@@ -238,9 +184,9 @@ class Executor:
         toname, _ = zfs_text.parse_resume_info(out.stdout + "\n" + out.stderr)
         return toname.partition("@")[2] if toname else None
 
-    def _transfer(self, plan: Plan, step: Step, commands: Sequence[Command]) -> None:
+    def _transfer(self, step: Step, commands: Sequence[Command]) -> None:
         stages = self.stages(commands)
-        watch = self._watch(plan, step, stages)
+        watch = self._watch(step, stages)
         # (a failed pipeline raises, unless --ignore-transfer-errors checks what arrived)
         result = self.runner.pipeline(stages, check=step.arrived is None, watch=watch)
         if result.stderrs:
@@ -251,7 +197,8 @@ class Executor:
         # --ignore-transfer-errors: fine as long as the snapshot arrived
         check = step.arrived
         assert check is not None
-        found = self.runner.run(self.host(check.side), check.argv, label=TARGET.label, check=False)
+        found = self.runner.run(self.host(check.side), check.argv, label=check.side.label,
+                                check=False)  # fmt: skip
         name = check.argv[-1]
         if found.returncode != 0:
             raise ZfsError(f"transfer failed and {name} did not arrive: {result.stderrs}")
@@ -271,7 +218,7 @@ class Executor:
                 continue
             grant = permissions.Need(
                 (permissions.for_property(denied.property),), denied.dataset
-            ).grant(self.user(TARGET))
+            ).grant(self.user(Side.TARGET))
             self.console.warning(
                 f"[Target] {denied.dataset}: property {denied.property} not received "
                 f"(permission denied; {grant})"
@@ -283,7 +230,7 @@ class Executor:
         if not isinstance(exc, PermissionDenied):
             text = str(exc)
             # (a read-only guard lets zfs send through: in a send step it was the target's)
-            on_source = all(c.side == SOURCE for c in step.commands)
+            on_source = all(c.side == Side.SOURCE for c in step.commands)
             if on_source and isinstance(exc, GuardRefused) and READ_ONLY in exc.reason:
                 text += (
                     " (the source's key is pinned to zfs-autobackup-guard --read-only: pull "
@@ -294,52 +241,45 @@ class Executor:
         named = next((d.dataset for d in found if d.dataset), None)
         sending = any(d.operation == "send" for d in found)
         new = any(d.new_dataset for d in found)
-        commands = [c for c in step.commands if c.argv and c.argv[0] == "zfs"]
+        commands = [c for c in step.commands if c.need is not None]
         if len(commands) > 1:  # a send: its zfs send or its zfs recv
-            commands = [c for c in commands if (c.argv[1] == "send") == sending]
+            commands = [c for c in commands if (c.verb is Verb.SEND) == sending]
         if not commands:
             return str(exc)
         command = commands[0]
-        need = permissions.need(command.argv, new=new)
-        if need is None:
-            return str(exc)
+        need = command.need_new if new and command.need_new else command.need
+        assert need is not None
         # (zfs names the dataset it refused to work on; a new one is granted on its parent)
-        if named and named != need.dataset and not new and command.argv[1] != "create":
+        if named and named != need.dataset and not new and command.verb is not Verb.CREATE:
             need = permissions.Need(need.permissions, named)
         return (
-            f"permission denied: {_verb(command.argv)} needs the delegated permission "
+            f"permission denied: {command.program} needs the delegated permission "
             f"{','.join(need.permissions)} on {need.dataset} "
             f"(grant it: {need.grant(self.user(command.side))})"
         )
 
-    def _soft_failure(self, plan: Plan, step: Step, exc: ReconcileError) -> None:
-        """A soft step failed: say so; nothing counts as failed."""
-        if isinstance(exc, DatasetNotFound) and step.kind in ("destroy", "destroy-bookmark"):
-            return  # gone already: that is what was wanted
-        if step.kind in ("hold", "release") and zfs_text.hold_already_done(
-            step.kind == "hold", str(exc)
-        ):
-            return
-        action = plan.actions[step.actions[0]]
-        side = _label(plan, step)
-        if isinstance(action, (Destroy, DestroyBookmark)):
-            what = ", ".join(step.about)
-            why = self.explain(step, exc)
-            self.console.error(f"{side} {what}: can't destroy it ({why}); the backup goes on")
-        elif isinstance(action, Release):
-            where = f"{action.dataset}@{action.snapshot}"
-            self.console.error(
-                f"{side} {where}: can't release {action.tag} ({self.explain(step, exc)}); "
-                "the backup goes on"
-            )
-        else:
-            why = self.explain(step, exc)
-            self.console.error(f"{side} {_dataset(plan, step)}: can't {step.kind} it ({why})")
+    def _tolerated(self, step: Step, exc: ReconcileError) -> bool:
+        """A failure that means the step's work was done already."""
+        for tolerated in step.tolerates:
+            if tolerated is Tolerated.GONE:
+                done = isinstance(exc, DatasetNotFound)
+            elif tolerated is Tolerated.HELD:
+                done = zfs_text.hold_already_done(True, str(exc))
+            elif tolerated is Tolerated.RELEASED:
+                done = zfs_text.hold_already_done(False, str(exc))
+            else:
+                assert_never(tolerated)
+            if done:
+                return True
+        return False
 
-    def _attempt(self, plan: Plan, step: Step) -> Optional[ReconcileError]:
+    def _complain(self, step: Step, exc: ReconcileError) -> None:
+        self.console.error(step.complaint.replace(WHY, self.explain(step, exc)))
+
+    def _attempt(self, step: Step) -> Optional[ReconcileError]:
         """Run a step; its failure (None: it worked)."""
         try:
-            self._do(plan, step)
+            self._do(step)
         except ReconcileError as exc:
             return exc
         return None
@@ -348,29 +288,31 @@ class Executor:
 
     def execute(
         self,
-        plan: Plan,
         compiled: Compiled,
         *,
+        failed: Sequence[str] = (),
         stop_on_error: bool = False,
-        before_first: Optional[Callable[[Action], None]] = None,
+        before: Optional[Callable[[Step], None]] = None,
     ) -> Outcome:
+        """Run `compiled`'s steps. `failed`: datasets that failed already (what the plan
+        found it can't do); `before(step)`: called before each step that carries actions."""
         steps = compiled.steps
-        run = _Run(failed={p.unit: None for p in plan.problems})
+        run = _Run(failed=dict.fromkeys(failed))
         index = 0
         while index < len(steps):
             step = steps[index]
-            if step.kind == CHECK_HELPERS:
+            if step.probe:
                 self._check_helpers(step)
                 index += 1
                 continue
-            if before_first and step.actions:
-                before_first(plan.actions[step.actions[0]])
+            if before and step.actions:
+                before(step)
             if step.group and self.parallel > 1 and not stop_on_error:
                 batch = _group(steps, index)
-                ok = self._parallel(plan, steps, batch, run)
+                ok = self._parallel(steps, batch, run)
             else:
                 batch = [index]
-                ok = self._step(plan, steps, index, run)
+                ok = self._step(steps, index, run)
             if not ok and stop_on_error:
                 break
             index = batch[-1] + 1
@@ -389,28 +331,24 @@ class Executor:
                 "(--compress, --buffer, --rate, --send-pipe, --recv-pipe)"
             )
 
-    def _blocked(self, plan: Plan, steps: Sequence[Step], index: int, run: _Run) -> list[int]:
-        """The steps this one needs that failed (a post-snapshot command runs anyway)."""
+    @staticmethod
+    def _blocked(steps: Sequence[Step], index: int, run: _Run) -> list[int]:
+        """The steps this one needs that failed (a step that always runs: none)."""
         step = steps[index]
-        if step.kind == POST_SNAPSHOT:
+        if step.failure is Failure.ALWAYS:
             return []
-        undone = {d for a in step.actions for d in plan.depends[a]} & run.undone
+        undone = set(step.after) & run.undone
         return [n for n in step.needs if n in run.broken or set(steps[n].actions) & undone]
 
-    @staticmethod
-    def _undone_needs(plan: Plan, step: Step, run: _Run) -> bool:
-        """An action this step's actions depend on did not happen."""
-        return any(d in run.undone for a in step.actions for d in plan.depends[a])
-
-    def _skip(self, plan: Plan, steps: Sequence[Step], index: int, run: _Run) -> bool:
+    def _skip(self, steps: Sequence[Step], index: int, run: _Run) -> bool:
         """Skip (and say why) a step whose dataset or dependency failed."""
         step = steps[index]
-        blocked = self._blocked(plan, steps, index, run)
+        blocked = self._blocked(steps, index, run)
         # a dataset that failed stops its own steps; a pool's snapshot still covers the
         # others (as v3: snapshots are taken before anything is sent); a dataset that can't
         # be sent is still thinned (as v3, which thins before it finds out)
         unit_failed = (
-            step.kind != "snapshot" and not step.soft and any(u in run.failed for u in step.units)
+            step.blocked_by_units and not step.soft and any(u in run.failed for u in step.units)
         )
         if not (blocked or index in run.broken or unit_failed):
             return False
@@ -419,15 +357,14 @@ class Executor:
         run.skipped += len(step.actions)
         if blocked and not any(u in run.failed for u in step.units):
             cause = steps[blocked[0]]
-            if cause.kind != PRE_SNAPSHOT:  # (its failure was said: no snapshot, that is all)
+            if cause.failure is not Failure.GATES:  # (its failure was said once: no snapshot)
                 self.console.error(
-                    f"{_label(plan, step)} {_dataset(plan, step)}: skipped, "
-                    f"because {_dataset(plan, cause)} failed"
+                    f"{step.label} {step.subject}: skipped, because {cause.subject} failed"
                 )
             run.fail(step.units)
         return True
 
-    def _finish(self, plan: Plan, steps: Sequence[Step], index: int, run: _Run,
+    def _finish(self, steps: Sequence[Step], index: int, run: _Run,
                 exc: Optional[ReconcileError]) -> bool:  # fmt: skip
         """Account for a step that ran; False if it failed (and counts)."""
         step = steps[index]
@@ -435,60 +372,54 @@ class Executor:
             run.executed += len(step.actions)
             return True
         if step.fallback:
-            return self._fallback(plan, steps, index, run)
-        if step.soft:
-            self._soft_failure(plan, step, exc)
+            return self._fallback(steps, index, run)
+        if self._tolerated(step, exc):
             run.executed += len(step.actions)
             return True
-        if step.kind in ("hold",) and zfs_text.hold_already_done(True, str(exc)):
+        if step.failure is Failure.REPORTED:
+            self._complain(step, exc)
             run.executed += len(step.actions)
+            return True
+        self._complain(step, exc)
+        if step.failure is Failure.ALWAYS:
             return True
         run.broken.add(index)
         run.undone.update(step.actions)
-        if step.kind == PRE_SNAPSHOT:
-            self.console.error(f"[Source] pre-snapshot-cmd failed: {exc}")
+        if step.failure is Failure.GATES:
             for later in range(index + 1, len(steps)):
                 if index in steps[later].needs:
                     run.fail(steps[later].units)
             return False
-        if step.kind == POST_SNAPSHOT:
-            self.console.error(f"[Source] post-snapshot-cmd failed: {exc}")
-            run.broken.discard(index)
-            return True
-        run.fail(step.units)
-        self.console.error(
-            f"{_label(plan, step)} {_dataset(plan, step)}: FAILED: {self.explain(step, exc)}"
-        )
-        return False
+        if step.failure is Failure.FAILS:
+            run.fail(step.units)
+            return False
+        return assert_never(step.failure)
 
-    def _fallback(self, plan: Plan, steps: Sequence[Step], index: int, run: _Run) -> bool:
+    def _fallback(self, steps: Sequence[Step], index: int, run: _Run) -> bool:
         """Run a step's fallback, one step at a time, skipping what its failed datasets
         no longer need."""
         ok = True
         for alt in steps[index].fallback:
-            dead = [n for n in alt.needs if n in run.broken] or self._undone_needs(plan, alt, run)
+            dead = [n for n in alt.needs if n in run.broken] or set(alt.after) & run.undone
             if dead or (not alt.soft and any(u in run.failed for u in alt.units)):
                 run.skipped += len(alt.actions)
                 run.undone.update(alt.actions)
                 continue
-            exc = self._attempt(plan, alt)
-            if exc is None:
+            exc = self._attempt(alt)
+            if exc is None or self._tolerated(alt, exc):
                 run.executed += len(alt.actions)
             elif alt.soft:
-                self._soft_failure(plan, alt, exc)
-                run.executed += len(alt.actions)
-            elif alt.kind == "hold" and zfs_text.hold_already_done(True, str(exc)):
+                self._complain(alt, exc)
                 run.executed += len(alt.actions)
             else:
                 ok = False
                 run.fail(alt.units)
                 run.undone.update(alt.actions)
-                self.console.error(
-                    f"{_label(plan, alt)} {_dataset(plan, alt)}: FAILED: {self.explain(alt, exc)}"
-                )
+                self._complain(alt, exc)
         return ok
 
-    def _partly_blocked(self, steps: Sequence[Step], index: int, run: _Run) -> bool:
+    @staticmethod
+    def _partly_blocked(steps: Sequence[Step], index: int, run: _Run) -> bool:
         """A batch step some of whose datasets failed already: its fallback does the rest
         (a `zfs hold -r` would also hold a failed dataset's snapshot)."""
         step = steps[index]
@@ -496,17 +427,17 @@ class Executor:
             bool(step.fallback) and len(step.units) > 1 and any(u in run.failed for u in step.units)
         )
 
-    def _step(self, plan: Plan, steps: Sequence[Step], index: int, run: _Run) -> bool:
+    def _step(self, steps: Sequence[Step], index: int, run: _Run) -> bool:
         """Run one step unless something it needs failed; False if it failed."""
         if self._partly_blocked(steps, index, run):
-            self._announce(plan, steps[index])
-            return self._fallback(plan, steps, index, run)
-        if self._skip(plan, steps, index, run):
+            self._announce(steps[index])
+            return self._fallback(steps, index, run)
+        if self._skip(steps, index, run):
             return True
-        self._announce(plan, steps[index])
-        return self._finish(plan, steps, index, run, self._attempt(plan, steps[index]))
+        self._announce(steps[index])
+        return self._finish(steps, index, run, self._attempt(steps[index]))
 
-    def _parallel(self, plan: Plan, steps: Sequence[Step], batch: list[int], run: _Run) -> bool:
+    def _parallel(self, steps: Sequence[Step], batch: list[int], run: _Run) -> bool:
         """The steps of one group, `parallel` at a time; False if one failed. (Each waits
         for zfs to commit a transaction group: side by side they share them.)"""
         waiting = list(batch)
@@ -525,14 +456,14 @@ class Executor:
                         held.update(step.units)
                         continue
                     waiting.remove(i)
-                    if self._partly_blocked(steps, i, run) or self._skip(plan, steps, i, run):
+                    if self._partly_blocked(steps, i, run) or self._skip(steps, i, run):
                         if i not in run.broken:
-                            self._announce(plan, step)
-                            ok = self._fallback(plan, steps, i, run) and ok
+                            self._announce(step)
+                            ok = self._fallback(steps, i, run) and ok
                         pending.discard(i)
                         continue
-                    self._announce(plan, step)
-                    running[pool.submit(self._attempt, plan, step)] = i
+                    self._announce(step)
+                    running[pool.submit(self._attempt, step)] = i
                     held.update(step.units)
                 if not running:
                     continue
@@ -540,13 +471,8 @@ class Executor:
                 for future in finished:
                     i = running.pop(future)
                     pending.discard(i)
-                    ok = self._finish(plan, steps, i, run, future.result()) and ok
+                    ok = self._finish(steps, i, run, future.result()) and ok
         return ok
-
-
-def _verb(argv: Sequence[str]) -> str:
-    """`zfs destroy`: the program and its subcommand, for messages."""
-    return " ".join(argv[:2])
 
 
 def _group(steps: Sequence[Step], index: int) -> list[int]:
@@ -555,18 +481,3 @@ def _group(steps: Sequence[Step], index: int) -> list[int]:
     while end < len(steps) and steps[end].group == group:
         end += 1
     return list(range(index, end))
-
-
-def _label(plan: Plan, step: Step) -> str:
-    """[Source] or [Target]: the side of the action it carries out (a send's is the
-    target's, though its first command runs on the source)."""
-    return (plan.actions[step.actions[0]].side if step.actions else step.side).label
-
-
-def _dataset(plan: Plan, step: Step) -> str:
-    if step.kind in (PRE_SNAPSHOT, POST_SNAPSHOT, CHECK_HELPERS) or not step.actions:
-        return step.kind
-    action = plan.actions[step.actions[0]]
-    if isinstance(action, CreateSnapshots):
-        return f"pool {action.pool}"
-    return action.dataset

@@ -27,7 +27,8 @@ from typing import Callable, Optional
 import attrs
 
 from executors.console import Console
-from planner.compile import Command, Step, continued, resumed
+from planner.commands import Command
+from planner.compile import Step, continued, resumed
 from reconcile.errors import DatasetNotFound, ReconcileError, TransportError
 
 #: runs a step's pipeline (these commands); raises ReconcileError when it failed

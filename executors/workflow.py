@@ -37,10 +37,11 @@ from executors.runner import Runner, display_line
 from executors.session import Prepared, no_selection, nothing_to_select, prepare
 from planner import compile as compiler
 from planner.actions import Send
+from planner.describe import one_line
 from planner.drift import assumptions, drift
 from planner.plan import Plan
 from planner.planfile import PlanFileError, SavedPlan, dumps, loads
-from planner.show import describe_action, differences_table, drift_table, render, summary
+from planner.show import differences_table, drift_table, render, summary
 from reconcile import __version__, zfs_text
 from reconcile.errors import UsageError, quoted
 from reconcile.job import Job
@@ -200,7 +201,7 @@ def _execute(
 ) -> int:
     """Run compiled steps (made from the state just observed)."""
     outcome = Executor(job, runner, console, settings).execute(
-        prepared.plan, compiled, stop_on_error=settings.debug
+        compiled, failed=[p.unit for p in prepared.plan.problems], stop_on_error=settings.debug
     )
     failed = len(outcome.failed)
     if failed:
@@ -346,8 +347,8 @@ def plan_differences(saved: Plan, fresh: Plan) -> list[list[str]]:
             rows.append(
                 [
                     str(i + 1),
-                    describe_action(old) if old else "-",
-                    describe_action(new) if new else "-",
+                    one_line(old) if old else "-",
+                    one_line(new) if new else "-",
                 ]
             )
     if (saved.problems, saved.snapshot_name) != (fresh.problems, fresh.snapshot_name):

@@ -26,11 +26,13 @@ them, the plan file carries them, and `apply FILE` runs them as saved.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping, Sequence
-from typing import Optional
+from typing import Any, Optional
 
 import attrs
 
+from planner import commands, describe
 from planner.actions import (
     SOURCE,
     TARGET,
@@ -48,11 +50,14 @@ from planner.actions import (
     Rollback,
     Send,
 )
+from planner.commands import Command
 from planner.cover import Cover, Present, cover
+from planner.describe import Level, Line
 from planner.plan import Plan
 from reconcile.job import Job
 from reconcile.limits import ARG_BYTES, chunked
 from reconcile.model import Side
+from reconcile.never import assert_never
 from reconcile.pipes import COMPRESSORS, TransferOptions
 from reconcile.scripts import BOOT_MOUNT_PROPERTIES, MOUNT_SCRIPT, PROBE_SCRIPT
 
@@ -72,14 +77,6 @@ CHECK_HELPERS, PRE_SNAPSHOT, POST_SNAPSHOT = (
 
 
 @attrs.frozen
-class Command:
-    """argv on the host of a side ("source" or "target")."""
-
-    side: Side
-    argv: tuple[str, ...]
-
-
-@attrs.frozen
 class Resume:
     """How a send step starts again after its link broke (executors retry it): `token`
     reads the target's receive_resume_token; with one, the step's `zfs send` becomes
@@ -91,17 +88,48 @@ class Resume:
     token: Command
     send: Optional[tuple[str, ...]] = None
     #: (snapshot, the `zfs send` of what comes after it in this step's -I stream)
-    rest: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    rest: tuple[tuple[str, Command], ...] = ()
     #: the step's last snapshot (its stream ends with it)
     last: str = ""
+    #: the source dataset
+    dataset: str = ""
 
     def which(self, token: str) -> Command:
         """Prints what `token` resumes (its toname), on the source."""
-        return Command(SOURCE, ("zfs", "send", "-nv", "-t", token))
+        return commands.read(SOURCE, ("zfs", "send", "-nv", "-t", token), self.dataset)
+
+
+class Failure(enum.Enum):
+    """What a step's failure does (the executor reads this, never what the step is)."""
+
+    #: its datasets fail, and what needs it is skipped (and fails)
+    FAILS = "fails"
+    #: it is said, and counts nothing: thinning, releases, mounts never block a backup
+    REPORTED = "reported"
+    #: it is said once; what needs it fails without a word each (--pre-snapshot-cmd)
+    GATES = "gates"
+    #: it runs whatever failed before it; its failure is said, blocks nothing
+    #: (--post-snapshot-cmd: after the snapshots, whether they worked or not, as v3)
+    ALWAYS = "always"
+
+
+class Tolerated(enum.Enum):
+    """A failure that means it was done already."""
+
+    #: what a destroy destroys is gone
+    GONE = "gone"
+    #: the hold is there already
+    HELD = "held"
+    #: the hold is gone already
+    RELEASED = "released"
 
 
 @attrs.frozen
 class Step:
+    """One thing the executor runs, with everything it needs to know about it: what it
+    runs, what it needs first, what it says, and what its failure means."""
+
+    #: what it is, for people and tests (the executor never branches on it)
     kind: str
     #: one command, or a pipeline (a send: zfs send | ... | zfs recv)
     commands: tuple[Command, ...]
@@ -111,23 +139,55 @@ class Step:
     units: tuple[str, ...] = ()
     #: steps (indexes) that must have worked first
     needs: tuple[int, ...] = ()
+    #: the plan actions its actions depend on: when one of them did not happen (whichever
+    #: step carried it), this step is skipped
+    after: tuple[int, ...] = ()
     writes: bool = True
     #: consecutive steps with the same group (> 0) may run side by side
     group: int = 0
-    #: its failure is reported and blocks nothing, fails no dataset
-    soft: bool = False
+    failure: Failure = Failure.FAILS
+    #: failures that mean it was done already (they count as done, and are not said)
+    tolerates: tuple[Tolerated, ...] = ()
+    #: a failed dataset of its own skips it (not a pool's snapshot: it still covers the
+    #: pool's other datasets, as v3 takes the snapshots before it sends anything)
+    blocked_by_units: bool = True
     #: when it fails: these instead, one after the other (each with its own actions)
     fallback: tuple[Step, ...] = ()
     #: --ignore-transfer-errors: a failed send is fine when this finds the snapshot
     arrived: Optional[Command] = None
-    #: what it acts on, for the log: the snapshots a destroy destroys (DATASET@SNAP)
-    about: tuple[str, ...] = ()
     #: a send: how it is repeated when its link broke (None: it is not)
     resume: Optional[Resume] = None
+    #: "[Source]" or "[Target]": the side of what it does (a send's is the target's,
+    #: though its first command runs on the source)
+    label: str = ""
+    #: what its messages name (a dataset, a pool, "pre-snapshot-cmd")
+    subject: str = ""
+    #: a transfer's name, for its progress and retries (DATASET@SNAP)
+    title: str = ""
+    #: the v3 log's lines, said when it starts (planner.describe)
+    lines: tuple[Line, ...] = ()
+    #: what its failure says, with "{why}" for the error
+    complaint: str = ""
+    #: what it prints is said (the mount check's verdict)
+    echo: bool = False
+    #: it only finds out which helper programs are missing (its output names them): the
+    #: run stops before any transfer when one is
+    probe: bool = False
+    #: part of taking the snapshots (the v3 log's first section)
+    snapshotting: bool = False
 
     @property
     def side(self) -> Side:
         return self.commands[0].side
+
+    @property
+    def soft(self) -> bool:
+        return self.failure is Failure.REPORTED
+
+    @property
+    def pipeline(self) -> bool:
+        """A transfer: zfs send | ... | zfs recv."""
+        return len(self.commands) > 1
 
 
 @attrs.frozen
@@ -155,24 +215,15 @@ class Compiled:
     options: Options = attrs.Factory(Options)
 
 
-def _kind(action: Action) -> str:
-    return action.kind
+# --- one action -> commands ------------------------------------------------------------
 
 
-# --- one action -> argv -------------------------------------------------------------
-
-
-def snapshot_argv(action: CreateSnapshots, job: Job) -> tuple[str, ...]:
-    options = [arg for prop in job.snapshot_properties for arg in ("-o", prop)]
-    return ("zfs", "snapshot", *options, *(f"{ds}@{action.snapshot}" for ds in action.datasets))
-
-
-def destroy_batches(action: Destroy) -> list[tuple[tuple[str, ...], list[str]]]:
+def destroy_batches(action: Destroy) -> list[tuple[Command, list[str]]]:
     """`zfs destroy ds@a,b,c`: many snapshots of one dataset in one command (with the
     snapshots each command destroys), split below the argument limit."""
     fixed = len(action.dataset) + 1
     return [
-        (("zfs", "destroy", f"{action.dataset}@{','.join(chunk)}"), chunk)
+        (commands.destroy_snapshots(action.side, action.dataset, chunk), chunk)
         for chunk in chunked(action.snapshots, budget=ARG_BYTES - fixed)
     ]
 
@@ -211,7 +262,7 @@ def send_argv(action: Send, job: Job, facts: Facts, progress: bool) -> tuple[str
         # a bookmark")
         argv += ["-i", f"{action.source_dataset}#{action.base}"]
     elif action.base:
-        argv += ["-I" if action.intermediates else "-i", f"@{action.base}"]
+        argv += ["-I" if _several(action) else "-i", f"@{action.base}"]
     return (*argv, f"{action.source_dataset}@{action.snapshot}")
 
 
@@ -221,7 +272,7 @@ def estimate_argv(send: Sequence[str]) -> tuple[str, ...]:
     return ("zfs", "send", "-n", "-P", *rest)
 
 
-def recv_argv(action: Send, job: Job, facts: Facts) -> tuple[str, ...]:
+def receive(action: Send, job: Job, facts: Facts) -> Command:
     resumable = "extensible_dataset" in _features(facts, TARGET, action.target_dataset)
     argv = ["zfs", "recv", "-u", *(["-s"] if resumable else [])]
     filters = list(job.filter_properties)
@@ -240,40 +291,54 @@ def recv_argv(action: Send, job: Job, facts: Facts) -> tuple[str, ...]:
         argv += ["-o", prop]
     if action.force:
         argv.append("-F")
-    return (*argv, action.target_dataset)
+    return commands.receive((*argv, action.target_dataset), action.target_dataset, sets)
 
 
-def token_argv(dataset: str) -> tuple[str, ...]:
+def token(dataset: str) -> Command:
     """Reads a target's receive_resume_token ("-": none)."""
-    return ("zfs", "get", "-H", "-p", "-o", "value", "receive_resume_token", dataset)
+    argv = ("zfs", "get", "-H", "-p", "-o", "value", "receive_resume_token", dataset)
+    return commands.read(TARGET, argv, dataset)
+
+
+def _several(action: Send) -> bool:
+    """A stream of several snapshots (`zfs send -I`)."""
+    plain = action.resume_token or action.from_origin or action.from_bookmark
+    return bool(action.base and action.intermediates and not plain)
+
+
+def send(action: Send, job: Job, facts: Facts, progress: bool) -> Command:
+    argv = send_argv(action, job, facts, progress)
+    return commands.send(argv, action.source_dataset, several=_several(action))
 
 
 def resume_of(action: Send, job: Job, facts: Facts, progress: bool) -> Resume:
     """How `action`'s step resumes after a broken link."""
-    token = Command(TARGET, token_argv(action.target_dataset))
     with_token = send_argv(attrs.evolve(action, resume_token="TOKEN"), job, facts, progress)
     stream = (*action.intermediates, action.snapshot)
     rest = tuple(
-        (snap, send_argv(attrs.evolve(action, base=snap, intermediates=stream[i + 1 : -1],
-                                      from_bookmark=False, from_origin=False),
-                         job, facts, progress))
+        (snap, send(attrs.evolve(action, base=snap, intermediates=stream[i + 1 : -1],
+                                 from_bookmark=False, from_origin=False),
+                    job, facts, progress))
         for i, snap in enumerate(stream[:-1])
     )  # fmt: skip
-    return Resume(token, with_token[:-2], rest, action.snapshot)
+    return Resume(
+        token(action.target_dataset), with_token[:-2], rest, action.snapshot, action.source_dataset
+    )
 
 
 def resumed(step: Step, token: str) -> tuple[Command, ...]:
     """`step`'s commands, resuming from `token` (`zfs send ... -t TOKEN | ... | zfs recv`)."""
     assert step.resume is not None and step.resume.send is not None
-    return (Command(SOURCE, (*step.resume.send, "-t", token)), *step.commands[1:])
+    again = commands.send((*step.resume.send, "-t", token), step.resume.dataset, several=False)
+    return (again, *step.commands[1:])
 
 
 def continued(step: Step, snapshot: str) -> Optional[tuple[Command, ...]]:
     """`step`'s commands for the rest of its -I stream once the target has `snapshot`
     (None: `snapshot` is the stream's last; nothing is left)."""
     assert step.resume is not None
-    send = dict(step.resume.rest).get(snapshot)
-    return None if send is None else (Command(SOURCE, send), *step.commands[1:])
+    rest = dict(step.resume.rest).get(snapshot)
+    return None if rest is None else (rest, *step.commands[1:])
 
 
 def _mbuffer(options: TransferOptions, rate: Optional[str] = None) -> tuple[str, ...]:
@@ -315,35 +380,38 @@ def helpers(options: TransferOptions, remote: bool) -> dict[Side, list[str]]:
 
 def send_pipeline(action: Send, job: Job, facts: Facts, progress: bool) -> tuple[Command, ...]:
     remote = not (job.source.is_local and job.target.is_local)
-    commands = [Command(SOURCE, send_argv(action, job, facts, progress))]
-    commands += [Command(SOURCE, argv) for argv in source_side(job.transfer)]
-    commands += [Command(TARGET, argv) for argv in target_side(job.transfer, remote)]
-    commands.append(Command(TARGET, recv_argv(action, job, facts)))
-    return tuple(commands)
+    return (
+        send(action, job, facts, progress),
+        *(commands.pipe(SOURCE, argv) for argv in source_side(job.transfer)),
+        *(commands.pipe(TARGET, argv) for argv in target_side(job.transfer, remote)),
+        receive(action, job, facts),
+    )
 
 
-def _single(action: Action, job: Job) -> tuple[str, ...]:
+def _single(action: Action) -> Command:
     """The one command of an action that is not batched."""
     if isinstance(action, CreateParent):
-        return ("zfs", "create", "-o", "canmount=off", action.dataset)
+        return commands.create_parent(action.dataset)
     if isinstance(action, AbortResume):
-        return ("zfs", "recv", "-A", action.dataset)
+        return commands.abort_resume(action.dataset)
     if isinstance(action, Rollback):
-        return ("zfs", "rollback", f"{action.dataset}@{action.snapshot}")
+        return commands.rollback(action.dataset, action.snapshot)
     if isinstance(action, DestroyDataset):
-        # never -r: the dataset has no children and its snapshots are already gone
-        return ("zfs", "destroy", action.dataset)
+        return commands.destroy_dataset(action.side, action.dataset)
     if isinstance(action, Mount):
-        return ("sh", "-c", MOUNT_SCRIPT, "sh", action.dataset)
+        argv = ("sh", "-c", MOUNT_SCRIPT, "sh", action.dataset)
+        return commands.script(action.side, argv, (action.dataset,))
     if isinstance(action, (Hold, Release)):
-        return ("zfs", action.kind, action.tag, f"{action.dataset}@{action.snapshot}")
+        name = f"{action.dataset}@{action.snapshot}"
+        return commands.hold(action.side, action.tag, (name,), release=isinstance(action, Release))
     if isinstance(action, Bookmark):
         of = f"#{action.copy_of}" if action.copy_of is not None else f"@{action.snapshot}"
-        return ("zfs", "bookmark", f"{action.dataset}{of}", f"{action.dataset}#{action.bookmark}")
+        return commands.bookmark(action.dataset, of, action.bookmark)
     if isinstance(action, DestroyBookmark):
-        # (one per command: zfs destroys no list of bookmarks)
-        return ("zfs", "destroy", f"{action.dataset}#{action.bookmark}")
-    raise TypeError(f"not a single-command action: {action!r}")  # pragma: no cover
+        return commands.destroy_bookmark(action.side, action.dataset, action.bookmark)
+    if isinstance(action, (CreateSnapshots, Send, Destroy)):  # pragma: no cover
+        raise TypeError(f"not a single-command action: {action!r}")
+    return assert_never(action)
 
 
 # --- the plan -> steps ----------------------------------------------------------------
@@ -359,10 +427,11 @@ class _Steps:
 
     def needed(self, step: Step) -> Step:
         """`step` with the steps its actions' dependencies became (and its own needs)."""
-        deps = self.plan.depends
-        needs = {s for a in step.actions for d in deps[a] for s in self.of_action.get(d, ())}
+        after = {d for a in step.actions for d in self.plan.depends[a]}
+        needs = {s for d in after for s in self.of_action.get(d, ())}
         fallback = tuple(self.needed(alt) for alt in step.fallback)
-        return attrs.evolve(step, needs=tuple(sorted(needs | set(step.needs))), fallback=fallback)
+        return attrs.evolve(step, needs=tuple(sorted(needs | set(step.needs))),
+                            after=tuple(sorted(after)), fallback=fallback)  # fmt: skip
 
     def add(self, step: Step) -> int:
         index = len(self.steps)
@@ -383,6 +452,48 @@ class _Steps:
                 found[unit] = None
         return tuple(found)
 
+    def doing(self, indexes: Sequence[int], command: Sequence[Command], *,
+              failure: Failure = Failure.FAILS, about: Sequence[str] = (),
+              **more: Any) -> Step:  # fmt: skip
+        """The step that carries out the actions `indexes` with `command` (one command, or
+        a pipeline): what it says and what its failure means, from its actions."""
+        actions = [self.plan.actions[i] for i in indexes]
+        first = actions[0]
+        soft = failure is Failure.REPORTED
+        return Step(
+            first.kind,
+            tuple(command),
+            tuple(indexes),
+            self.units(indexes),
+            failure=failure,
+            tolerates=_tolerated(first, soft),
+            label=first.side.label,
+            subject=describe.subject(first),
+            lines=tuple(line for a in actions for line in describe.log_lines(a, about)),
+            complaint=describe.complaint(first, about, soft=soft),
+            **more,
+        )
+
+
+def _tolerated(action: Action, soft: bool) -> tuple[Tolerated, ...]:
+    """The failures of an action's command that mean it was done already."""
+    if isinstance(action, Hold):
+        return (Tolerated.HELD,)
+    if isinstance(action, Release):
+        return (Tolerated.RELEASED,)
+    if soft and isinstance(action, (Destroy, DestroyBookmark)):
+        return (Tolerated.GONE,)
+    return ()
+
+
+def _user_step(kind: str, argv: Sequence[str], failure: Failure, needs: Sequence[int]) -> Step:
+    """A --pre-snapshot-cmd or --post-snapshot-cmd."""
+    return Step(kind, (commands.user(SOURCE, argv),), needs=tuple(needs), failure=failure,
+                label=SOURCE.label, subject=kind,
+                lines=(Line(Level.VERBOSE, f"[Source] Running {kind}"),),
+                complaint=f"[Source] {kind} failed: {describe.WHY}",
+                snapshotting=True)  # fmt: skip
+
 
 def compile_plan(plan: Plan, job: Job, facts: Facts, options: Options = Options()) -> Compiled:
     out = _Steps(plan)
@@ -396,12 +507,10 @@ def compile_plan(plan: Plan, job: Job, facts: Facts, options: Options = Options(
         action = actions[index]
         if snaps and index == snaps[0]:
             for argv in job.pre_snapshot_cmds:  # each after the one before worked
-                pre.append(
-                    out.add(Step(PRE_SNAPSHOT, (Command(SOURCE, argv),), needs=tuple(pre[-1:])))
-                )
+                pre.append(out.add(_user_step(PRE_SNAPSHOT, argv, Failure.GATES, pre[-1:])))
         if isinstance(action, (Hold, Release)):
             batch = _same_kind_run(plan, index)
-            _holds(out, job, facts, options, batch)
+            _holds(out, facts, options, batch)
         elif isinstance(action, (Send, Destroy, Bookmark, DestroyBookmark)):
             batch = _same_type_run(plan, index)
             group = out.group()
@@ -410,22 +519,17 @@ def compile_plan(plan: Plan, job: Job, facts: Facts, options: Options = Options(
         else:
             batch = [index]
             if isinstance(action, CreateSnapshots):
-                argv = snapshot_argv(action, job)
-                out.add(
-                    Step(
-                        action.kind,
-                        (Command(SOURCE, argv),),
-                        (index,),
-                        out.units([index]),
-                        tuple(pre),
-                    )
+                command = commands.snapshot(
+                    action.datasets, action.snapshot, job.snapshot_properties
                 )
+                out.add(out.doing([index], [command], needs=tuple(pre), blocked_by_units=False,
+                                  snapshotting=True))  # fmt: skip
             else:
                 _one(out, job, facts, options, index, 0)
         if snaps and index <= snaps[-1] <= batch[-1]:
             # after the last snapshot, whether it worked or not (as v3)
             for argv in job.post_snapshot_cmds:
-                out.add(Step(POST_SNAPSHOT, (Command(SOURCE, argv),)))
+                out.add(_user_step(POST_SNAPSHOT, argv, Failure.ALWAYS, ()))
         index = batch[-1] + 1
     return Compiled(tuple(out.steps), options)
 
@@ -435,47 +539,44 @@ def _helpers(out: _Steps, job: Job) -> None:
     for side, needed in helpers(job.transfer, remote).items():
         if needed:
             argv = (*PROBE_PREFIX, "sh", *needed)
-            out.add(Step(CHECK_HELPERS, (Command(side, argv),), writes=False))
+            out.add(Step(CHECK_HELPERS, (commands.script(side, argv),), writes=False, probe=True,
+                         label=side.label, subject=CHECK_HELPERS))  # fmt: skip
 
 
 def _one(out: _Steps, job: Job, facts: Facts, options: Options, index: int, group: int) -> None:
     action = out.plan.actions[index]
-    units = out.units([index])
     if isinstance(action, Send):
         arrived = None
+        name = f"{action.target_dataset}@{action.snapshot}"
         if job.ignore_transfer_errors:
-            name = f"{action.target_dataset}@{action.snapshot}"
-            arrived = Command(TARGET, ("zfs", "list", "-H", "-o", "name", name))
-        commands = send_pipeline(action, job, facts, options.progress)
+            argv = ("zfs", "list", "-H", "-o", "name", name)
+            arrived = commands.read(TARGET, argv, action.target_dataset)
+        pipeline = send_pipeline(action, job, facts, options.progress)
         resume = resume_of(action, job, facts, options.progress)
-        out.add(
-            Step(action.kind, commands, (index,), units, group=group, arrived=arrived,
-                 resume=resume)
-        )  # fmt: skip
+        out.add(out.doing([index], pipeline, group=group, arrived=arrived, resume=resume,
+                          title=f"[Target] {name}"))  # fmt: skip
     elif isinstance(action, Destroy):
-        soft = not action.required
-        for argv, snaps in destroy_batches(action):
+        failure = Failure.FAILS if action.required else Failure.REPORTED
+        for command, snaps in destroy_batches(action):
             names = tuple(f"{action.dataset}@{s}" for s in snaps)
             fallback = tuple(
-                Step(action.kind, (Command(action.side, ("zfs", "destroy", n)),), (index,),
-                     units, soft=True, about=(n,))
-                for n in (names if soft else ())
+                out.doing([index], [commands.destroy_snapshots(action.side, action.dataset, [s])],
+                          failure=Failure.REPORTED, about=(n,))
+                for n, s in zip(names, snaps) if failure is Failure.REPORTED
             )  # fmt: skip
-            command = (Command(action.side, argv),)
-            out.add(
-                Step(action.kind, command, (index,), units, group=group, soft=soft,
-                     fallback=fallback, about=names)
-            )  # fmt: skip
+            out.add(out.doing([index], [command], group=group, failure=failure,
+                              fallback=fallback, about=names))  # fmt: skip
     else:
         soft = isinstance(action, (Mount, Release, DestroyBookmark))
+        failure = Failure.REPORTED if soft else Failure.FAILS
         about = (
             (f"{action.dataset}#{action.bookmark}",) if isinstance(action, DestroyBookmark) else ()
         )
-        command = (Command(action.side, _single(action, job)),)
-        out.add(Step(action.kind, command, (index,), units, group=group, soft=soft, about=about))
+        out.add(out.doing([index], [_single(action)], group=group, failure=failure, about=about,
+                          echo=isinstance(action, Mount)))  # fmt: skip
 
 
-def _holds(out: _Steps, job: Job, facts: Facts, options: Options, batch: list[int]) -> None:
+def _holds(out: _Steps, facts: Facts, options: Options, batch: list[int]) -> None:
     """Holds (releases) of one side and tag: `zfs hold|release -r TAG` for the subtrees
     where that is exact (planner.cover), `zfs hold|release TAG ...` for the rest, split
     over up to `parallel` commands side by side when there are many (zfs holds each in
@@ -492,29 +593,25 @@ def _holds(out: _Steps, job: Job, facts: Facts, options: Options, batch: list[in
     present = facts.present.get(first.side)
     grouped = cover(names, present) if present is not None else Cover({}, tuple(names))
     budget = ARG_BYTES - len(first.tag) - 3
-    commands: list[tuple[tuple[str, ...], list[str]]] = [
-        (("-r", first.tag, *chunk), [n for root in chunk for n in grouped.covered[root]])
+    release = isinstance(first, Release)
+    batches: list[tuple[Command, list[str]]] = [
+        (commands.hold(first.side, first.tag, chunk, release=release, recursive=True),
+         [n for root in chunk for n in grouped.covered[root]])
         for chunk in chunked(grouped.recursive, budget=budget)
-    ]
-    commands += [
-        ((first.tag, *part), part)
+    ]  # fmt: skip
+    batches += [
+        (commands.hold(first.side, first.tag, part, release=release), part)
         for chunk in chunked(grouped.single, budget=budget)
         for part in _split(chunk, options.parallel, at_least=HOLDS_PER_COMMAND)
     ]
     group = out.group()
-    soft = isinstance(first, Release)
-    for args, about in commands:
+    failure = Failure.REPORTED if release else Failure.FAILS
+    for command, about in batches:
         indexes = tuple(names[n] for n in about)
         fallback = tuple(
-            Step(first.kind, (Command(first.side, _single(plan.actions[i], job)),), (i,),
-                 out.units([i]), soft=soft)
-            for i in indexes
-        )  # fmt: skip
-        argv = ("zfs", first.kind, *args)
-        out.add(
-            Step(first.kind, (Command(first.side, argv),), indexes, out.units(indexes),
-                 group=group, soft=soft, fallback=fallback)
-        )  # fmt: skip
+            out.doing([i], [_single(plan.actions[i])], failure=failure) for i in indexes
+        )
+        out.add(out.doing(indexes, [command], group=group, failure=failure, fallback=fallback))
 
 
 def _split(items: list[str], parts: int, at_least: int) -> list[list[str]]:

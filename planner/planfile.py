@@ -29,8 +29,10 @@ from reconcile.job import Job
 
 FORMAT = "zfs-reconcile-plan"
 #: 2: the compiled commands, signed with a key (HMAC-SHA256); 1 had neither; 3: bookmarks;
-#: 4: bookmark copies, --destroy-orphan-bookmarks, clones (Send.from_origin)
-VERSION = 4
+#: 4: bookmark copies, --destroy-orphan-bookmarks, clones (Send.from_origin); 5: typed
+#: commands (verb, datasets, delegation) and steps that describe themselves (their log
+#: lines and failure policy)
+VERSION = 5
 SIGNATURE = "hmac_sha256"
 
 

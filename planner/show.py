@@ -15,81 +15,22 @@ from typing import Optional
 
 from tabulate import tabulate
 
+from planner import describe
 from planner.actions import (
     SOURCE,
     TARGET,
-    AbortResume,
-    Action,
     Bookmark,
-    CreateParent,
     CreateSnapshots,
     Destroy,
     DestroyBookmark,
     DestroyDataset,
     Hold,
-    Mount,
-    Release,
-    Rollback,
     Send,
 )
 from planner.drift import Change
 from planner.plan import CLONE, KEPT, NO_BOOKMARKS, OTHER_BOOKMARKS, Plan
 
 NO_CHANGES = "No changes. Source and target are in sync."
-
-
-def _rows(action: Action, size: Optional[str]) -> list[list[str]]:
-    """(dataset, action, object, why[, size]) rows for one action."""
-    extra = [size or ""] if size is not None else []
-    if isinstance(action, CreateSnapshots):
-        return [
-            [ds, "snapshot", f"@{action.snapshot}", action.reason, *extra] for ds in action.datasets
-        ]
-    if isinstance(action, Send):
-        mark = "#" if action.from_bookmark else "" if action.from_origin else "@"
-        what = f"@{action.snapshot}" + (f" from {mark}{action.base}" if action.base else "")
-        if action.from_bookmark:
-            what += " (a bookmark)"
-        if action.from_origin:
-            what += " (its origin: received as a clone)"
-
-        if action.intermediates:
-            what += f" (-I: {len(action.snapshots)} snapshots in one stream)"
-        verb = {"full": "send full", "incremental": "send incremental", "resume": "resume send"}
-        return [[action.target_dataset, verb[action.mode], what, action.reason, *extra]]
-    if isinstance(action, Destroy):
-        return [
-            [action.dataset, "destroy", f"@{snap}", why, *extra]
-            for snap, why in zip(action.snapshots, action.reasons)
-        ]
-    if isinstance(action, (Hold, Release)):
-        return [
-            [
-                action.dataset,
-                action.kind,
-                f"@{action.snapshot} ({action.tag})",
-                action.reason,
-                *extra,
-            ]
-        ]
-    if isinstance(action, Bookmark):
-        of = f"#{action.copy_of}" if action.copy_of is not None else f"@{action.snapshot}"
-        what = f"#{action.bookmark} of {of}"
-        return [[action.dataset, "bookmark", what, action.reason, *extra]]
-    if isinstance(action, DestroyBookmark):
-        return [[action.dataset, "destroy bookmark", f"#{action.bookmark}", action.reason, *extra]]
-    if isinstance(action, Rollback):
-        return [[action.dataset, "rollback", f"to @{action.snapshot}", action.reason, *extra]]
-    if isinstance(action, (CreateParent, AbortResume, DestroyDataset, Mount)):
-        return [[action.dataset, action.kind, "", action.reason, *extra]]
-    raise TypeError(f"unknown action {action!r}")  # pragma: no cover
-
-
-def describe_action(action: Action) -> str:
-    """One line for an action: side, dataset, what, object."""
-    return "; ".join(
-        f"{action.side} {row[0]}: {row[1]} {row[2]}".rstrip() for row in _rows(action, None)
-    )
 
 
 def summary(plan: Plan) -> str:
@@ -134,7 +75,7 @@ def render(
         for index, action in enumerate(plan.actions):
             if action.side == side:
                 size = None if sizes is None else sizes.get(index, "")
-                for row in _rows(action, size):
+                for row in describe.rows(action, size):
                     rows.append((row[0], index, row))
         if not rows:
             continue

@@ -1,16 +1,10 @@
-"""Delegated permissions (`zfs allow`): what each command needs, what each feature needs. Pure.
+"""Delegated permissions (`zfs allow`): what a permission is, what each feature needs. Pure.
 
 The tool runs as an unprivileged user where `zfs allow` grants it what replication
-needs. These are OpenZFS 2.3's rules as measured on Linux (tests/test_zfs_privilege.py
-grants exactly FEATURES' sets and runs every mode with them):
-
-    zfs snapshot [-o P=V] DS@S    snapshot (and P, userprop for a user property)
-    zfs destroy DS@a,b            destroy,mount          zfs destroy DS#BM   destroy
-    zfs hold / zfs release        hold / release         zfs bookmark        bookmark
-    zfs send                      send (-I: and hold)    zfs rollback        rollback,mount
-    zfs recv [-o P=V] DS          receive,create,mount (and P), on the parent of a new DS
-    zfs recv -A DS                receive                zfs recv -F         nothing more
-    zfs create -o canmount=off    create,mount,canmount, on the parent
+needs. What each command needs is stated where the command is made, next to its argv
+(planner.commands, OpenZFS 2.3's rules as measured on Linux); what each feature needs
+is FEATURES below (tests/test_zfs_privilege.py grants exactly FEATURES' sets and runs
+every mode with them).
 
 A received stream's properties (`zfs send -p`) each need their own permission on the
 target (userprop for user properties such as the selection property) where the receive
@@ -25,7 +19,6 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Sequence
-from typing import Optional
 
 import attrs
 
@@ -51,56 +44,8 @@ class Need:
         return f"zfs allow -u {shlex.quote(user)} {perms} {shlex.quote(self.dataset)}"
 
 
-def _dataset(name: str) -> str:
-    return name.split("@", 1)[0].split("#", 1)[0]
-
-
-def _parent(name: str) -> str:
-    return name.rsplit("/", 1)[0] if "/" in name else name
-
-
-def _option_properties(argv: Sequence[str]) -> list[str]:
-    """The properties of `-o P=V` options."""
-    return [
-        for_property(argv[i + 1].split("=", 1)[0])
-        for i, arg in enumerate(argv[:-1])
-        if arg == "-o" and "=" in argv[i + 1]
-    ]
-
-
 def _unique(items: Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))
-
-
-def need(argv: Sequence[str], *, new: bool = False) -> Optional[Need]:
-    """What the zfs command `argv` needs (None: not a zfs command that writes).
-    `new`: a receive that creates its dataset (granted on the parent)."""
-    if len(argv) < 3 or argv[0] != "zfs":
-        return None
-    verb, last = argv[1], argv[-1]
-    if verb == "snapshot":
-        names = [a for a in argv[2:] if "@" in a]
-        return Need(_unique(["snapshot", *_option_properties(argv)]), _dataset(names[0]))
-    if verb == "destroy":
-        perms: tuple[str, ...] = ("destroy",) if "#" in last else ("destroy", "mount")
-        return Need(perms, _dataset(last))
-    if verb in ("hold", "release"):
-        return Need((verb,), _dataset(last))
-    if verb == "bookmark":
-        return Need(("bookmark",), _dataset(last))
-    if verb == "send":
-        # (-I holds the snapshots it sends while it sends them)
-        return Need(("send", "hold") if "-I" in argv else ("send",), _dataset(last))
-    if verb == "rollback":
-        return Need(("rollback", "mount"), _dataset(last))
-    if verb == "create":
-        return Need(_unique(["create", "mount", *_option_properties(argv)]), _parent(last))
-    if verb in ("recv", "receive"):
-        if "-A" in argv:
-            return Need(("receive",), last)
-        perms = _unique(["receive", "create", "mount", *_option_properties(argv)])
-        return Need(perms, _parent(last) if new else last)
-    return None
 
 
 @attrs.frozen

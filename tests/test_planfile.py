@@ -70,10 +70,10 @@ def test_plan_file_round_trips_and_is_json() -> None:
         (lambda t: t[: len(t) // 2], "invalid JSON"),
         (lambda t: "", "invalid JSON"),
         (lambda t: "[1, 2]", "not a zfs-reconcile plan file"),
-        (lambda t: t.replace('"version": 4', '"version": 99'), "plan format version 99"),
+        (lambda t: t.replace(f'"version": {VERSION}', '"version": 99'), "plan format version 99"),
         (
-            lambda t: t.replace('"version": 4', '"version": 1'),
-            "has plan format version 1; this zfs-autobackup reads version 4",
+            lambda t: t.replace(f'"version": {VERSION}', '"version": 1'),
+            f"has plan format version 1; this zfs-autobackup reads version {VERSION}",
         ),
         (
             lambda t: t.replace("bak-20260103120000", "bak-20260104120000"),
@@ -180,7 +180,7 @@ def test_a_plan_file_keeps_the_retry_options_and_loads_without_them() -> None:
     sends = [s for s in data["compiled"]["steps"] if s["kind"] == "send"]
     assert sends and all(s["resume"]["token"]["argv"][:2] == ["zfs", "get"] for s in sends)
     assert loads(dumps(saved, KEY), key=KEY) == saved
-    # a plan saved before --retries (version 4 all the same): the defaults, no retry step data
+    # a plan saved before --retries (the same version): the defaults, no retry step data
     del data["job"]["retries"], data["job"]["retry_delay"]
     for step in data["compiled"]["steps"]:
         step.pop("resume", None)
