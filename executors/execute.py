@@ -46,7 +46,6 @@ from reconcile.errors import (
     ReconcileError,
     ZfsError,
 )
-from reconcile.guard_words import READ_ONLY
 from reconcile.job import Job
 from reconcile.model import Host, Side
 from reconcile.never import assert_never
@@ -231,7 +230,7 @@ class Executor:
             text = str(exc)
             # (a read-only guard lets zfs send through: in a send step it was the target's)
             on_source = all(c.side == Side.SOURCE for c in step.commands)
-            if on_source and isinstance(exc, GuardRefused) and READ_ONLY in exc.reason:
+            if on_source and isinstance(exc, GuardRefused) and exc.read_only:
                 text += (
                     " (the source's key is pinned to zfs-autobackup-guard --read-only: pull "
                     "with --read-only-source)"

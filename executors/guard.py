@@ -309,16 +309,17 @@ def guard(
         try:
             rules.judge(args.check, policy, asked)
         except rules.Refused as exc:
-            print(rules.refusal(exc.message, args.check))
+            print(rules.refusal(exc.message, args.check, read_only=exc.read_only))
             return exc.exit_code
         print("allowed")
         return 0
     line = environ.get("SSH_ORIGINAL_COMMAND", "")
 
     def refused(exc: rules.Refused) -> None:
-        print(rules.refusal(exc.message, line), file=sys.stderr)
+        print(rules.refusal(exc.message, line, read_only=exc.read_only), file=sys.stderr)
         client = environ.get("SSH_CLIENT") or "unknown"
-        log(f"{rules.refusal(exc.message, line, prog='')} (user {_user()}, SSH_CLIENT {client!r})")
+        shown = rules.refusal(exc.message, line, prog="", read_only=exc.read_only)
+        log(f"{shown} (user {_user()}, SSH_CLIENT {client!r})")
 
     try:
         stages = rules.judge(line, policy, asked)

@@ -41,11 +41,15 @@ class ZfsError(ReconcileError):
 
 class GuardRefused(ZfsError):
     """The host's zfs-autobackup-guard refused the command (its exit code and refusal
-    line: reconcile.guard_words); `reason` is what the refusal says."""
+    line: reconcile.guard_words); `reason` is what the refusal says, `read_only`: the
+    guard is --read-only (its own marker says so)."""
 
-    def __init__(self, message: str, command: str, stderr: str, reason: str) -> None:
+    def __init__(
+        self, message: str, command: str, stderr: str, reason: str, read_only: bool = False
+    ) -> None:
         super().__init__(message, command, stderr)
         self.reason = reason
+        self.read_only = read_only
 
 
 class DatasetNotFound(ZfsError):

@@ -591,7 +591,7 @@ def _sh(args: Sequence[str], policy: Policy) -> None:
     if not policy.allow_mount:
         raise Refused("sh (mount) needs --allow-mount")
     if policy.read_only:
-        raise Refused(f"sh (mount): {READ_ONLY}")
+        raise Refused(f"sh (mount): {READ_ONLY}", read_only=True)
     if len(rest) != 1:
         raise Refused("sh (mount): one dataset is mounted")
     _under_target(policy, "sh (mount)", dataset_name("sh (mount)", rest[0]))
@@ -622,7 +622,7 @@ def check_command(argv: Argv, policy: Policy, lookups: Lookups) -> None:
     elif verb not in _SOURCE_WRITES | _TARGET_WRITES:
         raise Refused(f"'zfs {verb}' is not a command zfs-reconcile sends")
     elif policy.read_only:
-        raise Refused(f"zfs {verb}: {READ_ONLY}")
+        raise Refused(f"zfs {verb}: {READ_ONLY}", read_only=True)
     elif verb not in (_TARGET_WRITES if policy.target else _SOURCE_WRITES):
         where = "a target guard (--target-path)" if policy.target else "a source guard"
         raise Refused(f"zfs {verb} on {where}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import string
 from collections.abc import Sequence
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from reconcile.errors import ReconcileError
 
@@ -23,16 +23,31 @@ PROG = "zfs-autobackup-guard: "
 #: how a refusal line goes on after PROG; with EXIT_REFUSED, what tells the tool that the
 #: guard refused (executors see a GuardRefused: reconcile.zfs_text)
 REFUSED = "refused: "
-#: the reason of every refusal by a --read-only guard
+#: the same, for a refusal because the guard is --read-only (the tool then advises
+#: --read-only-source): a marker of its own, as a reason may quote any dataset name
+READ_ONLY_REFUSED = "refused (read-only): "
+#: what every refusal by a --read-only guard says
 READ_ONLY = "the guard is --read-only"
 
 Argv = tuple[str, ...]
 
 
 class Refused(ReconcileError):
-    """A command line the guard does not run; the message is the reason."""
+    """A command line the guard does not run; the message is the reason. `read_only`:
+    refused only because the guard is --read-only."""
 
     exit_code = EXIT_REFUSED
+
+    def __init__(self, message: str, *, read_only: bool = False) -> None:
+        super().__init__(message)
+        self.read_only = read_only
+
+
+class Refusal(NamedTuple):
+    """A refusal as the tool reads it from a failed command."""
+
+    reason: str
+    read_only: bool
 
 
 # --- the language: words, quotes, stages -------------------------------------------
@@ -191,20 +206,21 @@ def at_least(command: str, names: Sequence[str], count: int, what: str) -> None:
         raise Refused(f"{command}: {what} is missing")
 
 
-def refusal(reason: str, line: str, prog: str = PROG) -> str:
+def refusal(reason: str, line: str, prog: str = PROG, *, read_only: bool = False) -> str:
     """The one line a refusal prints (the command cut and escaped: it stays one line);
     `prog=""` for syslog, which names the program itself."""
     shown = repr(line[:SHOWN]) + ("..." if len(line) > SHOWN else "")
-    return f"{prog}{REFUSED}{reason}: {shown}"
+    marker = READ_ONLY_REFUSED if read_only else REFUSED
+    return f"{prog}{marker}{reason}: {shown}"
 
 
-def refused_reason(returncode: int, stderr: str) -> Optional[str]:
-    """What a guard's refusal says after "refused: ", read from a failed command: its
-    exit code is EXIT_REFUSED and a line of its stderr is a refusal line (None: the
-    guard did not refuse it)."""
+def refused(returncode: int, stderr: str) -> Optional[Refusal]:
+    """A guard's refusal, read from a failed command: its exit code is EXIT_REFUSED and a
+    line of its stderr starts with a refusal marker (None: the guard did not refuse it)."""
     if returncode != EXIT_REFUSED:
         return None
     for line in stderr.splitlines():
-        if line.startswith(PROG + REFUSED):
-            return line[len(PROG + REFUSED) :]
+        for marker in (REFUSED, READ_ONLY_REFUSED):
+            if line.startswith(PROG + marker):
+                return Refusal(line[len(PROG + marker) :], marker == READ_ONLY_REFUSED)
     return None

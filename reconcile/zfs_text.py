@@ -287,9 +287,9 @@ def command_error(command: str, returncode: int, stderr: str) -> errors.Reconcil
     text = stderr.lower()
     detail = first_line(stderr) or f"exit code {returncode}"
     message = f"Command failed: {detail}"
-    reason = guard_words.refused_reason(returncode, stderr)
-    if reason is not None:
-        return errors.GuardRefused(message, command, stderr, reason)
+    refusal = guard_words.refused(returncode, stderr)
+    if refusal is not None:
+        return errors.GuardRefused(message, command, stderr, refusal.reason, refusal.read_only)
     if returncode == 127:
         # POSIX shells exit 127 when a program is missing ("sh: 1: mbuffer: not found")
         return errors.CommandNotFound(f"Command not found on the host: {detail}")

@@ -37,7 +37,7 @@ from planner.actions import SOURCE, TARGET
 from planner.compile import PROBE_PREFIX, Compiled, Facts, Options, compile_plan, estimate_argv
 from planner.plan import build_plan
 from reconcile import guard_rules as rules
-from reconcile import zfs_rows, zfs_text
+from reconcile import guard_words, zfs_rows, zfs_text
 from reconcile.errors import GuardRefused
 from reconcile.filters import COMPRESSORS
 from reconcile.guard_words import READ_ONLY
@@ -1177,15 +1177,30 @@ def test_the_tool_knows_a_refusal_by_the_guards_exit_code_and_line(
     tmp_path: Path, args: list[str]
 ) -> None:
     """What the guard process prints and exits with when it refuses is what the tool
-    reads as a GuardRefused (a refusal of a read-only guard: READ_ONLY in its reason);
-    the same stderr with another exit code is not a refusal."""
+    reads as a GuardRefused (a refusal of a read-only guard: its own marker); the same
+    stderr with another exit code is not a refusal."""
     line = f"zfs destroy pool/a@{OURS}"
     proc = _run_guard(tmp_path, args, line)
     assert proc.returncode == rules.EXIT_REFUSED and proc.stdout == b""
     stderr = proc.stderr.decode()
     error = zfs_text.command_error(line, proc.returncode, stderr)
     assert isinstance(error, GuardRefused), error
-    assert (READ_ONLY in error.reason) is ("--read-only" in args), error.reason
+    assert error.read_only is ("--read-only" in args), error.reason
+    assert (READ_ONLY in error.reason) is error.read_only
     assert str(error) == f"Command failed: {stderr.strip()}"
     assert not isinstance(zfs_text.command_error(line, 1, stderr), GuardRefused)
     assert not (tmp_path / "record").exists()
+
+
+def test_a_read_only_refusal_is_known_by_its_marker_not_by_its_words() -> None:
+    """(#33) A reason quotes names the guard was given (a dataset name may hold spaces and
+    any words): a refusal that only says "the guard is --read-only" is not a read-only
+    guard's, and the tool does not advise --read-only-source for it."""
+    line = f"zfs destroy 'pool/{READ_ONLY}@x'"
+    plain = rules.refusal(f"zfs destroy: 'pool/{READ_ONLY}' is not selected", line)
+    marked = rules.refusal(f"zfs destroy: {READ_ONLY}", line, read_only=True)
+    for stderr, read_only in ((plain, False), (marked, True)):
+        error = zfs_text.command_error(line, rules.EXIT_REFUSED, stderr + "\n")
+        assert isinstance(error, GuardRefused) and READ_ONLY in error.reason
+        assert error.read_only is read_only
+    assert guard_words.refused(1, marked) is None

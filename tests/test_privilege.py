@@ -25,6 +25,7 @@ from planner.compile import Facts, Options, compile_plan
 from reconcile import permissions, zfs_text
 from reconcile.errors import PlanRefused, UsageError
 from reconcile.guard_words import EXIT_REFUSED, READ_ONLY
+from reconcile.guard_words import refusal as refusal_line
 from reconcile.model import Host
 from reconcile.permissions import Need
 from tests.fakezfs import FakeRunner, FakeZfs
@@ -150,7 +151,7 @@ class DenyingRunner:
         self.lines.append(line)
         for key, stderr in self.deny.items():
             if key in line:
-                refused = stderr.startswith("zfs-autobackup-guard: refused: ")
+                refused = stderr.startswith("zfs-autobackup-guard: refused")
                 code = self.code if self.code is not None else EXIT_REFUSED if refused else 1
                 if check:
                     raise zfs_text.command_error(line, code, stderr)
@@ -217,9 +218,10 @@ def test_a_missing_delegation_names_dataset_permission_and_grant() -> None:
 def test_a_read_only_guards_refusal_suggests_read_only_source() -> None:
     """Pulling through `zfs-autobackup-guard --read-only` without --read-only-source: the
     writes on the source are refused, and the line says which option fits."""
+    # (the line a read-only guard prints: reconcile.guard_words, as tests/test_guard.py runs it)
     refusal = (
-        f"zfs-autobackup-guard: refused: zfs bookmark: {READ_ONLY}: "
-        "'zfs bookmark src/a@x src/a#x'\n"
+        refusal_line(f"zfs bookmark: {READ_ONLY}", "zfs bookmark src/a@x src/a#x", read_only=True)
+        + "\n"
     )
     runner = DenyingRunner({"zfs bookmark src/a@": refusal})
     out = _execute(runner, "--ssh-source", "zbsource@host")
@@ -233,10 +235,10 @@ def test_a_read_only_guards_refusal_suggests_read_only_source() -> None:
     out = _execute(DenyingRunner({"zfs hold zfs_autobackup:bk dst/": refusal}))
     assert "the guard is --read-only" in out and "--read-only-source)" not in out
     # nor is a target guard's refusal of a receive, in a send step that starts on the source
-    refusal = (
-        f"zfs-autobackup-guard: refused: zfs recv: {READ_ONLY}: "
-        "'zfs recv -u -x org.openzfs.systemd:wanted-by -x org.openzfs.systemd:required-by dst/src/a'\n"
+    recv = (
+        "zfs recv -u -x org.openzfs.systemd:wanted-by -x org.openzfs.systemd:required-by dst/src/a"
     )
+    refusal = refusal_line(f"zfs recv: {READ_ONLY}", recv, read_only=True) + "\n"
     runner = DenyingRunner(
         {
             "zfs recv -u -x org.openzfs.systemd:wanted-by -x org.openzfs.systemd:required-by dst/src/a": refusal
