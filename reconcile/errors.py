@@ -41,7 +41,7 @@ class ZfsError(ReconcileError):
 
 class GuardRefused(ZfsError):
     """The host's zfs-autobackup-guard refused the command (its exit code and refusal
-    line: reconcile.guard_words); `reason` is what the refusal says, `read_only`: the
+    line: reconcile.guard_protocol); `reason` is what the refusal says, `read_only`: the
     guard is --read-only (its own marker says so)."""
 
     def __init__(

@@ -1,6 +1,6 @@
 """What a value of the selection property (`autobackup:NAME`) means for one dataset:
 the one statement of the rule, for the tool (reconcile.selection, which adds the
-options that exclude more) and for the remote guard (reconcile.guard_rules). Standard
+options that exclude more) and for the remote guard (executors.guard.rules). Standard
 library only, as everything the guard imports.
 """
 

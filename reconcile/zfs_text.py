@@ -15,7 +15,7 @@ from typing import Optional
 
 import attrs
 
-from reconcile import errors, guard_words
+from reconcile import errors, guard_protocol
 from reconcile.model import FILESYSTEM, VOLUME, Bookmark, Dataset, Selection, Snapshot
 from reconcile.zfs_rows import parse_resume_info
 
@@ -287,7 +287,7 @@ def command_error(command: str, returncode: int, stderr: str) -> errors.Reconcil
     text = stderr.lower()
     detail = first_line(stderr) or f"exit code {returncode}"
     message = f"Command failed: {detail}"
-    refusal = guard_words.refused(returncode, stderr)
+    refusal = guard_protocol.refused(returncode, stderr)
     if refusal is not None:
         return errors.GuardRefused(message, command, stderr, refusal.reason, refusal.read_only)
     if returncode == 127:

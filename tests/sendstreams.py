@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import struct
 
-from reconcile import send_stream as ss
+from executors.guard import send_stream as ss
 
 
 def _record(kind: int, body: bytes, payload_len: int = 0, order: str = "<") -> bytes:

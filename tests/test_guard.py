@@ -27,20 +27,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from executors import guard
 from executors.classic import run_classic
 from executors.console import Console
 from executors.execute import Settings
+from executors.guard import program as guard
+from executors.guard import rules
 from executors.options import build_parser, job_from_args
 from executors.runner import PipelineResult, PipelineWatch, Result, Stage, group_stages, shell_line
 from planner.actions import SOURCE, TARGET
 from planner.compile import PROBE_PREFIX, Compiled, Facts, Options, compile_plan, estimate_argv
 from planner.plan import build_plan
-from reconcile import guard_rules as rules
-from reconcile import guard_words, zfs_rows, zfs_text
+from reconcile import guard_protocol, zfs_rows, zfs_text
 from reconcile.errors import GuardRefused
 from reconcile.filters import COMPRESSORS
-from reconcile.guard_words import READ_ONLY
+from reconcile.guard_protocol import READ_ONLY
 from reconcile.model import Host
 from reconcile.pipes import TransferOptions
 from reconcile.scripts import MOUNT_SCRIPT, PROBE_SCRIPT
@@ -774,7 +774,7 @@ def test_the_hostile_table_is_long_and_the_guards_allow_their_neighbours() -> No
 
 
 def test_the_policy_docstring_examples_are_true() -> None:
-    """The worked examples that open reconcile/guard_rules.py."""
+    """The worked examples that open executors/guard/rules.py."""
     doc = rules.__doc__ or ""
     text = doc[doc.index("Examples,") :]
     source, target = text.split("and a target guard")
@@ -1108,10 +1108,11 @@ raise SystemExit(code)
     allowed, modules = proc.stdout.splitlines()
     assert allowed == "allowed"
     assert modules == str(sorted([
-        "executors", "executors.guard", "reconcile", "reconcile.errors", "reconcile.filters",
-        "reconcile.formats", "reconcile.guard_rules", "reconcile.guard_words",
-        "reconcile.scripts", "reconcile.selection_values", "reconcile.zfs_names", "reconcile.zfs_rows", "executors.guard_receive",
-        "reconcile.guard_stream", "reconcile.send_stream",
+        "executors", "executors.guard", "executors.guard.program", "executors.guard.receive",
+        "executors.guard.rules", "executors.guard.send_stream", "executors.guard.stream",
+        "executors.guard.words", "reconcile", "reconcile.errors", "reconcile.filters",
+        "reconcile.formats", "reconcile.guard_protocol", "reconcile.scripts",
+        "reconcile.selection_values", "reconcile.zfs_names", "reconcile.zfs_rows",
     ]))  # fmt: skip
 
 
@@ -1166,7 +1167,7 @@ def test_the_stream_questions_cost_one_listing_where_the_target_exists() -> None
 def test_an_mbuffer_size_is_matched_whole(size: str) -> None:
     """(#32) a size with a trailing newline matched `$` before it; the guard takes only
     the sizes --buffer accepts."""
-    from reconcile import guard_rules
+    from executors.guard import rules as guard_rules
 
     assert guard_rules._is_mbuffer(("mbuffer", "-q", "-s128k", "-m16M"))
     assert not guard_rules._is_mbuffer(("mbuffer", "-q", f"-s{size}", "-m16M"))
@@ -1203,4 +1204,4 @@ def test_a_read_only_refusal_is_known_by_its_marker_not_by_its_words() -> None:
         error = zfs_text.command_error(line, rules.EXIT_REFUSED, stderr + "\n")
         assert isinstance(error, GuardRefused) and READ_ONLY in error.reason
         assert error.read_only is read_only
-    assert guard_words.refused(1, marked) is None
+    assert guard_protocol.refused(1, marked) is None

@@ -1,4 +1,4 @@
-"""The guard judges what a received stream does (reconcile.guard_stream): every stream
+"""The guard judges what a received stream does (executors.guard.stream): every stream
 the tool sends passes byte for byte, and each forged one is refused, before zfs recv
 starts when its first substream is the forged part, else before that substream."""
 
@@ -16,10 +16,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from executors import guard, guard_receive
-from reconcile import guard_stream
-from reconcile import send_stream as ss
-from reconcile.guard_words import Refused
+from executors.guard import program as guard
+from executors.guard import receive as guard_receive
+from executors.guard import send_stream as ss
+from executors.guard import stream as guard_stream
+from executors.guard.words import Refused
 from tests import sendstreams as mk
 
 OURS, OURS2, OURS3 = "bak-20260101000000", "bak-20260102000000", "bak-20260103000000"

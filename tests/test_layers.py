@@ -16,7 +16,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 MODULES = sorted(
-    p for pkg in ("reconcile", "planner", "executors") for p in (REPO / pkg).glob("*.py")
+    p for pkg in ("reconcile", "planner", "executors") for p in (REPO / pkg).rglob("*.py")
 )
 COMMAND_BUILDERS = {
     "planner/compile.py",
@@ -24,8 +24,8 @@ COMMAND_BUILDERS = {
     "planner/commands.py",
     "reconcile/observe.py",
     # the remote guard: compile's counterpart on the remote host (stdlib only: no compile import)
-    "executors/guard.py",
-    "reconcile/guard_rules.py",
+    "executors/guard/program.py",
+    "executors/guard/rules.py",
 }
 PROGRAMS = {"zfs", "zpool", "sh"}
 

@@ -24,8 +24,8 @@ from planner.actions import SOURCE, TARGET, CreateSnapshots, Hold
 from planner.compile import Facts, Options, compile_plan
 from reconcile import permissions, zfs_text
 from reconcile.errors import PlanRefused, UsageError
-from reconcile.guard_words import EXIT_REFUSED, READ_ONLY
-from reconcile.guard_words import refusal as refusal_line
+from reconcile.guard_protocol import EXIT_REFUSED, READ_ONLY
+from reconcile.guard_protocol import refusal as refusal_line
 from reconcile.model import Host
 from reconcile.permissions import Need
 from tests.fakezfs import FakeRunner, FakeZfs
@@ -218,7 +218,7 @@ def test_a_missing_delegation_names_dataset_permission_and_grant() -> None:
 def test_a_read_only_guards_refusal_suggests_read_only_source() -> None:
     """Pulling through `zfs-autobackup-guard --read-only` without --read-only-source: the
     writes on the source are refused, and the line says which option fits."""
-    # (the line a read-only guard prints: reconcile.guard_words, as tests/test_guard.py runs it)
+    # (the line a read-only guard prints: reconcile.guard_protocol, as tests/test_guard.py runs it)
     refusal = (
         refusal_line(f"zfs bookmark: {READ_ONLY}", "zfs bookmark src/a@x src/a#x", read_only=True)
         + "\n"

@@ -52,7 +52,7 @@ print(f"{version}-{a:x}-{len(packed):x}-{compressed.hex()}")
 _FORGE_FROMGUID = rf"""
 import struct, sys
 sys.path.insert(0, {GUARD_PREFIX!r})
-from reconcile import send_stream as ss
+from executors.guard import send_stream as ss
 data, out = sys.stdin.buffer.read(), bytearray()
 state = [0, 0, 0, 0]
 def fletcher(chunk):

@@ -1,33 +1,18 @@
 """The remote guard's reading of a command line, pure: words and stages in the language
 the runner writes (`" | ".join(shlex.join(argv) ...)`), zfs names, options, and the
-refusal.
+refusal (how a refusal is printed and read back: reconcile.guard_protocol).
 
 Standard library only (executors.guard runs where the project's dependencies are not
-installed); reconcile.guard_rules decides what the words may say.
+installed); executors.guard.rules decides what the words may say.
 """
 
 from __future__ import annotations
 
 import string
 from collections.abc import Sequence
-from typing import NamedTuple, Optional
 
 from reconcile.errors import ReconcileError
-
-#: the exit code of a refusal (as a shell's "cannot execute")
-EXIT_REFUSED = 126
-#: a refused command is shown cut to this many characters
-SHOWN = 300
-#: the guard's name, which starts each refusal line on stderr
-PROG = "zfs-autobackup-guard: "
-#: how a refusal line goes on after PROG; with EXIT_REFUSED, what tells the tool that the
-#: guard refused (executors see a GuardRefused: reconcile.zfs_text)
-REFUSED = "refused: "
-#: the same, for a refusal because the guard is --read-only (the tool then advises
-#: --read-only-source): a marker of its own, as a reason may quote any dataset name
-READ_ONLY_REFUSED = "refused (read-only): "
-#: what every refusal by a --read-only guard says
-READ_ONLY = "the guard is --read-only"
+from reconcile.guard_protocol import EXIT_REFUSED
 
 Argv = tuple[str, ...]
 
@@ -41,13 +26,6 @@ class Refused(ReconcileError):
     def __init__(self, message: str, *, read_only: bool = False) -> None:
         super().__init__(message)
         self.read_only = read_only
-
-
-class Refusal(NamedTuple):
-    """A refusal as the tool reads it from a failed command."""
-
-    reason: str
-    read_only: bool
 
 
 # --- the language: words, quotes, stages -------------------------------------------
@@ -204,23 +182,3 @@ def no_options(command: str, args: Sequence[str]) -> list[str]:
 def at_least(command: str, names: Sequence[str], count: int, what: str) -> None:
     if len(names) < count:
         raise Refused(f"{command}: {what} is missing")
-
-
-def refusal(reason: str, line: str, prog: str = PROG, *, read_only: bool = False) -> str:
-    """The one line a refusal prints (the command cut and escaped: it stays one line);
-    `prog=""` for syslog, which names the program itself."""
-    shown = repr(line[:SHOWN]) + ("..." if len(line) > SHOWN else "")
-    marker = READ_ONLY_REFUSED if read_only else REFUSED
-    return f"{prog}{marker}{reason}: {shown}"
-
-
-def refused(returncode: int, stderr: str) -> Optional[Refusal]:
-    """A guard's refusal, read from a failed command: its exit code is EXIT_REFUSED and a
-    line of its stderr starts with a refusal marker (None: the guard did not refuse it)."""
-    if returncode != EXIT_REFUSED:
-        return None
-    for line in stderr.splitlines():
-        for marker in (REFUSED, READ_ONLY_REFUSED):
-            if line.startswith(PROG + marker):
-                return Refusal(line[len(PROG + marker) :], marker == READ_ONLY_REFUSED)
-    return None

@@ -51,12 +51,8 @@ import shlex
 from collections.abc import Sequence
 from typing import Callable, NamedTuple, Optional
 
-from reconcile import formats, selection_values, zfs_names
-from reconcile.errors import UsageError, quoted
-from reconcile.guard_words import (
-    EXIT_REFUSED,
+from executors.guard.words import (
     PROGRAM,
-    READ_ONLY,
     TOKEN,
     Argv,
     Refused,
@@ -66,11 +62,13 @@ from reconcile.guard_words import (
     is_component,
     is_dataset,
     no_options,
-    refusal,
     scan,
     snapshot,
     tokenize,
 )
+from reconcile import formats, selection_values, zfs_names
+from reconcile.errors import UsageError, quoted
+from reconcile.guard_protocol import EXIT_REFUSED, READ_ONLY, refusal
 
 __all__ = ["EXIT_REFUSED", "Argv", "Refused", "refusal", "tokenize", "under"]
 from reconcile.filters import COMPRESSORS, SIZE

@@ -32,10 +32,10 @@ from __future__ import annotations
 
 from typing import Callable, NamedTuple, Optional, Protocol
 
-from reconcile import send_stream as ss
+from executors.guard import send_stream as ss
+from executors.guard.rules import Policy, is_ours
+from executors.guard.words import Refused, snapshot
 from reconcile.errors import ReconcileError
-from reconcile.guard_rules import Policy, is_ours
-from reconcile.guard_words import Refused, snapshot
 
 
 class StreamLookups(NamedTuple):

@@ -3,7 +3,7 @@
     command="zfs-autobackup-guard NAME [options]",restrict ssh-ed25519 AAAA... backup@server
 
 Contract: `main(argv, environ)` reads the command ssh was asked to run
-(`SSH_ORIGINAL_COMMAND`), and runs it only when reconcile.guard_rules allows it: its
+(`SSH_ORIGINAL_COMMAND`), and runs it only when executors.guard.rules allows it: its
 stages as processes joined by OS pipes, never through a shell (the first reads the
 guard's stdin, the last writes its stdout, stderr is shared), and returns the first
 non-zero exit code of the stages (0 when all worked). Anything else runs nothing,
@@ -27,9 +27,10 @@ import syslog
 from collections.abc import Mapping, Sequence
 from typing import Callable, NoReturn, Optional
 
-from executors import guard_receive
-from reconcile import formats, guard_stream, zfs_rows
-from reconcile import guard_rules as rules
+from executors.guard import receive as guard_receive
+from executors.guard import rules
+from executors.guard import stream as guard_stream
+from reconcile import formats, zfs_rows
 from reconcile.errors import UsageError
 
 PROG = "zfs-autobackup-guard"

@@ -2,8 +2,8 @@
 was judged, and gets the stream through the guard without a copy per byte.
 
 Contract: `run(stages, receive, environ)` runs `filters... | zfs recv ...` (stages as
-reconcile.guard_rules allowed them) with the guard between the last filter (or its own
-stdin) and `zfs recv`: reconcile.guard_stream reads the records it must judge (the
+executors.guard.rules allowed them) with the guard between the last filter (or its own
+stdin) and `zfs recv`: executors.guard.stream reads the records it must judge (the
 BEGIN records, and each record's header inside a package), and the payloads pass from
 pipe to pipe by `splice(2)` (a read/write loop where the kernel or Python has none).
 Returns the first non-zero exit code of zfs recv and then the filters, EXIT_REFUSED
@@ -22,8 +22,9 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Callable, Optional
 
-from reconcile import guard_stream
-from reconcile.guard_words import EXIT_REFUSED, Argv, Refused
+from executors.guard import stream as guard_stream
+from executors.guard.words import Argv, Refused
+from reconcile.guard_protocol import EXIT_REFUSED
 
 #: bytes moved per splice (the pipe to zfs recv is grown to this where the kernel lets it)
 CHUNK = 1 << 20
