@@ -412,7 +412,7 @@ def test_a_pull_through_a_read_only_guard(users: ZfsBed, pools: Pools) -> None:
     assert cron.returncode == 0, cron.stdout + cron.stderr
     rc, out = as_user(bed, "zbtarget", *pull, now=stamp(1, 1))
     assert rc == 2, out
-    assert out.count("refused: zfs bookmark: the guard is --read-only") == 2, out
+    assert out.count("refused (read-only): zfs bookmark: the guard is --read-only") == 2, out
     assert out.count("pull with --read-only-source)") == 2, out
     assert bed.bookmarks(source) == []
 
