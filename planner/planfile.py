@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import typing
 from typing import Any, Optional
 
@@ -102,6 +103,10 @@ def _converter() -> cattrs.Converter:
         # (cattrs makes a tuple of any iterable: of a string's letters, of a dict's keys)
         if not isinstance(value, list):
             raise TypeError(f"expected a list, not {type(value).__name__}")
+        args = typing.get_args(kind)
+        if len(args) == 2 and args[1] is Ellipsis and _strict_kind(args[0]) is not None:
+            # (cattrs' own would read a list in a tuple[str, ...] as its repr, "[]")
+            return tuple(_structure_strict(item, args[0]) for item in value)
         return conv._structure_tuple(value, kind)  # (cattrs' own, element by element)
 
     conv.register_structure_hook_func(_is_tuple, structure_tuple)
@@ -211,9 +216,18 @@ def _loads(text: str, source: str, key: Optional[bytes]) -> SavedPlan:
     data.pop("format")
     data.pop("version")
     try:
-        return CONVERTER.structure(data, SavedPlan)
+        saved: SavedPlan = CONVERTER.structure(data, SavedPlan)
     except (
         cattrs.BaseValidationError, ValueError, TypeError, KeyError, AttributeError,
         OverflowError,
     ) as exc:  # fmt: skip
         raise PlanFileError(f"{source} does not fit the plan format: {schema_error(exc)}") from None
+    for pattern in saved.job.exclude_snapshot_patterns:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise PlanFileError(
+                f"{source}: job.exclude_snapshot_patterns holds {pattern!r:.80}, not a regular "
+                f"expression ({exc})"
+            ) from None
+    return saved

@@ -136,6 +136,16 @@ def test_a_wrong_value_at_a_random_path(data: st.DataObject, value: Any, sign: b
     _check((_signed(plan) if sign else json.dumps(plan)).encode(), may_pass=sign)
 
 
+@pytest.mark.parametrize("value", [[[]], [{}], [1], ["["]])
+def test_a_list_of_patterns_holds_only_patterns(value: Any) -> None:
+    """(found by the fuzz above in CI) a list inside `exclude_snapshot_patterns`, signed
+    again, was read as its repr ("[]", a regex that does not compile): a traceback. A
+    string that is not a regex is the same."""
+    plan = json.loads(base())
+    plan["job"]["exclude_snapshot_patterns"] = value
+    _check(_signed(plan).encode(), may_pass=True)
+
+
 @FAST
 @given(st.data(), st.integers(4000, 6000), st.sampled_from(["int", "float", "neg"]))
 def test_a_huge_number_at_a_random_path(data: st.DataObject, digits: int, kind: str) -> None:
