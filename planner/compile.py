@@ -490,8 +490,8 @@ def _user_step(kind: str, argv: Sequence[str], failure: Failure, needs: Sequence
     """A --pre-snapshot-cmd or --post-snapshot-cmd."""
     return Step(kind, (commands.user(SOURCE, argv),), needs=tuple(needs), failure=failure,
                 label=SOURCE.label, subject=kind,
-                lines=(Line(Level.VERBOSE, f"[Source] Running {kind}"),),
-                complaint=f"[Source] {kind} failed: {describe.WHY}",
+                lines=(Line(Level.VERBOSE, f"{SOURCE.label} Running {kind}"),),
+                complaint=f"{SOURCE.label} {kind} failed: {describe.WHY}",
                 snapshotting=True)  # fmt: skip
 
 
@@ -554,7 +554,7 @@ def _one(out: _Steps, job: Job, facts: Facts, options: Options, index: int, grou
         pipeline = send_pipeline(action, job, facts, options.progress)
         resume = resume_of(action, job, facts, options.progress)
         out.add(out.doing([index], pipeline, group=group, arrived=arrived, resume=resume,
-                          title=f"[Target] {name}"))  # fmt: skip
+                          title=f"{TARGET.label} {name}"))  # fmt: skip
     elif isinstance(action, Destroy):
         failure = Failure.FAILS if action.required else Failure.REPORTED
         for command, snaps in destroy_batches(action):
