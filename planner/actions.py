@@ -7,7 +7,7 @@ isolates failures per unit, and the exit code counts failed units.
 
 from __future__ import annotations
 
-from typing import Optional, Union
+from typing import Optional, Union, get_args
 
 import attrs
 
@@ -237,19 +237,7 @@ Action = Union[
     Bookmark,
     DestroyBookmark,
 ]
-ACTION_TYPES: tuple[type, ...] = (
-    CreateSnapshots,
-    CreateParent,
-    Mount,
-    AbortResume,
-    Rollback,
-    Destroy,
-    DestroyDataset,
-    Send,
-    Hold,
-    Release,
-    Bookmark,
-    DestroyBookmark,
-)
+#: the action types, read from the union (one list to extend)
+ACTION_TYPES: tuple[type, ...] = get_args(Action)
 #: the `kind` tag of each action type (the discriminator in plan files)
 KINDS: dict[str, type] = {attrs.fields(t).kind.default: t for t in ACTION_TYPES}

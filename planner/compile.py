@@ -414,6 +414,18 @@ def _single(action: Action) -> Command:
     return assert_never(action)
 
 
+def _failure(action: Action) -> Failure:
+    """What a failed single command of `action` means: a mount, a release and a bookmark's
+    destroy are reported and fail nothing; the rest fail their datasets."""
+    if isinstance(action, (Mount, Release, DestroyBookmark)):
+        return Failure.REPORTED
+    if isinstance(action, (CreateParent, AbortResume, Rollback, DestroyDataset, Hold, Bookmark)):
+        return Failure.FAILS
+    if isinstance(action, (CreateSnapshots, Send, Destroy)):  # pragma: no cover
+        raise TypeError(f"not a single-command action: {action!r}")
+    return assert_never(action)
+
+
 # --- the plan -> steps ----------------------------------------------------------------
 
 
@@ -567,8 +579,7 @@ def _one(out: _Steps, job: Job, facts: Facts, options: Options, index: int, grou
             out.add(out.doing([index], [command], group=group, failure=failure,
                               fallback=fallback, about=names))  # fmt: skip
     else:
-        soft = isinstance(action, (Mount, Release, DestroyBookmark))
-        failure = Failure.REPORTED if soft else Failure.FAILS
+        failure = _failure(action)
         about = (
             (f"{action.dataset}#{action.bookmark}",) if isinstance(action, DestroyBookmark) else ()
         )
