@@ -44,7 +44,7 @@ def settings_summary(job: Job, console: Console) -> None:
         )
         if side == SOURCE and job.read_only_source:
             console.verbose(
-                "[Source] Read-only (--read-only-source): no snapshots, holds, bookmarks or "
+                f"{label} Read-only (--read-only-source): no snapshots, holds, bookmarks or "
                 "thinning here; sends the snapshots the source's own schedule takes"
             )
         elif schedule:
@@ -56,15 +56,15 @@ def settings_summary(job: Job, console: Console) -> None:
             prop = job.naming.property_name
             if job.target_path is None:
                 console.verbose(
-                    f"[Source] Selects all datasets that have property '{prop}=true' "
+                    f"{label} Selects all datasets that have property '{prop}=true' "
                     f"(or childs of datasets that have '{prop}=child')"
                 )
             else:
                 console.verbose(
-                    f"[Source] Send all datasets that have '{prop}=true' or '{prop}=child'"
+                    f"{label} Send all datasets that have '{prop}=true' or '{prop}=child'"
                 )
         else:
-            console.verbose(f"[Target] Receive datasets under: {job.target_path}")
+            console.verbose(f"{label} Receive datasets under: {job.target_path}")
     if job.exclude_paths:
         console.verbose(
             "NOTE: Source and target are on the same host, excluding target-path from selection."
@@ -86,7 +86,7 @@ def print_selection(desired: Desired, console: Console) -> None:
     """The `#### Selecting` section."""
     console.title("Selecting")
     for choice in desired.choices:
-        line = f"[Source] {choice.dataset}: {choice.message}"
+        line = f"{SOURCE.label} {choice.dataset}: {choice.message}"
         if choice.quiet:
             console.debug(line)
         else:
@@ -120,9 +120,9 @@ def run_classic(
         console.title("Snapshotting")
         for note in plan.notes:
             if note.kind == SNAPSHOT_NOTE:
-                console.verbose(f"[Source] {note.dataset}: {note.text}")
+                console.verbose(f"{SOURCE.label} {note.dataset}: {note.text}")
         if not any(isinstance(a, CreateSnapshots) for a in plan.actions):
-            console.verbose("[Source] No changes anywhere: not creating snapshots.")
+            console.verbose(f"{SOURCE.label} No changes anywhere: not creating snapshots.")
 
     second = "Sending and thinning" if job.target_path else "Thinning source"
     state = {"titled": False}

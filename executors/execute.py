@@ -201,7 +201,9 @@ class Executor:
         name = check.argv[-1]
         if found.returncode != 0:
             raise ZfsError(f"transfer failed and {name} did not arrive: {result.stderrs}")
-        self.console.warning(f"[Target] {name}: ignoring transfer errors, the snapshot arrived")
+        self.console.warning(
+            f"{check.side.label} {name}: ignoring transfer errors, the snapshot arrived"
+        )
 
     def user(self, side: Side) -> str:
         """Who the commands on `side` run as (for `zfs allow -u`): the ssh user, or
@@ -219,7 +221,7 @@ class Executor:
                 (permissions.for_property(denied.property),), denied.dataset
             ).grant(self.user(Side.TARGET))
             self.console.warning(
-                f"[Target] {denied.dataset}: property {denied.property} not received "
+                f"{Side.TARGET.label} {denied.dataset}: property {denied.property} not received "
                 f"(permission denied; {grant})"
             )
 

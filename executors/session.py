@@ -112,10 +112,10 @@ def _with_features(
     marks = [a.dataset for a in plan.actions if isinstance(a, Bookmark)]
     if sends or marks:
         pools = [a.source_dataset.split("/")[0] for a in sends] + [d.split("/")[0] for d in marks]
-        source = pool_features(runner, source, pools, "[Source]")
+        source = pool_features(runner, source, pools, Side.SOURCE.label)
         if target is not None and sends:
             pools = [a.target_dataset.split("/")[0] for a in sends]
-            target = pool_features(runner, target, pools, "[Target]")
+            target = pool_features(runner, target, pools, Side.TARGET.label)
     return source, target
 
 

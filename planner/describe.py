@@ -103,15 +103,22 @@ def log_lines(action: Action, about: Sequence[str] = ()) -> tuple[Line, ...]:
     snapshots (DATASET@SNAP) the step destroys, for a destroy split over commands."""
     say = Level.VERBOSE
     if isinstance(action, CreateSnapshots):
-        return (Line(say, f"[Source] Creating snapshots {action.snapshot} in pool {action.pool}"),)
+        return (
+            Line(
+                say,
+                f"{action.side.label} Creating snapshots {action.snapshot} in pool {action.pool}",
+            ),
+        )
     if isinstance(action, CreateParent):
-        return (Line(say, f"[Target] {action.dataset}: Creating unmountable parent"),)
+        return (Line(say, f"{action.side.label} {action.dataset}: Creating unmountable parent"),)
     if isinstance(action, AbortResume):
-        return (Line(say, f"[Target] {action.dataset}: {action.reason}"),)
+        return (Line(say, f"{action.side.label} {action.dataset}: {action.reason}"),)
     if isinstance(action, Rollback):
-        return (Line(say, f"[Target] {action.dataset}: Rolling back to @{action.snapshot}"),)
+        return (
+            Line(say, f"{action.side.label} {action.dataset}: Rolling back to @{action.snapshot}"),
+        )
     if isinstance(action, DestroyDataset):
-        return (Line(say, f"[Target] {action.dataset}: Destroying (missing on source)"),)
+        return (Line(say, f"{action.side.label} {action.dataset}: Destroying (missing on source)"),)
     if isinstance(action, Send):
         what = {"full": "receiving full", "incremental": "receiving incremental",
                 "resume": "resuming"}[action.mode]  # fmt: skip
@@ -120,17 +127,22 @@ def log_lines(action: Action, about: Sequence[str] = ()) -> tuple[Line, ...]:
         if action.from_origin:
             what += f" (a clone of {action.base})"
         return tuple(
-            Line(say, f"[Target] {action.target_dataset}@{snap}: {what}")
+            Line(say, f"{action.side.label} {action.target_dataset}@{snap}: {what}")
             for snap in action.snapshots
         )
     if isinstance(action, Destroy):
         return tuple(Line(say, f"{action.side.label} {name}: Destroying") for name in about)
     if isinstance(action, Bookmark):
         name = f"{action.dataset}#{action.bookmark}"
-        return (Line(say, f"[Source] {name}: Bookmarking {_bookmarked(action)} ({action.reason})"),)
+        return (
+            Line(
+                say,
+                f"{action.side.label} {name}: Bookmarking {_bookmarked(action)} ({action.reason})",
+            ),
+        )
     if isinstance(action, DestroyBookmark):
         name = f"{action.dataset}#{action.bookmark}"
-        return (Line(say, f"[Source] {name}: Destroying bookmark ({action.reason})"),)
+        return (Line(say, f"{action.side.label} {name}: Destroying bookmark ({action.reason})"),)
     if isinstance(action, (Hold, Release)):
         # (3.3's word, "releaseing" included)
         name = f"{action.dataset}@{action.snapshot}"

@@ -81,8 +81,7 @@ def render(
             continue
         rows.sort(key=lambda r: (r[0], r[1]))
         headers = ["dataset", "action", "object", "why"] + (["size"] if sizes is not None else [])
-        title = "Source" if side == SOURCE else "Target"
-        parts.append(f"{title} ({hosts.get(side, 'local')}):")
+        parts.append(f"{side.heading} ({hosts.get(side, 'local')}):")
         parts.append(tabulate([r[2] for r in rows], headers=headers, tablefmt="simple"))
         parts.append("")
     kept = [[n.side, n.dataset, n.text] for n in plan.notes if n.kind == KEPT]

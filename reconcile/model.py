@@ -29,9 +29,14 @@ class Side(str, Enum):
         return format(self.value, spec)
 
     @property
+    def heading(self) -> str:
+        """The side's name as a heading: Source, Target."""
+        return self.value.capitalize()
+
+    @property
     def label(self) -> str:
         """The classic log's prefix: [Source], [Target]."""
-        return f"[{self.value.capitalize()}]"
+        return f"[{self.heading}]"
 
 
 @attrs.frozen
