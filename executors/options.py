@@ -592,7 +592,7 @@ def job_from_args(args: argparse.Namespace) -> Job:
                 f"(a regular file of at most {size_words(MAX_SSH_CONFIG)})"
             ) from None
     name = args.backup_name
-    naming.check_backup_name(name)
+    formats.check_backup_name(name)
     if args.target_path is not None and args.target_path.startswith("/"):
         # zfs would take it for a path and list whatever is mounted there
         raise UsageError(

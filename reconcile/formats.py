@@ -13,8 +13,9 @@ import re
 import shlex
 import string
 from datetime import datetime
-from typing import Optional
+from typing import NamedTuple, Optional
 
+from reconcile import zfs_names
 from reconcile.errors import UsageError, quoted
 
 #: zfs-autobackup's defaults: the selection property, snapshot names, hold tags
@@ -113,3 +114,72 @@ def split_command(option: str, text: str) -> tuple[str, ...]:
     if not argv:
         raise UsageError(f"Invalid {option} {quoted(text)}: it is empty")
     return argv
+
+
+class Names(NamedTuple):
+    """The names a backup name makes: its selection property, snapshot names, hold tag."""
+
+    property_name: str
+    snapshot_pattern: str
+    hold_tag: str
+
+
+def names(
+    backup_name: str,
+    *,
+    property_format: str = PROPERTY_FORMAT,
+    snapshot_format: str = SNAPSHOT_FORMAT,
+    hold_format: str = HOLD_FORMAT,
+) -> Names:
+    """The names of a backup, each checked: the one rule for a valid backup name and
+    formats, for the tool (reconcile.naming) and the guard alike. A bad value is one
+    UsageError naming it and what is allowed."""
+    check_backup_name(backup_name)
+    pattern = fill("--snapshot-format", snapshot_format, backup_name)
+    _check_snapshot_pattern(snapshot_format, pattern)
+    property_name = fill("--property-format", property_format, backup_name)
+    problem = zfs_names.user_property_problem(property_name)
+    if problem is not None:
+        raise UsageError(
+            f"Invalid --property-format {quoted(property_format)}: with backup name "
+            f"{quoted(backup_name)} it makes {quoted(property_name)}, but {problem}"
+        )
+    hold_tag = fill("--hold-format", hold_format, backup_name)
+    problem = zfs_names.hold_tag_problem(hold_tag)
+    if problem is not None:
+        raise UsageError(
+            f"Invalid --hold-format {quoted(hold_format)}: the hold tag "
+            f"{quoted(hold_tag)} is not allowed: {problem}"
+        )
+    return Names(property_name, pattern, hold_tag)
+
+
+def check_backup_name(name: str) -> None:
+    problem = zfs_names.backup_name_problem(name)
+    if problem is not None:
+        raise UsageError(f"Invalid backup name {quoted(name)}: {problem}")
+
+
+#: a time whose every field differs from the others (and from 0 and 1)
+_SAMPLE = datetime(2001, 2, 3, 14, 5, 6)
+
+
+def _check_snapshot_pattern(snapshot_format: str, pattern: str) -> None:
+    """The snapshot names a format makes are names zfs takes, and they parse back to the
+    time they were made at (else thinning could not read them, or strptime fails)."""
+    invalid = f"Invalid --snapshot-format {quoted(snapshot_format)}"
+    if "%" not in pattern:
+        raise UsageError(f"{invalid}: it needs time fields such as %Y%m%d%H%M%S")
+    try:
+        sample = _SAMPLE.strftime(pattern)
+    except ValueError as exc:
+        raise UsageError(f"{invalid}: {exc}") from None
+    problem = zfs_names.component_problem(sample, zfs_names.MAX_NAME - zfs_names.SHORTEST_DATASET)
+    if problem is not None:
+        raise UsageError(f"{invalid}: it makes snapshot names such as {quoted(sample)}; {problem}")
+    parsed = parse_time(pattern, sample)
+    if parsed is None or parsed.strftime(pattern) != sample:
+        raise UsageError(
+            f"{invalid}: its snapshot names can't be read back (such as {quoted(sample)}): "
+            "use each time field once, such as %Y%m%d%H%M%S"
+        )

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timezone
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from executors.guard.rules import Policy
 from reconcile.errors import UsageError
 from reconcile.naming import Naming
+
+#: the tool and the guard judge a backup name and its formats by the same rule (#33:
+#: before, the guard let through 'Bak', a 250-character name and '{}-%Y%Y')
+MAKERS = pytest.mark.parametrize("make", [Naming.create, Policy.create], ids=["tool", "guard"])
 
 PATTERNS = [
     "{}-%Y%m%d%H%M%S",
@@ -97,17 +103,31 @@ def test_names_round_trip_and_bad_formats() -> None:
         ({"hold_format": "x" * 254 + "{}"}, "at most 255 bytes"),
     ],
 )
+@MAKERS
 def test_formats_that_make_names_zfs_refuses_are_refused(
-    kwargs: dict[str, str], message: str
+    make: Callable[..., object], kwargs: dict[str, str], message: str
 ) -> None:
     with pytest.raises(UsageError, match=message):
-        Naming.create("bak", **kwargs)  # type: ignore[arg-type]
+        make("bak", **kwargs)
 
 
+@MAKERS
 @pytest.mark.parametrize("name", ["a%Y", "a b", "a@b", "a/b", "a,b", "a\nb", "ä", "", "²"])
-def test_backup_names_hold_only_zfs_name_characters(name: str) -> None:
+def test_backup_names_hold_only_zfs_name_characters(make: Callable[..., object], name: str) -> None:
     with pytest.raises(UsageError, match="Invalid backup name"):
-        Naming.create(name)
+        make(name)
+
+
+@MAKERS
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [("Bak", "user property name"), ("b" * 250, "at most 253 characters")],
+)
+def test_backup_names_that_make_a_bad_property_are_refused(
+    make: Callable[..., object], name: str, message: str
+) -> None:
+    with pytest.raises(UsageError, match=message):
+        make(name)
 
 
 @pytest.mark.parametrize(

@@ -66,8 +66,8 @@ from executors.guard.words import (
     snapshot,
     tokenize,
 )
-from reconcile import formats, selection_values, zfs_names
-from reconcile.errors import UsageError, quoted
+from reconcile import formats, selection_values
+from reconcile.errors import UsageError
 from reconcile.guard_protocol import EXIT_REFUSED, READ_ONLY, refusal
 
 __all__ = ["EXIT_REFUSED", "Argv", "Refused", "refusal", "tokenize", "under"]
@@ -144,21 +144,18 @@ class Policy(NamedTuple):
         snapshot_cmds: Sequence[Argv] = (),
     ) -> Policy:
         """From the guard's options; a bad value is a UsageError naming it."""
-        problem = zfs_names.backup_name_problem(backup_name)
-        if problem is not None:
-            raise UsageError(f"Invalid backup name {quoted(backup_name)}: {problem}")
-        pattern = formats.fill("--snapshot-format", snapshot_format, backup_name)
-        if "%" not in pattern:
-            raise UsageError(
-                f"Invalid --snapshot-format '{snapshot_format}': it needs time fields "
-                "such as %Y%m%d%H%M%S"
-            )
+        names = formats.names(
+            backup_name,
+            property_format=property_format,
+            snapshot_format=snapshot_format,
+            hold_format=hold_format,
+        )
         if target_path is not None and not is_dataset(target_path):
             raise UsageError(f"Invalid --target-path '{target_path}': a dataset name is allowed")
         return cls(
-            property_name=formats.fill("--property-format", property_format, backup_name),
-            snapshot_pattern=pattern,
-            hold_tag=formats.fill("--hold-format", hold_format, backup_name),
+            property_name=names.property_name,
+            snapshot_pattern=names.snapshot_pattern,
+            hold_tag=names.hold_tag,
             target_path=target_path,
             read_only=read_only,
             allow_destroy=allow_destroy,
