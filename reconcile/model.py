@@ -65,15 +65,6 @@ class Selection:
     value: str
     source: str
 
-    @property
-    def inherited_from(self) -> Optional[str]:
-        prefix = "inherited from "
-        return self.source[len(prefix) :] if self.source.startswith(prefix) else None
-
-    @property
-    def is_inherited(self) -> bool:
-        return self.inherited_from is not None
-
 
 @attrs.frozen
 class Snapshot:

@@ -16,7 +16,7 @@ from typing import Optional, Protocol
 
 import attrs
 
-from reconcile import zfs_text
+from reconcile import selection_values, zfs_text
 from reconcile.errors import DatasetNotFound, ObservationError, UsageError
 from reconcile.limits import chunked
 from reconcile.model import Dataset, Host, HostState, ResumeInfo, Side
@@ -137,7 +137,7 @@ def observe_source(
     values = {
         name: sel
         for name, sel in zfs_text.parse_selection(out).items()
-        if sel.value not in ("-", "")  # no value: not part of this backup
+        if sel.value not in selection_values.UNSET  # no value: not part of this backup
     }
     candidates = select(
         values,

@@ -63,7 +63,7 @@ def select(
     choices = []
     for name in sorted(values):
         selection = values[name]
-        origin = selection.inherited_from
+        origin = selection_values.inherited_from(selection.source)
         source = resolved_source.get(origin, "local") if origin else selection.source
         resolved_source[name] = source
         choices.append(
@@ -112,8 +112,9 @@ def _choose(
     for path in exclude_paths:
         if under(name, path.rstrip("/")):
             return Choice(name, False, "path in exclude list", quiet=True)
-    if source == "received" and exclude_received:
-        return Choice(name, False, "dataset already received")
+    received = selection_values.received_refusal(source, exclude_received)
+    if received is not None:
+        return Choice(name, False, received)
     if exclude_unchanged and written is not None and written < exclude_unchanged:
         return Choice(name, False, "by --exclude-unchanged")
     reason = "inherited selection" if inherited else "direct selection"

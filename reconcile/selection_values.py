@@ -28,3 +28,19 @@ def refusal(value: str, inherited: bool) -> Optional[str]:
     if value == "false":
         return "disabled"
     return None
+
+
+#: zfs' word for a property's source when the value is set on an ancestor
+INHERITED_PREFIX = "inherited from "
+
+
+def inherited_from(source: str) -> Optional[str]:
+    """The dataset a value is inherited from, by zfs' source word ("inherited from
+    POOL/DS"); None when the value is set on the dataset itself (or nowhere)."""
+    return source[len(INHERITED_PREFIX) :] if source.startswith(INHERITED_PREFIX) else None
+
+
+def received_refusal(origin_source: str, exclude_received: bool) -> Optional[str]:
+    """`--exclude-received`: a value received (or inherited from a received one:
+    `origin_source` is the source where the value is set) does not select."""
+    return "dataset already received" if exclude_received and origin_source == "received" else None

@@ -37,7 +37,7 @@ from executors.runner import PipelineResult, PipelineWatch, Result, Stage, group
 from planner.actions import SOURCE, TARGET
 from planner.compile import PROBE_PREFIX, Compiled, Facts, Options, compile_plan, estimate_argv
 from planner.plan import build_plan
-from reconcile import guard_protocol, zfs_rows, zfs_text
+from reconcile import guard_protocol, selection_values, zfs_rows, zfs_text
 from reconcile.errors import GuardRefused
 from reconcile.filters import COMPRESSORS
 from reconcile.guard_protocol import READ_ONLY
@@ -169,7 +169,7 @@ def _lookups(zfs: FakeZfs) -> rules.Lookups:
         if dataset not in zfs.datasets:
             return False
         value, source = zfs.prop(dataset, PROP)
-        origin = rules.inherited_from(source)
+        origin = selection_values.inherited_from(source)
         above = zfs.prop(origin, PROP)[1] if origin else source
         return rules.selects(value, source, above, exclude_received=True)
 

@@ -30,7 +30,7 @@ from typing import Callable, NoReturn, Optional
 from executors.guard import receive as guard_receive
 from executors.guard import rules
 from executors.guard import stream as guard_stream
-from reconcile import formats, zfs_rows
+from reconcile import formats, selection_values, zfs_rows
 from reconcile.errors import UsageError
 
 PROG = "zfs-autobackup-guard"
@@ -140,7 +140,7 @@ def lookups(policy: rules.Policy, zfs: Zfs, exclude_received: bool) -> rules.Loo
         if found is None:
             return False
         value, source = found
-        origin = rules.inherited_from(source)
+        origin = selection_values.inherited_from(source)
         origin_source = source
         if origin is not None and exclude_received:
             above = row(origin)

@@ -691,11 +691,7 @@ def selects(value: str, source: str, origin_source: str, exclude_received: bool)
     """selection.py's rules for one dataset: `value` and `source` of the property on it
     (`zfs get -o name,value,source`), `origin_source` the source where an inherited
     value is set (local or received; `source` itself when not inherited)."""
-    if selection_values.refusal(value, inherited=source.startswith("inherited from ")):
+    inherited = selection_values.inherited_from(source) is not None
+    if selection_values.refusal(value, inherited) is not None:
         return False
-    return not (exclude_received and origin_source == "received")
-
-
-def inherited_from(source: str) -> Optional[str]:
-    prefix = "inherited from "
-    return source[len(prefix) :] if source.startswith(prefix) else None
+    return selection_values.received_refusal(origin_source, exclude_received) is None
