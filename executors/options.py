@@ -26,6 +26,7 @@ from reconcile.job import DEFAULT_RETRIES, DEFAULT_RETRY_DELAY, Job
 from reconcile.model import Host
 from reconcile.pipes import COMPRESSORS, TransferOptions
 from reconcile.schedule import DEFAULT, Schedule, parse_duration
+from reconcile.scripts import SYSTEMD_PROPERTIES
 
 #: --parallel at most (each send is a few processes, and over ssh a session of the
 #: host's one connection: sshd allows 10 sessions per connection by default)
@@ -611,6 +612,13 @@ def job_from_args(args: argparse.Namespace) -> Job:
     if args.clear_refreservation:
         filter_properties.append("refreservation")
     set_properties = _properties("--set-properties", args.set_properties)
+    for item in set_properties:
+        if item.startswith(SYSTEMD_PROPERTIES):
+            raise UsageError(
+                f"Invalid --set-properties item {quoted(item)}: a backup is never mounted "
+                f"at boot by a {SYSTEMD_PROPERTIES} property (set it with zfs set on the "
+                "backup, if you mean it)"
+            )
     if args.clear_mountpoint:
         set_properties.append("canmount=noauto")
     orphans = None

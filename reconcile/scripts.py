@@ -40,6 +40,9 @@ MOUNT_SCRIPT = (
 #: receive filters them (`zfs recv -x`; the source's value is kept as the received one),
 #: so a backup server never mounts a backup at boot because its source was
 BOOT_MOUNT_PROPERTIES = ("org.openzfs.systemd:wanted-by", "org.openzfs.systemd:required-by")
+#: the namespace of systemd's mount properties: a receive never sets one (`-o`), the
+#: tool refuses one in --set-properties, and the guard refuses a receive that sets one
+SYSTEMD_PROPERTIES = "org.openzfs.systemd:"
 
 
 #: the `zfs recv -o` settings that leave what is received unmounted by its host

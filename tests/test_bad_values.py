@@ -57,6 +57,9 @@ CASES: list[tuple[list[str], int, str]] = [
     (["offsite1", T, "--filter-properties=canmount=on"], 255, "Invalid --filter-properties item 'canmount=on'"),
     (["offsite1", T, "--set-properties=Com.Example:x=1"], 255, "Invalid --set-properties item 'Com.Example:x=1'"),
     (["offsite1", T, f"--set-properties=a:{'b' * 300}=1"], 255, "at most 255 characters"),
+    # (#33) the guard refuses a receive that sets one, even with --allow-mount: the tool
+    # refused nothing and composed it
+    (["offsite1", T, "--set-properties=org.openzfs.systemd:wanted-by=multi-user.target"], 255, "Invalid --set-properties item 'org.openzfs.systemd:wanted-by=multi-user.target'"),
     (["offsite1", T, "--hold-format={{}}"], 255, "Invalid --hold-format '{{}}'"),
     (["offsite1", T, "--hold-format=-{}"], 255, "Invalid --hold-format '-{}'"),
     (["offsite1", T, "--hold-format={}\tx"], 255, "a tab, a line break or NUL"),

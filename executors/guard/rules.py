@@ -76,6 +76,7 @@ from reconcile.scripts import (
     BOOT_MOUNT_PROPERTIES,
     MOUNT_SCRIPT,
     PROBE_SCRIPT,
+    SYSTEMD_PROPERTIES,
     received_unmountable,
 )
 from reconcile.zfs_names import under
@@ -520,7 +521,7 @@ def _recv_option(prop: str, policy: Policy, lookups: Lookups) -> None:
         raise Refused(f"zfs recv: -o {prop!r} is not PROPERTY=VALUE")
     if key == "origin":
         raise Refused("zfs recv: -o origin=... is not allowed")
-    if key.startswith("org.openzfs.systemd:"):
+    if key.startswith(SYSTEMD_PROPERTIES):
         raise Refused(f"zfs recv: -o {key}=... (systemd would mount it at boot)")
     if prop in _NEVER_SET or (key in _NEVER_SET_KEYS and value != "off"):
         raise Refused(f"zfs recv: -o {prop!r} is not allowed")
