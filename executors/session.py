@@ -178,5 +178,5 @@ def prepare(
         features={SOURCE: source.features, **({TARGET: target.features} if target else {})},
         present=present_sides(plan, job, source, target),
     )
-    compiled = compiler.compile_plan(plan, job, facts, options)
+    compiled = compiler.compile_plan(plan, job.transfer_recipe, job.snapshotting, facts, options)
     return Prepared(source, target, desired, plan, compiled)

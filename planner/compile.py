@@ -54,7 +54,7 @@ from planner.commands import Command
 from planner.cover import Cover, Present, cover
 from planner.describe import Level, Line
 from planner.plan import Plan
-from reconcile.job import Job
+from reconcile.job import Snapshotting, TransferRecipe
 from reconcile.limits import ARG_BYTES, chunked
 from reconcile.model import Side
 from reconcile.never import assert_never
@@ -232,7 +232,9 @@ def _features(facts: Facts, side: Side, dataset: str) -> frozenset[str]:
     return facts.features.get(side, {}).get(dataset.split("/", 1)[0], frozenset())
 
 
-def send_argv(action: Send, job: Job, facts: Facts, progress: bool) -> tuple[str, ...]:
+def send_argv(
+    action: Send, recipe: TransferRecipe, facts: Facts, progress: bool
+) -> tuple[str, ...]:
     """`zfs send` as 3.3 sends: -L and -e where both pools have the feature (-e not
     for raw sends or --encrypt), -c with --zfs-compressed, -w for raw, -p unless the
     source is sent decrypted, -I for a stream of several snapshots, -t to resume."""
@@ -244,9 +246,9 @@ def send_argv(action: Send, job: Job, facts: Facts, progress: bool) -> tuple[str
         argv.append("-P")  # the size estimate on stderr; never -v (a second per send)
     if "large_blocks" in both:
         argv.append("-L")
-    if "embedded_data" in both and not action.raw and not job.encrypt:
+    if "embedded_data" in both and not action.raw and not recipe.encrypt:
         argv.append("-e")
-    if job.zfs_compressed:
+    if recipe.zfs_compressed:
         argv.append("-c")
     if action.raw:
         argv.append("-w")
@@ -272,12 +274,12 @@ def estimate_argv(send: Sequence[str]) -> tuple[str, ...]:
     return ("zfs", "send", "-n", "-P", *rest)
 
 
-def receive(action: Send, job: Job, facts: Facts) -> Command:
+def receive(action: Send, recipe: TransferRecipe, facts: Facts) -> Command:
     resumable = "extensible_dataset" in _features(facts, TARGET, action.target_dataset)
     argv = ["zfs", "recv", "-u", *(["-s"] if resumable else [])]
-    filters = list(job.filter_properties)
-    sets = list(job.set_properties)
-    if job.encrypt and not action.raw:
+    filters = list(recipe.filter_properties)
+    sets = list(recipe.set_properties)
+    if recipe.encrypt and not action.raw:
         filters += ["keylocation", "pbkdf2iters", "keyformat", "encryption"]
     if action.volume:
         filters = [p for p in filters if p not in NOT_FOR_VOLUMES]
@@ -306,19 +308,19 @@ def _several(action: Send) -> bool:
     return bool(action.base and action.intermediates and not plain)
 
 
-def send(action: Send, job: Job, facts: Facts, progress: bool) -> Command:
-    argv = send_argv(action, job, facts, progress)
+def send(action: Send, recipe: TransferRecipe, facts: Facts, progress: bool) -> Command:
+    argv = send_argv(action, recipe, facts, progress)
     return commands.send(argv, action.source_dataset, several=_several(action))
 
 
-def resume_of(action: Send, job: Job, facts: Facts, progress: bool) -> Resume:
+def resume_of(action: Send, recipe: TransferRecipe, facts: Facts, progress: bool) -> Resume:
     """How `action`'s step resumes after a broken link."""
-    with_token = send_argv(attrs.evolve(action, resume_token="TOKEN"), job, facts, progress)
+    with_token = send_argv(attrs.evolve(action, resume_token="TOKEN"), recipe, facts, progress)
     stream = (*action.intermediates, action.snapshot)
     rest = tuple(
         (snap, send(attrs.evolve(action, base=snap, intermediates=stream[i + 1 : -1],
                                  from_bookmark=False, from_origin=False),
-                    job, facts, progress))
+                    recipe, facts, progress))
         for i, snap in enumerate(stream[:-1])
     )  # fmt: skip
     return Resume(
@@ -378,13 +380,14 @@ def helpers(options: TransferOptions, remote: bool) -> dict[Side, list[str]]:
     }
 
 
-def send_pipeline(action: Send, job: Job, facts: Facts, progress: bool) -> tuple[Command, ...]:
-    remote = not (job.source.is_local and job.target.is_local)
+def send_pipeline(
+    action: Send, recipe: TransferRecipe, facts: Facts, progress: bool
+) -> tuple[Command, ...]:
     return (
-        send(action, job, facts, progress),
-        *(commands.pipe(SOURCE, argv) for argv in source_side(job.transfer)),
-        *(commands.pipe(TARGET, argv) for argv in target_side(job.transfer, remote)),
-        receive(action, job, facts),
+        send(action, recipe, facts, progress),
+        *(commands.pipe(SOURCE, argv) for argv in source_side(recipe.pipes)),
+        *(commands.pipe(TARGET, argv) for argv in target_side(recipe.pipes, recipe.remote)),
+        receive(action, recipe, facts),
     )
 
 
@@ -507,18 +510,26 @@ def _user_step(kind: str, argv: Sequence[str], failure: Failure, needs: Sequence
                 snapshotting=True)  # fmt: skip
 
 
-def compile_plan(plan: Plan, job: Job, facts: Facts, options: Options = Options()) -> Compiled:
+def compile_plan(
+    plan: Plan,
+    recipe: TransferRecipe,
+    snapshotting: Snapshotting,
+    facts: Facts,
+    options: Options = Options(),
+) -> Compiled:
+    """The plan's commands: each send made by `recipe`, the snapshots by `snapshotting`
+    (the job's slices for this stage: `Job.transfer_recipe`, `Job.snapshotting`)."""
     out = _Steps(plan)
     actions = plan.actions
     if any(isinstance(a, Send) for a in actions):
-        _helpers(out, job)
+        _helpers(out, recipe)
     snaps = [i for i, a in enumerate(actions) if isinstance(a, CreateSnapshots)]
     pre: list[int] = []
     index = 0
     while index < len(actions):
         action = actions[index]
         if snaps and index == snaps[0]:
-            for argv in job.pre_snapshot_cmds:  # each after the one before worked
+            for argv in snapshotting.pre_cmds:  # each after the one before worked
                 pre.append(out.add(_user_step(PRE_SNAPSHOT, argv, Failure.GATES, pre[-1:])))
         if isinstance(action, (Hold, Release)):
             batch = _same_kind_run(plan, index)
@@ -527,44 +538,45 @@ def compile_plan(plan: Plan, job: Job, facts: Facts, options: Options = Options(
             batch = _same_type_run(plan, index)
             group = out.group()
             for i in batch:
-                _one(out, job, facts, options, i, group)
+                _one(out, recipe, facts, options, i, group)
         else:
             batch = [index]
             if isinstance(action, CreateSnapshots):
                 command = commands.snapshot(
-                    action.datasets, action.snapshot, job.snapshot_properties
+                    action.datasets, action.snapshot, snapshotting.properties
                 )
                 out.add(out.doing([index], [command], needs=tuple(pre), blocked_by_units=False,
                                   snapshotting=True))  # fmt: skip
             else:
-                _one(out, job, facts, options, index, 0)
+                _one(out, recipe, facts, options, index, 0)
         if snaps and index <= snaps[-1] <= batch[-1]:
             # after the last snapshot, whether it worked or not (as v3)
-            for argv in job.post_snapshot_cmds:
+            for argv in snapshotting.post_cmds:
                 out.add(_user_step(POST_SNAPSHOT, argv, Failure.ALWAYS, ()))
         index = batch[-1] + 1
     return Compiled(tuple(out.steps), options)
 
 
-def _helpers(out: _Steps, job: Job) -> None:
-    remote = not (job.source.is_local and job.target.is_local)
-    for side, needed in helpers(job.transfer, remote).items():
+def _helpers(out: _Steps, recipe: TransferRecipe) -> None:
+    for side, needed in helpers(recipe.pipes, recipe.remote).items():
         if needed:
             argv = (*PROBE_PREFIX, "sh", *needed)
             out.add(Step(CHECK_HELPERS, (commands.script(side, argv),), writes=False, probe=True,
                          label=side.label, subject=CHECK_HELPERS))  # fmt: skip
 
 
-def _one(out: _Steps, job: Job, facts: Facts, options: Options, index: int, group: int) -> None:
+def _one(
+    out: _Steps, recipe: TransferRecipe, facts: Facts, options: Options, index: int, group: int
+) -> None:
     action = out.plan.actions[index]
     if isinstance(action, Send):
         arrived = None
         name = f"{action.target_dataset}@{action.snapshot}"
-        if job.ignore_transfer_errors:
+        if recipe.ignore_transfer_errors:
             argv = ("zfs", "list", "-H", "-o", "name", name)
             arrived = commands.read(TARGET, argv, action.target_dataset)
-        pipeline = send_pipeline(action, job, facts, options.progress)
-        resume = resume_of(action, job, facts, options.progress)
+        pipeline = send_pipeline(action, recipe, facts, options.progress)
+        resume = resume_of(action, recipe, facts, options.progress)
         out.add(out.doing([index], pipeline, group=group, arrived=arrived, resume=resume,
                           title=f"{TARGET.label} {name}"))  # fmt: skip
     elif isinstance(action, Destroy):

@@ -1,7 +1,9 @@
 """The job: everything a run was asked to do, as one frozen value.
 
-Built once from the command line (executors.cli) and passed down; desire and the planner
-read it, nothing mutates it.
+Built once from the command line (executors.cli); nothing mutates it. Desire and the
+planner read it; the compile stage gets only its slices (`Job.transfer_recipe`: how
+each send and receive is made; `Job.snapshotting`: how snapshots are taken), so a
+command is made from what it needs and nothing else.
 """
 
 from __future__ import annotations
@@ -19,6 +21,36 @@ from reconcile.schedule import Schedule
 #: (a link that is down for more than a minute is down for this run)
 DEFAULT_RETRIES = 3
 DEFAULT_RETRY_DELAY = 10.0
+
+
+@attrs.frozen
+class TransferRecipe:
+    """How every send and receive of a run is made (the compile stage's share)."""
+
+    #: --zfs-compressed: `zfs send -c`
+    zfs_compressed: bool = False
+    #: --encrypt: the target encrypts (keys' properties are not received)
+    encrypt: bool = False
+    #: recv options: -x PROPERTY and -o PROPERTY=VALUE
+    filter_properties: tuple[str, ...] = ()
+    set_properties: tuple[str, ...] = ()
+    #: compression, buffers, rate and user pipes of every send
+    pipes: TransferOptions = attrs.Factory(TransferOptions)
+    #: the stream crosses ssh (one side, or both, is remote)
+    remote: bool = False
+    #: --ignore-transfer-errors: a failed transfer whose snapshot arrived is fine
+    ignore_transfer_errors: bool = False
+
+
+@attrs.frozen
+class Snapshotting:
+    """How the snapshots of a run are taken (the compile stage's share)."""
+
+    #: zfs snapshot -o PROPERTY=VALUE
+    properties: tuple[str, ...] = ()
+    #: commands (argv) run on the source before / after taking the snapshots
+    pre_cmds: tuple[tuple[str, ...], ...] = ()
+    post_cmds: tuple[tuple[str, ...], ...] = ()
 
 
 @attrs.frozen
@@ -80,6 +112,24 @@ class Job:
     retries: int = DEFAULT_RETRIES
     #: --retry-delay: seconds before the first retry; each next one waits twice as long
     retry_delay: float = DEFAULT_RETRY_DELAY
+
+    @property
+    def transfer_recipe(self) -> TransferRecipe:
+        return TransferRecipe(
+            zfs_compressed=self.zfs_compressed,
+            encrypt=self.encrypt,
+            filter_properties=self.filter_properties,
+            set_properties=self.set_properties,
+            pipes=self.transfer,
+            remote=not (self.source.is_local and self.target.is_local),
+            ignore_transfer_errors=self.ignore_transfer_errors,
+        )
+
+    @property
+    def snapshotting(self) -> Snapshotting:
+        return Snapshotting(
+            self.snapshot_properties, self.pre_snapshot_cmds, self.post_snapshot_cmds
+        )
 
     @property
     def reads_bookmarks(self) -> bool:

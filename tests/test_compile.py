@@ -31,7 +31,7 @@ def _compile(j, source, target, features=True, options=DEFAULT) -> tuple[Compile
     plan = build_plan(j, run_desire(j, source, target, now), source, target)
     feats = {SOURCE: {"p": ALL}, TARGET: {"backup": ALL}} if features else {}
     facts = Facts(features=feats, present=present_sides(plan, j, source, target))
-    return compile_plan(plan, j, facts, options), plan
+    return compile_plan(plan, j.transfer_recipe, j.snapshotting, facts, options), plan
 
 
 def _lines(compiled: Compiled) -> list[tuple[str, list[str]]]:

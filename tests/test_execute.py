@@ -72,7 +72,13 @@ def _plan(j, names=("p/a", "p/b")):  # type: ignore[no-untyped-def]
 
 def _exec(executor: Executor, plan: Plan, **kwargs: object):  # type: ignore[no-untyped-def]
     """Compile (no pool features observed, no recursive holds) and execute."""
-    compiled = compile_plan(plan, executor.job, Facts(), Options(parallel=executor.parallel))
+    compiled = compile_plan(
+        plan,
+        executor.job.transfer_recipe,
+        executor.job.snapshotting,
+        Facts(),
+        Options(parallel=executor.parallel),
+    )
     failed = [p.unit for p in plan.problems]
     return executor.execute(compiled, failed=failed, **kwargs)  # type: ignore[arg-type]
 

@@ -469,7 +469,9 @@ def test_compiled_sends_of_every_kind_are_allowed(compress: str) -> None:
         j = job(transfer=transfer, **options)
         now = j.naming.timestamp(new)
         plan = build_plan(j, run_desire(j, source, target, now), source, target)
-        for host, line in _remote_lines(compile_plan(plan, j, facts, Options(progress=True))):
+        for host, line in _remote_lines(
+            compile_plan(plan, j.transfer_recipe, j.snapshotting, facts, Options(progress=True))
+        ):
             rules.judge(line, guards[host], asked)  # (raises Refused)
             seen.add(line)
     compressor = shlex.join(COMPRESSORS[compress].compress)

@@ -50,7 +50,10 @@ def _saved() -> SavedPlan:
     desired = run_desire(j, src, tgt, now)
     plan = build_plan(j, desired, src, tgt)
     compiled = compile_plan(
-        plan, j, Facts(features={"source": {"p": FEATURES}, "target": {"backup": FEATURES}})
+        plan,
+        j.transfer_recipe,
+        j.snapshotting,
+        Facts(features={"source": {"p": FEATURES}, "target": {"backup": FEATURES}}),
     )
     return SavedPlan(j, plan, compiled, assumptions(desired, src, tgt), now, "host1", "0.1.0")
 

@@ -193,7 +193,9 @@ def _execute(
     job = job_from_args(build_parser().parse_args(["bk", "dst", *args]))
     plan = prepare(job, fake, float(zfs.now + 3600), Options()).plan
     console = Console(out=io.StringIO(), err=io.StringIO(), verbose=True, color=False)
-    compiled = compile_plan(plan, job, Facts(), Options(parallel=1))
+    compiled = compile_plan(
+        plan, job.transfer_recipe, job.snapshotting, Facts(), Options(parallel=1)
+    )
     Executor(job, runner, console).execute(compiled, failed=[p.unit for p in plan.problems])
     return console.out.getvalue() + console.err.getvalue()  # type: ignore[attr-defined]
 
