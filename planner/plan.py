@@ -521,46 +521,17 @@ def _other_notes(job: Job, pairs: Sequence[PairDesire]) -> list[Note]:
 def _move_holds(
     ctx: _Context, pair: PairDesire, prev: Optional[int]
 ) -> tuple[Optional[int], set[tuple[str, str]]]:
-    """As zfs-autobackup 3.3, holds change only when something was sent: the newest
-    sent snapshot is held on both sides, then this backup's hold is released from the
-    previous common snapshot, whatever its name (a foreign common snapshot of
-    --other-snapshots, one from before --snapshot-format changed). Other snapshots keep
-    their holds: on the source one may be the common snapshot of another target of the
-    same backup name. With bookmarks the source gets no hold but the bookmark, made
-    between the new holds and the releases (while a snapshot is sent, zfs send itself
-    keeps it from being destroyed); an old hold of ours on the previous common snapshot
-    is still released. Returns the last action and the (side, snapshot) releases planned."""
-    job, builder, unit = ctx.job, ctx.builder, pair.name
-    tag, final = job.naming.hold_tag, pair.final_common
-    released: set[tuple[str, str]] = set()
-    if not (job.holds and pair.sends and final):
-        return _bookmarks(ctx, pair, prev), released
-    doomed_first = {
-        (side, f.snapshot)
-        for side, fates in ((TARGET, pair.target_fates), (SOURCE, pair.source_fates))
-        for f in fates
-        if not f.keep and f.phase == PRE
-    }
-    common = pair.common or (None, None)
-    sides = (
-        (TARGET, pair.target_name, pair.target.snapshots if pair.target else (), common[1]),
-        (SOURCE, pair.name, pair.source.snapshots, common[0]),
-    )
-    marks = pair.bookmark_tag is not None
-    for side, dataset, existing, _ in sides:
-        if side == SOURCE and (marks or job.read_only_source):
-            continue
-        if not any(s.name == final and tag in s.holds for s in existing):
-            prev = builder.add(Hold(side, dataset, final, tag, unit), [prev])
+    """The holds desire decided (reconcile.pair: the new common snapshot's, on each
+    side), then the pair's bookmark, then the releases of the old holds. Returns the
+    last action and the (side, snapshot) releases planned."""
+    tag, builder, unit = ctx.job.naming.hold_tag, ctx.builder, pair.name
+    datasets = {TARGET: pair.target_name, SOURCE: pair.name}
+    for side, snapshot in pair.holds:
+        prev = builder.add(Hold(side, datasets[side], snapshot, tag, unit), [prev])
     prev = _bookmarks(ctx, pair, prev)
-    for side, dataset, existing, old in sides:
-        if side == SOURCE and (pair.common_bookmark or job.read_only_source):
-            continue  # (the base is a bookmark: no source snapshot of it to release)
-        for snap in existing:
-            if snap.name == old != final and tag in snap.holds and (side, old) not in doomed_first:
-                prev = builder.add(Release(side, dataset, snap.name, tag, unit), [prev])
-                released.add((side, snap.name))
-    return prev, released
+    for side, snapshot in pair.releases:
+        prev = builder.add(Release(side, datasets[side], snapshot, tag, unit), [prev])
+    return prev, {(side, snapshot) for side, snapshot in pair.releases}
 
 
 def _streams(sends: Sequence[SendWish]) -> list[list[SendWish]]:

@@ -15,7 +15,7 @@ from reconcile import bookmarks, clones
 from reconcile import graph as snapgraph
 from reconcile.fates import POST, PRE, Fate, fate, pinned, stamp_of, thin_names
 from reconcile.job import Job
-from reconcile.model import Bookmark, Dataset, ResumeInfo, Snapshot
+from reconcile.model import Bookmark, Dataset, ResumeInfo, Side, Snapshot
 
 
 @attrs.frozen
@@ -72,6 +72,10 @@ class PairDesire:
     bookmark_copy_of: Optional[str] = None
     #: our bookmarks of other targets' tags (orphans go with --destroy-orphan-bookmarks)
     others: tuple[bookmarks.Other, ...] = ()
+    #: (side, snapshot): gets this backup's hold once the sends are done (target first)
+    holds: tuple[tuple[Side, str], ...] = ()
+    #: (side, snapshot): this backup's hold is released, after the new holds and bookmark
+    releases: tuple[tuple[Side, str], ...] = ()
     #: a new clone's first send is from this origin snapshot
     origin: Optional[clones.Origin] = None
     #: why a clone is sent in full
@@ -306,7 +310,7 @@ def pair(pin: PairInput, graph: snapgraph.SnapshotGraph) -> PairDesire:
     target_fates = _target_fates(
         pin, existing, incompatible, common_tgt, not sends, target_verdicts
     )
-    return attrs.evolve(
+    decided = attrs.evolve(
         base,
         common=(common_src, common_tgt) if common_src and common_tgt else None,
         common_bookmark=chain.mark is not None,
@@ -325,6 +329,54 @@ def pair(pin: PairInput, graph: snapgraph.SnapshotGraph) -> PairDesire:
         bookmark_copy_of=mark.copy_of,
         others=others,
     )
+    holds, releases = _hold_moves(job, decided)
+    return attrs.evolve(decided, holds=holds, releases=releases)
+
+
+def _hold_moves(job: Job, pair: PairDesire) -> tuple[_Moves, _Moves]:
+    """As zfs-autobackup 3.3, holds change only when something was sent: the newest
+    sent snapshot is held on both sides, then this backup's hold is released from the
+    previous common snapshot, whatever its name (a foreign common snapshot of
+    --other-snapshots, one from before --snapshot-format changed). Other snapshots keep
+    their holds: on the source one may be the common snapshot of another target of the
+    same backup name. With bookmarks the source gets no hold but the bookmark (made
+    between the new holds and the releases; while a snapshot is sent, zfs send itself
+    keeps it from being destroyed); an old hold of ours on the previous common snapshot
+    is still released. A snapshot thinning destroys first keeps its hold (the destroy
+    releases it). Decided here, beside the bookmark, so one stage owns the chain."""
+    tag, final = job.naming.hold_tag, pair.final_common
+    if not (job.holds and pair.sends and final):
+        return (), ()
+    doomed_first = {
+        (side, f.snapshot)
+        for side, fates in ((Side.TARGET, pair.target_fates), (Side.SOURCE, pair.source_fates))
+        for f in fates
+        if not f.keep and f.phase == PRE
+    }
+    common = pair.common or (None, None)
+    sides = (
+        (Side.TARGET, pair.target.snapshots if pair.target else (), common[1]),
+        (Side.SOURCE, pair.source.snapshots, common[0]),
+    )
+    holds = tuple(
+        (side, final)
+        for side, existing, _ in sides
+        if not (side == Side.SOURCE and (pair.bookmark_tag is not None or job.read_only_source))
+        and not any(s.name == final and tag in s.holds for s in existing)
+    )
+    releases = tuple(
+        (side, snap.name)
+        for side, existing, old in sides
+        # (the source's base is a bookmark: no source snapshot of it to release)
+        if not (side == Side.SOURCE and (pair.common_bookmark or job.read_only_source))
+        for snap in existing
+        if snap.name == old != final and tag in snap.holds and (side, old) not in doomed_first
+    )
+    return holds, releases
+
+
+#: (side, snapshot) pairs: the holds placed, or released
+_Moves = tuple[tuple[Side, str], ...]
 
 
 def _unlinked(pin: PairInput) -> str:
