@@ -25,7 +25,13 @@ from executors.classic import run_classic
 from executors.console import Console
 from executors.lock import backup_lock
 from executors.modes import Mode, mode_of
-from executors.options import RunOptions, build_parser, job_from_args, run_options
+from executors.options import (
+    RunOptions,
+    build_parser,
+    job_from_args,
+    restore_request,
+    run_options,
+)
 from executors.runner import LocalRunner, ReadOnlyRunner, Runner, SshSettings, close_masters
 from reconcile import __version__, formats
 from reconcile.errors import ReconcileError
@@ -126,6 +132,16 @@ def _run(mode: Mode, rest: list[str], deps: Deps, control_dir: str, now: float) 
                 settings=settings,
                 reporting=reporting,
             )
+    if mode is Mode.RESTORE or mode is Mode.PLAN_RESTORE:
+        from executors import restore
+
+        request = restore_request(args)
+        if mode is Mode.RESTORE and args.list:
+            return restore.list_restore_points(job, request, console, runner, as_json=args.json)
+        execute = mode is Mode.RESTORE and not options.test
+        commands = mode is Mode.PLAN_RESTORE and args.commands
+        return restore.run_restore(job, request, console, runner, execute=execute,
+                                   commands=commands, settings=settings)  # fmt: skip
     if mode is Mode.CLASSIC:
         with contextlib.nullcontext() if options.test else backup_lock(job):
             return run_classic(

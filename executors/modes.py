@@ -12,6 +12,8 @@ writes (executors.runner.ReadOnlyRunner). Every dispatch over modes ends in
     zfs-autobackup apply  FILE                                 execute a saved plan
     zfs-autobackup show   FILE                                 print a saved plan
     zfs-autobackup status [options] BACKUP-NAME [TARGET-PATH]  is every backup current
+    zfs-autobackup restore [options] BACKUP-NAME TARGET-PATH DATASET   get a dataset back
+    zfs-autobackup plan restore [options] BACKUP-NAME TARGET-PATH DATASET  show that plan
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ class About:
 
     #: its name in messages and in the plan of this module's docstring
     name: str
-    #: the first argument that selects it (None: the classic mode, selected by no word)
+    #: the first argument(s) that select it ("plan restore": two words; None: the classic
+    #: mode, selected by no word)
     word: Optional[str]
     #: may it change anything? (False: every command it runs is checked to be a read)
     writes: bool = False
@@ -54,6 +57,13 @@ class Mode(enum.Enum):
     STATUS = About("status", "status", error_exit=EXIT_UNKNOWN)
     SHOW_FILE = About("show-file", "show", takes_file=True)
     APPLY_FILE = About("apply-file", "apply", writes=True, takes_file=True)
+    RESTORE = About("restore", "restore", writes=True)
+    PLAN_RESTORE = About("plan-restore", "plan restore")
+
+    @property
+    def restores(self) -> bool:
+        """Its arguments name a dataset to restore (executors.restore)."""
+        return self in (Mode.RESTORE, Mode.PLAN_RESTORE)
 
     @property
     def about(self) -> About:
@@ -90,10 +100,13 @@ def mode_of(argv: Sequence[str]) -> tuple[Mode, list[str]]:
     """The mode a command line selects, and the arguments after its word. A word that
     two modes share (`apply`) selects the one that takes a file when the first argument
     looks like a plan file."""
-    named = [m for m in Mode if argv and m.about.word == argv[0]]
+    words = {m: (m.about.word or "").split() for m in Mode}
+    named = [m for m in Mode if words[m] and list(argv[: len(words[m])]) == words[m]]
     if not named:
         return Mode.CLASSIC, list(argv)
-    rest = list(argv[1:])
+    longest = max(len(words[m]) for m in named)
+    named = [m for m in named if len(words[m]) == longest]
+    rest = list(argv[longest:])
     by_name = [m for m in named if not m.about.takes_file]
     by_file = [m for m in named if m.about.takes_file]
     if by_file and (

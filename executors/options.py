@@ -25,6 +25,7 @@ from reconcile.errors import UsageError, quoted
 from reconcile.job import DEFAULT_RETRIES, DEFAULT_RETRY_DELAY, Job
 from reconcile.model import Host
 from reconcile.pipes import COMPRESSORS, TransferOptions
+from reconcile.restore import RestoreRequest
 from reconcile.schedule import DEFAULT, Schedule, parse_duration
 from reconcile.scripts import SYSTEMD_PROPERTIES
 
@@ -237,12 +238,21 @@ def build_parser(mode: Mode = Mode.CLASSIC) -> argparse.ArgumentParser:
         metavar="BACKUP-NAME",
         help="name of the backup: select datasets with 'zfs set autobackup:BACKUP-NAME=true'",
     )
-    p.add_argument(
-        "target_path",
-        metavar="TARGET-PATH",
-        nargs="?",
-        help="target ZFS filesystem (without it: only snapshot and thin the source)",
-    )
+    if mode.restores:
+        p.add_argument("target_path", metavar="TARGET-PATH", help="where the backup is")
+        p.add_argument(
+            "dataset",
+            metavar="DATASET",
+            help="the dataset to restore, as named on the source host",
+        )
+        _add_restore(p, mode)
+    else:
+        p.add_argument(
+            "target_path",
+            metavar="TARGET-PATH",
+            nargs="?",
+            help="target ZFS filesystem (without it: only snapshot and thin the source)",
+        )
     p.add_argument(
         "--version", action="version", version=f"zfs-autobackup v{__version__} (zfs-reconcile)"
     )
@@ -389,7 +399,13 @@ def build_parser(mode: Mode = Mode.CLASSIC) -> argparse.ArgumentParser:
         "--rollback", action="store_true", help="roll the target back to its newest snapshot first"
     )
     g.add_argument(
-        "--force", "-F", action="store_true", help="receive with zfs recv -F (use with care)"
+        "--force",
+        "-F",
+        action="store_true",
+        help="restore over an existing dataset: roll it back to the snapshot it has in "
+        "common with the backup, destroying what came after"
+        if mode.restores
+        else "receive with zfs recv -F (use with care)",
     )
     g.add_argument(
         "--destroy-incompatible",
@@ -538,6 +554,51 @@ def build_parser(mode: Mode = Mode.CLASSIC) -> argparse.ArgumentParser:
         "--no-progress", dest="progress", action="store_false", help="no transfer progress"
     )
     return p
+
+
+def _add_restore(p: argparse.ArgumentParser, mode: Mode) -> None:
+    g = p.add_argument_group("Restore (docs/restore.md)")
+    g.add_argument(
+        "--snapshot",
+        dest="restore_snapshot",
+        metavar="NAME|TIME",
+        help="the snapshot to restore: its name, or a time ('2020-02-18 17:00': the newest "
+        "at or before it); default: the newest",
+    )
+    g.add_argument(
+        "--to", metavar="NEW", help="restore beside the original, as NEW on the source host"
+    )
+    g.add_argument(
+        "--recursive", action="store_true", help="also the children of DATASET the backup has"
+    )
+    if mode is Mode.RESTORE:
+        g.add_argument(
+            "--test", "--dry-run", "-n", action="store_true", help="show the plan; change nothing"
+        )
+        g.add_argument(
+            "--list",
+            action="store_true",
+            help="list the restore points (snapshots) of DATASET, change nothing",
+        )
+        g.add_argument("--json", action="store_true", help="--list: as JSON")
+    else:
+        g.add_argument(
+            "--commands", action="store_true", help="also print the exact commands, in order"
+        )
+
+
+def restore_request(args: argparse.Namespace) -> RestoreRequest:
+    """What a restore's command line asks (names checked as zfs checks them)."""
+    _check_dataset("DATASET", args.dataset)
+    if args.to is not None:
+        _check_dataset("--to", args.to)
+    return RestoreRequest(
+        dataset=args.dataset,
+        snapshot=args.restore_snapshot,
+        to=args.to,
+        recursive=args.recursive,
+        force=args.force,
+    )
 
 
 def _list(text: Optional[str]) -> list[str]:
@@ -703,14 +764,20 @@ def job_from_args(args: argparse.Namespace) -> Job:
 
 
 def _check_target_path(path: str) -> None:
+    _check_dataset("target path", path.rstrip("/"))
+
+
+def _check_dataset(what: str, path: str) -> None:
     """A dataset name zfs takes: components of ZFS name characters, 255 at most."""
-    for component in path.rstrip("/").split("/"):
+    for component in path.split("/"):
         problem = zfs_names.component_problem(component)
         if problem is None and component in (".", ".."):
             problem = "no component may be '.' or '..'"
+        if problem is None and path.startswith("/"):
+            problem = "a dataset name never starts with a /"
         if problem is not None or len(path) > zfs_names.MAX_NAME:
             raise UsageError(
-                f"Invalid target path {quoted(path)}: "
+                f"Invalid {what} {quoted(path)}: "
                 f"{problem or f'a dataset name has at most {zfs_names.MAX_NAME} characters'}"
             )
 
@@ -767,7 +834,8 @@ def run_options(mode: Mode, args: argparse.Namespace) -> RunOptions:
         verbose=bool(vars(args).get("verbose", False)),
         debug=bool(vars(args).get("debug", False)) or debug_output,
         debug_output=debug_output,
-        test=bool(vars(args).get("test", False)),
+        # (restore --list only reads)
+        test=bool(vars(args).get("test", False)) or bool(vars(args).get("list", False)),
         progress=sys.stderr.isatty() if progress is None else bool(progress),
         parallel=int(vars(args).get("parallel", DEFAULT_PARALLEL)),
     )

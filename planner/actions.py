@@ -85,6 +85,8 @@ class Rollback:
     reason: str
     side: Side = TARGET
     kind: str = "rollback"
+    #: `zfs rollback -r`: the snapshots after it are destroyed (a forced restore)
+    destroy_newer: bool = False
 
 
 @attrs.frozen
@@ -192,6 +194,8 @@ class Release:  # never blocks: a hold that stays is reported, and the dataset g
     unit: str
     reason: str = "no longer the newest common snapshot"
     kind: str = "release"
+    #: released whatever failed before it (a restore's own hold: never left behind)
+    always: bool = False
 
 
 @attrs.frozen
@@ -223,6 +227,39 @@ class DestroyBookmark:
     kind: str = "destroy-bookmark"
 
 
+@attrs.frozen
+class Restore:
+    """A send back from the target: `zfs send -b` of the copy's snapshot on the target
+    host (the property values the copy received, not the target's overrides), received
+    into `dataset` on the source host: in full, or from `base`, a snapshot both have."""
+
+    copy: str
+    snapshot: str
+    dataset: str
+    unit: str
+    reason: str
+    base: Optional[str] = None
+    #: the copy is encrypted and restores raw (`zfs send -w`)
+    raw: bool = False
+    volume: bool = False
+    side: Side = SOURCE
+    kind: str = "restore"
+
+
+@attrs.frozen
+class SetProperty:
+    """`zfs set PROPERTY=VALUE DS` (a restored dataset's selection property, set here
+    again as it was: received, it would look like a replica)."""
+
+    dataset: str
+    property: str
+    value: str
+    unit: str
+    reason: str
+    side: Side = SOURCE
+    kind: str = "set"
+
+
 Action = Union[
     CreateSnapshots,
     CreateParent,
@@ -236,6 +273,8 @@ Action = Union[
     Release,
     Bookmark,
     DestroyBookmark,
+    Restore,
+    SetProperty,
 ]
 #: the action types, read from the union (one list to extend)
 ACTION_TYPES: tuple[type, ...] = get_args(Action)

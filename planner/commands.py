@@ -13,6 +13,7 @@ to find out what it was (OpenZFS 2.3's rules, measured on Linux):
     zfs recv [-o P=V] DS          receive,create,mount (and P), on the parent of a new DS
     zfs recv -A DS                receive                zfs recv -F         nothing more
     zfs create -o canmount=off    create,mount,canmount, on the parent
+    zfs rollback -r               rollback,mount,destroy zfs set P=V         P (userprop)
 
 Pure.
 """
@@ -41,6 +42,7 @@ class Verb(enum.Enum):
     BOOKMARK = "bookmark"
     ROLLBACK = "rollback"
     CREATE = "create"
+    SET = "set"
     #: a zfs command that only reads (a list, a get, a dry-run send)
     READ = "read"
     #: one of the tool's own shell scripts (reconcile.scripts: the mount check, the probe)
@@ -128,11 +130,20 @@ def bookmark(dataset: str, of: str, name: str) -> Command:
     return Command(Side.SOURCE, argv, Verb.BOOKMARK, (dataset,), Need(("bookmark",), dataset))
 
 
-def rollback(dataset: str, snapshot_name: str) -> Command:
-    argv = ("zfs", "rollback", f"{dataset}@{snapshot_name}")
-    return Command(
-        Side.TARGET, argv, Verb.ROLLBACK, (dataset,), Need(("rollback", "mount"), dataset)
-    )
+def rollback(
+    dataset: str, snapshot_name: str, *, side: Side = Side.TARGET, destroy_newer: bool = False
+) -> Command:
+    """`zfs rollback DS@S` (`-r`: destroying the snapshots after it)."""
+    argv = ("zfs", "rollback", *(["-r"] if destroy_newer else []), f"{dataset}@{snapshot_name}")
+    perms = ("rollback", "mount", "destroy") if destroy_newer else ("rollback", "mount")
+    return Command(side, argv, Verb.ROLLBACK, (dataset,), Need(perms, dataset))
+
+
+def set_property(side: Side, dataset: str, assignment: str) -> Command:
+    """`zfs set P=V DS`."""
+    argv = ("zfs", "set", assignment, dataset)
+    need = Need((for_property(assignment.split("=", 1)[0]),), dataset)
+    return Command(side, argv, Verb.SET, (dataset,), need)
 
 
 def create_parent(dataset: str) -> Command:
@@ -148,18 +159,21 @@ def abort_resume(dataset: str) -> Command:
     return Command(Side.TARGET, argv, Verb.RECEIVE, (dataset,), Need(("receive",), dataset))
 
 
-def send(argv: Sequence[str], dataset: str, *, several: bool) -> Command:
+def send(argv: Sequence[str], dataset: str, *, several: bool, side: Side = Side.SOURCE) -> Command:
     """A `zfs send` whose flags planner.compile chose; `several`: -I (zfs holds what it
-    sends while it sends it)."""
+    sends while it sends it). `side`: the target's, for a restore."""
     need = Need(("send", "hold") if several else ("send",), dataset)
-    return Command(Side.SOURCE, tuple(argv), Verb.SEND, (dataset,), need)
+    return Command(side, tuple(argv), Verb.SEND, (dataset,), need)
 
 
-def receive(argv: Sequence[str], dataset: str, properties: Sequence[str]) -> Command:
-    """A `zfs recv` whose flags planner.compile chose; `properties`: its `-o P=V`."""
+def receive(
+    argv: Sequence[str], dataset: str, properties: Sequence[str], *, side: Side = Side.TARGET
+) -> Command:
+    """A `zfs recv` whose flags planner.compile chose; `properties`: its `-o P=V`.
+    `side`: the source's, for a restore."""
     perms = _unique(["receive", "create", "mount", *_properties(properties)])
     need, need_new = Need(perms, dataset), Need(perms, _parent(dataset))
-    return Command(Side.TARGET, tuple(argv), Verb.RECEIVE, (dataset,), need, need_new)
+    return Command(side, tuple(argv), Verb.RECEIVE, (dataset,), need, need_new)
 
 
 def read(side: Side, argv: Sequence[str], dataset: str) -> Command:

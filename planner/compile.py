@@ -47,8 +47,10 @@ from planner.actions import (
     Hold,
     Mount,
     Release,
+    Restore,
     Rollback,
     Send,
+    SetProperty,
 )
 from planner.commands import Command
 from planner.cover import Cover, Present, cover
@@ -391,6 +393,31 @@ def send_pipeline(
     )
 
 
+def restore_pipeline(
+    action: Restore, recipe: TransferRecipe, facts: Facts, progress: bool
+) -> tuple[Command, ...]:
+    """A send back: `zfs send -b` on the target host (the values the copy received: its
+    own overrides, --set-properties, --clear-mountpoint, stay behind), with the backup's
+    pipes the other way round, into `zfs recv -u` on the source host (mounted afterwards
+    by the mount check, never over something in use); `-F` onto the common snapshot."""
+    both = _features(facts, TARGET, action.copy) & _features(facts, SOURCE, action.dataset)
+    argv = ["zfs", "send", *(["-P"] if progress else [])]
+    argv += ["-L"] if "large_blocks" in both else []
+    argv += ["-e"] if "embedded_data" in both and not action.raw else []
+    argv += ["-c"] if recipe.zfs_compressed else []
+    argv += ["-w"] if action.raw else []
+    argv += ["-b", *(["-i", f"@{action.base}"] if action.base else [])]
+    send_ = commands.send((*argv, f"{action.copy}@{action.snapshot}"), action.copy,
+                          several=False, side=TARGET)  # fmt: skip
+    recv = ("zfs", "recv", "-u", *(["-F"] if action.base else []), action.dataset)
+    return (
+        send_,
+        *(commands.pipe(TARGET, argv) for argv in source_side(recipe.pipes)),
+        *(commands.pipe(SOURCE, argv) for argv in target_side(recipe.pipes, recipe.remote)),
+        commands.receive(recv, action.dataset, (), side=SOURCE),
+    )
+
+
 def _single(action: Action) -> Command:
     """The one command of an action that is not batched."""
     if isinstance(action, CreateParent):
@@ -398,7 +425,12 @@ def _single(action: Action) -> Command:
     if isinstance(action, AbortResume):
         return commands.abort_resume(action.dataset)
     if isinstance(action, Rollback):
-        return commands.rollback(action.dataset, action.snapshot)
+        return commands.rollback(action.dataset, action.snapshot, side=action.side,
+                                 destroy_newer=action.destroy_newer)  # fmt: skip
+    if isinstance(action, SetProperty):
+        return commands.set_property(
+            action.side, action.dataset, f"{action.property}={action.value}"
+        )
     if isinstance(action, DestroyDataset):
         return commands.destroy_dataset(action.side, action.dataset)
     if isinstance(action, Mount):
@@ -412,19 +444,22 @@ def _single(action: Action) -> Command:
         return commands.bookmark(action.dataset, of, action.bookmark)
     if isinstance(action, DestroyBookmark):
         return commands.destroy_bookmark(action.side, action.dataset, action.bookmark)
-    if isinstance(action, (CreateSnapshots, Send, Destroy)):  # pragma: no cover
+    if isinstance(action, (CreateSnapshots, Send, Destroy, Restore)):  # pragma: no cover
         raise TypeError(f"not a single-command action: {action!r}")
     return assert_never(action)
 
 
 def _failure(action: Action) -> Failure:
     """What a failed single command of `action` means: a mount, a release and a bookmark's
-    destroy are reported and fail nothing; the rest fail their datasets."""
-    if isinstance(action, (Mount, Release, DestroyBookmark)):
+    destroy are reported and fail nothing (a restore's release runs whatever failed); the
+    rest fail their datasets."""
+    if isinstance(action, Release) and action.always:
+        return Failure.ALWAYS
+    if isinstance(action, (Mount, Release, DestroyBookmark, SetProperty)):
         return Failure.REPORTED
     if isinstance(action, (CreateParent, AbortResume, Rollback, DestroyDataset, Hold, Bookmark)):
         return Failure.FAILS
-    if isinstance(action, (CreateSnapshots, Send, Destroy)):  # pragma: no cover
+    if isinstance(action, (CreateSnapshots, Send, Destroy, Restore)):  # pragma: no cover
         raise TypeError(f"not a single-command action: {action!r}")
     return assert_never(action)
 
@@ -579,6 +614,10 @@ def _one(
         resume = resume_of(action, recipe, facts, options.progress)
         out.add(out.doing([index], pipeline, group=group, arrived=arrived, resume=resume,
                           title=f"{TARGET.label} {name}"))  # fmt: skip
+    elif isinstance(action, Restore):
+        name = f"{action.dataset}@{action.snapshot}"
+        out.add(out.doing([index], restore_pipeline(action, recipe, facts, options.progress),
+                          group=group, title=f"{SOURCE.label} {name}"))  # fmt: skip
     elif isinstance(action, Destroy):
         failure = Failure.FAILS if action.required else Failure.REPORTED
         for command, snaps in destroy_batches(action):
@@ -628,13 +667,17 @@ def _holds(out: _Steps, facts: Facts, options: Options, batch: list[int]) -> Non
         for part in _split(chunk, options.parallel, at_least=HOLDS_PER_COMMAND)
     ]
     group = out.group()
-    failure = Failure.REPORTED if release else Failure.FAILS
+    failure = _failure(first)
+    # (a restore's release runs whatever failed: also after its own dataset failed)
+    units = failure is not Failure.ALWAYS
     for command, about in batches:
         indexes = tuple(names[n] for n in about)
         fallback = tuple(
-            out.doing([i], [_single(plan.actions[i])], failure=failure) for i in indexes
+            out.doing([i], [_single(plan.actions[i])], failure=failure, blocked_by_units=units)
+            for i in indexes
         )
-        out.add(out.doing(indexes, [command], group=group, failure=failure, fallback=fallback))
+        out.add(out.doing(indexes, [command], group=group, failure=failure, fallback=fallback,
+                          blocked_by_units=units))  # fmt: skip
 
 
 def _split(items: list[str], parts: int, at_least: int) -> list[list[str]]:
@@ -655,6 +698,12 @@ def _same_kind_run(plan: Plan, index: int) -> list[int]:
             break
         assert isinstance(action, (Hold, Release))
         if action.tag != first.tag or any(d in run for d in plan.depends[i]):
+            break
+        if (
+            isinstance(first, Release)
+            and isinstance(action, Release)
+            and action.always != first.always
+        ):
             break
         run.append(i)
     return run

@@ -27,8 +27,10 @@ from planner.actions import (
     Hold,
     Mount,
     Release,
+    Restore,
     Rollback,
     Send,
+    SetProperty,
 )
 from reconcile.never import assert_never
 
@@ -66,7 +68,17 @@ def rows(action: Action, size: Optional[str]) -> list[list[str]]:
     if isinstance(action, DestroyBookmark):
         return [[action.dataset, "destroy bookmark", f"#{action.bookmark}", action.reason, *extra]]
     if isinstance(action, Rollback):
-        return [[action.dataset, "rollback", f"to @{action.snapshot}", action.reason, *extra]]
+        what = f"to @{action.snapshot}" + (" (-r)" if action.destroy_newer else "")
+        return [[action.dataset, "rollback", what, action.reason, *extra]]
+    if isinstance(action, Restore):
+        what = f"{action.copy}@{action.snapshot}" + (f" from @{action.base}" if action.base else "")
+        if action.raw:
+            what += " (raw)"
+        how = "restore incremental" if action.base else "restore full"
+        return [[action.dataset, how, what, action.reason, *extra]]
+    if isinstance(action, SetProperty):
+        what = f"{action.property}={action.value}"
+        return [[action.dataset, "set", what, action.reason, *extra]]
     if isinstance(action, (CreateParent, AbortResume, DestroyDataset, Mount)):
         return [[action.dataset, action.kind, "", action.reason, *extra]]
     return assert_never(action)
@@ -149,6 +161,13 @@ def log_lines(action: Action, about: Sequence[str] = ()) -> tuple[Line, ...]:
         return (Line(Level.DEBUG, f"{action.side.label} {name}: {action.kind}ing"),)
     if isinstance(action, Mount):
         return ()
+    if isinstance(action, Restore):
+        how = f"incremental from @{action.base}" if action.base else "full"
+        text = f"{action.copy}@{action.snapshot}: restoring ({how})"
+        return (Line(say, f"{action.side.label} {action.dataset}: {text}"),)
+    if isinstance(action, SetProperty):
+        text = f"setting {action.property}={action.value} ({action.reason})"
+        return (Line(say, f"{action.side.label} {action.dataset}: {text}"),)
     return assert_never(action)
 
 

@@ -51,8 +51,10 @@ from planner.actions import (
     Hold,
     Mount,
     Release,
+    Restore,
     Rollback,
     Send,
+    SetProperty,
 )
 from reconcile import bookmarks
 from reconcile.desire import POST, PRE, Desired, Fate, MissingDesire, PairDesire, SendWish
@@ -78,6 +80,8 @@ class Problem:
 #: what a note is about (Note.kind)
 SNAPSHOT_NOTE, SKIPPED, KEPT, MISSING = "snapshot", "skipped", "kept", "missing"
 NO_BOOKMARKS, OTHER_BOOKMARKS, CLONE = "no-bookmarks", "other-bookmarks", "clone"
+#: a restore's case and why, and what comes after it (planner.restore)
+RESTORE = "restore"
 
 
 @attrs.frozen
@@ -88,7 +92,8 @@ class Note:
     snapshot the schedule drops but zfs would refuse to destroy), MISSING (what
     --destroy-missing decided), NO_BOOKMARKS (a source pool whose datasets run without
     bookmarks, and why: once per pool), OTHER_BOOKMARKS (our bookmarks of another tag
-    that stay: once per tag), CLONE (a clone sent in full, and why)."""
+    that stay: once per tag), CLONE (a clone sent in full, and why), RESTORE (a
+    restore's case and why)."""
 
     side: Side
     dataset: str
@@ -137,14 +142,14 @@ def phase_of(action: Action) -> Phase:
         return PREPARE
     if isinstance(action, Rollback):
         return CLEAN
-    if isinstance(action, Send):
+    if isinstance(action, (Send, Restore)):
         return SEND
     # (with bookmarks the source's new common snapshot gets a bookmark, not a hold)
     if isinstance(action, (Hold, Bookmark)):
         return HOLD
     if isinstance(action, Release):
         return RELEASE
-    if isinstance(action, (Mount, Destroy, DestroyDataset, DestroyBookmark)):
+    if isinstance(action, (Mount, Destroy, DestroyDataset, DestroyBookmark, SetProperty)):
         return AFTER
     return assert_never(action)
 
@@ -183,6 +188,12 @@ class _Builder:
             tuple(sorted(position[p] for p in self.graph.predecessors(i))) for i in order
         )
         return Plan(actions, depends, tuple(problems), tuple(notes), name)
+
+
+def builder() -> _Builder:
+    """An empty plan to add actions to (phases and dependencies order them); `finish`
+    makes the Plan."""
+    return _Builder()
 
 
 def _snapshot_actions(builder: _Builder, desired: Desired) -> dict[str, int]:

@@ -33,7 +33,7 @@ FORMAT = "zfs-reconcile-plan"
 #: 4: bookmark copies, --destroy-orphan-bookmarks, clones (Send.from_origin); 5: typed
 #: commands (verb, datasets, delegation) and steps that describe themselves (their log
 #: lines and failure policy)
-VERSION = 5
+VERSION = 6
 SIGNATURE = "hmac_sha256"
 
 

@@ -28,7 +28,7 @@ from planner.actions import (
     Send,
 )
 from planner.drift import Change
-from planner.plan import CLONE, KEPT, NO_BOOKMARKS, OTHER_BOOKMARKS, Plan
+from planner.plan import CLONE, KEPT, NO_BOOKMARKS, OTHER_BOOKMARKS, RESTORE, Plan
 
 NO_CHANGES = "No changes. Source and target are in sync."
 
@@ -104,6 +104,11 @@ def render(
         parts.append("Bookmarks of other targets:")
         parts.append(tabulate(others, headers=["bookmarks", "kept"], tablefmt="simple"))
         parts.append("")
+    restore = [[n.dataset, n.text] for n in plan.notes if n.kind == RESTORE]
+    if restore:
+        parts.append("Restore:")
+        parts.append(tabulate(restore, headers=["dataset", "case, and why"], tablefmt="simple"))
+        parts.append("")
     if plan.problems:
         rows2 = [[p.side, p.dataset, p.message] for p in plan.problems]
         parts.append("Can't be processed:")
@@ -126,3 +131,10 @@ def differences_table(differences: Sequence[Sequence[str]]) -> str:
             differences, headers=["#", "in the plan file", "planned now"], disable_numparse=True
         )
     )
+
+
+def restore_points_table(rows: Sequence[Mapping[str, object]]) -> str:
+    """`restore --list`: a backup's snapshots of a dataset, oldest first."""
+    if not rows:
+        return "No restore points: the copy has no snapshots."
+    return str(tabulate([list(r.values()) for r in rows], headers=list(rows[0])))

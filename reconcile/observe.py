@@ -162,16 +162,44 @@ def observe_target(
     reader: Reader, host: Host, target_path: str, label: str = Side.TARGET.label
 ) -> HostState:
     """Everything under the target path. A missing target path is a usage error."""
-    try:
-        out = reader.run(host, _list_argv([target_path]), label=label).stdout
-    except DatasetNotFound:
+    state = observe_tree(reader, host, target_path, label)
+    if state is None:
         raise UsageError(
             f"Target path '{target_path}' does not exist. Please create this dataset first."
-        ) from None
+        )
+    return state
+
+
+def observe_tree(reader: Reader, host: Host, root: str, label: str) -> Optional[HostState]:
+    """Every dataset and snapshot (with its holds) under `root`; None: no such dataset."""
+    try:
+        out = reader.run(host, _list_argv([root]), label=label).stdout
+    except DatasetNotFound:
+        return None
     found = zfs_text.parse_list(out)
-    _check_names(host, [target_path], found.names)
+    _check_names(host, [root], found.names)
     datasets = _holds(reader, host, label, zfs_text.assemble(found.datasets, found.snapshots))
     return HostState(host=host, datasets=datasets)
+
+
+def received_values(reader: Reader, host: Host, root: str, prop: str, label: str) -> dict[str, str]:
+    """The value of `prop` each dataset under `root` received (none: left out)."""
+    argv = ["zfs", "get", "-H", "-p", "-o", "name,received", "-t", "filesystem,volume", "-r",
+            prop, root]  # fmt: skip
+    return zfs_text.parse_received(reader.run(host, argv, label=label).stdout)
+
+
+def snapshot_sizes(
+    reader: Reader, host: Host, root: str, recursive: bool, label: str
+) -> Optional[list[tuple[str, int, int]]]:
+    """(full name, creation, referenced) of the snapshots of `root` (`recursive`: and of
+    its children), oldest first; None: no such dataset."""
+    argv = ["zfs", "list", "-H", "-p", "-o", "name,creation,referenced", "-t", "snapshot",
+            "-s", "createtxg", *(["-r"] if recursive else ["-d", "1"]), root]  # fmt: skip
+    try:
+        return zfs_text.parse_snapshot_sizes(reader.run(host, argv, label=label).stdout)
+    except DatasetNotFound:
+        return None
 
 
 def resume_info(

@@ -145,6 +145,35 @@ def parse_selection(output: str) -> dict[str, Selection]:
     return result
 
 
+def parse_received(output: str) -> dict[str, str]:
+    """Parse `zfs get -H -p -o name,received PROP ...`: dataset -> the value it received
+    (datasets that received none are left out)."""
+    result = {}
+    for line in output.split("\n"):
+        if not line:
+            continue
+        name, sep, value = line.partition("\t")
+        if not sep:
+            raise errors.ZfsError(f"Unexpected zfs get output: {line!r}")
+        if value not in ("-", ""):
+            result[name] = value
+    return result
+
+
+def parse_snapshot_sizes(output: str) -> list[tuple[str, int, int]]:
+    """Parse `zfs list -H -p -o name,creation,referenced -t snapshot ...`: (full name,
+    creation time, referenced bytes), in the listing's order."""
+    result = []
+    for line in output.split("\n"):
+        if not line:
+            continue
+        cols = line.split("\t")
+        if len(cols) != 3 or not cols[1].isdigit() or not cols[2].isdigit():
+            raise errors.ZfsError(f"Unexpected zfs list output: {line!r}")
+        result.append((cols[0], int(cols[1]), int(cols[2])))
+    return result
+
+
 def parse_holds(output: str) -> dict[str, tuple[str, ...]]:
     """Parse `zfs holds -H SNAP...`: snapshot full name -> hold tags."""
     result: dict[str, list[str]] = {}

@@ -80,6 +80,10 @@ CASES: list[tuple[list[str], int, str]] = [
     (["offsite1", T, "--destroy-missing=30x\ny"], 255, "Invalid duration '30x\\ny'"),
     (["offsite1", T, "--ssh-source=a\nb"], 255, "Invalid ssh host 'a\\nb'"),
     (["offsite1", T, "--recv-pipe=cat 'x\n"], 255, "Invalid --recv-pipe \"cat 'x\\n\""),
+    # (#34) restore: the names it is given are dataset names zfs takes
+    (["restore", "offsite1", T, "pool/d@x"], 1, "Invalid DATASET 'pool/d@x'"),
+    (["restore", "offsite1", T, "pool/d", "--to", "pool/a@b"], 1, "Invalid --to 'pool/a@b'"),
+    (["plan", "restore", "offsite1", T], 1, "the following arguments are required: DATASET"),
 ]  # fmt: skip
 
 

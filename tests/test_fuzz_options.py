@@ -46,7 +46,7 @@ from tests.fakezfs import FakeRunner, FakeZfs
 #: every mode, as executors.modes declares them (a new mode is fuzzed without an edit here)
 MODES = tuple(m.about.name for m in Mode)
 #: the command word of each mode
-WORD = {m.about.name: [m.about.word] if m.about.word else [] for m in Mode}
+WORD = {m.about.name: m.about.word.split() if m.about.word else [] for m in Mode}
 _MODE = {m.about.name: m for m in Mode}
 NAME, TARGET = "bk", "dst/b"
 
@@ -135,7 +135,7 @@ _BY_METAVAR = {
     "PROPERTY=VALUE,...": "properties", "PROPERTY,...": "property-names",
     "COMMAND": "command", "USER@HOST": "host", "REGEX": "regex", "TYPE": "choice",
     "PATH": "path", "FILE": "path", "CONFIG-FILE": "path", "BACKUP-NAME": "name",
-    "TARGET-PATH": "dataset",
+    "TARGET-PATH": "dataset", "DATASET": "dataset", "NEW": "dataset",
 }  # fmt: skip
 
 
@@ -262,9 +262,11 @@ def _value(data: st.DataObject, kind: str, base: Path) -> str:
 def _argv(mode: str, action: argparse.Action, value: str, base: Path) -> list[str]:
     word = list(WORD[mode])
     positionals = [str(base / "plan.json")] if mode.endswith("-file") else [NAME, TARGET]
+    if _MODE[mode].restores:
+        positionals.append("src/data")
     extra = ["--auto-approve"] if mode == "apply" else []
     if not action.option_strings:
-        index = 0 if action.dest == "backup_name" else 1
+        index = ["backup_name", "target_path", "dataset"].index(action.dest)
         positionals[index] = value
         if value.startswith("-"):
             return [*word, *extra, "--", *positionals]
@@ -294,7 +296,8 @@ def _run(argv: list[str]) -> tuple[int, str, list[str]]:
 _FATAL = {"classic": 255}
 #: exit codes a run that went on may end with (a refusal: the usage error's)
 _EXITS = {"classic": range(255), "plan": range(3), "apply": range(3),
-          "status": range(4), "apply-file": range(2), "show-file": range(2)}  # fmt: skip
+          "status": range(4), "apply-file": range(2), "show-file": range(2),
+          "restore": range(255), "plan-restore": range(2)}  # fmt: skip
 
 
 @settings(

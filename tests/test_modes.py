@@ -20,6 +20,8 @@ ARGS = {
     Mode.STATUS: ["bak", "dst"],
     Mode.SHOW_FILE: ["x.plan"],
     Mode.APPLY_FILE: ["x.plan"],
+    Mode.RESTORE: ["bak", "dst", "pool/data"],
+    Mode.PLAN_RESTORE: ["bak", "dst", "pool/data"],
 }
 
 
@@ -38,6 +40,10 @@ ARGS = {
         (["show"], Mode.SHOW_FILE, []),
         # (a backup named like a word is a classic run only when the word comes later)
         (["bak", "plan"], Mode.CLASSIC, ["bak", "plan"]),
+        # (two words: the longest match)
+        (["restore", "bak", "dst", "p"], Mode.RESTORE, ["bak", "dst", "p"]),
+        (["plan", "restore", "bak"], Mode.PLAN_RESTORE, ["bak"]),
+        (["plan", "bak", "restore"], Mode.PLAN, ["bak", "restore"]),
     ],
 )
 def test_the_first_word_selects_the_mode(argv: list[str], mode: Mode, rest: list[str]) -> None:
@@ -49,9 +55,14 @@ def test_a_mode_is_read_only_unless_its_declaration_says_it_writes() -> None:
     for mode in Mode:
         options = run_options(mode, build_parser(mode).parse_args(ARGS[mode]))
         assert options.read_only is (not mode.writes), mode
-    assert {m for m in Mode if m.writes} == {Mode.CLASSIC, Mode.APPLY, Mode.APPLY_FILE}
+    assert {m for m in Mode if m.writes} == {
+        Mode.CLASSIC, Mode.APPLY, Mode.APPLY_FILE, Mode.RESTORE
+    }  # fmt: skip
     classic_test = run_options(Mode.CLASSIC, build_parser().parse_args(["bak", "--test"]))
     assert classic_test.read_only
+    for flag in ("--test", "--list"):  # (restore --test and --list only read)
+        args = build_parser(Mode.RESTORE).parse_args([*ARGS[Mode.RESTORE], flag])
+        assert run_options(Mode.RESTORE, args).read_only, flag
 
 
 def test_a_read_only_mode_gets_a_runner_that_refuses_writes() -> None:

@@ -1,0 +1,145 @@
+"""`zfs-autobackup restore` and `plan restore`: get a dataset back from the backup, as a
+plan that is shown before anything changes.
+
+    zfs-autobackup [plan] restore [job options] BACKUP-NAME TARGET-PATH DATASET
+                   [--snapshot NAME|TIME] [--to NEW] [--recursive] [--force] [--test]
+    zfs-autobackup restore [job options] BACKUP-NAME TARGET-PATH DATASET --list [--json]
+
+The job options are the backup's own (paste its command line after `restore`). Reads:
+the copy's tree on the target, the destination's on the source host, the selection
+values the copy received; decides (reconcile.restore), plans (planner.restore),
+compiles the commands, and runs them under the backup's lock, so that a backup run
+waits for the restore (and the other way round).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+
+from executors.console import Console
+from executors.execute import DEFAULTS, Executor, Settings
+from executors.lock import backup_lock
+from executors.modes import EXIT_ERROR
+from executors.runner import Runner
+from executors.workflow import command_lines
+from planner import compile as compiler
+from planner.actions import Restore
+from planner.compile import Facts
+from planner.plan import Plan
+from planner.restore import build_restore_plan
+from planner.show import render, restore_points_table
+from reconcile.errors import UsageError
+from reconcile.job import Job, Snapshotting
+from reconcile.model import HostState, Side
+from reconcile.observe import observe_tree, pool_features, received_values, snapshot_sizes
+from reconcile.restore import RestoreRequest, copy_root, desire_restore
+
+EXIT_OK = 0
+
+
+def _hosts(job: Job) -> dict[str, str]:
+    return {"source": job.source.describe(), "target": job.target.describe()}
+
+
+def _copies(job: Job, request: RestoreRequest, runner: Runner) -> HostState:
+    root = copy_root(job, request)
+    copies = observe_tree(runner, job.target, root, Side.TARGET.label)
+    if copies is None:
+        raise UsageError(
+            f"Nothing to restore: the backup has no copy of {request.dataset} "
+            f"({root} does not exist on the target)"
+        )
+    return copies
+
+
+def plan_restore(
+    job: Job, request: RestoreRequest, runner: Runner, settings: Settings = DEFAULTS
+) -> tuple[Plan, compiler.Compiled]:
+    """Observe both hosts, decide, plan and compile (reads only)."""
+    copies = _copies(job, request, runner)
+    root = copy_root(job, request)
+    received = received_values(runner, job.target, root, job.naming.property_name,
+                               Side.TARGET.label)  # fmt: skip
+    here = observe_tree(runner, job.source, request.destination, Side.SOURCE.label)
+    if here is None and "/" in request.destination:
+        parent = request.destination.rsplit("/", 1)[0]
+        if observe_tree(runner, job.source, parent, Side.SOURCE.label) is None:
+            raise UsageError(
+                f"Can't restore to {request.destination}: its parent {parent} does not exist "
+                "on the source host (create it, or choose another place with --to)"
+            )
+    plan = build_restore_plan(job, desire_restore(job, request, copies, here, received))
+    restores = [a for a in plan.actions if isinstance(a, Restore)]
+    facts = Facts()
+    if restores:
+        pools = [a.copy.split("/")[0] for a in restores]
+        target = pool_features(runner, copies, pools, Side.TARGET.label)
+        pools = [a.dataset.split("/")[0] for a in restores]
+        source = pool_features(runner, HostState(job.source), pools, Side.SOURCE.label)
+        facts = Facts({Side.SOURCE: source.features, Side.TARGET: target.features})
+    options = compiler.Options(parallel=settings.parallel, progress=settings.progress)
+    compiled = compiler.compile_plan(plan, job.transfer_recipe, Snapshotting(), facts, options)
+    return plan, compiled
+
+
+def run_restore(
+    job: Job,
+    request: RestoreRequest,
+    console: Console,
+    runner: Runner,
+    *,
+    execute: bool,
+    commands: bool = False,
+    settings: Settings = DEFAULTS,
+) -> int:
+    """Show the restore's plan; `execute`: then carry it out (under the backup's lock)."""
+    with backup_lock(job) if execute else contextlib.nullcontext():
+        plan, compiled = plan_restore(job, request, runner, settings)
+        console.info(render(plan, _hosts(job)))
+        if commands or (execute and settings.debug):
+            console.info("")
+            console.info("Commands, in the order they run:")
+            for line in command_lines(job, compiled):
+                console.info(f"  {line}")
+        if not execute or plan.empty:
+            return EXIT_ERROR if plan.problems else EXIT_OK
+        outcome = Executor(job, runner, console, settings).execute(
+            compiled, failed=[p.unit for p in plan.problems], stop_on_error=settings.debug
+        )
+    failed = len(outcome.failed)
+    if failed:
+        console.error(f"{failed} dataset(s) failed!")
+    console.info(
+        f"Restore complete: {outcome.executed} actions done, {outcome.skipped} skipped, "
+        f"{failed} dataset(s) failed."
+    )
+    return min(failed, 254)
+
+
+def list_restore_points(
+    job: Job, request: RestoreRequest, console: Console, runner: Runner, *, as_json: bool
+) -> int:
+    """The copy's snapshots (and with --recursive its children's): name, time, size."""
+    root = copy_root(job, request)
+    found = snapshot_sizes(runner, job.target, root, request.recursive, Side.TARGET.label)
+    if found is None:
+        raise UsageError(
+            f"Nothing to restore: the backup has no copy of {request.dataset} "
+            f"({root} does not exist on the target)"
+        )
+    rows = []
+    for name, creation, referenced in found:
+        copy, snapshot = name.split("@", 1)
+        rows.append({
+            "dataset": request.dataset + copy[len(root):],
+            "snapshot": snapshot,
+            "time": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(creation)),
+            "referenced": referenced,
+        })  # fmt: skip
+    if as_json:
+        console.write(console.out, json.dumps(rows, indent=2) + "\n")
+    else:
+        console.info(restore_points_table(rows))
+    return EXIT_OK

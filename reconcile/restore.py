@@ -1,0 +1,219 @@
+"""Restore, decided: for a dataset of the backup (and with --recursive its children), which
+copy on the target, which snapshot of it, and what happens to the dataset it restores
+into. Pure: the hosts' state comes in, one `RestoreDesire` per dataset goes out, and
+nothing is decided later (the plan says which case applies and why).
+
+    the destination is gone                 -> FULL: the chosen snapshot, sent in full
+    it exists and has a snapshot of the
+    copy's chain (same guid), with --force  -> INCREMENTAL: rolled back to that snapshot
+                                               (`zfs rollback -r`), then the rest, or
+                                               ROLLBACK when it has the chosen one itself
+    it exists, without --force              -> REFUSED (what --force would destroy)
+    it exists, no snapshot in common        -> REFUSED (use --to): nothing on a guess
+
+Whatever the case, the restored snapshot keeps the backup's guid, so it is the common
+snapshot of the next backup, which is incremental.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Optional
+
+import attrs
+
+from reconcile.errors import UsageError, quoted
+from reconcile.job import Job
+from reconcile.mapping import target_name
+from reconcile.model import Dataset, HostState, Snapshot
+from reconcile.zfs_names import under
+
+#: --snapshot as a time: "2020-02-18", "2020-02-18 17:00", "2020-02-18 17:00:05" (local)
+_TIME = re.compile(r"(\d{4})-(\d{2})-(\d{2})(?:[ T](\d{2}):(\d{2})(?::(\d{2}))?)?")
+
+
+@attrs.frozen
+class RestoreRequest:
+    """What the command line asks: the source dataset (as named on the source host)."""
+
+    dataset: str
+    #: a snapshot name, or a time (the newest snapshot at or before it); None: the newest
+    snapshot: Optional[str] = None
+    #: restore beside the original, as this dataset on the source host
+    to: Optional[str] = None
+    recursive: bool = False
+    force: bool = False
+
+    @property
+    def destination(self) -> str:
+        return self.to or self.dataset
+
+
+class Case(enum.Enum):
+    FULL = "full"
+    INCREMENTAL = "incremental"
+    ROLLBACK = "rollback"
+    #: the destination is at the chosen snapshot already, and nothing was written since
+    CURRENT = "current"
+    REFUSED = "refused"
+
+
+@attrs.frozen
+class RestoreDesire:
+    #: the copy on the target
+    copy: Dataset
+    #: where it is restored, on the source host
+    destination: str
+    snapshot: str
+    case: Case
+    #: which case applies, and why (the plan says it)
+    why: str
+    #: the snapshot both have (INCREMENTAL, ROLLBACK)
+    base: Optional[str] = None
+    #: the destination's snapshots after `base` that the rollback destroys
+    lost: tuple[str, ...] = ()
+    #: bytes written on the destination since its newest snapshot (lost by the rollback)
+    lost_written: int = 0
+    #: the copy's snapshots after the chosen one (the next backup's business)
+    newer: tuple[str, ...] = ()
+    #: sent raw (an encrypted copy of an encrypted source: the source's key decrypts it)
+    raw: bool = False
+    #: the selection property's value the copy received: set again on the destination
+    selection: Optional[str] = None
+
+
+def copy_root(job: Job, request: RestoreRequest) -> str:
+    """Where the backup keeps `request.dataset` (the backup's own mapping)."""
+    assert job.target_path is not None
+    return target_name(request.dataset, job.target_path, job.strip_path)
+
+
+def choose_snapshot(job: Job, copy: Dataset, spec: Optional[str]) -> Snapshot:
+    """The copy's snapshot a --snapshot value means: its name, or a time (the newest of
+    this backup's snapshots at or before it); None: the newest snapshot of the copy."""
+    if not copy.snapshots:
+        raise UsageError(f"Nothing to restore: {copy.name} has no snapshots")
+    if spec is None:
+        return copy.snapshots[-1]
+    found = copy.snapshot(spec.split("@", 1)[-1])
+    if found is not None:
+        return found
+    match = _TIME.fullmatch(spec.strip())
+    if match is None:
+        raise UsageError(
+            f"Invalid --snapshot {quoted(spec)}: {copy.name} has no snapshot of that name, "
+            "and it is not a time such as '2020-02-18 17:00' (the restore points: "
+            f"{', '.join(s.name for s in copy.snapshots[-3:])}, ...)"
+        )
+    year, month, day, hour, minute, second = (int(g) if g else 0 for g in match.groups())
+    try:
+        moment = datetime(year, month, day, hour, minute, second).timestamp()
+    except ValueError as exc:
+        raise UsageError(f"Invalid --snapshot {quoted(spec)}: {exc}") from None
+    if match.group(4) is None:
+        moment += 24 * 3600 - 1  # (a day: up to its end)
+    ours = [s for s in copy.snapshots if (job.naming.timestamp(s.name) or moment + 1) <= moment]
+    if not ours:
+        raise UsageError(
+            f"Invalid --snapshot {quoted(spec)}: {copy.name} has no snapshot of this backup "
+            f"at or before it (the oldest: {copy.snapshots[0].name})"
+        )
+    return ours[-1]
+
+
+def desire_restore(
+    job: Job,
+    request: RestoreRequest,
+    copies: HostState,
+    here: Optional[HostState],
+    received: Mapping[str, str],
+) -> list[RestoreDesire]:
+    """One desire per dataset to restore. `copies`: the target's tree under the copy;
+    `here`: the source host's tree under the destination (None: it does not exist);
+    `received`: copy name -> the selection value it received."""
+    root = copy_root(job, request)
+    copy = copies.get(root)
+    if copy is None:
+        raise UsageError(
+            f"Nothing to restore: the backup has no copy of {request.dataset} "
+            f"(looked for {root} on the target)"
+        )
+    chosen = choose_snapshot(job, copy, request.snapshot)
+    trees = [copy]
+    if request.recursive:
+        trees += sorted(
+            (ds for ds in copies if ds.name != root and under(ds.name, root)),
+            key=lambda ds: ds.name,
+        )
+    result = []
+    for each in trees:
+        destination = request.destination + each.name[len(root) :]
+        live = here.get(destination) if here is not None else None
+        result.append(
+            _one(job, request, each, chosen.name, destination, live, received.get(each.name))
+        )
+    return result
+
+
+def _one(
+    job: Job,
+    request: RestoreRequest,
+    copy: Dataset,
+    name: str,
+    destination: str,
+    live: Optional[Dataset],
+    selection: Optional[str],
+) -> RestoreDesire:
+    snap = copy.snapshot(name)
+    position = copy.snapshots.index(snap) if snap is not None else len(copy.snapshots)
+    newer = tuple(s.name for s in copy.snapshots[position + 1 :])
+    raw = copy.encryption != "off" and not job.encrypt
+    desire = RestoreDesire(copy, destination, name, Case.REFUSED, "", newer=newer, raw=raw,
+                           selection=selection)  # fmt: skip
+    if snap is None:
+        return attrs.evolve(desire, why=f"{copy.name} has no snapshot @{name} (a child made later)")
+    if live is None:
+        return attrs.evolve(desire, case=Case.FULL, why=f"{destination} does not exist")
+    base = _common(copy.snapshots[: position + 1], live.snapshots)
+    if base is None:
+        return attrs.evolve(
+            desire,
+            why=(
+                f"{destination} exists and has no snapshot of the backup's chain: nothing is "
+                "destroyed on a guess; restore beside it with --to NEW"
+            ),
+        )
+    at = [s.name for s in live.snapshots].index(base.name)
+    lost = tuple(s.name for s in live.snapshots[at + 1 :])
+    desire = attrs.evolve(desire, base=base.name, lost=lost, lost_written=live.written)
+    if base.guid == snap.guid and not lost and not live.written:
+        return attrs.evolve(desire, case=Case.CURRENT, why=f"{destination} is at @{name} already")
+    case = Case.ROLLBACK if base.guid == snap.guid else Case.INCREMENTAL
+    loses = _losses(lost, live.written)
+    if not request.force:
+        return attrs.evolve(
+            desire,
+            why=(
+                f"{destination} exists: --force rolls it back to @{base.name} ({loses}), "
+                "or restore beside it with --to NEW"
+            ),
+        )
+    return attrs.evolve(desire, case=case, why=f"--force: rolled back to @{base.name} ({loses})")
+
+
+def _common(chain: Sequence[Snapshot], live: Sequence[Snapshot]) -> Optional[Snapshot]:
+    """The destination's newest snapshot that is in the copy's chain up to the chosen
+    one (by guid)."""
+    guids = {s.guid for s in chain}
+    return next((s for s in reversed(live) if s.guid in guids), None)
+
+
+def _losses(lost: Sequence[str], written: int) -> str:
+    parts = []
+    if lost:
+        parts.append(f"destroys {len(lost)} newer snapshot(s): {', '.join('@' + s for s in lost)}")
+    parts.append(f"loses {written} bytes written since its newest snapshot")
+    return "; ".join(parts)

@@ -1,0 +1,165 @@
+"""Restore, decided and planned (#34): which case applies, and the exact commands.
+
+The drills on real ZFS (tests/test_zfs_restore.py) prove the outcome; these pin the
+decisions and the commands for every case, refusals included.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import pytest
+
+from planner.actions import SOURCE, TARGET, Hold, Mount, Release, Restore, Rollback, SetProperty
+from planner.compile import Facts, Failure, Options, compile_plan
+from planner.plan import Plan
+from planner.restore import build_restore_plan
+from reconcile.errors import UsageError
+from reconcile.job import Snapshotting
+from reconcile.model import HostState
+from reconcile.restore import Case, RestoreRequest, choose_snapshot, desire_restore
+from tests.builders import dataset, job, state
+
+S1, S2, S3 = "bak-20260101120000", "bak-20260102120000", "bak-20260103120000"
+JOB = job()
+COPIES = state([
+    dataset("backup/p/data", (S1, S2, S3), lineage="p/data", written=0),
+    dataset("backup/p/data/child", (S1, S2, S3), lineage="p/data/child"),
+])  # fmt: skip
+RECEIVED = {"backup/p/data": "true"}
+
+
+def plan_of(request: RestoreRequest, here: Optional[HostState]) -> Plan:
+    return build_restore_plan(JOB, desire_restore(JOB, request, COPIES, here, RECEIVED))
+
+
+def commands_of(plan: Plan) -> list[str]:
+    compiled = compile_plan(plan, JOB.transfer_recipe, Snapshotting(), Facts(), Options())
+    return [" | ".join(" ".join(c.argv) for c in step.commands) for step in compiled.steps]
+
+
+def test_a_dataset_that_is_gone_comes_back_in_full_from_the_newest_snapshot() -> None:
+    plan = plan_of(RestoreRequest("p/data"), None)
+    assert not plan.problems
+    assert [type(a) for a in plan.actions] == [Hold, Restore, SetProperty, Mount, Release]
+    assert commands_of(plan) == [
+        f"zfs hold zfs_autobackup:bak:restore backup/p/data@{S3}",
+        f"zfs send -b backup/p/data@{S3} | zfs recv -u p/data",
+        "zfs set autobackup:bak=true p/data",
+        "sh -c " + commands_of(plan)[3].split("sh -c ", 1)[1],
+        f"zfs release zfs_autobackup:bak:restore backup/p/data@{S3}",
+    ]
+    hold, restore, _, mount, release = plan.actions
+    assert (hold.side, restore.side, mount.side, release.side) == (TARGET, SOURCE, SOURCE, TARGET)
+
+
+def test_the_hold_is_released_whatever_failed_before() -> None:
+    plan = plan_of(RestoreRequest("p/data"), None)
+    compiled = compile_plan(plan, JOB.transfer_recipe, Snapshotting(), Facts(), Options())
+    release = compiled.steps[-1]
+    assert release.kind == "release"
+    assert release.failure is Failure.ALWAYS and not release.blocked_by_units
+
+
+def test_to_restores_beside_the_original_and_never_touches_it() -> None:
+    here = state([dataset("p/new-parent")])
+    plan = plan_of(RestoreRequest("p/data", snapshot=S1, to="p/copy"), here)
+    assert not plan.problems
+    lines = commands_of(plan)
+    assert f"zfs send -b backup/p/data@{S1} | zfs recv -u p/copy" in lines
+    assert not any(" p/data" in line and "backup/p/data" not in line for line in lines), lines
+
+
+def test_an_existing_dataset_is_refused_without_force_and_says_what_force_destroys() -> None:
+    here = state([dataset("p/data", (S1, "mine"), lineage="p/data", written=4096)])
+    plan = plan_of(RestoreRequest("p/data", snapshot=S2), here)
+    assert plan.actions == ()
+    (problem,) = plan.problems
+    assert "--force rolls it back to @" + S1 in problem.message
+    assert "@mine" in problem.message and "4096 bytes" in problem.message
+
+
+def test_force_rolls_back_to_the_common_snapshot_then_sends_the_rest() -> None:
+    here = state([dataset("p/data", (S1, "mine"), lineage="p/data", written=4096)])
+    plan = plan_of(RestoreRequest("p/data", snapshot=S2, force=True), here)
+    assert not plan.problems
+    assert [type(a) for a in plan.actions] == [Hold, Rollback, Restore, SetProperty, Release]
+    lines = commands_of(plan)
+    assert f"zfs rollback -r p/data@{S1}" in lines
+    assert f"zfs send -b -i @{S1} backup/p/data@{S2} | zfs recv -u -F p/data" in lines
+
+
+def test_force_onto_the_chosen_snapshot_itself_is_a_rollback_without_a_send() -> None:
+    here = state([dataset("p/data", (S1, S2), lineage="p/data", written=100)])
+    plan = plan_of(RestoreRequest("p/data", snapshot=S2, force=True), here)
+    assert [type(a) for a in plan.actions] == [Hold, Rollback, SetProperty, Release]
+    assert f"zfs rollback p/data@{S2}" in commands_of(plan)
+
+
+def test_a_dataset_without_a_snapshot_in_common_is_refused_whatever_the_force() -> None:
+    here = state([dataset("p/data", ("other",), lineage="elsewhere")])
+    plan = plan_of(RestoreRequest("p/data", force=True), here)
+    assert plan.actions == ()
+    (problem,) = plan.problems
+    assert "--to NEW" in problem.message and "nothing is destroyed on a guess" in problem.message
+
+
+def test_a_dataset_at_the_snapshot_already_needs_nothing() -> None:
+    here = state([dataset("p/data", (S1, S2, S3), lineage="p/data")])
+    (desire,) = desire_restore(JOB, RestoreRequest("p/data"), COPIES, here, RECEIVED)
+    assert desire.case is Case.CURRENT
+    assert plan_of(RestoreRequest("p/data"), here).actions == ()
+
+
+def test_recursive_restores_the_children_after_their_parent() -> None:
+    plan = plan_of(RestoreRequest("p/data", recursive=True), None)
+    restores = [(i, a) for i, a in enumerate(plan.actions) if isinstance(a, Restore)]
+    assert [a.dataset for _, a in restores] == ["p/data", "p/data/child"]
+    child = restores[1][0]
+    parent = restores[0][0]
+    # the child's hold waits for the parent's restore, its restore for its hold
+    assert parent < child
+    mounts = [a.dataset for a in plan.actions if isinstance(a, Mount)]
+    assert mounts == ["p/data", "p/data/child"]
+
+
+def test_an_older_snapshot_says_what_the_next_backup_does_with_the_newer_ones() -> None:
+    plan = plan_of(RestoreRequest("p/data", snapshot=S1), None)
+    texts = [n.text for n in plan.notes]
+    assert any("2 snapshot(s) after" in t and "--destroy-incompatible" in t for t in texts), texts
+
+
+def test_a_raw_copy_restores_raw_and_says_which_key() -> None:
+    copies = state([dataset("backup/p/data", (S1,), lineage="p/data", encryption="aes-256-gcm")])
+    plan = build_restore_plan(JOB, desire_restore(JOB, RestoreRequest("p/data"), copies, None, {}))
+    (restore,) = [a for a in plan.actions if isinstance(a, Restore)]
+    assert restore.raw
+    compiled = compile_plan(plan, JOB.transfer_recipe, Snapshotting(), Facts(), Options())
+    assert any(
+        c.argv[:4] == ("zfs", "send", "-w", "-b") for s in compiled.steps for c in s.commands
+    )
+    assert any("zfs load-key p/data" in n.text for n in plan.notes)
+
+
+@pytest.mark.parametrize(
+    ("spec", "chosen"),
+    [(None, S3), (S2, S2), (f"backup/p/data@{S2}", S2), ("2026-01-02 13:00", S2),
+     ("2026-01-02", S2), ("2026-01-03 12:00:00", S3)],
+)  # fmt: skip
+def test_snapshot_by_name_or_time(spec: Optional[str], chosen: str) -> None:
+    assert choose_snapshot(JOB, COPIES.datasets["backup/p/data"], spec).name == chosen
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [("nope", "no snapshot of that name"), ("2025-12-31", "no snapshot of this backup at or before"),
+     ("2026-13-01", "month must be in 1..12")],
+)  # fmt: skip
+def test_a_bad_snapshot_is_one_line_naming_it(spec: str, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        choose_snapshot(JOB, COPIES.datasets["backup/p/data"], spec)
+
+
+def test_a_dataset_the_backup_does_not_have_is_refused() -> None:
+    with pytest.raises(UsageError, match="the backup has no copy of p/else"):
+        desire_restore(JOB, RestoreRequest("p/else"), COPIES, None, {})

@@ -1,0 +1,136 @@
+"""Restore on real OpenZFS (#34): the drill, in local, pull and push mode.
+
+1. back up (a tree, with the target's overrides: --clear-mountpoint, --set-properties);
+2. destroy the source dataset;
+3. `plan restore`: nothing changes;
+4. `restore --recursive`;
+5. the files equal the backup's (checksums), the properties are the source's, not the
+   target's overrides, and the selection property is set here again;
+6. the next backup is incremental: the target's snapshots keep their guids, the new
+   one arrives, nothing is sent in full.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.zfsvm.bed import Pools, ZfsBed
+from tests.zfsvm.guest import LOCAL
+
+pytestmark = pytest.mark.zfs
+
+MODES = {"local": [], "pull": ["--ssh-source", LOCAL], "push": ["--ssh-target", LOCAL]}
+
+
+def stamp(hour: int) -> str:
+    return f"2026-01-01 {hour:02d}:00:00"
+
+
+def snapname(hour: int) -> str:
+    return f"rst-20260101{hour:02d}0000"
+
+
+def _state(bed: ZfsBed, pools: Pools) -> list[tuple[str, str]]:
+    """Every dataset and snapshot of both pools with its guid (what must not change)."""
+    out = bed.sh("zfs", "list", "-H", "-p", "-o", "name,guid", "-t", "all", "-r", *pools.names)
+    return [tuple(line.split("\t")) for line in out.splitlines()]  # type: ignore[misc]
+
+
+def _backed_up_tree(bed: ZfsBed, pools: Pools, mode: list[str], hours: int = 1) -> str:
+    """src/data (mountpoint, compression and a user property set) with a child, backed up
+    `hours` times with the target's overrides; returns the target path."""
+    s, d = pools.src, pools.dst
+    bed.sh("zfs", "create", "-o", f"mountpoint=/mnt/{s}-data", "-o", "compression=lz4",
+           "-o", "com.example:note=mine", f"{s}/data")  # fmt: skip
+    bed.sh("zfs", "create", f"{s}/data/child")
+    bed.sh("zfs", "set", "autobackup:rst=true", f"{s}/data")
+    bed.sh("zfs", "create", f"{d}/backup")
+    for hour in range(1, hours + 1):
+        bed.write(f"{s}/data", f"f{hour}", 96)
+        bed.write(f"{s}/data/child", f"c{hour}", 32)
+        run = bed.tool(*mode, "rst", f"{d}/backup", "--clear-mountpoint",
+                       "--set-properties", "com.example:over=target", now=stamp(hour))  # fmt: skip
+        assert run.returncode == 0, run.stdout + run.stderr
+    return f"{d}/backup"
+
+
+# (CI runs the local drill; pull and push with --slow)
+@pytest.mark.parametrize(
+    "mode", [m if m == "local" else pytest.param(m, marks=pytest.mark.slow) for m in MODES]
+)
+def test_the_drill(zfs_bed: ZfsBed, pools: Pools, mode: str) -> None:
+    s = pools.src
+    target = _backed_up_tree(zfs_bed, pools, MODES[mode])
+    copy = f"{target}/{s}/data"
+    sums = {ds: zfs_bed.checksum(f"{ds}@{snapname(1)}") for ds in (copy, f"{copy}/child")}
+    guids = {ds: zfs_bed.guids(ds) for ds in (copy, f"{copy}/child")}
+    zfs_bed.sh("zfs", "destroy", "-r", f"{s}/data")
+
+    before = _state(zfs_bed, pools)
+    args = [*MODES[mode], "rst", target, f"{s}/data", "--recursive"]
+    plan = zfs_bed.tool("plan", "restore", *args, "--commands")
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    assert f"zfs send -b {copy}@{snapname(1)}" in plan.stdout, plan.stdout
+    assert "full:" in plan.stdout and f"{s}/data does not exist" in plan.stdout
+    assert _state(zfs_bed, pools) == before  # (nothing changed)
+
+    run = zfs_bed.tool("restore", *args, "--verbose")
+    assert run.returncode == 0, run.stdout + run.stderr
+    # the data, as backed up
+    assert zfs_bed.checksum(f"{s}/data") == sums[copy]
+    assert zfs_bed.checksum(f"{s}/data/child") == sums[f"{copy}/child"]
+    # the source's properties, not the target's overrides; mounted where it was
+    assert zfs_bed.prop(f"{s}/data", "mountpoint") == f"/mnt/{s}-data"
+    assert zfs_bed.prop(f"{s}/data", "mounted") == "yes"
+    assert zfs_bed.prop(f"{s}/data", "compression") == "lz4"
+    assert zfs_bed.prop(f"{s}/data", "com.example:note") == "mine"
+    assert zfs_bed.prop(f"{s}/data", "com.example:over") == "-"
+    assert zfs_bed.prop(f"{s}/data", "canmount") == "on"
+    # selected as before, set here (received, --exclude-received would leave it out)
+    sel = zfs_bed.sh("zfs", "get", "-H", "-o", "value,source", "autobackup:rst", f"{s}/data")
+    assert sel.split() == ["true", "local"]
+    # the restore's hold is gone
+    assert zfs_bed.holds(f"{copy}@{snapname(1)}") == ["zfs_autobackup:rst"]
+
+    zfs_bed.write(f"{s}/data", "after", 16)
+    nxt = zfs_bed.tool(*MODES[mode], "rst", target, "--clear-mountpoint", "--verbose",
+                       "--set-properties", "com.example:over=target", now=stamp(2))  # fmt: skip
+    assert nxt.returncode == 0, nxt.stdout + nxt.stderr
+    assert "receiving full" not in nxt.stdout, nxt.stdout
+    assert f"{copy}@{snapname(2)}: receiving incremental" in nxt.stdout, nxt.stdout
+    for ds in (copy, f"{copy}/child"):
+        assert zfs_bed.guids(ds)[:1] == guids[ds]
+        assert zfs_bed.snapshots(ds) == [snapname(1), snapname(2)]
+    assert zfs_bed.checksum(f"{copy}@{snapname(2)}") == zfs_bed.checksum(f"{s}/data")
+
+
+def test_beside_the_live_dataset_and_force(zfs_bed: ZfsBed, pools: Pools) -> None:
+    """--to with an older --snapshot leaves the live dataset alone; a second restore to
+    the same place is refused without --force (nothing changes); --force rolls it back
+    to the common snapshot and sends the rest."""
+    s = pools.src
+    target = _backed_up_tree(zfs_bed, pools, [], hours=2)
+    copy = f"{target}/{s}/data"
+    live = (zfs_bed.guids(f"{s}/data"), zfs_bed.checksum(f"{s}/data"))
+    old = zfs_bed.checksum(f"{copy}@{snapname(1)}")
+
+    run = zfs_bed.tool("restore", "rst", target, f"{s}/data", "--to", f"{s}/copy",
+                       "--snapshot", "2026-01-01 01:30")  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert zfs_bed.checksum(f"{s}/copy@{snapname(1)}") == old
+    assert (zfs_bed.guids(f"{s}/data"), zfs_bed.checksum(f"{s}/data")) == live
+    # (its mountpoint is the original's, which is in use: the copy is not mounted over it)
+    assert zfs_bed.prop(f"{s}/data", "mounted") == "yes"
+    assert zfs_bed.prop(f"{s}/copy", "mounted") == "no"
+
+    before = _state(zfs_bed, pools)
+    again = zfs_bed.tool("restore", "rst", target, f"{s}/data", "--to", f"{s}/copy")
+    assert again.returncode != 0
+    assert "--force rolls it back to @" + snapname(1) in again.stdout + again.stderr
+    assert _state(zfs_bed, pools) == before
+
+    forced = zfs_bed.tool("restore", "rst", target, f"{s}/data", "--to", f"{s}/copy", "--force")
+    assert forced.returncode == 0, forced.stdout + forced.stderr
+    assert zfs_bed.snapshots(f"{s}/copy") == [snapname(1), snapname(2)]
+    assert zfs_bed.checksum(f"{s}/copy@{snapname(2)}") == zfs_bed.checksum(f"{copy}@{snapname(2)}")
+    assert zfs_bed.guids(f"{s}/copy") == zfs_bed.guids(copy)
