@@ -62,7 +62,7 @@ def plan_restore(
     root = copy_root(job, request)
     received = received_values(runner, job.target, root, job.naming.property_name,
                                Side.TARGET.label)  # fmt: skip
-    here = observe_tree(runner, job.source, request.destination, Side.SOURCE.label)
+    here = observe_tree(runner, job.source, request.destination, Side.SOURCE.label, bookmarks=True)
     if here is None and "/" in request.destination:
         parent = request.destination.rsplit("/", 1)[0]
         if observe_tree(runner, job.source, parent, Side.SOURCE.label) is None:

@@ -241,6 +241,8 @@ class Restore:
     base: Optional[str] = None
     #: the copy is encrypted and restores raw (`zfs send -w`)
     raw: bool = False
+    #: the copy is encrypted and restores decrypted: zfs sends no properties (no -b)
+    decrypted: bool = False
     volume: bool = False
     side: Side = SOURCE
     kind: str = "restore"

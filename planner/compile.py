@@ -406,7 +406,9 @@ def restore_pipeline(
     argv += ["-e"] if "embedded_data" in both and not action.raw else []
     argv += ["-c"] if recipe.zfs_compressed else []
     argv += ["-w"] if action.raw else []
-    argv += ["-b", *(["-i", f"@{action.base}"] if action.base else [])]
+    # (-b: the received values; zfs refuses it for an encrypted dataset sent decrypted)
+    argv += [] if action.decrypted else ["-b"]
+    argv += ["-i", f"@{action.base}"] if action.base else []
     send_ = commands.send((*argv, f"{action.copy}@{action.snapshot}"), action.copy,
                           several=False, side=TARGET)  # fmt: skip
     recv = ("zfs", "recv", "-u", *(["-F"] if action.base else []), action.dataset)
@@ -668,13 +670,16 @@ def _holds(out: _Steps, facts: Facts, options: Options, batch: list[int]) -> Non
     ]
     group = out.group()
     failure = _failure(first)
-    # (a restore's release runs whatever failed: also after its own dataset failed)
+    # (a restore's release runs whatever failed, also after its own dataset failed, and
+    # its failure counts nothing: one command, no fallback that would)
     units = failure is not Failure.ALWAYS
+    fallbacks = units
     for command, about in batches:
         indexes = tuple(names[n] for n in about)
         fallback = tuple(
-            out.doing([i], [_single(plan.actions[i])], failure=failure, blocked_by_units=units)
+            out.doing([i], [_single(plan.actions[i])], failure=failure)
             for i in indexes
+            if fallbacks
         )
         out.add(out.doing(indexes, [command], group=group, failure=failure, fallback=fallback,
                           blocked_by_units=units))  # fmt: skip

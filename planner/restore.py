@@ -17,13 +17,7 @@ from collections.abc import Sequence
 from planner.actions import SOURCE, TARGET, Hold, Mount, Release, Restore, Rollback, SetProperty
 from planner.plan import AFTER, PREPARE, RESTORE, Note, Plan, Problem, builder
 from reconcile.job import Job
-from reconcile.restore import Case, RestoreDesire
-
-
-def restore_tag(job: Job) -> str:
-    """The hold tag of a restore: the backup's own, marked (a backup run keeps a snapshot
-    someone else holds, and never releases this tag)."""
-    return f"{job.naming.hold_tag}:restore"
+from reconcile.restore import Case, RestoreDesire, restore_tag
 
 
 def build_restore_plan(job: Job, desires: Sequence[RestoreDesire]) -> Plan:
@@ -39,52 +33,75 @@ def build_restore_plan(job: Job, desires: Sequence[RestoreDesire]) -> Plan:
         if desire.case is Case.REFUSED:
             problems.append(Problem(unit, SOURCE, unit, f"Can't restore: {desire.why}"))
             continue
-        if desire.newer:
-            notes.append(Note(SOURCE, unit, _newer_note(desire), RESTORE))
-        if desire.raw:
-            notes.append(Note(SOURCE, unit, _key_note(desire), RESTORE))
+        notes += [Note(SOURCE, unit, text, RESTORE) for text in _notes(job, desire, tag)]
         if desire.case is Case.CURRENT:
             continue
         copy, snap = desire.copy.name, desire.snapshot
-        parent_name = unit.rsplit("/", 1)[0]
-        parent = made.get(parent_name)
-        hold = build.add(Hold(TARGET, copy, snap, tag, unit, "kept while it is restored"),
-                         [parent], phase=PREPARE)  # fmt: skip
-        last = hold
-        if desire.base is not None:
-            why = (
-                "--force: " + ", ".join(f"@{s}" for s in desire.lost) if desire.lost else "--force"
-            )
-            last = build.add(
-                Rollback(
-                    unit, desire.base, unit, why, side=SOURCE, destroy_newer=bool(desire.lost)
-                ),
-                [last],
-            )
-        if desire.case is not Case.ROLLBACK:
+        # (after the nearest ancestor restored with it: a child needs its parent)
+        above = max((d for d in made if unit.startswith(d + "/")), key=len, default=None)
+        last = made.get(above) if above is not None else None
+        if not desire.held_already:
+            held = Hold(TARGET, copy, snap, tag, unit, "kept while it is restored")
+            last = build.add(held, [last], phase=PREPARE)
+        start = last
+        for name in desire.release_first:
+            why = "destroyed by the restore (zfs destroys no held snapshot)"
+            gone = Release(SOURCE, unit, name, job.naming.hold_tag, unit, why)
+            last = build.add(gone, [last], phase=PREPARE)
+        if desire.case is Case.ROLLBACK:
+            assert desire.base is not None
+            lost = [f"@{s}" for s in desire.lost] + [f"#{b}" for b in desire.lost_bookmarks]
+            why = "--force" + (f": destroys {', '.join(lost)}" if lost else "")
+            rollback = Rollback(unit, desire.base, unit, why, side=SOURCE, destroy_newer=bool(lost))
+            last = build.add(rollback, [last])
+        else:
             base = desire.base if desire.case is Case.INCREMENTAL else None
             volume = desire.copy.type == "volume"
-            last = build.add(
-                Restore(
-                    copy, snap, unit, unit, desire.why, base=base, raw=desire.raw, volume=volume
-                ),
-                [last],
-            )
+            restore = Restore(copy, snap, unit, unit, desire.why, base=base, raw=desire.raw,
+                              decrypted=desire.decrypted, volume=volume)  # fmt: skip
+            last = build.add(restore, [last])
         made[unit] = last
         done = [last]
-        if desire.selection is not None:
+        if desire.selection is not None and not desire.beside:
             prop = job.naming.property_name
             done.append(build.add(SetProperty(unit, prop, desire.selection, unit,
                                               "as it was on the source"), [last]))  # fmt: skip
         if desire.case is Case.FULL and desire.copy.type != "volume":
             # (after its parent's: a parent mounted later would hide it)
             mount = Mount(unit, unit, "restored", side=SOURCE)
-            mounts[unit] = build.add(mount, [last, mounts.get(parent_name)])
+            mounts[unit] = build.add(mount, [last, mounts.get(above or "")])
             done.append(mounts[unit])
-        # (last: it runs whatever failed before it)
-        release = Release(TARGET, copy, snap, tag, unit, "restored", always=True)
-        build.add(release, done, phase=AFTER)
+        if not desire.held_already:
+            # (last: it runs whatever failed before it)
+            release = Release(TARGET, copy, snap, tag, unit, "restored", always=True)
+            build.add(release, [*done, start], phase=AFTER)
     return build.finish(problems, notes, None)
+
+
+def _notes(job: Job, desire: RestoreDesire, tag: str) -> list[str]:
+    """What the user should know about a dataset's restore besides its case."""
+    notes = []
+    if desire.newer:
+        notes.append(_newer_note(desire))
+    if desire.raw:
+        notes.append(_key_note(desire))
+    if desire.decrypted:
+        notes.append(
+            "restored decrypted (--encrypt): zfs sends no properties of an encrypted dataset "
+            "unless raw, so it gets the defaults and its parent's; set them again"
+        )
+    if desire.held_already:
+        notes.append(
+            f"@{desire.snapshot} carries {tag} already (an earlier restore that did not end): "
+            f"kept; zfs release {tag} {desire.copy.name}@{desire.snapshot} when no restore runs"
+        )
+    if desire.selection is not None and desire.beside:
+        prop = job.naming.property_name
+        notes.append(
+            f"beside the original, {prop}={desire.selection} stays a received value: the next "
+            f"backup sends this copy too, unless --exclude-received, or zfs set {prop}=false on it"
+        )
+    return notes
 
 
 def _newer_note(desire: RestoreDesire) -> str:

@@ -170,15 +170,19 @@ def observe_target(
     return state
 
 
-def observe_tree(reader: Reader, host: Host, root: str, label: str) -> Optional[HostState]:
-    """Every dataset and snapshot (with its holds) under `root`; None: no such dataset."""
+def observe_tree(
+    reader: Reader, host: Host, root: str, label: str, *, bookmarks: bool = False
+) -> Optional[HostState]:
+    """Every dataset and snapshot (with its holds; and bookmarks) under `root`; None: no
+    such dataset."""
     try:
-        out = reader.run(host, _list_argv([root]), label=label).stdout
+        out = reader.run(host, _list_argv([root], bookmarks), label=label).stdout
     except DatasetNotFound:
         return None
     found = zfs_text.parse_list(out)
     _check_names(host, [root], found.names)
-    datasets = _holds(reader, host, label, zfs_text.assemble(found.datasets, found.snapshots))
+    listed = zfs_text.assemble(found.datasets, found.snapshots, bookmarks=found.bookmarks)
+    datasets = _holds(reader, host, label, listed)
     return HostState(host=host, datasets=datasets)
 
 

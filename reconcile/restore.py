@@ -73,16 +73,34 @@ class RestoreDesire:
     why: str
     #: the snapshot both have (INCREMENTAL, ROLLBACK)
     base: Optional[str] = None
-    #: the destination's snapshots after `base` that the rollback destroys
+    #: the destination's snapshots after `base` that the restore destroys
     lost: tuple[str, ...] = ()
+    #: ... those of them this backup holds (released first: zfs destroys no held snapshot)
+    release_first: tuple[str, ...] = ()
+    #: the destination's bookmarks after `base` (ROLLBACK: `zfs rollback -r` destroys them)
+    lost_bookmarks: tuple[str, ...] = ()
     #: bytes written on the destination since its newest snapshot (lost by the rollback)
     lost_written: int = 0
     #: the copy's snapshots after the chosen one (the next backup's business)
     newer: tuple[str, ...] = ()
     #: sent raw (an encrypted copy of an encrypted source: the source's key decrypts it)
     raw: bool = False
+    #: an encrypted copy restored decrypted (--encrypt backups): zfs sends no properties
+    #: of it (`zfs send -b` needs -w for an encrypted dataset)
+    decrypted: bool = False
     #: the selection property's value the copy received: set again on the destination
     selection: Optional[str] = None
+    #: restored beside the original (--to): its selection value stays as received
+    beside: bool = False
+    #: the copy's snapshot carries the restore's hold already (an earlier restore that
+    #: ended without releasing it): neither held nor released by this one
+    held_already: bool = False
+
+
+def restore_tag(job: Job) -> str:
+    """The hold tag of a restore: the backup's own, marked (a backup run keeps a snapshot
+    someone else holds, and never releases this tag)."""
+    return f"{job.naming.hold_tag}:restore"
 
 
 def copy_root(job: Job, request: RestoreRequest) -> str:
@@ -113,8 +131,8 @@ def choose_snapshot(job: Job, copy: Dataset, spec: Optional[str]) -> Snapshot:
         moment = datetime(year, month, day, hour, minute, second).timestamp()
     except ValueError as exc:
         raise UsageError(f"Invalid --snapshot {quoted(spec)}: {exc}") from None
-    if match.group(4) is None:
-        moment += 24 * 3600 - 1  # (a day: up to its end)
+    if match.group(4) is None:  # (a day: up to its end, also on a day of 23 or 25 hours)
+        moment = datetime(year, month, day, 23, 59, 59).timestamp()
     ours = [s for s in copy.snapshots if (job.naming.timestamp(s.name) or moment + 1) <= moment]
     if not ours:
         raise UsageError(
@@ -148,13 +166,18 @@ def desire_restore(
             (ds for ds in copies if ds.name != root and under(ds.name, root)),
             key=lambda ds: ds.name,
         )
-    result = []
+    result: list[RestoreDesire] = []
+    refused: list[str] = []
     for each in trees:
         destination = request.destination + each.name[len(root) :]
         live = here.get(destination) if here is not None else None
-        result.append(
-            _one(job, request, each, chosen.name, destination, live, received.get(each.name))
-        )
+        desire = _one(job, request, each, chosen.name, destination, live, received.get(each.name))
+        above = next((r for r in refused if under(destination, r)), None)
+        if above is not None and desire.case is not Case.REFUSED:
+            desire = attrs.evolve(desire, case=Case.REFUSED, why=f"{above} is not restored")
+        if desire.case is Case.REFUSED:
+            refused.append(destination)
+        result.append(desire)
     return result
 
 
@@ -171,10 +194,16 @@ def _one(
     position = copy.snapshots.index(snap) if snap is not None else len(copy.snapshots)
     newer = tuple(s.name for s in copy.snapshots[position + 1 :])
     raw = copy.encryption != "off" and not job.encrypt
-    desire = RestoreDesire(copy, destination, name, Case.REFUSED, "", newer=newer, raw=raw,
-                           selection=selection)  # fmt: skip
+    desire = RestoreDesire(
+        copy, destination, name, Case.REFUSED, "", newer=newer, raw=raw,
+        decrypted=copy.encryption != "off" and not raw, selection=selection,
+        beside=request.to is not None,
+        held_already=snap is not None and restore_tag(job) in snap.holds,
+    )  # fmt: skip
+    if not copy.snapshots:
+        return attrs.evolve(desire, why=f"{copy.name} has no snapshots (nothing of it was sent)")
     if snap is None:
-        return attrs.evolve(desire, why=f"{copy.name} has no snapshot @{name} (a child made later)")
+        return attrs.evolve(desire, why=f"{copy.name} has no snapshot @{name} (made later)")
     if live is None:
         return attrs.evolve(desire, case=Case.FULL, why=f"{destination} does not exist")
     base = _common(copy.snapshots[: position + 1], live.snapshots)
@@ -187,12 +216,31 @@ def _one(
             ),
         )
     at = [s.name for s in live.snapshots].index(base.name)
-    lost = tuple(s.name for s in live.snapshots[at + 1 :])
-    desire = attrs.evolve(desire, base=base.name, lost=lost, lost_written=live.written)
-    if base.guid == snap.guid and not lost and not live.written:
-        return attrs.evolve(desire, case=Case.CURRENT, why=f"{destination} is at @{name} already")
+    later = live.snapshots[at + 1 :]
+    lost = tuple(s.name for s in later)
     case = Case.ROLLBACK if base.guid == snap.guid else Case.INCREMENTAL
-    loses = _losses(lost, live.written)
+    # (zfs rollback -r destroys the later bookmarks too; zfs recv -F only snapshots)
+    marks = tuple(
+        b.name for b in live.bookmarks if b.createtxg > base.createtxg and case is Case.ROLLBACK
+    )
+    ours = job.naming.hold_tag
+    desire = attrs.evolve(
+        desire, base=base.name, lost=lost, lost_written=live.written, lost_bookmarks=marks,
+        release_first=tuple(s.name for s in later if ours in s.holds),
+    )  # fmt: skip
+    if base.guid == snap.guid and not lost and not marks and not live.written:
+        return attrs.evolve(desire, case=Case.CURRENT, why=f"{destination} is at @{name} already")
+    foreign = [(s.name, t) for s in later for t in s.holds if t != ours]
+    if foreign:
+        snapshot, tag = foreign[0]
+        return attrs.evolve(
+            desire,
+            why=(
+                f"{destination}@{snapshot} is held by {tag}: it would have to be destroyed; "
+                "release it, or restore beside it with --to NEW"
+            ),
+        )
+    loses = _losses(lost, marks, live.written)
     if not request.force:
         return attrs.evolve(
             desire,
@@ -201,7 +249,8 @@ def _one(
                 "or restore beside it with --to NEW"
             ),
         )
-    return attrs.evolve(desire, case=case, why=f"--force: rolled back to @{base.name} ({loses})")
+    how = "rolled back to" if case is Case.ROLLBACK else "received onto (zfs recv -F)"
+    return attrs.evolve(desire, case=case, why=f"--force: {how} @{base.name} ({loses})")
 
 
 def _common(chain: Sequence[Snapshot], live: Sequence[Snapshot]) -> Optional[Snapshot]:
@@ -211,9 +260,11 @@ def _common(chain: Sequence[Snapshot], live: Sequence[Snapshot]) -> Optional[Sna
     return next((s for s in reversed(live) if s.guid in guids), None)
 
 
-def _losses(lost: Sequence[str], written: int) -> str:
+def _losses(lost: Sequence[str], marks: Sequence[str], written: int) -> str:
     parts = []
     if lost:
         parts.append(f"destroys {len(lost)} newer snapshot(s): {', '.join('@' + s for s in lost)}")
+    if marks:
+        parts.append(f"{len(marks)} newer bookmark(s): {', '.join('#' + b for b in marks)}")
     parts.append(f"loses {written} bytes written since its newest snapshot")
     return "; ".join(parts)

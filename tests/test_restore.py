@@ -79,14 +79,78 @@ def test_an_existing_dataset_is_refused_without_force_and_says_what_force_destro
     assert "@mine" in problem.message and "4096 bytes" in problem.message
 
 
-def test_force_rolls_back_to_the_common_snapshot_then_sends_the_rest() -> None:
+def test_force_receives_onto_the_common_snapshot_in_one_step() -> None:
+    """zfs recv -F from an older snapshot destroys the later ones when the stream has
+    arrived, atomically (a separate rollback first would lose them also when the send
+    then fails: review of #34)."""
     here = state([dataset("p/data", (S1, "mine"), lineage="p/data", written=4096)])
     plan = plan_of(RestoreRequest("p/data", snapshot=S2, force=True), here)
     assert not plan.problems
-    assert [type(a) for a in plan.actions] == [Hold, Rollback, Restore, SetProperty, Release]
+    assert [type(a) for a in plan.actions] == [Hold, Restore, SetProperty, Release]
     lines = commands_of(plan)
-    assert f"zfs rollback -r p/data@{S1}" in lines
     assert f"zfs send -b -i @{S1} backup/p/data@{S2} | zfs recv -u -F p/data" in lines
+    assert not any("rollback" in line for line in lines)
+
+
+def test_what_the_restore_destroys_and_this_backup_holds_is_released_first() -> None:
+    held = {"mine": ("zfs_autobackup:bak",)}
+    here = state([dataset("p/data", (S1, "mine"), lineage="p/data", holds=held)])
+    plan = plan_of(RestoreRequest("p/data", snapshot=S2, force=True), here)
+    assert [type(a) for a in plan.actions] == [Hold, Release, Restore, SetProperty, Release]
+    assert "zfs release zfs_autobackup:bak p/data@mine" in commands_of(plan)
+
+
+def test_what_someone_else_holds_is_never_destroyed() -> None:
+    held = {"mine": ("keep-me",)}
+    here = state([dataset("p/data", (S1, "mine"), lineage="p/data", holds=held)])
+    plan = plan_of(RestoreRequest("p/data", snapshot=S2, force=True), here)
+    assert plan.actions == ()
+    assert "p/data@mine is held by keep-me" in plan.problems[0].message
+
+
+def test_a_rollback_lists_and_destroys_the_later_bookmarks_too() -> None:
+    here = state([dataset("p/data", (S1, S2), lineage="p/data", bookmarks={"mark": S2})])
+    plan = plan_of(RestoreRequest("p/data", snapshot=S1, force=True), here)
+    (rollback,) = [a for a in plan.actions if isinstance(a, Rollback)]
+    assert rollback.destroy_newer and f"@{S2}" in rollback.reason and "#mark" in rollback.reason
+    assert f"zfs rollback -r p/data@{S1}" in commands_of(plan)
+
+
+def test_a_child_under_a_refused_dataset_is_refused_too() -> None:
+    copies = state([
+        dataset("backup/p/data", (S1,), lineage="p/data"),
+        dataset("backup/p/data/mid"),  # (a placeholder: nothing of it was sent)
+        dataset("backup/p/data/mid/leaf", (S1,), lineage="p/data/mid/leaf"),
+    ])  # fmt: skip
+    desires = desire_restore(JOB, RestoreRequest("p/data", recursive=True), copies, None, {})
+    assert [d.case for d in desires] == [Case.FULL, Case.REFUSED, Case.REFUSED]
+    assert "has no snapshots" in desires[1].why
+    assert desires[2].why == "p/data/mid is not restored"
+
+
+def test_a_snapshot_held_by_an_earlier_restore_is_neither_held_nor_released() -> None:
+    held = {S3: ("zfs_autobackup:bak:restore",)}
+    copies = state([dataset("backup/p/data", (S1, S2, S3), lineage="p/data", holds=held)])
+    plan = build_restore_plan(JOB, desire_restore(JOB, RestoreRequest("p/data"), copies, None, {}))
+    assert not any(isinstance(a, (Hold, Release)) for a in plan.actions)
+    assert any("an earlier restore" in n.text for n in plan.notes)
+
+
+def test_beside_the_original_the_selection_stays_received_and_the_plan_says_so() -> None:
+    plan = plan_of(RestoreRequest("p/data", to="p/copy"), None)
+    assert not any(isinstance(a, SetProperty) for a in plan.actions)
+    assert any("stays a received value" in n.text for n in plan.notes)
+
+
+def test_an_encrypt_backup_restores_decrypted_without_properties() -> None:
+    encrypting = job(encrypt=True)
+    copies = state([dataset("backup/p/data", (S1,), lineage="p/data", encryption="aes-256-gcm")])
+    desires = desire_restore(encrypting, RestoreRequest("p/data"), copies, None, {})
+    plan = build_restore_plan(encrypting, desires)
+    compiled = compile_plan(plan, encrypting.transfer_recipe, Snapshotting(), Facts(), Options())
+    sends = [c.argv for st in compiled.steps for c in st.commands if c.argv[:2] == ("zfs", "send")]
+    assert sends == [("zfs", "send", f"backup/p/data@{S1}")]
+    assert any("restored decrypted" in n.text for n in plan.notes)
 
 
 def test_force_onto_the_chosen_snapshot_itself_is_a_rollback_without_a_send() -> None:
