@@ -6,10 +6,14 @@ decisions and the commands for every case, refusals included.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional
 
 import pytest
 
+from executors import cli, lock
+from executors.lock import backup_lock
+from executors.options import build_parser, job_from_args
 from planner.actions import SOURCE, TARGET, Hold, Mount, Release, Restore, Rollback, SetProperty
 from planner.compile import Facts, Failure, Options, compile_plan
 from planner.plan import Plan
@@ -18,6 +22,7 @@ from reconcile.errors import UsageError
 from reconcile.job import Snapshotting
 from reconcile.model import HostState
 from reconcile.restore import Case, RestoreRequest, choose_snapshot, desire_restore
+from tests import fakecli
 from tests.builders import dataset, job, state
 
 S1, S2, S3 = "bak-20260101120000", "bak-20260102120000", "bak-20260103120000"
@@ -227,3 +232,20 @@ def test_a_bad_snapshot_is_one_line_naming_it(spec: str, message: str) -> None:
 def test_a_dataset_the_backup_does_not_have_is_refused() -> None:
     with pytest.raises(UsageError, match="the backup has no copy of p/else"):
         desire_restore(JOB, RestoreRequest("p/else"), COPIES, None, {})
+
+
+def test_a_restore_waits_for_no_backup_run_and_changes_nothing_meanwhile(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The restore takes the backup's own lock (the job is the backup's command line):
+    while a backup run holds it, the restore is refused before it reads or writes
+    anything, and the other way round."""
+    monkeypatch.setattr(lock, "_folder", lambda: tmp_path)
+    _zfs, runner = fakecli.world()
+    assert fakecli.run(["bak", "dst"], runner) == 0
+    backup = job_from_args(build_parser().parse_args(["bak", "dst"]))
+    before = list(runner.history)
+    with backup_lock(backup):
+        code = cli.main(["restore", "bak", "dst", "src/data"], fakecli.deps(runner))
+    assert code == 1
+    assert runner.history == before
