@@ -23,7 +23,7 @@ from executors.execute import DEFAULTS, Executor, Settings
 from executors.lock import backup_lock
 from executors.modes import EXIT_ERROR
 from executors.runner import Runner
-from executors.workflow import command_lines
+from executors.workflow import print_commands
 from planner import compile as compiler
 from planner.actions import Restore
 from planner.compile import Facts
@@ -99,10 +99,7 @@ def run_restore(
         plan, compiled = plan_restore(job, request, runner, settings)
         console.info(render(plan, _hosts(job)))
         if commands or (execute and settings.debug):
-            console.info("")
-            console.info("Commands, in the order they run:")
-            for line in command_lines(job, compiled):
-                console.info(f"  {line}")
+            print_commands(console, job, compiled)
         if not execute or plan.empty:
             return EXIT_ERROR if plan.problems else EXIT_OK
         outcome = Executor(job, runner, console, settings).execute(

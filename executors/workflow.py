@@ -155,7 +155,7 @@ def run_plan(
         sizes = estimate_sizes(observed, job, runner) if estimate else None
         console.info(render(observed.plan, _hosts(job), sizes))
         if commands:
-            _print_commands(console, job, observed.compiled)
+            print_commands(console, job, observed.compiled)
         if out:
             console.info(f'Saved the plan to {out}: run "zfs-autobackup apply {out}" to apply it.')
     if observed.plan.problems:
@@ -183,7 +183,7 @@ def _confirm(console: Console, auto_approve: bool) -> bool:
     return answer.strip() == "yes"
 
 
-def _print_commands(console: Console, job: Job, compiled: compiler.Compiled) -> None:
+def print_commands(console: Console, job: Job, compiled: compiler.Compiled) -> None:
     console.info("")
     console.info("Commands, in the order they run:")
     for line in command_lines(job, compiled):
@@ -373,5 +373,5 @@ def run_show(path: str, console: Console, as_json: bool) -> int:
         for argv in cmds:
             console.info(f"Runs on the source {when} snapshotting: {shlex.join(argv)}")
     console.info(render(saved.plan, _hosts(job)))
-    _print_commands(console, job, saved.compiled)
+    print_commands(console, job, saved.compiled)
     return EXIT_OK

@@ -25,6 +25,8 @@ from planner.actions import (
     DestroyBookmark,
     DestroyDataset,
     Hold,
+    Restore,
+    Rollback,
     Send,
 )
 from planner.drift import Change
@@ -51,6 +53,11 @@ def summary(plan: Plan) -> str:
     unmarks = sum(1 for a in plan.actions if isinstance(a, DestroyBookmark))
     if marks or unmarks:
         text += f" {marks} bookmarks to create, {unmarks} to destroy."
+    restores = sum(
+        1 for a in plan.actions if isinstance(a, (Restore, Rollback)) and a.side == SOURCE
+    )
+    if restores:
+        text += f" {restores} dataset(s) to restore."
     datasets = sum(1 for a in plan.actions if isinstance(a, DestroyDataset))
     if datasets:
         text += f" {datasets} missing dataset(s) to destroy on target."

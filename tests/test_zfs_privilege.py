@@ -108,8 +108,10 @@ def _delegated_world(bed: ZfsBed, pools: Pools) -> tuple[str, str]:
 
 @pytest.mark.parametrize(
     "mode",
-    # (push as a delegated user is also run in CI by the guard's test below)
-    [m if m != "push" else pytest.param(m, marks=pytest.mark.slow) for m in MODES],
+    # (push as a delegated user is also run in CI by the guard's test below; local, by the
+    # take-over test below: one delegated user with both default sets, incremental runs
+    # and thinning; both with --slow here, to keep CI under an hour)
+    [m if m not in ("push", "local") else pytest.param(m, marks=pytest.mark.slow) for m in MODES],
 )
 def test_every_mode_as_unprivileged_users(users: ZfsBed, pools: Pools, mode: str) -> None:
     """Full, incremental, holds, bookmarks, thinning on both sides, and (pulling) a
