@@ -33,8 +33,14 @@ from planner.show import render, restore_points_table
 from reconcile.errors import UsageError
 from reconcile.job import Job, Snapshotting
 from reconcile.model import HostState, Side
-from reconcile.observe import observe_tree, pool_features, received_values, snapshot_sizes
-from reconcile.restore import RestoreRequest, copy_root, desire_restore
+from reconcile.observe import (
+    exists,
+    observe_tree,
+    pool_features,
+    received_values,
+    snapshot_sizes,
+)
+from reconcile.restore import RestoreRequest, copy_root, desire_restore, no_copy
 
 EXIT_OK = 0
 
@@ -43,29 +49,21 @@ def _hosts(job: Job) -> dict[str, str]:
     return {"source": job.source.describe(), "target": job.target.describe()}
 
 
-def _copies(job: Job, request: RestoreRequest, runner: Runner) -> HostState:
-    root = copy_root(job, request)
-    copies = observe_tree(runner, job.target, root, Side.TARGET.label)
-    if copies is None:
-        raise UsageError(
-            f"Nothing to restore: the backup has no copy of {request.dataset} "
-            f"({root} does not exist on the target)"
-        )
-    return copies
-
-
 def plan_restore(
     job: Job, request: RestoreRequest, runner: Runner, settings: Settings = DEFAULTS
 ) -> tuple[Plan, compiler.Compiled]:
     """Observe both hosts, decide, plan and compile (reads only)."""
-    copies = _copies(job, request, runner)
     root = copy_root(job, request)
+    copies = observe_tree(runner, job.target, root, Side.TARGET.label)
+    if copies is None:
+        raise no_copy(request, root)
     received = received_values(runner, job.target, root, job.naming.property_name,
                                Side.TARGET.label)  # fmt: skip
     here = observe_tree(runner, job.source, request.destination, Side.SOURCE.label, bookmarks=True)
     if here is None and "/" in request.destination:
         parent = request.destination.rsplit("/", 1)[0]
-        if observe_tree(runner, job.source, parent, Side.SOURCE.label) is None:
+        # (one name: not the parent's whole tree, which may be the pool's)
+        if not exists(runner, job.source, parent, Side.SOURCE.label):
             raise UsageError(
                 f"Can't restore to {request.destination}: its parent {parent} does not exist "
                 "on the source host (create it, or choose another place with --to)"
@@ -122,10 +120,7 @@ def list_restore_points(
     root = copy_root(job, request)
     found = snapshot_sizes(runner, job.target, root, request.recursive, Side.TARGET.label)
     if found is None:
-        raise UsageError(
-            f"Nothing to restore: the backup has no copy of {request.dataset} "
-            f"({root} does not exist on the target)"
-        )
+        raise no_copy(request, root)
     rows = []
     for name, creation, referenced in found:
         copy, snapshot = name.split("@", 1)

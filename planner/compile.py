@@ -673,13 +673,10 @@ def _holds(out: _Steps, facts: Facts, options: Options, batch: list[int]) -> Non
     # (a restore's release runs whatever failed, also after its own dataset failed, and
     # its failure counts nothing: one command, no fallback that would)
     units = failure is not Failure.ALWAYS
-    fallbacks = units
     for command, about in batches:
         indexes = tuple(names[n] for n in about)
         fallback = tuple(
-            out.doing([i], [_single(plan.actions[i])], failure=failure)
-            for i in indexes
-            if fallbacks
+            out.doing([i], [_single(plan.actions[i])], failure=failure) for i in indexes if units
         )
         out.add(out.doing(indexes, [command], group=group, failure=failure, fallback=fallback,
                           blocked_by_units=units))  # fmt: skip

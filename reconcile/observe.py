@@ -186,6 +186,15 @@ def observe_tree(
     return HostState(host=host, datasets=datasets)
 
 
+def exists(reader: Reader, host: Host, name: str, label: str) -> bool:
+    """Whether a dataset exists (`zfs list -H -o name NAME`: one line, not its tree)."""
+    try:
+        reader.run(host, ["zfs", "list", "-H", "-o", "name", name], label=label)
+    except DatasetNotFound:
+        return False
+    return True
+
+
 def received_values(reader: Reader, host: Host, root: str, prop: str, label: str) -> dict[str, str]:
     """The value of `prop` each dataset under `root` received (none: left out)."""
     argv = ["zfs", "get", "-H", "-p", "-o", "name,received", "-t", "filesystem,volume", "-r",

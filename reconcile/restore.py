@@ -109,6 +109,14 @@ def copy_root(job: Job, request: RestoreRequest) -> str:
     return target_name(request.dataset, job.target_path, job.strip_path)
 
 
+def no_copy(request: RestoreRequest, root: str) -> UsageError:
+    """The error of a restore of a dataset the backup has no copy of."""
+    return UsageError(
+        f"Nothing to restore: the backup has no copy of {request.dataset} "
+        f"({root} does not exist on the target)"
+    )
+
+
 def choose_snapshot(job: Job, copy: Dataset, spec: Optional[str]) -> Snapshot:
     """The copy's snapshot a --snapshot value means: its name, or a time (the newest of
     this backup's snapshots at or before it); None: the newest snapshot of the copy."""
@@ -155,10 +163,7 @@ def desire_restore(
     root = copy_root(job, request)
     copy = copies.get(root)
     if copy is None:
-        raise UsageError(
-            f"Nothing to restore: the backup has no copy of {request.dataset} "
-            f"(looked for {root} on the target)"
-        )
+        raise no_copy(request, root)
     chosen = choose_snapshot(job, copy, request.snapshot)
     trees = [copy]
     if request.recursive:
