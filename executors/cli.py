@@ -77,9 +77,14 @@ def _run(mode: Mode, rest: list[str], deps: Deps, control_dir: str, now: float) 
     if reporting is not None and reporting.prometheus_file:
         settings = attrs.evolve(settings, send_sizes=True)
     if mode is Mode.APPLY_FILE:
-        with backup_lock(workflow.load_plan(args.plan_file).job):
+        saved = workflow.load_plan(args.plan_file)
+        with backup_lock(saved.job):
+            if saved.restore is not None:
+                from executors import restore
+
+                return restore.apply_file(args.plan_file, saved, console, runner, settings)
             return workflow.run_apply_file(
-                args.plan_file, console, runner, settings, reporting=reporting
+                args.plan_file, saved, console, runner, settings, reporting=reporting
             )
 
     # as zfs-autobackup 3.3 says it (on stdout)
@@ -138,10 +143,12 @@ def _run(mode: Mode, rest: list[str], deps: Deps, control_dir: str, now: float) 
         request = restore_request(args)
         if mode is Mode.RESTORE and args.list:
             return restore.list_restore_points(job, request, console, runner, as_json=args.json)
-        execute = mode is Mode.RESTORE and not options.test
-        commands = mode is Mode.PLAN_RESTORE and args.commands
-        return restore.run_restore(job, request, console, runner, execute=execute,
-                                   commands=commands, settings=settings)  # fmt: skip
+        if mode is Mode.RESTORE:
+            return restore.run_restore(job, request, console, runner,
+                                       execute=not options.test, settings=settings)  # fmt: skip
+        return restore.run_restore(job, request, console, runner, execute=False,
+                                   commands=args.commands, settings=settings, out=args.out,
+                                   as_json=args.json)  # fmt: skip
     if mode is Mode.CLASSIC:
         with contextlib.nullcontext() if options.test else backup_lock(job):
             return run_classic(

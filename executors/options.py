@@ -585,6 +585,12 @@ def _add_restore(p: argparse.ArgumentParser, mode: Mode) -> None:
         g.add_argument(
             "--commands", action="store_true", help="also print the exact commands, in order"
         )
+        g.add_argument(
+            "--out", metavar="FILE", help="save the plan, to apply it later with: apply FILE"
+        )
+        g.add_argument(
+            "--json", action="store_true", help="print the plan as JSON (docs/plan-format.md)"
+        )
 
 
 def restore_request(args: argparse.Namespace) -> RestoreRequest:

@@ -3,33 +3,52 @@ plan that is shown before anything changes.
 
     zfs-autobackup [plan] restore [job options] BACKUP-NAME TARGET-PATH DATASET
                    [--snapshot NAME|TIME] [--to NEW] [--recursive] [--force] [--test]
+    zfs-autobackup plan restore ... [--commands] [--json] [--out FILE]
+    zfs-autobackup apply FILE
     zfs-autobackup restore [job options] BACKUP-NAME TARGET-PATH DATASET --list [--json]
 
 The job options are the backup's own (paste its command line after `restore`). Reads:
 the copy's tree on the target, the destination's on the source host, the selection
 values the copy received; decides (reconcile.restore), plans (planner.restore),
 compiles the commands, and runs them under the backup's lock, so that a backup run
-waits for the restore (and the other way round).
+waits for the restore (and the other way round). A saved restore plan (`plan restore
+--out FILE`) is applied as a backup's is: signed, made here, nothing it assumed drifted
+(the copy's snapshots and holds, the destination's snapshots and the bytes written on
+it), and the same plan and commands made again now.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import socket
 import time
+from typing import Optional
+
+import attrs
 
 from executors.console import Console
 from executors.execute import DEFAULTS, Executor, Settings
 from executors.lock import backup_lock
 from executors.modes import EXIT_ERROR
+from executors.plankey import signing_key
 from executors.runner import Runner
-from executors.workflow import print_commands
+from executors.workflow import (
+    check_made_here,
+    check_out,
+    print_commands,
+    refuse_stale,
+    write_plan,
+)
 from planner import compile as compiler
 from planner.actions import Restore
 from planner.compile import Facts
+from planner.drift import Assumptions, tree_assumptions
 from planner.plan import Plan
+from planner.planfile import SavedPlan, dumps
 from planner.restore import build_restore_plan
 from planner.show import render, restore_points_table
+from reconcile import __version__
 from reconcile.errors import UsageError
 from reconcile.job import Job, Snapshotting
 from reconcile.model import HostState, Side
@@ -49,9 +68,20 @@ def _hosts(job: Job) -> dict[str, str]:
     return {"source": job.source.describe(), "target": job.target.describe()}
 
 
+@attrs.frozen
+class Prepared:
+    plan: Plan
+    compiled: compiler.Compiled
+    #: what it rests on (a saved plan is refused when it drifted)
+    assumptions: Assumptions
+
+
 def plan_restore(
-    job: Job, request: RestoreRequest, runner: Runner, settings: Settings = DEFAULTS
-) -> tuple[Plan, compiler.Compiled]:
+    job: Job,
+    request: RestoreRequest,
+    runner: Runner,
+    options: compiler.Options,
+) -> Prepared:
     """Observe both hosts, decide, plan and compile (reads only)."""
     root = copy_root(job, request)
     copies = observe_tree(runner, job.target, root, Side.TARGET.label)
@@ -77,9 +107,12 @@ def plan_restore(
         pools = [a.dataset.split("/")[0] for a in restores]
         source = pool_features(runner, HostState(job.source), pools, Side.SOURCE.label)
         facts = Facts({Side.SOURCE: source.features, Side.TARGET: target.features})
-    options = compiler.Options(parallel=settings.parallel, progress=settings.progress)
     compiled = compiler.compile_plan(plan, job.transfer_recipe, Snapshotting(), facts, options)
-    return plan, compiled
+    return Prepared(plan, compiled, tree_assumptions(copies, here))
+
+
+def _options(settings: Settings) -> compiler.Options:
+    return compiler.Options(parallel=settings.parallel, progress=settings.progress)
 
 
 def run_restore(
@@ -91,18 +124,56 @@ def run_restore(
     execute: bool,
     commands: bool = False,
     settings: Settings = DEFAULTS,
+    out: Optional[str] = None,
+    as_json: bool = False,
 ) -> int:
-    """Show the restore's plan; `execute`: then carry it out (under the backup's lock)."""
+    """Show the restore's plan (`out`: save it; `as_json`: print it as a plan file);
+    `execute`: then carry it out (under the backup's lock)."""
+    check_out(out)
     with backup_lock(job) if execute else contextlib.nullcontext():
-        plan, compiled = plan_restore(job, request, runner, settings)
-        console.info(render(plan, _hosts(job)))
-        if commands or (execute and settings.debug):
-            print_commands(console, job, compiled)
+        prepared = plan_restore(job, request, runner, _options(settings))
+        plan = prepared.plan
+        saved = SavedPlan(job, plan, prepared.compiled, prepared.assumptions, time.time(),
+                          socket.gethostname(), __version__, restore=request)  # fmt: skip
+        write_plan(out, saved)
+        if as_json:
+            console.write(console.out, dumps(saved, signing_key()))
+        else:
+            console.info(render(plan, _hosts(job)))
+            if commands or (execute and settings.debug):
+                print_commands(console, job, prepared.compiled)
+            if out is not None:
+                console.info(
+                    f'Saved the plan to {out}: run "zfs-autobackup apply {out}" to apply it.'
+                )
         if not execute or plan.empty:
             return EXIT_ERROR if plan.problems else EXIT_OK
-        outcome = Executor(job, runner, console, settings).execute(
-            compiled, failed=[p.unit for p in plan.problems], stop_on_error=settings.debug
-        )
+        return _execute(job, plan, prepared.compiled, runner, console, settings)
+
+
+def apply_file(
+    path: str, saved: SavedPlan, console: Console, runner: Runner, settings: Settings = DEFAULTS
+) -> int:
+    """`apply FILE` of a restore's plan (the caller holds the backup's lock)."""
+    assert saved.restore is not None
+    check_made_here(path, saved)
+    fresh = plan_restore(saved.job, saved.restore, runner, saved.compiled.options)
+    refuse_stale(path, saved, fresh.assumptions, fresh.plan, fresh.compiled, console)
+    console.info(render(saved.plan, _hosts(saved.job)))
+    return _execute(saved.job, saved.plan, saved.compiled, runner, console, settings)
+
+
+def _execute(
+    job: Job,
+    plan: Plan,
+    compiled: compiler.Compiled,
+    runner: Runner,
+    console: Console,
+    settings: Settings,
+) -> int:
+    outcome = Executor(job, runner, console, settings).execute(
+        compiled, failed=[p.unit for p in plan.problems], stop_on_error=settings.debug
+    )
     failed = len(outcome.failed)
     if failed:
         console.error(f"{failed} dataset(s) failed!")

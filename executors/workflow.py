@@ -38,7 +38,7 @@ from executors.session import Prepared, no_selection, nothing_to_select, prepare
 from planner import compile as compiler
 from planner.actions import Send
 from planner.describe import one_line
-from planner.drift import assumptions, drift
+from planner.drift import Assumptions, assumptions, drift
 from planner.plan import Plan
 from planner.planfile import PlanFileError, SavedPlan, dumps, loads
 from planner.show import differences_table, drift_table, render, summary
@@ -116,6 +116,26 @@ def saved_plan(job: Job, prepared: Prepared, now: float) -> SavedPlan:
     )
 
 
+def check_out(out: Optional[str]) -> None:
+    """--out FILE: refused before anything is read when it can't be written."""
+    if out is not None:
+        why = writable_path(out)
+        if why is not None:
+            raise UsageError(f"Invalid --out {quoted(out)}: {why} (name the plan file to write)")
+
+
+def write_plan(out: Optional[str], saved: SavedPlan) -> None:
+    """Sign and write a plan file (--out), whole or not at all, after all that can fail
+    (the key): a failure leaves the previous plan file as it was."""
+    if out is None:
+        return
+    text = dumps(saved, signing_key())
+    try:
+        write_atomically(out, text, mode=PLAN_FILE_MODE)
+    except OSError as exc:
+        raise UsageError(f"Can't write the plan to '{out}': {exc.strerror}") from None
+
+
 def run_plan(
     job: Job,
     console: Console,
@@ -129,10 +149,7 @@ def run_plan(
     commands: bool = False,
     settings: Settings = DEFAULTS,
 ) -> int:
-    if out is not None:
-        why = writable_path(out)
-        if why is not None:
-            raise UsageError(f"Invalid --out {quoted(out)}: {why} (name the plan file to write)")
+    check_out(out)
     prepared = prepare(
         job, runner, now, compile_options(settings), together=settings.observe_together
     )
@@ -141,14 +158,7 @@ def run_plan(
     if nothing_to_select(observed.desired):
         raise no_selection(job)
     saved = saved_plan(job, observed, now)
-    if out is not None:
-        # whole or not at all, after all that can fail (the key): a failure leaves the
-        # previous plan file as it was
-        text = dumps(saved, signing_key())
-        try:
-            write_atomically(out, text, mode=PLAN_FILE_MODE)
-        except OSError as exc:
-            raise UsageError(f"Can't write the plan to '{out}': {exc.strerror}") from None
+    write_plan(out, saved)
     if as_json:
         console.write(console.out, dumps(saved, signing_key()))
     else:
@@ -273,19 +283,14 @@ def load_plan(path: str, *, verify: bool = True) -> SavedPlan:
 
 def run_apply_file(
     path: str,
+    saved: SavedPlan,
     console: Console,
     runner: Runner,
     settings: Settings = DEFAULTS,
     *,
     reporting: Optional[Reporting] = None,
 ) -> int:
-    saved = load_plan(path)
-    here = socket.gethostname()
-    if saved.made_on != here:
-        raise PlanFileError(
-            f"{path} was made on host '{saved.made_on}', not here ('{here}'): "
-            "apply it where it was made, or make a new plan here"
-        )
+    check_made_here(path, saved)
     job = saved.job
     # the plan is made and compiled again from the saved job and what is there now, at
     # the saved time (so with the saved snapshot name) and with the saved compile options:
@@ -298,26 +303,47 @@ def run_apply_file(
         together=settings.observe_together,
         snapshot_name=saved.plan.snapshot_name,
     )
-    changes = drift(
-        saved.assumptions, assumptions(observed.desired, observed.source, observed.target)
-    )
+    fresh = assumptions(observed.desired, observed.source, observed.target)
+    refuse_stale(path, saved, fresh, observed.plan, observed.compiled, console)
+    console.verbose(summary(saved.plan))
+    # (the saved commands: they are the fresh ones, just compared)
+    return _execute(job, observed, saved.compiled, runner, console, settings, reporting)
+
+
+def check_made_here(path: str, saved: SavedPlan) -> None:
+    here = socket.gethostname()
+    if saved.made_on != here:
+        raise PlanFileError(
+            f"{path} was made on host '{saved.made_on}', not here ('{here}'): "
+            "apply it where it was made, or make a new plan here"
+        )
+
+
+def refuse_stale(
+    path: str,
+    saved: SavedPlan,
+    fresh: Assumptions,
+    plan: Plan,
+    compiled: compiler.Compiled,
+    console: Console,
+) -> None:
+    """Refuse a saved plan (PlanFileError) when what it assumed drifted, or when the plan
+    and commands the job makes now (`plan`, `compiled`) are not the saved ones."""
+    changes = drift(saved.assumptions, fresh)
     if changes:
         console.info(drift_table(changes))
         raise PlanFileError(
             f"Plan refused: {len(changes)} change(s) since {path} was made; nothing was "
             "applied. Make a new plan."
         )
-    differences = plan_differences(saved.plan, observed.plan)
-    differences += command_differences(job, saved.compiled, observed.compiled)
+    differences = plan_differences(saved.plan, plan)
+    differences += command_differences(saved.job, saved.compiled, compiled)
     if differences:
         console.info(differences_table(differences))
         raise PlanFileError(
             f"Plan refused: {path} is not the plan this job makes now ({len(differences)} "
             "action(s) or command(s) differ); nothing was applied. Make a new plan."
         )
-    console.verbose(summary(saved.plan))
-    # (the saved commands: they are the fresh ones, just compared)
-    return _execute(job, observed, saved.compiled, runner, console, settings, reporting)
 
 
 def command_differences(
@@ -364,10 +390,14 @@ def run_show(path: str, console: Console, as_json: bool) -> int:
     if load_key(create=False) is None:
         console.warning(f"no plan signing key here ({key_path()}): {path} is shown unverified")
     job = saved.job
-    console.info(
-        f"Plan for backup '{job.naming.backup_name}', made on {saved.made_on} "
-        f"by zfs-autobackup v{saved.tool_version}:"
-    )
+    what = f"Plan for backup '{job.naming.backup_name}'"
+    if saved.restore is not None:
+        request = saved.restore
+        beside = f" as {request.to}" if request.to else ""
+        what = (
+            f"A plan to restore {request.dataset}{beside}, from backup '{job.naming.backup_name}'"
+        )
+    console.info(f"{what}, made on {saved.made_on} by zfs-autobackup v{saved.tool_version}:")
     # the job's own commands: shown also among the commands below
     for when, cmds in (("before", job.pre_snapshot_cmds), ("after", job.post_snapshot_cmds)):
         for argv in cmds:

@@ -27,6 +27,9 @@ class DatasetPrint:
     snapshots: dict[str, int] = attrs.field(factory=dict)
     holds: dict[str, tuple[str, ...]] = attrs.field(factory=dict)
     resume_token: Optional[str] = None
+    #: bytes written since its newest snapshot (a restore's destination: what --force
+    #: loses; None: not recorded, as in a backup's plan)
+    written: Optional[int] = None
 
 
 @attrs.frozen
@@ -59,6 +62,14 @@ def assumptions(desired: Desired, source: HostState, target: Optional[HostState]
     return Assumptions(tuple(desired.selected), tuple(prints))
 
 
+def tree_assumptions(target: HostState, source: Optional[HostState]) -> Assumptions:
+    """A restore's: every dataset of the copy's tree on the target and of the
+    destination's on the source host (None: it does not exist)."""
+    prints = [_print(TARGET, ds) for ds in target]
+    prints += [attrs.evolve(_print(SOURCE, ds), written=ds.written) for ds in source or ()]
+    return Assumptions((), tuple(prints))
+
+
 def _compare(old: DatasetPrint, new: DatasetPrint) -> Iterable[str]:
     for snap, guid in old.snapshots.items():
         if snap not in new.snapshots:
@@ -74,6 +85,8 @@ def _compare(old: DatasetPrint, new: DatasetPrint) -> Iterable[str]:
             yield f"hold '{tag}' appeared on @{snap}"
         for tag in sorted(before - after):
             yield f"hold '{tag}' was released from @{snap}"
+    if old.written is not None and new.written is not None and old.written != new.written:
+        yield f"{new.written - old.written:+d} bytes written since its newest snapshot"
     if old.resume_token != new.resume_token:
         if new.resume_token and not old.resume_token:
             yield "a resume token appeared (an interrupted receive)"

@@ -27,13 +27,14 @@ from planner.drift import Assumptions
 from planner.plan import Plan
 from reconcile.errors import ReconcileError
 from reconcile.job import Job
+from reconcile.restore import RestoreRequest
 
 FORMAT = "zfs-reconcile-plan"
 #: 2: the compiled commands, signed with a key (HMAC-SHA256); 1 had neither; 3: bookmarks;
 #: 4: bookmark copies, --destroy-orphan-bookmarks, clones (Send.from_origin); 5: typed
 #: commands (verb, datasets, delegation) and steps that describe themselves (their log
-#: lines and failure policy)
-VERSION = 6
+#: lines and failure policy); 6: Restore, SetProperty; 7: restore plans (`restore`)
+VERSION = 7
 SIGNATURE = "hmac_sha256"
 
 
@@ -51,6 +52,8 @@ class SavedPlan:
     now: float
     made_on: str
     tool_version: str
+    #: a restore's plan (`plan restore --out`): what it restores; None: a backup's plan
+    restore: Optional[RestoreRequest] = None
 
 
 _PRIMITIVES: dict[type, tuple[type, ...]] = {

@@ -49,7 +49,7 @@ def writes(runner: FakeRunner) -> list[str]:
     return [
         line
         for line in runner.history
-        if any(f"zfs {verb}" in line or f"zfs {verb} " in line for verb in WRITES)
+        if any(f"zfs {verb} " in line for verb in WRITES)  # (not "zfs holds", a read)
     ]
 
 

@@ -266,11 +266,24 @@ class FakeZfs:
                 else:
                     values.append(self.prop(name, prop)[0])
             return Output("".join(v + "\n" for v in values))
-        prop = args[-1]
+        # zfs get -H -p -o COLUMNS [-t TYPES] [-r] PROP [DATASET...] (none: all of them)
+        columns = args[args.index("-o") + 1].split(",")
+        rest = [a for i, a in enumerate(args) if not a.startswith("-")
+                and args[i - 1] not in ("-o", "-t")]  # fmt: skip
+        prop, roots = rest[0], rest[1:]
+        for root in roots:
+            if root not in self.datasets:
+                raise FakeError(f"cannot open '{root}': dataset does not exist")
         lines = []
         for name in sorted(self.datasets):
+            if roots and not any(
+                name == r or ("-r" in args and name.startswith(r + "/")) for r in roots
+            ):
+                continue
             value, source = self.prop(name, prop)
-            lines.append(f"{name}\t{value}\t{source}\n")
+            received = self.datasets[name].received_props.get(prop, "-")
+            cells = {"name": name, "value": value, "source": source, "received": received}
+            lines.append("\t".join(cells[c] for c in columns) + "\n")
         return Output("".join(lines))
 
     def _zfs_list(self, args: list[str]) -> Output:

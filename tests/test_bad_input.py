@@ -109,7 +109,10 @@ def test_bad_input(tmp_path: Path, args: list[str], code: int, message: str) -> 
     ("mangle", "message"),
     [
         (lambda t: t[: len(t) // 3], "is not a readable plan (invalid JSON"),
-        (lambda t: t.replace(f'"version": {VERSION}', '"version": 7'), "has plan format version 7"),
+        (
+            lambda t: t.replace(f'"version": {VERSION}', '"version": 99'),
+            "has plan format version 99",
+        ),
         (
             lambda t: t.replace('"hold_tag": "zfs_autobackup:bak"', '"hold_tag": "x"'),
             "was changed after it was saved",

@@ -14,9 +14,11 @@ import pytest
 from executors import cli, lock
 from executors.lock import backup_lock
 from executors.options import build_parser, job_from_args
+from executors.plankey import load_key
 from planner.actions import SOURCE, TARGET, Hold, Mount, Release, Restore, Rollback, SetProperty
 from planner.compile import Facts, Failure, Options, compile_plan
 from planner.plan import Plan
+from planner.planfile import loads
 from planner.restore import build_restore_plan
 from reconcile.errors import UsageError
 from reconcile.job import Snapshotting
@@ -249,3 +251,74 @@ def test_a_restore_waits_for_no_backup_run_and_changes_nothing_meanwhile(
         code = cli.main(["restore", "bak", "dst", "src/data"], fakecli.deps(runner))
     assert code == 1
     assert runner.history == before
+
+
+@pytest.fixture
+def keyed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """A plan signing key and a lock folder of the test's own."""
+    monkeypatch.setenv("ZFS_AUTOBACKUP_PLAN_KEY", str(tmp_path / "plan.key"))
+    monkeypatch.setattr(lock, "_folder", lambda: tmp_path)
+    return tmp_path
+
+
+def test_a_saved_restore_plan_changes_nothing_and_apply_file_restores(keyed: Path) -> None:
+    zfs, runner = fakecli.world()
+    assert fakecli.run(["bak", "dst"], runner) == 0
+    saved = keyed / "restore.plan"
+    before = fakecli.writes(runner)
+    args = ["bak", "dst", "src/data", "--to", "src/new", "--recursive"]
+    assert fakecli.run(["plan", "restore", *args, "--out", str(saved)], runner) == 0
+    assert fakecli.writes(runner) == before and "src/new" not in zfs.datasets
+    assert loads(saved.read_text()).restore == RestoreRequest(
+        "src/data", to="src/new", recursive=True
+    )
+    assert fakecli.run(["apply", str(saved)], runner) == 0
+    for child in ("", "/a", "/b"):
+        restored, copy = zfs.datasets[f"src/new{child}"], zfs.datasets[f"dst/src/data{child}"]
+        assert [(s.name, s.guid, s.data) for s in restored.snaps] == [
+            (s.name, s.guid, s.data) for s in copy.snaps
+        ]
+    # (the restore's hold is gone again)
+    assert [s.holds for s in zfs.datasets["dst/src/data"].snaps] == [["zfs_autobackup:bak"]]
+
+
+def test_a_saved_restore_plan_is_refused_when_what_it_assumed_changed(keyed: Path) -> None:
+    """A new snapshot on the copy, or bytes written on the destination that --force
+    would roll back, since the plan was made: refused, nothing changes."""
+    zfs, runner = fakecli.world()
+    assert fakecli.run(["bak", "dst"], runner) == 0
+    saved = keyed / "restore.plan"
+    args = ["plan", "restore", "bak", "dst", "src/data", "--force", "--out", str(saved)]
+    zfs.write("src/data")
+    assert fakecli.run(args, runner) == 0
+    zfs.write("src/data")  # (more since the plan: not what the user agreed to lose)
+    before = (fakecli.writes(runner), zfs.datasets["src/data"].data)
+    assert fakecli.run(["apply", str(saved)], runner) == 1
+    assert (fakecli.writes(runner), zfs.datasets["src/data"].data) == before
+
+    assert fakecli.run(args, runner) == 0
+    later = fakecli.deps(runner, now=fakecli.START + 7200)
+    assert cli.main(["bak", "dst", "--allow-empty"], later) == 0  # (a newer backup)
+    assert len(zfs.datasets["dst/src/data"].snaps) == 2
+    before = (fakecli.writes(runner), zfs.datasets["src/data"].data)
+    assert fakecli.run(["apply", str(saved)], runner) == 1
+    assert (fakecli.writes(runner), zfs.datasets["src/data"].data) == before
+
+
+def test_plan_restore_json_is_the_plan_file_show_reads(
+    keyed: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _zfs, runner = fakecli.world()
+    assert fakecli.run(["bak", "dst"], runner) == 0
+    capsys.readouterr()
+    args = ["plan", "restore", "bak", "dst", "src/other", "--to", "src/else", "--json"]
+    assert fakecli.run(args, runner) == 0
+    text = capsys.readouterr().out
+    assert loads(text, key=load_key(create=False)).restore == RestoreRequest(
+        "src/other", to="src/else"
+    )
+    (keyed / "p.json").write_text(text)
+    assert fakecli.run(["show", str(keyed / "p.json")], runner) == 0
+    shown = capsys.readouterr().out
+    assert "A plan to restore src/other as src/else, from backup 'bak'" in shown
+    assert "full: src/else does not exist" in shown and "| zfs recv -u src/else" in shown

@@ -110,8 +110,8 @@ def test_the_drill(zfs_bed: ZfsBed, pools: Pools, mode: str) -> None:
 
 def _beside_the_live_dataset_and_force(zfs_bed: ZfsBed, pools: Pools, target: str) -> None:
     """--to with an older --snapshot leaves the live dataset alone; a second restore to
-    the same place is refused without --force (nothing changes); --force rolls it back
-    to the common snapshot and sends the rest."""
+    the same place is refused without --force (nothing changes); --force, as a saved
+    plan applied with apply FILE, rolls it back to the common snapshot and sends the rest."""
     s = pools.src
     copy = f"{target}/{s}/data"
     live = (zfs_bed.guids(f"{s}/data"), zfs_bed.checksum(f"{s}/data"))
@@ -132,8 +132,14 @@ def _beside_the_live_dataset_and_force(zfs_bed: ZfsBed, pools: Pools, target: st
     assert "--force rolls it back to @" + snapname(1) in again.stdout + again.stderr
     assert _state(zfs_bed, pools) == before
 
-    forced = zfs_bed.tool("restore", "rst", target, f"{s}/data", "--to", f"{s}/copy", "--force")
+    # (as a saved plan: plan restore --out changes nothing, apply FILE carries it out)
+    plan = zfs_bed.tool("plan", "restore", "rst", target, f"{s}/data", "--to", f"{s}/copy",
+                        "--force", "--out", "/root/restore.plan")  # fmt: skip
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    assert _state(zfs_bed, pools) == before
+    forced = zfs_bed.tool("apply", "/root/restore.plan")
     assert forced.returncode == 0, forced.stdout + forced.stderr
+    assert "Restore complete" in forced.stdout, forced.stdout
     assert zfs_bed.snapshots(f"{s}/copy") == [snapname(1), snapname(2)]
     assert zfs_bed.checksum(f"{s}/copy@{snapname(2)}") == zfs_bed.checksum(f"{copy}@{snapname(2)}")
     assert zfs_bed.guids(f"{s}/copy") == zfs_bed.guids(copy)
