@@ -34,7 +34,7 @@ from executors.options import (
 )
 from executors.runner import LocalRunner, ReadOnlyRunner, Runner, SshSettings, close_masters
 from reconcile import __version__, formats
-from reconcile.errors import ReconcileError
+from reconcile.errors import ReconcileError, UsageError
 from reconcile.never import assert_never
 
 
@@ -82,6 +82,11 @@ def _run(mode: Mode, rest: list[str], deps: Deps, control_dir: str, now: float) 
             if saved.restore is not None:
                 from executors import restore
 
+                if reporting is not None:
+                    raise UsageError(
+                        f"{args.plan_file} is a restore's plan: --on-failure, --on-success "
+                        "and --prometheus-file report backups (apply it without them)"
+                    )
                 return restore.apply_file(args.plan_file, saved, console, runner, settings)
             return workflow.run_apply_file(
                 args.plan_file, saved, console, runner, settings, reporting=reporting
@@ -144,9 +149,9 @@ def _run(mode: Mode, rest: list[str], deps: Deps, control_dir: str, now: float) 
         if mode is Mode.RESTORE and args.list:
             return restore.list_restore_points(job, request, console, runner, as_json=args.json)
         if mode is Mode.RESTORE:
-            return restore.run_restore(job, request, console, runner,
+            return restore.run_restore(job, request, console, runner, now,
                                        execute=not options.test, settings=settings)  # fmt: skip
-        return restore.run_restore(job, request, console, runner, execute=False,
+        return restore.run_restore(job, request, console, runner, now, execute=False,
                                    commands=args.commands, settings=settings, out=args.out,
                                    as_json=args.json)  # fmt: skip
     if mode is Mode.CLASSIC:

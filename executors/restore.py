@@ -54,6 +54,7 @@ from reconcile.job import Job, Snapshotting
 from reconcile.model import HostState, Side
 from reconcile.observe import (
     exists,
+    local_values,
     observe_tree,
     pool_features,
     received_values,
@@ -98,7 +99,14 @@ def plan_restore(
                 f"Can't restore to {request.destination}: its parent {parent} does not exist "
                 "on the source host (create it, or choose another place with --to)"
             )
-    plan = build_restore_plan(job, desire_restore(job, request, copies, here, received))
+    local: dict[str, dict[str, str]] = {}
+    if any(ds.encryption != "off" for ds in copies):
+        # (which copies are encryption roots, sent raw; a raw restore sends the copy's
+        # properties (-p): what the target set is left out, and the plan says where
+        # each key is to be loaded from)
+        local = local_values(runner, job.target, root, Side.TARGET.label)
+    desires = desire_restore(job, request, copies, here, received, local)
+    plan = build_restore_plan(job, desires)
     restores = [a for a in plan.actions if isinstance(a, Restore)]
     facts = Facts()
     if restores:
@@ -108,7 +116,10 @@ def plan_restore(
         source = pool_features(runner, HostState(job.source), pools, Side.SOURCE.label)
         facts = Facts({Side.SOURCE: source.features, Side.TARGET: target.features})
     compiled = compiler.compile_plan(plan, job.transfer_recipe, Snapshotting(), facts, options)
-    return Prepared(plan, compiled, tree_assumptions(copies, here))
+    # (what it restores from and into: a child a restore without --recursive leaves
+    # alone may change; a plan does not rest on it)
+    touched = {d.copy.name for d in desires} | {d.destination for d in desires}
+    return Prepared(plan, compiled, tree_assumptions(copies, here, touched))
 
 
 def _options(settings: Settings) -> compiler.Options:
@@ -120,6 +131,7 @@ def run_restore(
     request: RestoreRequest,
     console: Console,
     runner: Runner,
+    now: float,
     *,
     execute: bool,
     commands: bool = False,
@@ -133,7 +145,7 @@ def run_restore(
     with backup_lock(job) if execute else contextlib.nullcontext():
         prepared = plan_restore(job, request, runner, _options(settings))
         plan = prepared.plan
-        saved = SavedPlan(job, plan, prepared.compiled, prepared.assumptions, time.time(),
+        saved = SavedPlan(job, plan, prepared.compiled, prepared.assumptions, now,
                           socket.gethostname(), __version__, restore=request)  # fmt: skip
         write_plan(out, saved)
         if as_json:

@@ -398,9 +398,10 @@ def run_show(path: str, console: Console, as_json: bool) -> int:
             f"A plan to restore {request.dataset}{beside}, from backup '{job.naming.backup_name}'"
         )
     console.info(f"{what}, made on {saved.made_on} by zfs-autobackup v{saved.tool_version}:")
-    # the job's own commands: shown also among the commands below
+    # the job's own commands: shown also among the commands below (a restore takes no
+    # snapshot, and runs none of them)
     for when, cmds in (("before", job.pre_snapshot_cmds), ("after", job.post_snapshot_cmds)):
-        for argv in cmds:
+        for argv in cmds if saved.restore is None else ():
             console.info(f"Runs on the source {when} snapshotting: {shlex.join(argv)}")
     console.info(render(saved.plan, _hosts(job)))
     print_commands(console, job, saved.compiled)

@@ -230,8 +230,9 @@ class DestroyBookmark:
 @attrs.frozen
 class Restore:
     """A send back from the target: `zfs send -b` of the copy's snapshot on the target
-    host (the property values the copy received, not the target's overrides), received
-    into `dataset` on the source host: in full, or from `base`, a snapshot both have."""
+    host (the property values the copy received, not the target's overrides; raw: -w -p,
+    the overrides left out on receiving), received into `dataset` on the source host: in
+    full, or from `base`, a snapshot both have."""
 
     copy: str
     snapshot: str
@@ -239,11 +240,13 @@ class Restore:
     unit: str
     reason: str
     base: Optional[str] = None
-    #: the copy is encrypted and restores raw (`zfs send -w`)
+    #: the copy is encrypted and restores raw (`zfs send -w -p`)
     raw: bool = False
     #: the copy is encrypted and restores decrypted: zfs sends no properties (no -b)
     decrypted: bool = False
     volume: bool = False
+    #: raw: properties the target set on the copy, left out (`zfs recv -x`)
+    leave_out: tuple[str, ...] = ()
     side: Side = SOURCE
     kind: str = "restore"
 

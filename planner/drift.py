@@ -10,7 +10,7 @@ changed selection) is drift, and the plan is refused.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Optional
 
 import attrs
@@ -62,11 +62,18 @@ def assumptions(desired: Desired, source: HostState, target: Optional[HostState]
     return Assumptions(tuple(desired.selected), tuple(prints))
 
 
-def tree_assumptions(target: HostState, source: Optional[HostState]) -> Assumptions:
-    """A restore's: every dataset of the copy's tree on the target and of the
-    destination's on the source host (None: it does not exist)."""
-    prints = [_print(TARGET, ds) for ds in target]
-    prints += [attrs.evolve(_print(SOURCE, ds), written=ds.written) for ds in source or ()]
+def tree_assumptions(
+    target: HostState, source: Optional[HostState], names: Collection[str]
+) -> Assumptions:
+    """A restore's: the datasets of the copy's tree on the target and of the
+    destination's on the source host (None: it does not exist) that it restores from
+    and into (`names`), with the bytes written on the destinations."""
+    prints = [_print(TARGET, ds) for ds in target if ds.name in names]
+    prints += [
+        attrs.evolve(_print(SOURCE, ds), written=ds.written)
+        for ds in source or ()
+        if ds.name in names
+    ]
     return Assumptions((), tuple(prints))
 
 

@@ -476,8 +476,12 @@ def _pair_actions(ctx: _Context, pair: PairDesire) -> None:
             if f.phase == POST and not f.keep
         ]
         prev = _release_and_destroy(builder, job, side, dataset, post, unit, prev, after=True)
-    # (received with canmount=noauto or off, --clear-mountpoint: nothing to mount)
+    # (received with canmount=noauto or off, --clear-mountpoint: nothing to mount;
+    # encrypted on receiving, --encrypt: its first mount writes to it (zfs upgrades its
+    # space accounting, 85 KiB on OpenZFS 2.3), and zfs refuses the next incremental
+    # receive: never mounted (3.3 mounts it, and its next run fails))
     unmountable = received_unmountable(job.set_properties)
+    unmountable |= job.encrypt and not sent_raw(pair.source, job)
     if full_send is not None and pair.source.type != "volume" and not unmountable:
         parent = tname.rsplit("/", 1)[0]
         ctx.mounts[tname] = builder.add(Mount(tname, unit), [full_send, ctx.mounts.get(parent)])

@@ -58,7 +58,8 @@ def build_restore_plan(job: Job, desires: Sequence[RestoreDesire]) -> Plan:
             base = desire.base if desire.case is Case.INCREMENTAL else None
             volume = desire.copy.type == "volume"
             restore = Restore(copy, snap, unit, unit, desire.why, base=base, raw=desire.raw,
-                              decrypted=desire.decrypted, volume=volume)  # fmt: skip
+                              decrypted=desire.decrypted, volume=volume,
+                              leave_out=desire.overrides)  # fmt: skip
             last = build.add(restore, [last])
         made[unit] = last
         done = [last]
@@ -114,7 +115,14 @@ def _newer_note(desire: RestoreDesire) -> str:
 
 
 def _key_note(desire: RestoreDesire) -> str:
+    where = desire.keylocation
+    if where is None or where == "none":
+        key = "its encryption root's key"
+    elif where == "prompt":
+        key = f"zfs load-key {desire.destination} (keylocation=prompt: it asks for the passphrase)"
+    else:
+        key = f"zfs load-key {desire.destination} (keylocation={where}, as backed up)"
     return (
-        f"restored raw (encrypted with the source's key, as backed up): load its key with "
-        f"zfs load-key {desire.destination} (keylocation as it was on the source) to mount it"
+        "restored raw (encrypted with the source's key, as backed up): it is locked until "
+        f"its key is loaded; load {key}, then zfs mount it"
     )

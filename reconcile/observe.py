@@ -202,6 +202,13 @@ def received_values(reader: Reader, host: Host, root: str, prop: str, label: str
     return zfs_text.parse_received(reader.run(host, argv, label=label).stdout)
 
 
+def local_values(reader: Reader, host: Host, root: str, label: str) -> dict[str, dict[str, str]]:
+    """The properties set locally on each dataset under `root` (property -> value)."""
+    argv = ["zfs", "get", "-H", "-p", "-o", "name,property,value", "-s", "local",
+            "-t", "filesystem,volume", "-r", "all", root]  # fmt: skip
+    return zfs_text.parse_local(reader.run(host, argv, label=label).stdout)
+
+
 def snapshot_sizes(
     reader: Reader, host: Host, root: str, recursive: bool, label: str
 ) -> Optional[list[tuple[str, int, int]]]:

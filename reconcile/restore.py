@@ -85,6 +85,12 @@ class RestoreDesire:
     newer: tuple[str, ...] = ()
     #: sent raw (an encrypted copy of an encrypted source: the source's key decrypts it)
     raw: bool = False
+    #: raw: the copy's keylocation (None: its key is its encryption root's), which the
+    #: restored dataset gets
+    keylocation: Optional[str] = None
+    #: raw: the properties set on the copy on the target (the backup's -o overrides, the
+    #: admin's): left out of the restore (`zfs recv -x`)
+    overrides: tuple[str, ...] = ()
     #: an encrypted copy restored decrypted (--encrypt backups): zfs sends no properties
     #: of it (`zfs send -b` needs -w for an encrypted dataset)
     decrypted: bool = False
@@ -156,10 +162,12 @@ def desire_restore(
     copies: HostState,
     here: Optional[HostState],
     received: Mapping[str, str],
+    local: Mapping[str, Mapping[str, str]] = {},
 ) -> list[RestoreDesire]:
     """One desire per dataset to restore. `copies`: the target's tree under the copy;
     `here`: the source host's tree under the destination (None: it does not exist);
-    `received`: copy name -> the selection value it received."""
+    `received`: copy name -> the selection value it received; `local`: copy name -> the
+    properties set on it locally (read when the copy is encrypted)."""
     root = copy_root(job, request)
     copy = copies.get(root)
     if copy is None:
@@ -176,7 +184,15 @@ def desire_restore(
     for each in trees:
         destination = request.destination + each.name[len(root) :]
         live = here.get(destination) if here is not None else None
-        desire = _one(job, request, each, chosen.name, destination, live, received.get(each.name))
+        props = local.get(each.name, {})
+        # (sent raw: without --encrypt, or its source was encrypted: then the copy is an
+        # encryption root of its own, with a keylocation; encrypted on receiving, it
+        # inherits the target's)
+        raw = each.encryption != "off" and (not job.encrypt or "keylocation" in props)
+        desire = _one(job, request, each, chosen.name, destination, live,
+                      received.get(each.name), raw)  # fmt: skip
+        if desire.raw:
+            desire = _raw(desire, props)
         above = next((r for r in refused if under(destination, r)), None)
         if above is not None and desire.case is not Case.REFUSED:
             desire = attrs.evolve(desire, case=Case.REFUSED, why=f"{above} is not restored")
@@ -194,11 +210,11 @@ def _one(
     destination: str,
     live: Optional[Dataset],
     selection: Optional[str],
+    raw: bool,
 ) -> RestoreDesire:
     snap = copy.snapshot(name)
     position = copy.snapshots.index(snap) if snap is not None else len(copy.snapshots)
     newer = tuple(s.name for s in copy.snapshots[position + 1 :])
-    raw = copy.encryption != "off" and not job.encrypt
     desire = RestoreDesire(
         copy, destination, name, Case.REFUSED, "", newer=newer, raw=raw,
         decrypted=copy.encryption != "off" and not raw, selection=selection,
@@ -256,6 +272,14 @@ def _one(
         )
     how = "rolled back to" if case is Case.ROLLBACK else "received onto (zfs recv -F)"
     return attrs.evolve(desire, case=case, why=f"--force: {how} @{base.name} ({loses})")
+
+
+def _raw(desire: RestoreDesire, local: Mapping[str, str]) -> RestoreDesire:
+    """A raw restore sends the copy's own properties (`zfs send -w -p`: zfs recv of a raw
+    `zfs send -b` stream of an encryption root aborts, openzfs #17011): those set on the
+    target stay behind, but the keylocation, which the key is loaded from, comes along."""
+    overrides = tuple(sorted(p for p in local if p != "keylocation"))
+    return attrs.evolve(desire, keylocation=local.get("keylocation"), overrides=overrides)
 
 
 def _common(chain: Sequence[Snapshot], live: Sequence[Snapshot]) -> Optional[Snapshot]:

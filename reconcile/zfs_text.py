@@ -145,6 +145,20 @@ def parse_selection(output: str) -> dict[str, Selection]:
     return result
 
 
+def parse_local(output: str) -> dict[str, dict[str, str]]:
+    """Parse `zfs get -H -p -o name,property,value -s local all ...`: dataset -> its
+    properties set locally (property -> value)."""
+    result: dict[str, dict[str, str]] = {}
+    for line in output.split("\n"):
+        if not line:
+            continue
+        parts = line.split("\t")
+        if len(parts) != 3:
+            raise errors.ZfsError(f"Unexpected zfs get output: {line!r}")
+        result.setdefault(parts[0], {})[parts[1]] = parts[2]
+    return result
+
+
 def parse_received(output: str) -> dict[str, str]:
     """Parse `zfs get -H -p -o name,received PROP ...`: dataset -> the value it received
     (datasets that received none are left out)."""

@@ -266,10 +266,11 @@ class FakeZfs:
                 else:
                     values.append(self.prop(name, prop)[0])
             return Output("".join(v + "\n" for v in values))
-        # zfs get -H -p -o COLUMNS [-t TYPES] [-r] PROP [DATASET...] (none: all of them)
+        # zfs get -H -p -o COLUMNS [-s local] [-t TYPES] [-r] PROP|all [DATASET...]
+        # (no dataset: all of them)
         columns = args[args.index("-o") + 1].split(",")
         rest = [a for i, a in enumerate(args) if not a.startswith("-")
-                and args[i - 1] not in ("-o", "-t")]  # fmt: skip
+                and args[i - 1] not in ("-o", "-t", "-s")]  # fmt: skip
         prop, roots = rest[0], rest[1:]
         for root in roots:
             if root not in self.datasets:
@@ -280,10 +281,15 @@ class FakeZfs:
                 name == r or ("-r" in args and name.startswith(r + "/")) for r in roots
             ):
                 continue
-            value, source = self.prop(name, prop)
-            received = self.datasets[name].received_props.get(prop, "-")
-            cells = {"name": name, "value": value, "source": source, "received": received}
-            lines.append("\t".join(cells[c] for c in columns) + "\n")
+            props = sorted(self.datasets[name].local_props) if prop == "all" else [prop]
+            for each in props:
+                value, source = self.prop(name, each)
+                if "-s" in args and source not in args[args.index("-s") + 1].split(","):
+                    continue
+                received = self.datasets[name].received_props.get(each, "-")
+                cells = {"name": name, "property": each, "value": value, "source": source,
+                         "received": received}  # fmt: skip
+                lines.append("\t".join(cells[c] for c in columns) + "\n")
         return Output("".join(lines))
 
     def _zfs_list(self, args: list[str]) -> Output:

@@ -160,6 +160,24 @@ def test_an_encrypt_backup_restores_decrypted_without_properties() -> None:
     assert any("restored decrypted" in n.text for n in plan.notes)
 
 
+def test_in_an_encrypt_backup_an_encrypted_source_was_sent_raw_and_restores_raw() -> None:
+    """--encrypt sends an encrypted source raw: its copy is an encryption root of its own
+    (a keylocation set on it), restored raw; the others inherit the target's key."""
+    encrypting = job(encrypt=True)
+    copies = state([
+        dataset("backup/p/data", (S1,), lineage="p/data", encryption="aes-256-gcm"),
+        dataset("backup/p/data/secret", (S1,), lineage="p/data/secret", encryption="aes-256-gcm"),
+    ])  # fmt: skip
+    local = {"backup/p/data/secret": {"keylocation": "prompt"}}
+    request = RestoreRequest("p/data", recursive=True)
+    desires = desire_restore(encrypting, request, copies, None, {}, local)
+    assert [(d.destination, d.raw, d.decrypted) for d in desires] == [
+        ("p/data", False, True), ("p/data/secret", True, False),
+    ]  # fmt: skip
+    notes = [n.text for n in build_restore_plan(encrypting, desires).notes]
+    assert any("zfs load-key p/data/secret (keylocation=prompt" in t for t in notes), notes
+
+
 def test_force_onto_the_chosen_snapshot_itself_is_a_rollback_without_a_send() -> None:
     here = state([dataset("p/data", (S1, S2), lineage="p/data", written=100)])
     plan = plan_of(RestoreRequest("p/data", snapshot=S2, force=True), here)
@@ -200,16 +218,28 @@ def test_an_older_snapshot_says_what_the_next_backup_does_with_the_newer_ones() 
     assert any("2 snapshot(s) after" in t and "--destroy-incompatible" in t for t in texts), texts
 
 
-def test_a_raw_copy_restores_raw_and_says_which_key() -> None:
+def test_a_raw_copy_restores_raw_leaves_the_overrides_behind_and_says_which_key() -> None:
+    """-w -p, not -w -b (zfs recv of that aborts, openzfs #17011: measured on 2.3.2), and
+    the receive leaves out what the target set on the copy (--set-properties,
+    --clear-mountpoint, the admin's), whatever options the restore runs with."""
     copies = state([dataset("backup/p/data", (S1,), lineage="p/data", encryption="aes-256-gcm")])
-    plan = build_restore_plan(JOB, desire_restore(JOB, RestoreRequest("p/data"), copies, None, {}))
+    backup = JOB
+    local = {"backup/p/data": {"keylocation": "file:///root/k", "com.example:x": "1",
+                               "canmount": "noauto"}}  # fmt: skip
+    desires = desire_restore(backup, RestoreRequest("p/data"), copies, None, {}, local)
+    plan = build_restore_plan(backup, desires)
     (restore,) = [a for a in plan.actions if isinstance(a, Restore)]
     assert restore.raw
-    compiled = compile_plan(plan, JOB.transfer_recipe, Snapshotting(), Facts(), Options())
+    compiled = compile_plan(plan, backup.transfer_recipe, Snapshotting(), Facts(), Options())
+    (pipeline,) = [s.commands for s in compiled.steps if s.kind == "restore"]
+    assert [c.argv for c in pipeline] == [
+        ("zfs", "send", "-w", "-p", f"backup/p/data@{S1}"),
+        ("zfs", "recv", "-u", "-x", "canmount", "-x", "com.example:x", "p/data"),
+    ]
     assert any(
-        c.argv[:4] == ("zfs", "send", "-w", "-b") for s in compiled.steps for c in s.commands
+        "zfs load-key p/data (keylocation=file:///root/k, as backed up)" in n.text
+        for n in plan.notes
     )
-    assert any("zfs load-key p/data" in n.text for n in plan.notes)
 
 
 @pytest.mark.parametrize(
@@ -322,3 +352,28 @@ def test_plan_restore_json_is_the_plan_file_show_reads(
     shown = capsys.readouterr().out
     assert "A plan to restore src/other as src/else, from backup 'bak'" in shown
     assert "full: src/else does not exist" in shown and "| zfs recv -u src/else" in shown
+
+
+def test_a_saved_restore_plan_rests_only_on_what_it_restores(
+    keyed: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without --recursive, a write on a child it leaves alone does not refuse it; a
+    restore's plan runs no snapshot commands and show says none; apply FILE of it takes
+    no backup reporting options (refused, nothing changed)."""
+    zfs, runner = fakecli.world()
+    assert fakecli.run(["bak", "dst"], runner) == 0
+    saved = keyed / "restore.plan"
+    args = ["bak", "dst", "src/data", "--force", "--pre-snapshot-cmd", "echo hi"]
+    zfs.write("src/data")
+    assert fakecli.run(["plan", "restore", *args, "--out", str(saved)], runner) == 0
+    capsys.readouterr()
+    assert fakecli.run(["show", str(saved)], runner) == 0
+    assert "echo hi" not in capsys.readouterr().out
+    zfs.write("src/data/a")
+    before = fakecli.writes(runner)
+    assert fakecli.run(["apply", str(saved), "--on-failure", "true"], runner) == 1
+    assert fakecli.writes(runner) == before
+    assert fakecli.run(["apply", str(saved)], runner) == 0
+    assert fakecli.writes(runner) != before
+    restored = zfs.datasets["src/data"]
+    assert restored.snaps[-1].guid == zfs.datasets["dst/src/data"].snaps[-1].guid

@@ -143,3 +143,69 @@ def _beside_the_live_dataset_and_force(zfs_bed: ZfsBed, pools: Pools, target: st
     assert zfs_bed.snapshots(f"{s}/copy") == [snapname(1), snapname(2)]
     assert zfs_bed.checksum(f"{s}/copy@{snapname(2)}") == zfs_bed.checksum(f"{copy}@{snapname(2)}")
     assert zfs_bed.guids(f"{s}/copy") == zfs_bed.guids(copy)
+
+
+KEY = "file:///root/zfs.key"
+
+
+def test_encryption_restores_raw_or_decrypted_and_the_next_backup_is_incremental(
+    zfs_bed: ZfsBed, pools: Pools
+) -> None:
+    """An --encrypt backup of a tree with an encrypted child, into an encrypted vault:
+    - the plain parent was encrypted on receiving (the vault's key): it restores
+      decrypted, and it was never mounted on the target (its first mount writes to it,
+      and zfs would refuse the next incremental receive: 3.3's second run fails);
+    - the encrypted child was sent raw: it restores raw, locked until its key is loaded
+      (the plan says where it is), with its own properties, not the target's overrides;
+    the files are the backup's, and the next backup is incremental onto both."""
+    s, d = pools.src, pools.dst
+    zfs_bed.run(
+        "echo 'correct horse battery' > /root/zfs.key && "
+        f"zfs create -o encryption=on -o keyformat=passphrase -o keylocation={KEY} {d}/vault && "
+        f"zfs create {s}/top && zfs create -o encryption=aes-256-gcm -o keyformat=passphrase "
+        f"-o keylocation={KEY} -o com.example:note=mine {s}/top/secret && "
+        f"zfs set autobackup:rst=true {s}/top"
+    )
+    zfs_bed.write(f"{s}/top", "f", 64)
+    zfs_bed.write(f"{s}/top/secret", "s", 64)
+    options = ["rst", f"{d}/vault", "--encrypt", "--set-properties", "com.example:over=target"]
+    run = zfs_bed.tool(*options, now=stamp(1))
+    assert run.returncode == 0, run.stdout + run.stderr
+    names = (f"{s}/top", f"{s}/top/secret")
+    copies = {ds: f"{d}/vault/{ds}" for ds in names}
+    assert zfs_bed.prop(copies[names[0]], "encryptionroot") == f"{d}/vault"
+    assert zfs_bed.prop(copies[names[0]], "mounted") == "no"
+    assert zfs_bed.prop(copies[names[1]], "encryptionroot") == copies[names[1]]
+    sums = {ds: zfs_bed.checksum(f"{ds}@{snapname(1)}") for ds in names}
+    guids = {ds: zfs_bed.guids(copies[ds]) for ds in names}
+    zfs_bed.sh("zfs", "destroy", "-r", f"{s}/top")
+
+    args = [*options, f"{s}/top", "--recursive"]
+    plan = zfs_bed.tool("plan", "restore", *args)
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    assert f"zfs load-key {s}/top/secret (keylocation={KEY}, as backed up)" in plan.stdout
+    assert "restored decrypted" in plan.stdout
+    run = zfs_bed.tool("restore", *args)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert {ds: zfs_bed.guids(ds) for ds in names} == guids
+    top, secret = names
+    assert zfs_bed.prop(top, "encryption") == "off" and zfs_bed.prop(top, "mounted") == "yes"
+    assert zfs_bed.prop(secret, "encryption") == "aes-256-gcm"
+    assert zfs_bed.prop(secret, "keystatus") == "unavailable"  # (raw: as backed up)
+    assert zfs_bed.prop(secret, "keylocation") == KEY
+    zfs_bed.sh("zfs", "load-key", secret)
+    zfs_bed.sh("zfs", "mount", secret)
+    assert {ds: zfs_bed.checksum(ds) for ds in names} == sums
+    assert zfs_bed.prop(secret, "com.example:note") == "mine"
+    assert zfs_bed.prop(secret, "com.example:over") == "-"
+    assert zfs_bed.prop(top, "autobackup:rst") == "true"
+
+    zfs_bed.write(top, "after", 16)
+    zfs_bed.write(secret, "after", 16)
+    nxt = zfs_bed.tool(*options, "--verbose", now=stamp(2))
+    assert nxt.returncode == 0, nxt.stdout + nxt.stderr
+    assert "receiving full" not in nxt.stdout, nxt.stdout
+    for ds in names:
+        assert f"{copies[ds]}@{snapname(2)}: receiving incremental" in nxt.stdout, nxt.stdout
+        assert zfs_bed.guids(copies[ds])[:1] == guids[ds]
+        assert zfs_bed.snapshots(copies[ds]) == [snapname(1), snapname(2)]
