@@ -62,10 +62,19 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _check_values(parser: argparse.ArgumentParser, parsed: argparse.Namespace) -> None:
-    """What argparse lets through on its own: `--opt=--` (Python 3.9 to 3.12 make it an
-    empty list, or drop it) and a NUL character (no program's argument can hold one)."""
+    """What argparse lets through on its own: `--opt=--` and a second `--` as a
+    positional's value (Python 3.9 to 3.12 make it an empty list, or drop it) and a NUL
+    character (no program's argument can hold one)."""
     for action in parser._actions:
-        if not action.option_strings or action.nargs == 0:
+        if not action.option_strings and action.nargs in (None, "?"):
+            # (a positional: `restore B -- -- DS` makes TARGET-PATH an empty list)
+            if getattr(parsed, action.dest, None) == []:
+                raise UsageError(
+                    f"invalid value '--' for {action.metavar}: a {action.metavar} is needed "
+                    "('--' ends the options once)"
+                )
+            continue
+        if action.nargs == 0:
             continue
         value = getattr(parsed, action.dest, None)
         values = value if isinstance(action, argparse._AppendAction) else [value]

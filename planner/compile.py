@@ -631,7 +631,7 @@ def _one(
             fallback = tuple(
                 out.doing([index], [commands.destroy_snapshots(action.side, action.dataset, [s])],
                           failure=Failure.REPORTED, about=(n,))
-                for n, s in zip(names, snaps) if failure is Failure.REPORTED
+                for n, s in zip(names, snaps) if failure is Failure.REPORTED and len(snaps) > 1
             )  # fmt: skip
             out.add(out.doing([index], [command], group=group, failure=failure,
                               fallback=fallback, about=names))  # fmt: skip
@@ -679,8 +679,11 @@ def _holds(out: _Steps, facts: Facts, options: Options, batch: list[int]) -> Non
     units = failure is not Failure.ALWAYS
     for command, about in batches:
         indexes = tuple(names[n] for n in about)
+        # (one snapshot: the command is its own, run once is enough)
         fallback = tuple(
-            out.doing([i], [_single(plan.actions[i])], failure=failure) for i in indexes if units
+            out.doing([i], [_single(plan.actions[i])], failure=failure)
+            for i in indexes
+            if units and len(indexes) > 1
         )
         out.add(out.doing(indexes, [command], group=group, failure=failure, fallback=fallback,
                           blocked_by_units=units))  # fmt: skip

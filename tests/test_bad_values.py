@@ -33,6 +33,7 @@ CASES: list[tuple[list[str], int, str]] = [
     (["offsite1", T, "--keep-source=--"], 255, "invalid value '--' for --keep-source"),
     (["offsite1", T, "--send-pipe=--"], 255, "invalid value '--' for --send-pipe"),
     (["plan", "offsite1", T, "--out=--"], 1, "invalid value '--' for --out"),
+    (["restore", "offsite1", "--", "--", "src/data"], 1, "invalid value '--' for TARGET-PATH"),
     (["offsite1", T, "--property-format={{}}{.x}"], 255, "Invalid --property-format '{{}}{.x}'"),
     (["offsite1", T, "--hold-format={{}}{[a]}"], 255, "Invalid --hold-format '{{}}{[a]}'"),
     (["offsite1", T, "--hold-format={!r}"], 255, "Invalid --hold-format '{!r}'"),

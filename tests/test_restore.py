@@ -58,6 +58,9 @@ def test_a_dataset_that_is_gone_comes_back_in_full_from_the_newest_snapshot() ->
     ]
     hold, restore, _, mount, release = plan.actions
     assert (hold.side, restore.side, mount.side, release.side) == (TARGET, SOURCE, SOURCE, TARGET)
+    # (one snapshot's hold: no "if refused:" that runs the same command again)
+    compiled = compile_plan(plan, JOB.transfer_recipe, Snapshotting(), Facts(), Options())
+    assert [step.fallback for step in compiled.steps] == [()] * 5
 
 
 def test_the_hold_is_released_whatever_failed_before() -> None:
