@@ -48,6 +48,8 @@ class About:
     error_exit: int = EXIT_ERROR
     #: its argument is a saved plan file, not a backup name
     takes_file: bool = False
+    #: its arguments name a dataset to restore (executors.restore)
+    restores: bool = False
 
 
 class Mode(enum.Enum):
@@ -57,13 +59,12 @@ class Mode(enum.Enum):
     STATUS = About("status", "status", error_exit=EXIT_UNKNOWN)
     SHOW_FILE = About("show-file", "show", takes_file=True)
     APPLY_FILE = About("apply-file", "apply", writes=True, takes_file=True)
-    RESTORE = About("restore", "restore", writes=True)
-    PLAN_RESTORE = About("plan-restore", "plan restore")
+    RESTORE = About("restore", "restore", writes=True, restores=True)
+    PLAN_RESTORE = About("plan-restore", "plan restore", restores=True)
 
     @property
     def restores(self) -> bool:
-        """Its arguments name a dataset to restore (executors.restore)."""
-        return self in (Mode.RESTORE, Mode.PLAN_RESTORE)
+        return self.about.restores
 
     @property
     def about(self) -> About:
@@ -83,10 +84,6 @@ class Mode(enum.Enum):
         """The program's name in usage lines: `zfs-autobackup plan`."""
         word = self.about.word
         return "zfs-autobackup" if word is None else f"zfs-autobackup {word}"
-
-
-#: the words that select a mode (the file modes share theirs with a backup-name mode)
-WORDS = tuple(dict.fromkeys(m.about.word for m in Mode if m.about.word is not None))
 
 
 def looks_like_a_plan_file(arg: str, alone: bool) -> bool:

@@ -12,10 +12,12 @@
 
 from __future__ import annotations
 
+import shlex
+
 import pytest
 
-from tests.zfsvm.bed import Pools, ZfsBed
-from tests.zfsvm.guest import LOCAL
+from tests.zfsvm.bed import POOL_DIR, Pools, ZfsBed
+from tests.zfsvm.guest import LOCAL, PEER
 
 pytestmark = pytest.mark.zfs
 
@@ -37,12 +39,15 @@ def _state(bed: ZfsBed, pools: Pools) -> list[tuple[str, str]]:
 
 
 def _backed_up_tree(bed: ZfsBed, pools: Pools, mode: list[str], hours: int = 1) -> str:
-    """src/data (mountpoint, compression and a user property set) with a child, backed up
-    `hours` times with the target's overrides; returns the target path."""
+    """src/data (mountpoint, compression and a user property set) with a child and a
+    volume, backed up `hours` times with the target's overrides; returns the target path."""
     s, d = pools.src, pools.dst
     bed.sh("zfs", "create", "-o", f"mountpoint=/mnt/{s}-data", "-o", "compression=lz4",
            "-o", "com.example:note=mine", f"{s}/data")  # fmt: skip
     bed.sh("zfs", "create", f"{s}/data/child")
+    bed.sh("zfs", "create", "-V", "8M", f"{s}/data/vol")
+    bed.run(f"udevadm settle && dd if=/dev/urandom of=/dev/zvol/{s}/data/vol bs=64k count=16 "
+            f"status=none && zpool sync {s}")  # fmt: skip
     bed.sh("zfs", "set", "autobackup:rst=true", f"{s}/data")
     bed.sh("zfs", "create", f"{d}/backup")
     for hour in range(1, hours + 1):
@@ -54,6 +59,12 @@ def _backed_up_tree(bed: ZfsBed, pools: Pools, mode: list[str], hours: int = 1) 
     return f"{d}/backup"
 
 
+def _device_sum(bed: ZfsBed, volume: str) -> str:
+    """sha256 of a volume's whole device."""
+    out = bed.run(f"udevadm settle && sha256sum /dev/zvol/{volume}").stdout
+    return out.split()[0]
+
+
 # (CI runs the local drill; pull and push with --slow)
 @pytest.mark.parametrize(
     "mode", [m if m == "local" else pytest.param(m, marks=pytest.mark.slow) for m in MODES]
@@ -63,7 +74,8 @@ def test_the_drill(zfs_bed: ZfsBed, pools: Pools, mode: str) -> None:
     target = _backed_up_tree(zfs_bed, pools, MODES[mode])
     copy = f"{target}/{s}/data"
     sums = {ds: zfs_bed.checksum(f"{ds}@{snapname(1)}") for ds in (copy, f"{copy}/child")}
-    guids = {ds: zfs_bed.guids(ds) for ds in (copy, f"{copy}/child")}
+    guids = {ds: zfs_bed.guids(ds) for ds in (copy, f"{copy}/child", f"{copy}/vol")}
+    volume = _device_sum(zfs_bed, f"{s}/data/vol")  # (as backed up: not written since)
     zfs_bed.sh("zfs", "destroy", "-r", f"{s}/data")
 
     before = _state(zfs_bed, pools)
@@ -80,6 +92,9 @@ def test_the_drill(zfs_bed: ZfsBed, pools: Pools, mode: str) -> None:
     # the data, as backed up
     assert zfs_bed.checksum(f"{s}/data") == sums[copy]
     assert zfs_bed.checksum(f"{s}/data/child") == sums[f"{copy}/child"]
+    assert _device_sum(zfs_bed, f"{s}/data/vol") == volume
+    assert zfs_bed.guids(f"{s}/data/vol") == guids[f"{copy}/vol"]
+    assert zfs_bed.prop(f"{s}/data/vol", "volsize") == str(8 * 1024 * 1024)
     # the source's properties, not the target's overrides; mounted where it was
     assert zfs_bed.prop(f"{s}/data", "mountpoint") == f"/mnt/{s}-data"
     assert zfs_bed.prop(f"{s}/data", "mounted") == "yes"
@@ -143,6 +158,69 @@ def _beside_the_live_dataset_and_force(zfs_bed: ZfsBed, pools: Pools, target: st
     assert zfs_bed.snapshots(f"{s}/copy") == [snapname(1), snapname(2)]
     assert zfs_bed.checksum(f"{s}/copy@{snapname(2)}") == zfs_bed.checksum(f"{copy}@{snapname(2)}")
     assert zfs_bed.guids(f"{s}/copy") == zfs_bed.guids(copy)
+
+
+@pytest.mark.slow
+def test_failback_to_a_new_host_then_incremental_backups_from_it(
+    zfs_bed: ZfsBed, zfs_peer: ZfsBed, pools: Pools
+) -> None:
+    """The source host is lost; a new one (the second guest, a pool of the same name)
+    gets the tree back with --ssh-source pointing at it, and the backup goes on from it
+    incrementally onto the same snapshots."""
+    s = pools.src
+    target = _backed_up_tree(zfs_bed, pools, [])
+    copy = f"{target}/{s}/data"
+    sums = {ds: zfs_bed.checksum(f"{copy}{ds}@{snapname(1)}") for ds in ("", "/child")}
+    guids = {ds: zfs_bed.guids(f"{copy}{ds}") for ds in ("", "/child")}
+    zfs_peer.run(f"mkdir -p {POOL_DIR} && truncate -s 384M {POOL_DIR}/{s}.img && "
+                 f"zpool create -f -o cachefile=none -m /mnt/{s} {s} {POOL_DIR}/{s}.img")  # fmt: skip
+    try:
+        run = zfs_bed.tool("restore", "--ssh-source", PEER, "rst", target, f"{s}/data",
+                           "--recursive")  # fmt: skip
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert {ds: zfs_peer.checksum(f"{s}/data{ds}") for ds in sums} == sums
+        assert zfs_peer.prop(f"{s}/data", "com.example:note") == "mine"
+        assert zfs_peer.prop(f"{s}/data", "mountpoint") == f"/mnt/{s}-data"
+
+        zfs_peer.write(f"{s}/data", "after", 16)
+        nxt = zfs_bed.tool("--ssh-source", PEER, "rst", target, "--clear-mountpoint",
+                           "--set-properties", "com.example:over=target", "--verbose",
+                           now=stamp(2))  # fmt: skip
+        assert nxt.returncode == 0, nxt.stdout + nxt.stderr
+        assert "receiving full" not in nxt.stdout, nxt.stdout
+        assert f"{copy}@{snapname(2)}: receiving incremental" in nxt.stdout, nxt.stdout
+        assert zfs_bed.guids(copy)[:1] == guids[""]
+        assert zfs_bed.checksum(f"{copy}@{snapname(2)}") == zfs_peer.checksum(f"{s}/data")
+    finally:
+        zfs_peer.run(f"zpool destroy -f {s}; rm -f {POOL_DIR}/{s}.img", check=False)
+
+
+@pytest.mark.slow
+def test_a_backup_started_during_a_restore_is_refused_and_changes_nothing(
+    zfs_bed: ZfsBed, pools: Pools
+) -> None:
+    """The restore holds the backup's lock: a backup run started meanwhile is refused at
+    once and takes no snapshot; the restore completes, and then the backup runs."""
+    s = pools.src
+    target = _backed_up_tree(zfs_bed, pools, [])
+    zfs_bed.sh("zfs", "destroy", "-r", f"{s}/data/child")
+    slow = ["--send-pipe", "sh -c 'sleep 6; exec cat'"]
+    restore = shlex.join(["zfs-autobackup", "restore", *slow, "rst", target, f"{s}/data/child"])
+    zfs_bed.run(f"{{ {restore} > /tmp/restore.log 2>&1; echo $? > /tmp/restore.rc; }} "
+                "> /dev/null 2>&1 &")  # fmt: skip
+    zfs_bed.run("sleep 2")
+    backup = zfs_bed.tool("rst", target, "--clear-mountpoint", now=stamp(2))
+    assert backup.returncode != 0
+    assert "still running" in backup.stdout + backup.stderr, backup.stdout + backup.stderr
+    assert snapname(2) not in zfs_bed.snapshots(f"{s}/data")
+    zfs_bed.run("for i in $(seq 60); do [ -s /tmp/restore.rc ] && break; sleep 1; done")
+    assert zfs_bed.run("cat /tmp/restore.rc").stdout.strip() == "0", zfs_bed.run(
+        "cat /tmp/restore.log"
+    ).stdout
+    assert zfs_bed.snapshots(f"{s}/data/child") == [snapname(1)]
+    after = zfs_bed.tool("rst", target, "--clear-mountpoint", "--allow-empty", now=stamp(2))
+    assert after.returncode == 0, after.stdout + after.stderr
+    assert snapname(2) in zfs_bed.snapshots(f"{s}/data")
 
 
 KEY = "file:///root/zfs.key"
