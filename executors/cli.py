@@ -95,7 +95,7 @@ def _run(mode: Mode, rest: list[str], deps: Deps, control_dir: str, now: float) 
     # as zfs-autobackup 3.3 says it (on stdout)
     if args.resume:
         console.warning("The --resume option isn't needed anymore (it's autodetected now)")
-    if args.raw:
+    if args.raw and not mode.restores:
         console.warning(
             "The --raw option isn't needed anymore (it's autodetected now). "
             "Also see --encrypt and --decrypt."

@@ -445,7 +445,14 @@ def build_parser(mode: Mode = Mode.CLASSIC) -> argparse.ArgumentParser:
     g.add_argument(
         "--no-guid-check", action="store_true", help="match common snapshots by name only"
     )
-    g.add_argument("--raw", action="store_true", help=argparse.SUPPRESS)
+    g.add_argument(
+        "--raw",
+        action="store_true",
+        help="restore an --encrypt backup's copies raw (encrypted with the backup server's "
+        "key), not decrypted"
+        if mode.restores
+        else argparse.SUPPRESS,
+    )
     g.add_argument("--resume", action="store_true", help=argparse.SUPPRESS)
     g.add_argument("--decrypt", action="store_true", help="decrypt data before sending it")
     g.add_argument("--encrypt", action="store_true", help="encrypt data after receiving it")
@@ -613,6 +620,7 @@ def restore_request(args: argparse.Namespace) -> RestoreRequest:
         to=args.to,
         recursive=args.recursive,
         force=args.force,
+        raw=args.raw,
     )
 
 

@@ -117,7 +117,11 @@ def _newer_note(desire: RestoreDesire) -> str:
 def _key_note(desire: RestoreDesire) -> str:
     where = desire.keylocation
     if where is None or where == "none":
-        key = "its encryption root's key"
+        # (--raw of a copy an --encrypt backup encrypted: it becomes an encryption root)
+        key = (
+            f"zfs load-key {desire.destination} (keylocation=prompt: the passphrase of the "
+            "key that encrypted it on the backup server)"
+        )
     elif where == "prompt":
         key = f"zfs load-key {desire.destination} (keylocation=prompt: it asks for the passphrase)"
     else:

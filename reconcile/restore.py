@@ -46,6 +46,8 @@ class RestoreRequest:
     to: Optional[str] = None
     recursive: bool = False
     force: bool = False
+    #: --raw: an --encrypt backup's copies restore raw too (encrypted with the target's key)
+    raw: bool = False
 
     @property
     def destination(self) -> str:
@@ -188,7 +190,9 @@ def desire_restore(
         # (sent raw: without --encrypt, or its source was encrypted: then the copy is an
         # encryption root of its own, with a keylocation; encrypted on receiving, it
         # inherits the target's)
-        raw = each.encryption != "off" and (not job.encrypt or "keylocation" in props)
+        raw = each.encryption != "off" and (
+            not job.encrypt or request.raw or "keylocation" in props
+        )
         desire = _one(job, request, each, chosen.name, destination, live,
                       received.get(each.name), raw)  # fmt: skip
         if desire.raw:

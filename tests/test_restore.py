@@ -179,6 +179,12 @@ def test_in_an_encrypt_backup_an_encrypted_source_was_sent_raw_and_restores_raw(
     ]  # fmt: skip
     notes = [n.text for n in build_restore_plan(encrypting, desires).notes]
     assert any("zfs load-key p/data/secret (keylocation=prompt" in t for t in notes), notes
+    # --raw: all of them raw, the one the backup server encrypted with its key
+    request = RestoreRequest("p/data", recursive=True, raw=True)
+    desires = desire_restore(encrypting, request, copies, None, {}, local)
+    assert [(d.raw, d.decrypted) for d in desires] == [(True, False), (True, False)]
+    notes = [n.text for n in build_restore_plan(encrypting, desires).notes]
+    assert any("passphrase of the key that encrypted it on the backup server" in t for t in notes)
 
 
 def test_force_onto_the_chosen_snapshot_itself_is_a_rollback_without_a_send() -> None:

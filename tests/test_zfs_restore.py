@@ -287,3 +287,11 @@ def test_encryption_restores_raw_or_decrypted_and_the_next_backup_is_incremental
         assert f"{copies[ds]}@{snapname(2)}: receiving incremental" in nxt.stdout, nxt.stdout
         assert zfs_bed.guids(copies[ds])[:1] == guids[ds]
         assert zfs_bed.snapshots(copies[ds]) == [snapname(1), snapname(2)]
+    # --raw: the parent too restores raw, beside it, encrypted with the vault's key
+    raw = zfs_bed.tool("restore", *options, top, "--raw", "--to", f"{s}/rawtop",
+                       "--snapshot", snapname(1))  # fmt: skip
+    assert raw.returncode == 0, raw.stdout + raw.stderr
+    assert zfs_bed.prop(f"{s}/rawtop", "encryptionroot") == f"{s}/rawtop"
+    assert zfs_bed.prop(f"{s}/rawtop", "keystatus") == "unavailable"
+    zfs_bed.sh("zfs", "load-key", "-L", KEY, f"{s}/rawtop")
+    assert zfs_bed.checksum(f"{s}/rawtop@{snapname(1)}") == sums[top]
