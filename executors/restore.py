@@ -54,6 +54,7 @@ from reconcile.job import Job, Snapshotting
 from reconcile.model import HostState, Side
 from reconcile.observe import (
     exists,
+    key_locations,
     local_values,
     observe_tree,
     pool_features,
@@ -99,13 +100,15 @@ def plan_restore(
                 f"Can't restore to {request.destination}: its parent {parent} does not exist "
                 "on the source host (create it, or choose another place with --to)"
             )
-    local: dict[str, dict[str, str]] = {}
+    keys: dict[str, str] = {}
+    local: dict[str, dict[str, Optional[str]]] = {}
     if any(ds.encryption != "off" for ds in copies):
-        # (which copies are encryption roots, sent raw; a raw restore sends the copy's
-        # properties (-p): what the target set is left out, and the plan says where
-        # each key is to be loaded from)
+        # (the copies sent raw are encryption roots, with a keylocation: the plan says
+        # where each key is loaded from; a raw restore sends the copy's properties (-p),
+        # and what the target set over the received values is put back or left out)
+        keys = key_locations(runner, job.target, root, Side.TARGET.label)
         local = local_values(runner, job.target, root, Side.TARGET.label)
-    desires = desire_restore(job, request, copies, here, received, local)
+    desires = desire_restore(job, request, copies, here, received, keys, local)
     plan = build_restore_plan(job, desires)
     restores = [a for a in plan.actions if isinstance(a, Restore)]
     facts = Facts()

@@ -231,8 +231,8 @@ class DestroyBookmark:
 class Restore:
     """A send back from the target: `zfs send -b` of the copy's snapshot on the target
     host (the property values the copy received, not the target's overrides; raw: -w -p,
-    the overrides left out on receiving), received into `dataset` on the source host: in
-    full, or from `base`, a snapshot both have."""
+    the overrides left out or put back on receiving), received into `dataset` on the
+    source host: in full, or from `base`, a snapshot both have."""
 
     copy: str
     snapshot: str
@@ -245,8 +245,10 @@ class Restore:
     #: the copy is encrypted and restores decrypted: zfs sends no properties (no -b)
     decrypted: bool = False
     volume: bool = False
-    #: raw: properties the target set on the copy, left out (`zfs recv -x`)
+    #: raw: properties the target set on the copy, left out (`zfs recv -x P`) or put
+    #: back as received (`zfs recv -o P=V`)
     leave_out: tuple[str, ...] = ()
+    put_back: tuple[str, ...] = ()
     side: Side = SOURCE
     kind: str = "restore"
 

@@ -401,13 +401,14 @@ def restore_pipeline(
     pipes the other way round, into `zfs recv -u` on the source host (mounted afterwards
     by the mount check, never over something in use); `-F` onto the common snapshot.
     Raw: `zfs send -w -p`, and the receive leaves out (-x) what the target set on the
-    copy: `zfs recv` of a raw `zfs send -b` stream of an encryption root aborts (OpenZFS
-    2.3: it looks for the keylocation the stream of received values does not carry,
-    openzfs #17011)."""
+    copy, or puts back the value received under it (-o): `zfs recv` of a raw `zfs send
+    -b` stream of an encryption root aborts (OpenZFS 2.3: it looks for the keylocation
+    the stream of received values does not carry, openzfs #17011)."""
     both = _features(facts, TARGET, action.copy) & _features(facts, SOURCE, action.dataset)
     argv = ["zfs", "send", *(["-P"] if progress else [])]
     argv += ["-L"] if "large_blocks" in both else []
-    argv += ["-e"] if "embedded_data" in both and not action.raw else []
+    # (no -e: zfs refuses an embedded-data stream into a dataset it encrypts, as under
+    # an encrypted parent, which the restore can't know in advance)
     argv += ["-c"] if recipe.zfs_compressed else []
     # (-b: the received values; zfs refuses it for an encrypted dataset sent decrypted)
     argv += ["-w", "-p"] if action.raw else [] if action.decrypted else ["-b"]
@@ -415,12 +416,18 @@ def restore_pipeline(
     send_ = commands.send((*argv, f"{action.copy}@{action.snapshot}"), action.copy,
                           several=False, side=TARGET)  # fmt: skip
     recv = ["zfs", "recv", "-u", *(a for p in action.leave_out for a in ("-x", p))]
+    recv += [a for p in action.put_back for a in ("-o", p)]
     recv += ["-F"] if action.base else []
     return (
         send_,
         *(commands.pipe(TARGET, argv) for argv in source_side(recipe.pipes)),
         *(commands.pipe(SOURCE, argv) for argv in target_side(recipe.pipes, recipe.remote)),
-        commands.receive((*recv, action.dataset), action.dataset, action.leave_out, side=SOURCE),
+        commands.receive(
+            (*recv, action.dataset),
+            action.dataset,
+            (*action.leave_out, *action.put_back),
+            side=SOURCE,
+        ),
     )
 
 

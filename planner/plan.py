@@ -481,10 +481,23 @@ def _pair_actions(ctx: _Context, pair: PairDesire) -> None:
     # space accounting, 85 KiB on OpenZFS 2.3), and zfs refuses the next incremental
     # receive: never mounted (3.3 mounts it, and its next run fails))
     unmountable = received_unmountable(job.set_properties)
-    unmountable |= job.encrypt and not sent_raw(pair.source, job)
+    if job.encrypt and not sent_raw(pair.source, job):
+        unmountable |= _encrypted_under(ctx.target, tname)
     if full_send is not None and pair.source.type != "volume" and not unmountable:
         parent = tname.rsplit("/", 1)[0]
         ctx.mounts[tname] = builder.add(Mount(tname, unit), [full_send, ctx.mounts.get(parent)])
+
+
+def _encrypted_under(target: Optional[HostState], name: str) -> bool:
+    """Is the nearest dataset above `name` that the target has encrypted (so a dataset
+    received there without its own encryption properties, --encrypt, inherits it)?"""
+    parent = name
+    while "/" in parent:
+        parent = parent.rsplit("/", 1)[0]
+        found = target.datasets.get(parent) if target is not None else None
+        if found is not None:
+            return found.encryption != "off"
+    return False
 
 
 def _bookmarks(ctx: _Context, pair: PairDesire, prev: Optional[int]) -> Optional[int]:

@@ -59,7 +59,7 @@ def build_restore_plan(job: Job, desires: Sequence[RestoreDesire]) -> Plan:
             volume = desire.copy.type == "volume"
             restore = Restore(copy, snap, unit, unit, desire.why, base=base, raw=desire.raw,
                               decrypted=desire.decrypted, volume=volume,
-                              leave_out=desire.overrides)  # fmt: skip
+                              leave_out=desire.leave_out, put_back=desire.put_back)  # fmt: skip
             last = build.add(restore, [last])
         made[unit] = last
         done = [last]

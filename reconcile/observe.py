@@ -202,11 +202,22 @@ def received_values(reader: Reader, host: Host, root: str, prop: str, label: str
     return zfs_text.parse_received(reader.run(host, argv, label=label).stdout)
 
 
-def local_values(reader: Reader, host: Host, root: str, label: str) -> dict[str, dict[str, str]]:
-    """The properties set locally on each dataset under `root` (property -> value)."""
-    argv = ["zfs", "get", "-H", "-p", "-o", "name,property,value", "-s", "local",
+def local_values(
+    reader: Reader, host: Host, root: str, label: str
+) -> dict[str, dict[str, Optional[str]]]:
+    """The properties set locally on each dataset under `root`, with the value each
+    received under the local one (None: none)."""
+    argv = ["zfs", "get", "-H", "-p", "-o", "name,property,received", "-s", "local",
             "-t", "filesystem,volume", "-r", "all", root]  # fmt: skip
     return zfs_text.parse_local(reader.run(host, argv, label=label).stdout)
+
+
+def key_locations(reader: Reader, host: Host, root: str, label: str) -> dict[str, str]:
+    """The keylocation of each encryption root under `root` (the datasets that have
+    one set: a raw receive sets it)."""
+    argv = ["zfs", "get", "-H", "-p", "-o", "name,value", "-s", "local",
+            "-t", "filesystem,volume", "-r", "keylocation", root]  # fmt: skip
+    return zfs_text.parse_received(reader.run(host, argv, label=label).stdout)
 
 
 def snapshot_sizes(

@@ -91,8 +91,10 @@ class RestoreDesire:
     #: restored dataset gets
     keylocation: Optional[str] = None
     #: raw: the properties set on the copy on the target (the backup's -o overrides, the
-    #: admin's): left out of the restore (`zfs recv -x`)
-    overrides: tuple[str, ...] = ()
+    #: admin's) over no received value: left out of the restore (`zfs recv -x`) ...
+    leave_out: tuple[str, ...] = ()
+    #: ... and over a received value (the source's): put back (`zfs recv -o P=V`)
+    put_back: tuple[str, ...] = ()
     #: an encrypted copy restored decrypted (--encrypt backups): zfs sends no properties
     #: of it (`zfs send -b` needs -w for an encrypted dataset)
     decrypted: bool = False
@@ -164,12 +166,14 @@ def desire_restore(
     copies: HostState,
     here: Optional[HostState],
     received: Mapping[str, str],
-    local: Mapping[str, Mapping[str, str]] = {},
+    keys: Mapping[str, str] = {},
+    local: Mapping[str, Mapping[str, Optional[str]]] = {},
 ) -> list[RestoreDesire]:
     """One desire per dataset to restore. `copies`: the target's tree under the copy;
     `here`: the source host's tree under the destination (None: it does not exist);
-    `received`: copy name -> the selection value it received; `local`: copy name -> the
-    properties set on it locally (read when the copy is encrypted)."""
+    `received`: copy name -> the selection value it received; read when a copy is
+    encrypted, `keys`: copy name -> its keylocation (the encryption roots), `local`:
+    copy name -> the properties set on it locally -> the value received under it."""
     root = copy_root(job, request)
     copy = copies.get(root)
     if copy is None:
@@ -186,17 +190,13 @@ def desire_restore(
     for each in trees:
         destination = request.destination + each.name[len(root) :]
         live = here.get(destination) if here is not None else None
-        props = local.get(each.name, {})
-        # (sent raw: without --encrypt, or its source was encrypted: then the copy is an
-        # encryption root of its own, with a keylocation; encrypted on receiving, it
-        # inherits the target's)
-        raw = each.encryption != "off" and (
-            not job.encrypt or request.raw or "keylocation" in props
-        )
+        # (sent raw, the copy is an encryption root of its own, with a keylocation (a raw
+        # receive sets one); encrypted on receiving (--encrypt), it inherits the target's)
+        raw = each.encryption != "off" and (request.raw or each.name in keys)
         desire = _one(job, request, each, chosen.name, destination, live,
                       received.get(each.name), raw)  # fmt: skip
         if desire.raw:
-            desire = _raw(desire, props)
+            desire = _raw(desire, keys.get(each.name), local.get(each.name, {}))
         above = next((r for r in refused if under(destination, r)), None)
         if above is not None and desire.case is not Case.REFUSED:
             desire = attrs.evolve(desire, case=Case.REFUSED, why=f"{above} is not restored")
@@ -231,6 +231,15 @@ def _one(
         return attrs.evolve(desire, why=f"{copy.name} has no snapshot @{name} (made later)")
     if live is None:
         return attrs.evolve(desire, case=Case.FULL, why=f"{destination} does not exist")
+    if raw and live.encryption == "off":
+        return attrs.evolve(
+            desire,
+            why=(
+                f"{destination} exists and is not encrypted: zfs receives no raw stream onto "
+                "it; restore beside it with --to NEW"
+                + (", or without --raw" if request.raw else "")
+            ),
+        )
     base = _common(copy.snapshots[: position + 1], live.snapshots)
     if base is None:
         return attrs.evolve(
@@ -278,12 +287,24 @@ def _one(
     return attrs.evolve(desire, case=case, why=f"--force: {how} @{base.name} ({loses})")
 
 
-def _raw(desire: RestoreDesire, local: Mapping[str, str]) -> RestoreDesire:
+#: set locally on any raw copy, and not the target's doing: the key's place comes along,
+#: a volume's size is "local" whatever its source
+_OWN = frozenset({"keylocation", "volsize"})
+
+
+def _raw(
+    desire: RestoreDesire, keylocation: Optional[str], local: Mapping[str, Optional[str]]
+) -> RestoreDesire:
     """A raw restore sends the copy's own properties (`zfs send -w -p`: zfs recv of a raw
-    `zfs send -b` stream of an encryption root aborts, openzfs #17011): those set on the
-    target stay behind, but the keylocation, which the key is loaded from, comes along."""
-    overrides = tuple(sorted(p for p in local if p != "keylocation"))
-    return attrs.evolve(desire, keylocation=local.get("keylocation"), overrides=overrides)
+    `zfs send -b` stream of an encryption root aborts, openzfs #17011): what the target
+    set over a received value gets that value back (-o), the rest is left out (-x)."""
+    props = sorted((p, v) for p, v in local.items() if p not in _OWN)
+    return attrs.evolve(
+        desire,
+        keylocation=keylocation,
+        leave_out=tuple(p for p, v in props if v is None),
+        put_back=tuple(f"{p}={v}" for p, v in props if v is not None),
+    )
 
 
 def _common(chain: Sequence[Snapshot], live: Sequence[Snapshot]) -> Optional[Snapshot]:

@@ -145,17 +145,23 @@ def parse_selection(output: str) -> dict[str, Selection]:
     return result
 
 
-def parse_local(output: str) -> dict[str, dict[str, str]]:
-    """Parse `zfs get -H -p -o name,property,value -s local all ...`: dataset -> its
-    properties set locally (property -> value)."""
-    result: dict[str, dict[str, str]] = {}
-    for line in output.split("\n"):
-        if not line:
+def parse_local(output: str) -> dict[str, dict[str, Optional[str]]]:
+    """Parse `zfs get -H -p -o name,property,received -s local all ...`: dataset -> its
+    properties set locally -> the value received under the local one (None: none). A
+    received value may hold tabs (the last column) or newlines (a line that goes on)."""
+    result: dict[str, dict[str, Optional[str]]] = {}
+    last: Optional[tuple[str, str]] = None
+    for line in output.split("\n")[:-1] if output.endswith("\n") else output.split("\n"):
+        parts = line.split("\t", 2)
+        if len(parts) < 3:
+            if last is None:
+                raise errors.ZfsError(f"Unexpected zfs get output: {line!r}")
+            name, prop = last
+            result[name][prop] = f"{result[name][prop] or ''}\n{line}"
             continue
-        parts = line.split("\t")
-        if len(parts) != 3:
-            raise errors.ZfsError(f"Unexpected zfs get output: {line!r}")
-        result.setdefault(parts[0], {})[parts[1]] = parts[2]
+        name, prop, received = parts
+        result.setdefault(name, {})[prop] = None if received == "-" else received
+        last = name, prop
     return result
 
 

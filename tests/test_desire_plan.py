@@ -519,11 +519,13 @@ def test_a_dataset_encrypted_on_receiving_is_not_mounted() -> None:
     the mount check leaves it locked)."""
     plain = state([dataset("p", (snap(1),), selection=SELECTED)])
     enc = state([dataset("p", (snap(1),), selection=SELECTED, encryption="aes-256-gcm")])
-    target = state([dataset("backup")])
-    for source, options, mounted in (
-        (plain, {}, True),
-        (plain, {"encrypt": True}, False),
-        (enc, {"encrypt": True}, True),
+    vault = state([dataset("backup", encryption="aes-256-gcm")])
+    open_ = state([dataset("backup")])
+    for source, target, options, mounted in (
+        (plain, vault, {}, True),
+        (plain, vault, {"encrypt": True}, False),
+        (plain, open_, {"encrypt": True}, True),  # (nothing encrypts it there)
+        (enc, vault, {"encrypt": True}, True),
     ):
         plan, _ = plan_for(job(snapshot=False, **options), source, target, now_at(3))
         assert ("mount" in kinds(plan)) is mounted, (options, kinds(plan))

@@ -20,7 +20,8 @@ from planner.compile import Facts, Failure, Options, compile_plan
 from planner.plan import Plan
 from planner.planfile import loads
 from planner.restore import build_restore_plan
-from reconcile.errors import UsageError
+from reconcile import zfs_text
+from reconcile.errors import UsageError, ZfsError
 from reconcile.job import Snapshotting
 from reconcile.model import HostState
 from reconcile.restore import Case, RestoreRequest, choose_snapshot, desire_restore
@@ -171,9 +172,9 @@ def test_in_an_encrypt_backup_an_encrypted_source_was_sent_raw_and_restores_raw(
         dataset("backup/p/data", (S1,), lineage="p/data", encryption="aes-256-gcm"),
         dataset("backup/p/data/secret", (S1,), lineage="p/data/secret", encryption="aes-256-gcm"),
     ])  # fmt: skip
-    local = {"backup/p/data/secret": {"keylocation": "prompt"}}
+    keys = {"backup/p/data/secret": "prompt"}
     request = RestoreRequest("p/data", recursive=True)
-    desires = desire_restore(encrypting, request, copies, None, {}, local)
+    desires = desire_restore(encrypting, request, copies, None, {}, keys)
     assert [(d.destination, d.raw, d.decrypted) for d in desires] == [
         ("p/data", False, True), ("p/data/secret", True, False),
     ]  # fmt: skip
@@ -181,10 +182,15 @@ def test_in_an_encrypt_backup_an_encrypted_source_was_sent_raw_and_restores_raw(
     assert any("zfs load-key p/data/secret (keylocation=prompt" in t for t in notes), notes
     # --raw: all of them raw, the one the backup server encrypted with its key
     request = RestoreRequest("p/data", recursive=True, raw=True)
-    desires = desire_restore(encrypting, request, copies, None, {}, local)
+    desires = desire_restore(encrypting, request, copies, None, {}, keys)
     assert [(d.raw, d.decrypted) for d in desires] == [(True, False), (True, False)]
     notes = [n.text for n in build_restore_plan(encrypting, desires).notes]
     assert any("passphrase of the key that encrypted it on the backup server" in t for t in notes)
+    # (onto the unencrypted original, zfs would refuse a raw stream: refused beforehand)
+    here = state([dataset("p/data", (S1,), lineage="p/data")])
+    forced = RestoreRequest("p/data", force=True, raw=True)
+    (desire,) = desire_restore(encrypting, forced, copies, here, {}, keys)[:1]
+    assert desire.case is Case.REFUSED and "is not encrypted" in desire.why, desire.why
 
 
 def test_force_onto_the_chosen_snapshot_itself_is_a_rollback_without_a_send() -> None:
@@ -229,13 +235,15 @@ def test_an_older_snapshot_says_what_the_next_backup_does_with_the_newer_ones() 
 
 def test_a_raw_copy_restores_raw_leaves_the_overrides_behind_and_says_which_key() -> None:
     """-w -p, not -w -b (zfs recv of that aborts, openzfs #17011: measured on 2.3.2), and
-    the receive leaves out what the target set on the copy (--set-properties,
-    --clear-mountpoint, the admin's), whatever options the restore runs with."""
+    the receive leaves out what the target set on the copy (--set-properties, the
+    admin's) or puts back the value received under it (--clear-mountpoint over the
+    source's canmount), whatever options the restore runs with."""
     copies = state([dataset("backup/p/data", (S1,), lineage="p/data", encryption="aes-256-gcm")])
     backup = JOB
-    local = {"backup/p/data": {"keylocation": "file:///root/k", "com.example:x": "1",
-                               "canmount": "noauto"}}  # fmt: skip
-    desires = desire_restore(backup, RestoreRequest("p/data"), copies, None, {}, local)
+    keys = {"backup/p/data": "file:///root/k"}
+    local = {"backup/p/data": {"keylocation": None, "com.example:x": None,
+                               "canmount": "noauto", "volsize": None}}  # fmt: skip
+    desires = desire_restore(backup, RestoreRequest("p/data"), copies, None, {}, keys, local)
     plan = build_restore_plan(backup, desires)
     (restore,) = [a for a in plan.actions if isinstance(a, Restore)]
     assert restore.raw
@@ -243,7 +251,7 @@ def test_a_raw_copy_restores_raw_leaves_the_overrides_behind_and_says_which_key(
     (pipeline,) = [s.commands for s in compiled.steps if s.kind == "restore"]
     assert [c.argv for c in pipeline] == [
         ("zfs", "send", "-w", "-p", f"backup/p/data@{S1}"),
-        ("zfs", "recv", "-u", "-x", "canmount", "-x", "com.example:x", "p/data"),
+        ("zfs", "recv", "-u", "-x", "com.example:x", "-o", "canmount=noauto", "p/data"),
     ]
     assert any(
         "zfs load-key p/data (keylocation=file:///root/k, as backed up)" in n.text
@@ -386,3 +394,22 @@ def test_a_saved_restore_plan_rests_only_on_what_it_restores(
     assert fakecli.writes(runner) != before
     restored = zfs.datasets["src/data"]
     assert restored.snaps[-1].guid == zfs.datasets["dst/src/data"].snaps[-1].guid
+
+
+def test_the_locally_set_properties_are_read_whatever_their_received_values_hold() -> None:
+    """`zfs get -o name,property,received -s local all`: a received value with a tab or
+    a newline in it is read whole; "-" is no received value."""
+    out = (
+        "b/p\tcanmount\ton\n"
+        "b/p\tcom.example:x\t-\n"
+        "b/p\tcom.example:t\ta\tb\n"
+        "b/p\tcom.example:n\tline 1\nline 2\n"
+        "b/p/c\tkeylocation\t-\n"
+    )
+    assert zfs_text.parse_local(out) == {
+        "b/p": {"canmount": "on", "com.example:x": None, "com.example:t": "a\tb",
+                "com.example:n": "line 1\nline 2"},
+        "b/p/c": {"keylocation": None},
+    }  # fmt: skip
+    with pytest.raises(ZfsError):
+        zfs_text.parse_local("no tabs here\n")

@@ -38,6 +38,9 @@ def _one(zfs_bed: ZfsBed, name: str, backup: str, *, create: str = "") -> str:
     return name
 
 
+# (CI keeps a chain on bookmarks alone with --keep-source=0 in test_zfs_targets' two
+# targets, over four days; this one with --slow, to keep CI under an hour)
+@pytest.mark.slow
 def test_keep_source_0_over_three_runs_of_the_seed_layout(zfs_bed: ZfsBed, pools: Pools) -> None:
     """--keep-source=0: no source snapshot stays between runs, yet every run after the
     first is incremental, from the bookmark (the target keeps its older snapshots with

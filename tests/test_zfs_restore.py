@@ -1,4 +1,4 @@
-"""Restore on real OpenZFS (#34): the drill, in local, pull and push mode.
+"""Restore on real OpenZFS (#34): the drill, in local, pull, push and pull+push mode.
 
 1. back up (a tree, with the target's overrides: --clear-mountpoint, --set-properties);
 2. destroy the source dataset;
@@ -21,7 +21,10 @@ from tests.zfsvm.guest import LOCAL, PEER
 
 pytestmark = pytest.mark.zfs
 
-MODES = {"local": [], "pull": ["--ssh-source", LOCAL], "push": ["--ssh-target", LOCAL]}
+MODES = {
+    "local": [], "pull": ["--ssh-source", LOCAL], "push": ["--ssh-target", LOCAL],
+    "pull+push": ["--ssh-source", LOCAL, "--ssh-target", LOCAL],
+}  # fmt: skip
 
 
 def stamp(hour: int) -> str:
@@ -65,7 +68,7 @@ def _device_sum(bed: ZfsBed, volume: str) -> str:
     return out.split()[0]
 
 
-# (CI runs the local drill; pull and push with --slow)
+# (CI runs the local drill; pull, push and pull+push with --slow)
 @pytest.mark.parametrize(
     "mode", [m if m == "local" else pytest.param(m, marks=pytest.mark.slow) for m in MODES]
 )
@@ -234,7 +237,8 @@ def test_encryption_restores_raw_or_decrypted_and_the_next_backup_is_incremental
       decrypted, and it was never mounted on the target (its first mount writes to it,
       and zfs would refuse the next incremental receive: 3.3's second run fails);
     - the encrypted child was sent raw: it restores raw, locked until its key is loaded
-      (the plan says where it is), with its own properties, not the target's overrides;
+      (the plan says where it is), with its own properties, not the target's overrides
+      (one left out, one put back to the value the source had);
     the files are the backup's, and the next backup is incremental onto both."""
     s, d = pools.src, pools.dst
     zfs_bed.run(
@@ -246,7 +250,9 @@ def test_encryption_restores_raw_or_decrypted_and_the_next_backup_is_incremental
     )
     zfs_bed.write(f"{s}/top", "f", 64)
     zfs_bed.write(f"{s}/top/secret", "s", 64)
-    options = ["rst", f"{d}/vault", "--encrypt", "--set-properties", "com.example:over=target"]
+    # (the target's overrides: one over the value the child received from the source)
+    options = ["rst", f"{d}/vault", "--encrypt",
+               "--set-properties", "com.example:over=target,com.example:note=target"]  # fmt: skip
     run = zfs_bed.tool(*options, now=stamp(1))
     assert run.returncode == 0, run.stdout + run.stderr
     names = (f"{s}/top", f"{s}/top/secret")
@@ -274,8 +280,9 @@ def test_encryption_restores_raw_or_decrypted_and_the_next_backup_is_incremental
     zfs_bed.sh("zfs", "load-key", secret)
     zfs_bed.sh("zfs", "mount", secret)
     assert {ds: zfs_bed.checksum(ds) for ds in names} == sums
-    assert zfs_bed.prop(secret, "com.example:note") == "mine"
-    assert zfs_bed.prop(secret, "com.example:over") == "-"
+    assert zfs_bed.prop(copies[secret], "com.example:note") == "target"
+    assert zfs_bed.prop(secret, "com.example:note") == "mine"  # (put back: -o)
+    assert zfs_bed.prop(secret, "com.example:over") == "-"  # (left out: -x)
     assert zfs_bed.prop(top, "autobackup:rst") == "true"
 
     zfs_bed.write(top, "after", 16)
