@@ -300,3 +300,32 @@ def test_a_log_reader_that_goes_away_does_not_stop_the_backup(
     assert len(snapshots) == 1
     for name in names:
         assert zfs_bed.snapshots(f"{d}/{s}/{name}") == zfs_bed.snapshots(f"{s}/{name}")
+
+
+@pytest.mark.slow
+def test_encrypt_twice_into_a_vault_against_3_3(zfs_bed: ZfsBed, pools: Pools) -> None:
+    """3.3 as the oracle, and a deliberate difference (docs/migration.md): --encrypt into an
+    encrypted target path, twice. 3.3 mounts the dataset after its first receive; that
+    mount writes to it (zfs upgrades its space accounting), and zfs refuses 3.3's second
+    run. This tool leaves it unmounted, and its second run is incremental."""
+    s, d = pools.src, pools.dst
+    zfs_bed.run(
+        "echo 'correct horse battery' > /root/zfs.key && "
+        f"zfs create -o encryption=on -o keyformat=passphrase -o keylocation=file:///root/zfs.key {d}/vault && "
+        f"zfs create {s}/theirs && zfs set autobackup:v33=true {s}/theirs && "
+        f"zfs create {s}/ours && zfs set autobackup:edge=true {s}/ours"
+    )
+    for hour in (1, 2):
+        zfs_bed.write(f"{s}/theirs", f"f{hour}", 64)
+        zfs_bed.write(f"{s}/ours", f"f{hour}", 64)
+        theirs = zfs_bed.tool_v33("v33", f"{d}/vault", "--encrypt", now=stamp(hour))
+        ours = zfs_bed.tool("edge", f"{d}/vault", "--encrypt", "--verbose", now=stamp(hour))
+        assert ours.returncode == 0, ours.stdout + ours.stderr
+        if hour == 1:
+            assert theirs.returncode == 0, theirs.stdout + theirs.stderr
+            assert zfs_bed.prop(f"{d}/vault/{s}/theirs", "mounted") == "yes"
+            assert zfs_bed.prop(f"{d}/vault/{s}/ours", "mounted") == "no"
+    assert theirs.returncode != 0
+    assert "modified" in theirs.stdout + theirs.stderr, theirs.stdout + theirs.stderr
+    assert f"{d}/vault/{s}/ours@edge-2026" in ours.stdout and "receiving incremental" in ours.stdout
+    assert len(zfs_bed.snapshots(f"{d}/vault/{s}/ours")) == 2
