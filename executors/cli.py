@@ -31,6 +31,7 @@ from executors.options import (
     job_from_args,
     restore_request,
     run_options,
+    verify_request,
 )
 from executors.runner import LocalRunner, ReadOnlyRunner, Runner, SshSettings, close_masters
 from reconcile import __version__, formats
@@ -48,7 +49,13 @@ def make_runner(options: RunOptions, console: Console, control_dir: str) -> Runn
         ssh=SshSettings(control_dir=control_dir),
         show_output=options.debug_output,
     )
-    return ReadOnlyRunner(local, console.command) if options.read_only else local
+    if not options.read_only:
+        return local
+    if options.mode.about.temporary:
+        from planner.verify import is_temporary
+
+        return ReadOnlyRunner(local, console.command, allow=is_temporary)
+    return ReadOnlyRunner(local, console.command)
 
 
 @attrs.frozen
@@ -70,7 +77,7 @@ def _run(mode: Mode, rest: list[str], deps: Deps, control_dir: str, now: float) 
         from executors import workflow
     if mode is Mode.SHOW_FILE:
         return workflow.run_show(args.plan_file, console, args.json)
-    monitor.check_prometheus_file(args.prometheus_file)
+    monitor.check_prometheus_file(getattr(args, "prometheus_file", None))
     runner = deps.runner(options, console, control_dir)
     reporting = _reporting(args, deps, now)
     settings = options.settings
@@ -154,6 +161,12 @@ def _run(mode: Mode, rest: list[str], deps: Deps, control_dir: str, now: float) 
         return restore.run_restore(job, request, console, runner, now, execute=False,
                                    commands=args.commands, settings=settings, out=args.out,
                                    as_json=args.json)  # fmt: skip
+    if mode is Mode.VERIFY:
+        from executors import verify
+
+        together = options.settings.observe_together
+        return verify.run_verify(job, verify_request(args), console, runner, now, as_json=args.json,
+                                 together=together)  # fmt: skip
     if mode is Mode.CLASSIC:
         with contextlib.nullcontext() if options.test else backup_lock(job):
             return run_classic(

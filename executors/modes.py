@@ -14,6 +14,7 @@ writes (executors.runner.ReadOnlyRunner). Every dispatch over modes ends in
     zfs-autobackup status [options] BACKUP-NAME [TARGET-PATH]  is every backup current
     zfs-autobackup restore [options] BACKUP-NAME TARGET-PATH DATASET   get a dataset back
     zfs-autobackup plan restore [options] BACKUP-NAME TARGET-PATH DATASET  show that plan
+    zfs-autobackup verify [options] BACKUP-NAME TARGET-PATH    compare the backup's data
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ class About:
     takes_file: bool = False
     #: its arguments name a dataset to restore (executors.restore)
     restores: bool = False
+    #: a read-only mode that may make the temporary changes planner.verify declares
+    #: (holds, read-only mounts, snapdev), each undone: its runner lets those through
+    temporary: bool = False
 
 
 class Mode(enum.Enum):
@@ -61,6 +65,8 @@ class Mode(enum.Enum):
     APPLY_FILE = About("apply-file", "apply", writes=True, takes_file=True)
     RESTORE = About("restore", "restore", writes=True, restores=True)
     PLAN_RESTORE = About("plan-restore", "plan restore", restores=True)
+    #: exit 0 verified, 1 a difference, 3 could not verify (also a usage error)
+    VERIFY = About("verify", "verify", error_exit=EXIT_UNKNOWN, temporary=True)
 
     @property
     def restores(self) -> bool:

@@ -28,6 +28,7 @@ from reconcile.pipes import COMPRESSORS, TransferOptions
 from reconcile.restore import RestoreRequest
 from reconcile.schedule import DEFAULT, Schedule, parse_duration
 from reconcile.scripts import SYSTEMD_PROPERTIES
+from reconcile.verify import VerifyRequest
 
 #: --parallel at most (each send is a few processes, and over ssh a session of the
 #: host's one connection: sshd allows 10 sessions per connection by default)
@@ -255,6 +256,9 @@ def build_parser(mode: Mode = Mode.CLASSIC) -> argparse.ArgumentParser:
             help="the dataset to restore, as named on the source host",
         )
         _add_restore(p, mode)
+    elif mode is Mode.VERIFY:
+        p.add_argument("target_path", metavar="TARGET-PATH", help="where the backup is")
+        _add_verify(p)
     else:
         p.add_argument(
             "target_path",
@@ -553,7 +557,7 @@ def build_parser(mode: Mode = Mode.CLASSIC) -> argparse.ArgumentParser:
         g.add_argument("--auto-approve", action="store_true", help="apply without asking")
     if mode is Mode.STATUS:
         _add_status(g)
-    else:
+    elif mode is not Mode.VERIFY:
         _add_reporting(g)
     g.add_argument("--verbose", "-v", action="store_true", help="verbose output")
     g.add_argument(
@@ -607,6 +611,61 @@ def _add_restore(p: argparse.ArgumentParser, mode: Mode) -> None:
         g.add_argument(
             "--json", action="store_true", help="print the plan as JSON (docs/plan-format.md)"
         )
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(
+            f"invalid value {quoted(text)} for --sample: a fraction above 0 and at most 1 "
+            "(0.1: a tenth of each file's chunks) is allowed"
+        )
+    return value
+
+
+def _add_verify(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("Verify (docs/verify.md)")
+    which = g.add_mutually_exclusive_group()
+    which.add_argument(
+        "--snapshot",
+        dest="verify_snapshot",
+        metavar="NAME",
+        help="compare this snapshot (both sides must have it); default: the newest common one",
+    )
+    which.add_argument(
+        "--all-common", action="store_true", help="compare every snapshot both sides have"
+    )
+    g.add_argument(
+        "--sample",
+        metavar="FRACTION",
+        type=_fraction,
+        help="read only this fraction of each file's 1 MiB chunks (the same on both sides; "
+        "the slice moves on each day, so that daily runs cover everything)",
+    )
+    g.add_argument(
+        "--budget",
+        metavar="DURATION",
+        type=_duration("--budget"),
+        help="stop each walk cleanly after DURATION (e.g. 30m, 2h) and say what was covered",
+    )
+    g.add_argument("--json", action="store_true", help="the results as JSON")
+
+
+def verify_request(args: argparse.Namespace) -> VerifyRequest:
+    name = args.verify_snapshot
+    problem = None if name is None else zfs_names.component_problem(name)
+    if problem is not None:
+        raise UsageError(f"Invalid --snapshot {quoted(name)}: {problem}")
+    return VerifyRequest(
+        snapshot=args.verify_snapshot,
+        all_common=args.all_common,
+        sample=args.sample,
+        budget=args.budget,
+        parallel=args.parallel,
+    )
 
 
 def restore_request(args: argparse.Namespace) -> RestoreRequest:

@@ -51,6 +51,11 @@ class Verb(enum.Enum):
     PIPE = "pipe"
     #: a command the user gave (--pre-snapshot-cmd, --post-snapshot-cmd)
     USER = "user"
+    #: verify's temporary read-only mount of a snapshot, and its directory (mktemp,
+    #: mount, umount, rmdir: planner.verify)
+    MOUNT = "mount"
+    #: verify's walker (reconcile.walk): reads a snapshot's files, prints their digests
+    WALK = "walk"
 
 
 @attrs.frozen

@@ -31,6 +31,7 @@ from planner.actions import (
 )
 from planner.drift import Change
 from planner.plan import CLONE, KEPT, NO_BOOKMARKS, OTHER_BOOKMARKS, RESTORE, Plan
+from reconcile import verify
 
 NO_CHANGES = "No changes. Source and target are in sync."
 
@@ -138,6 +139,16 @@ def differences_table(differences: Sequence[Sequence[str]]) -> str:
             differences, headers=["#", "in the plan file", "planned now"], disable_numparse=True
         )
     )
+
+
+def verify_table(results: Sequence[verify.Result]) -> str:
+    """`verify`: one row per dataset, and under a DIFFERENT one the paths that differ."""
+    rows = []
+    for r in results:
+        rows.append([r.dataset, r.outcome.value, r.detail])
+        rows += [["", "", f"  {line}"] for line in r.shown()]
+    return str(tabulate(rows, headers=["dataset", "result", "snapshot / why"],
+                        disable_numparse=True))  # fmt: skip
 
 
 def restore_points_table(rows: Sequence[Mapping[str, object]]) -> str:

@@ -297,7 +297,7 @@ _FATAL = {"classic": 255}
 #: exit codes a run that went on may end with (a refusal: the usage error's)
 _EXITS = {"classic": range(255), "plan": range(3), "apply": range(3),
           "status": range(4), "apply-file": range(2), "show-file": range(2),
-          "restore": range(255), "plan-restore": range(2)}  # fmt: skip
+          "restore": range(255), "plan-restore": range(2), "verify": range(4)}  # fmt: skip
 
 
 @settings(

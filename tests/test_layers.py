@@ -22,6 +22,8 @@ COMMAND_BUILDERS = {
     "planner/compile.py",
     # the typed commands (one constructor per verb) that compile assembles
     "planner/commands.py",
+    # verify's temporary commands, next to the rule that lets only them through
+    "planner/verify.py",
     "reconcile/observe.py",
     # the remote guard: compile's counterpart on the remote host (stdlib only: no compile import)
     "executors/guard/program.py",

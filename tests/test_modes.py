@@ -22,6 +22,7 @@ ARGS = {
     Mode.APPLY_FILE: ["x.plan"],
     Mode.RESTORE: ["bak", "dst", "pool/data"],
     Mode.PLAN_RESTORE: ["bak", "dst", "pool/data"],
+    Mode.VERIFY: ["bak", "dst"],
 }
 
 

@@ -1,0 +1,321 @@
+"""`zfs-autobackup verify`: prove that the backup holds the same data as the source.
+
+    zfs-autobackup verify [job options] BACKUP-NAME TARGET-PATH
+                   [--snapshot NAME | --all-common] [--sample FRACTION] [--budget DURATION]
+                   [--parallel N] [--json]
+
+The job options are the backup's own. For every selected dataset, the newest snapshot
+both sides have (reconcile.verify) is held on both sides with the verify tag, mounted
+read-only in a temporary directory (a volume: its snapshot device, made visible for
+the time), and walked on its own host (reconcile.walk): only the walks' digests cross
+the wire. The two walks are compared both ways. Whatever was held, mounted, made or set
+is undone on every way out, SIGINT and SIGTERM included (a signal stops the walks,
+then the undoing runs). Nothing else that writes can run: the mode's runner lets only
+planner.verify's temporary commands through.
+
+Exit: 0 every dataset verified, 1 a difference, 3 a dataset could not be verified.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from types import FrameType
+from typing import Callable, Optional
+
+import attrs
+
+from executors.console import Console
+from executors.runner import PipelineWatch, Runner, Stage
+from executors.session import observe_and_desire
+from planner import verify as commands
+from planner.commands import Command
+from planner.show import verify_table
+from reconcile import errors, zfs_text
+from reconcile.job import Job
+from reconcile.model import Host, Side
+from reconcile.verify import (
+    Outcome,
+    Result,
+    Task,
+    VerifyRequest,
+    Walked,
+    compare,
+    exit_code,
+    locked_why,
+    parse_walk,
+    task,
+    verify_tag,
+)
+
+#: umount of a directory a killed walk still reads: tried again this often, 1 s apart
+_UNMOUNT_TRIES = 10
+
+
+class Cancelled(Exception):
+    """SIGINT or SIGTERM: stop, and undo what was done."""
+
+
+class _Stop(PipelineWatch):
+    """The running walks, to stop them on a signal; and whether one came."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self._lock = threading.Lock()
+        self._pids: set[int] = set()
+        self._mine: dict[int, tuple[int, ...]] = {}
+
+    def started(self, pids: Sequence[int], stderr: Sequence[object]) -> None:
+        with self._lock:
+            self._pids.update(pids)
+            self._mine[threading.get_ident()] = tuple(pids)
+        if self.event.is_set():
+            self._kill(pids)
+
+    def finished(self) -> None:
+        with self._lock:
+            self._pids.difference_update(self._mine.pop(threading.get_ident(), ()))
+
+    def _kill(self, pids: Sequence[int]) -> None:
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGTERM)
+
+    def signal(self, signum: int, frame: Optional[FrameType]) -> None:
+        self.event.set()
+        with self._lock:
+            self._kill(list(self._pids))
+
+    def check(self) -> None:
+        if self.event.is_set():
+            raise Cancelled()
+
+
+@contextlib.contextmanager
+def _signals(stop: _Stop) -> Iterator[None]:
+    """SIGINT and SIGTERM stop the walks and let each dataset undo its changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {s: signal.signal(s, stop.signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in old.items():
+            signal.signal(signum, handler)
+
+
+class _Verifier:
+    def __init__(self, job: Job, runner: Runner, console: Console, request: VerifyRequest,
+                 now: float, stop: _Stop) -> None:  # fmt: skip
+        self.job = job
+        self.runner = runner
+        self.console = console
+        self.request = request
+        self.stop = stop
+        self.tag = verify_tag(job.naming.hold_tag)
+        # --sample: the slice of chunks advances once a day, so that coverage accumulates
+        self.offset = (int(now // 86400) * (request.sample or 0.0)) % 1.0
+
+    def host(self, side: Side) -> Host:
+        return self.job.source if side is Side.SOURCE else self.job.target
+
+    def run(self, command: Command) -> str:
+        self.stop.check()
+        return self.runner.run(self.host(command.side), command.argv,
+                               label=command.side.label).stdout  # fmt: skip
+
+    def undo(self, command: Command, tries: int = 1) -> None:
+        """Run an undoing command (also after a signal); say so when it fails."""
+        for attempt in range(tries):
+            result = self.runner.run(self.host(command.side), command.argv,
+                                     label=command.side.label, check=False)  # fmt: skip
+            if result.returncode == 0:
+                return
+            if attempt + 1 < tries:
+                time.sleep(1)
+        self.console.error(
+            f"Left behind on the {command.side}: {result.command} failed: "
+            f"{zfs_text.first_line(result.stderr) or result.returncode}"
+        )
+
+    def _prepare(self, undo: contextlib.ExitStack, side: Side, name: str, volume: bool) -> str:
+        """Hold the snapshot and make it readable: the path its walk reads."""
+        self.run(commands.hold_snapshot(side, self.tag, name))
+        undo.callback(self.undo, commands.hold_snapshot(side, self.tag, name, release=True))
+        dataset = name.split("@", 1)[0]
+        if volume:
+            out = self.run(commands.read_snapdev(side, dataset))
+            value, _, source = out.strip().partition("\t")
+            if value != "visible":
+                self.run(commands.show_devices(side, dataset))
+                undo.callback(self.undo, commands.restore_snapdev(side, dataset, value, source))
+            return f"/dev/zvol/{name}"
+        path = self.run(commands.make_dir(side)).strip()
+        undo.callback(self.undo, commands.remove_dir(side, path))
+        self.run(commands.mount(side, name, path))
+        undo.callback(self.undo, commands.unmount(side, path), _UNMOUNT_TRIES)
+        return path
+
+    def _walk(self, side: Side, path: str, volume: bool) -> Walked:
+        self.stop.check()
+        command = commands.walk_command(
+            side, path, device=volume, sample=self.request.sample, offset=self.offset,
+            budget=self.request.budget,
+        )  # fmt: skip
+        argv = command.argv
+        if volume:
+            argv = (*argv[:-1], "--wait", "30", argv[-1])
+        stage = Stage(self.host(side), argv, side.label)
+        result = self.runner.pipeline([stage], check=False, watch=self.stop)
+        self.stop.check()
+        if not result.ok:
+            text = zfs_text.first_line(result.stderrs[0]) or f"exit code {result.returncodes[0]}"
+            raise errors.ReconcileError(f"the walk of {path} on the {side} failed: {text}")
+        try:
+            return parse_walk(result.stdout)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise errors.ReconcileError(f"the walk of {path} on the {side}: {exc}") from exc
+
+    def pair(self, item: Task, snapshots: tuple[str, str]) -> tuple[Walked, Walked]:
+        """Both sides' walks of one pair of snapshots (at the same time)."""
+        names = (f"{item.source}@{snapshots[0]}", f"{item.target}@{snapshots[1]}")
+        with contextlib.ExitStack() as undo:
+            paths = [
+                self._prepare(undo, side, name, item.volume)
+                for side, name in zip((Side.SOURCE, Side.TARGET), names)
+            ]
+            with ThreadPoolExecutor(1, "walk") as other:
+                theirs = other.submit(self._walk, Side.TARGET, paths[1], item.volume)
+                mine = self._walk(Side.SOURCE, paths[0], item.volume)
+                return mine, theirs.result()
+
+    def verify(self, item: Task) -> Result:
+        if item.why is not None:
+            return Result(item.source, item.target, Outcome.NOT_VERIFIABLE, item.why)
+        found, paths, read, skipped = [], 0, 0, 0
+        complete = True
+        for snapshots in item.snapshots:
+            try:
+                source, target = self.pair(item, snapshots)
+            except errors.ReconcileError as exc:
+                why = f"@{snapshots[1]}: {exc}"
+                return Result(item.source, item.target, Outcome.NOT_VERIFIABLE, why)
+            compared = compare(source, target)
+            complete = complete and compared.complete
+            prefix = f"@{snapshots[1]} " if len(item.snapshots) > 1 else ""
+            found += [attrs.evolve(d, path=prefix + d.path) for d in compared.differences]
+            paths += compared.paths
+            read += source.read + target.read
+            skipped += source.skipped + target.skipped
+        names = ", ".join(f"@{t}" for _, t in item.snapshots)
+        if found:
+            outcome = Outcome.DIFFERENT
+        elif not complete:
+            outcome = Outcome.NOT_VERIFIABLE
+            names += f": --budget ran out after {paths} paths (these matched)"
+        else:
+            outcome = Outcome.VERIFIED
+        return Result(item.source, item.target, outcome, names, tuple(found), paths, read,
+                      skipped)  # fmt: skip
+
+
+def _locked(job: Job, runner: Runner, tasks: Sequence[Task]) -> set[str]:
+    """The encrypted copies whose key is not loaded (one `zfs get` for all of them)."""
+    names = [t.target for t in tasks if t.encrypted and t.why is None]
+    if not names:
+        return set()
+    command = commands.read_keystatus(names)
+    out = runner.run(job.target, command.argv, label=Side.TARGET.label).stdout
+    rows = [line.split("\t") for line in out.splitlines()]
+    return {row[0] for row in rows if len(row) == 2 and row[1] != "available"}
+
+
+def plan_tasks(job: Job, runner: Runner, now: float, request: VerifyRequest,
+               together: bool) -> list[Task]:  # fmt: skip
+    """Observe both sides (reads only), and what is compared for each selected dataset."""
+    seen = observe_and_desire(job, runner, now, together=together)
+    tasks = []
+    by_name = {p.source.name: p for p in seen.desired.pairs}
+    for pair in seen.desired.pairs:
+        tasks.append(task(pair.source, pair.target_name, pair.target,
+                          guid_check=job.guid_check, snapshot=request.snapshot,
+                          all_common=request.all_common))  # fmt: skip
+    locked = _locked(job, runner, tasks)
+    for index, item in enumerate(tasks):
+        if item.target in locked:
+            pair = by_name[item.source]
+            assert pair.target is not None
+            tasks[index] = attrs.evolve(item, why=locked_why(pair.source, pair.target))
+    return tasks
+
+
+def run_verify(
+    job: Job,
+    request: VerifyRequest,
+    console: Console,
+    runner: Runner,
+    now: float,
+    *,
+    as_json: bool = False,
+    together: bool = True,
+    clock: Callable[[], float] = time.time,
+) -> int:
+    stop = _Stop()
+    verifier = _Verifier(job, runner, console, request, now, stop)
+    with _signals(stop):
+        tasks = plan_tasks(job, runner, now, request, together)
+        if not tasks:
+            raise errors.UsageError(f"No datasets are selected by {job.naming.property_name}")
+        started = clock()
+        with ThreadPoolExecutor(max(1, request.parallel), "verify") as pool:
+            futures = [pool.submit(verifier.verify, t) for t in tasks]
+            results: list[Result] = []
+            cancelled = False
+            for future in futures:
+                try:
+                    results.append(future.result())
+                except Cancelled:
+                    cancelled = True
+        if cancelled or stop.event.is_set():
+            console.error("Aborted: verification stopped (what it held, mounted or set is undone)")
+            return 3
+    elapsed = clock() - started
+    if as_json:
+        console.write(console.out, json.dumps(_as_json(results), indent=2) + "\n")
+    else:
+        console.info(verify_table(results))
+        read = sum(r.read for r in results)
+        console.info(
+            f"Verify: {_count(results, Outcome.VERIFIED)} verified, "
+            f"{_count(results, Outcome.DIFFERENT)} DIFFERENT, "
+            f"{_count(results, Outcome.NOT_VERIFIABLE)} not verifiable; "
+            f"{read / 2**20:.1f} MiB read in {elapsed:.1f} s."
+        )
+    return exit_code(results)
+
+
+def _count(results: Sequence[Result], outcome: Outcome) -> int:
+    return sum(1 for r in results if r.outcome is outcome)
+
+
+def _as_json(results: Sequence[Result]) -> list[dict[str, object]]:
+    return [
+        {
+            "dataset": r.dataset,
+            "target": r.target,
+            "outcome": r.outcome.value,
+            "detail": r.detail,
+            "paths": r.paths,
+            "read": r.read,
+            "skipped": r.skipped,
+            "differences": [{"path": d.path, "what": d.what} for d in r.differences],
+        }
+        for r in results
+    ]

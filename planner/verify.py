@@ -1,0 +1,116 @@
+"""Verify's commands, and the only writes a verification may make: each is temporary,
+and undone by the command this module pairs it with.
+
+    zfs hold TAG:verify DS@S              zfs release TAG:verify DS@S
+    mktemp -d -t zfs-autobackup-verify.XXXXXX  rmdir DIR
+    mount -t zfs -o ro,nodev,nosuid,noexec DS@S DIR   umount DIR
+    zfs set snapdev=visible VOL           zfs inherit [-S] snapdev VOL | zfs set snapdev=V VOL
+    python3 -c WALK [--sample F --offset O] [--budget S] [--device] PATH   (reads)
+
+`is_temporary` is what the runner of the read-only `verify` mode lets through besides
+reads (executors.runner.ReadOnlyRunner): nothing else that writes runs. Pure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Optional
+
+from planner.commands import Command, Verb, hold, read
+from reconcile import walk
+from reconcile.model import Side
+
+#: the temporary directories' names (mktemp's template, under $TMPDIR or /tmp)
+PREFIX = "zfs-autobackup-verify."
+MOUNT_OPTIONS = "ro,nodev,nosuid,noexec"
+#: the walker's source (reconcile.walk): run as `python3 -c SOURCE`, so that a host needs
+#: no installed copy of this tool
+WALK_SOURCE = Path(walk.__file__).read_text(encoding="utf-8")
+
+
+def hold_snapshot(side: Side, tag: str, name: str, *, release: bool = False) -> Command:
+    return hold(side, tag, [name], release=release)
+
+
+def make_dir(side: Side) -> Command:
+    return Command(side, ("mktemp", "-d", "-t", f"{PREFIX}XXXXXX"), Verb.MOUNT)
+
+
+def remove_dir(side: Side, path: str) -> Command:
+    return Command(side, ("rmdir", path), Verb.MOUNT)
+
+
+def mount(side: Side, snapshot: str, path: str) -> Command:
+    argv = ("mount", "-t", "zfs", "-o", MOUNT_OPTIONS, snapshot, path)
+    return Command(side, argv, Verb.MOUNT, (snapshot.split("@", 1)[0],))
+
+
+def unmount(side: Side, path: str) -> Command:
+    return Command(side, ("umount", path), Verb.MOUNT)
+
+
+def show_devices(side: Side, volume: str) -> Command:
+    """`zfs set snapdev=visible VOL`: its snapshots' devices appear (/dev/zvol/VOL@S)."""
+    return Command(side, ("zfs", "set", "snapdev=visible", volume), Verb.SET, (volume,))
+
+
+def restore_snapdev(side: Side, volume: str, value: str, source: str) -> Command:
+    """Put `snapdev` back as it was: its local value, its received one, or inherited."""
+    if source == "local":
+        argv: tuple[str, ...] = ("zfs", "set", f"snapdev={value}", volume)
+    elif source == "received":
+        argv = ("zfs", "inherit", "-S", "snapdev", volume)
+    else:
+        argv = ("zfs", "inherit", "snapdev", volume)
+    return Command(side, argv, Verb.SET, (volume,))
+
+
+def read_snapdev(side: Side, volume: str) -> Command:
+    """`snapdev`'s value and where it comes from (to put it back as it was)."""
+    return read(side, ("zfs", "get", "-H", "-o", "value,source", "snapdev", volume), volume)
+
+
+def read_keystatus(names: Sequence[str]) -> Command:
+    """Whose key is loaded, of the target's encrypted copies (one command for all)."""
+    argv = ("zfs", "get", "-H", "-o", "name,value", "keystatus", *names)
+    return Command(Side.TARGET, argv, Verb.READ, tuple(names))
+
+
+def walk_command(
+    side: Side,
+    path: str,
+    *,
+    device: bool = False,
+    sample: Optional[float] = None,
+    offset: float = 0.0,
+    budget: Optional[float] = None,
+) -> Command:
+    argv = ["python3", "-c", WALK_SOURCE]
+    if sample is not None:
+        argv += ["--sample", repr(sample), "--offset", repr(offset)]
+    if budget is not None:
+        argv += ["--budget", repr(budget)]
+    if device:
+        argv += ["--device"]
+    return Command(side, (*argv, path), Verb.WALK)
+
+
+def is_temporary(argv: Sequence[str]) -> bool:
+    """One of the writes above (and the walker, which only reads)."""
+    argv = tuple(argv)
+    if argv[:3] == ("python3", "-c", WALK_SOURCE):
+        return True
+    if argv[:2] in (("zfs", "hold"), ("zfs", "release")):
+        return len(argv) == 4 and argv[2].endswith(":verify") and "@" in argv[3]
+    if argv == ("mktemp", "-d", "-t", f"{PREFIX}XXXXXX"):
+        return True
+    if argv[:1] in (("rmdir",), ("umount",)):
+        return len(argv) == 2 and Path(argv[1]).name.startswith(PREFIX)
+    if argv[:5] == ("mount", "-t", "zfs", "-o", MOUNT_OPTIONS):
+        return len(argv) == 7 and "@" in argv[5] and Path(argv[6]).name.startswith(PREFIX)
+    if argv[:2] == ("zfs", "set") and len(argv) == 4:
+        return argv[2].startswith("snapdev=")
+    if argv[:2] == ("zfs", "inherit"):
+        return argv[2:-1] in (("snapdev",), ("-S", "snapdev")) and len(argv) in (4, 5)
+    return False
