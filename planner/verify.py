@@ -24,9 +24,18 @@ from reconcile.model import Side
 #: the temporary directories' names (mktemp's template, under $TMPDIR or /tmp)
 PREFIX = "zfs-autobackup-verify."
 MOUNT_OPTIONS = "ro,nodev,nosuid,noexec"
+
+
+def _program(text: str) -> str:
+    """A module's source without its docstring (the command line shows the rest)."""
+    if text.startswith('"""'):
+        text = text[text.index('"""', 3) + 3 :].lstrip("\n")
+    return text
+
+
 #: the walker's source (reconcile.walk): run as `python3 -c SOURCE`, so that a host needs
 #: no installed copy of this tool
-WALK_SOURCE = Path(walk.__file__).read_text(encoding="utf-8")
+WALK_SOURCE = _program(Path(walk.__file__).read_text(encoding="utf-8"))
 
 
 def hold_snapshot(side: Side, tag: str, name: str, *, release: bool = False) -> Command:
