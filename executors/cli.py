@@ -124,6 +124,7 @@ def _run(mode: Mode, rest: list[str], deps: Deps, control_dir: str, now: float) 
             fmt=args.format,
             prometheus_file=args.prometheus_file,
             together=options.settings.observe_together,
+            verify_max_age=args.verify_max_age,
         )
     if mode is Mode.PLAN:
         return workflow.run_plan(

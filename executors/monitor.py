@@ -37,9 +37,12 @@ from executors.session import (
     observe_and_desire,
 )
 from planner import status as report_of
+from planner import verify as verify_commands
 from planner.actions import CreateSnapshots, Destroy, Send
+from reconcile import verify
 from reconcile.errors import ReconcileError, UsageError, quoted
 from reconcile.job import Job
+from reconcile.model import Side
 
 FORMATS = ("table", "json", "nagios", "prometheus")
 #: seconds a hook may take before it is stopped
@@ -63,17 +66,44 @@ def cant_write(path: str, exc: OSError) -> str:
 
 
 def status_report(
-    job: Job, runner: Runner, now: float, *, warn: float, crit: float, together: bool = True
+    job: Job,
+    runner: Runner,
+    now: float,
+    *,
+    warn: float,
+    crit: float,
+    together: bool = True,
+    verify_max_age: Optional[float] = None,
 ) -> report_of.Report:
-    """Observe and rate; a host that cannot be read makes the report UNKNOWN."""
+    """Observe and rate; a host that cannot be read makes the report UNKNOWN.
+    `verify_max_age`: also read each copy's last verification (one more command)."""
     try:
         quiet = attrs.evolve(job, snapshot=False)
         desired = observe_and_desire(quiet, runner, now, together=together).desired
         if nothing_to_select(desired):  # a typo in the name is not "all is well"
             raise no_selection(job)
+        verified = None
+        if verify_max_age is not None and job.target_path:
+            verified = _verifications(job, runner)
     except ReconcileError as exc:
         return report_of.unknown(job, now, str(exc), warn=warn, crit=crit)
-    return report_of.build_report(job, desired, now, warn=warn, crit=crit)
+    return report_of.build_report(job, desired, now, warn=warn, crit=crit, verified=verified,
+                                  verify_max_age=verify_max_age)  # fmt: skip
+
+
+def _verifications(job: Job, runner: Runner) -> dict[str, report_of.Point]:
+    """Each copy's record of its last full verification (planner.verify)."""
+    assert job.target_path is not None
+    prop = verify.record_property(job.naming.property_name)
+    command = verify_commands.read_records(job.target_path, prop)
+    out = runner.run(job.target, command.argv, label=Side.TARGET.label).stdout
+    found = {}
+    for line in out.splitlines():
+        name, _, value = line.partition("\t")
+        record = verify.parse_record(value)
+        if record is not None:
+            found[name] = report_of.Point(record[1], record[0])
+    return found
 
 
 def render(report: report_of.Report, fmt: str) -> str:
@@ -97,8 +127,10 @@ def run_status(
     fmt: str,
     prometheus_file: Optional[str],
     together: bool = True,
+    verify_max_age: Optional[float] = None,
 ) -> int:
-    report = status_report(job, runner, now, warn=warn, crit=crit, together=together)
+    report = status_report(job, runner, now, warn=warn, crit=crit, together=together,
+                           verify_max_age=verify_max_age)  # fmt: skip
     console.write(console.out, render(report, fmt))
     if prometheus_file:
         try:

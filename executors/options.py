@@ -198,6 +198,13 @@ def _add_status(g: Any) -> None:
         metavar="PATH",
         help="also write the report for node_exporter's textfile collector (atomically)",
     )
+    g.add_argument(
+        "--verify-max-age",
+        metavar="AGE",
+        type=_duration("--verify-max-age"),
+        help="WARNING when a copy's last full verification (zfs-autobackup verify) is older, "
+        "or there is none (e.g. 30d)",
+    )
 
 
 def _add_reporting(g: Any) -> None:

@@ -50,6 +50,8 @@ from reconcile.verify import (
     exit_code,
     locked_why,
     parse_walk,
+    record_property,
+    record_value,
     task,
     verify_tag,
 )
@@ -120,6 +122,8 @@ class _Verifier:
         self.request = request
         self.stop = stop
         self.tag = verify_tag(job.naming.hold_tag)
+        self.record = record_property(job.naming.property_name)
+        self.now = now
         # --sample: the slice of chunks advances once a day, so that coverage accumulates
         self.offset = (int(now // 86400) * (request.sample or 0.0)) % 1.0
 
@@ -144,6 +148,18 @@ class _Verifier:
             f"Left behind on the {command.side}: {result.command} failed: "
             f"{zfs_text.first_line(result.stderr) or result.returncode}"
         )
+
+    def _record(self, item: Task) -> None:
+        """A full verification is recorded on the copy (`status --verify-max-age`)."""
+        value = record_value(self.now, item.snapshots[-1][1])
+        command = commands.record(item.target, self.record, value)
+        result = self.runner.run(self.job.target, command.argv, label=Side.TARGET.label,
+                                 check=False)  # fmt: skip
+        if result.returncode != 0:
+            self.console.error(
+                f"Verified {item.target}, but could not record it: "
+                f"{zfs_text.first_line(result.stderr) or result.returncode}"
+            )
 
     def _prepare(self, undo: contextlib.ExitStack, side: Side, name: str, volume: bool) -> str:
         """Hold the snapshot and make it readable: the path its walk reads."""
@@ -222,6 +238,10 @@ class _Verifier:
             names += f": --budget ran out after {paths} paths (these matched)"
         else:
             outcome = Outcome.VERIFIED
+            if self.request.sample is not None:
+                names += f" (a sample of {self.request.sample:.0%}: not recorded)"
+            else:
+                self._record(item)
         return Result(item.source, item.target, outcome, names, tuple(found), paths, read,
                       skipped)  # fmt: skip
 

@@ -37,6 +37,7 @@ from reconcile.desire import Desired, PairDesire
 from reconcile.job import Job
 from reconcile.model import Dataset, Snapshot
 from reconcile.schedule import age_words
+from reconcile.verify import verify_tag
 
 #: docs/status-format.md
 FORMAT_VERSION = 1
@@ -76,6 +77,9 @@ class Row:
     target_snapshots: int
     #: a target dataset whose source is gone or no longer selected
     missing_source: bool = False
+    #: its last full verification (`verify`), as recorded on the copy; read only with
+    #: --verify-max-age
+    verified: Optional[Point] = None
 
 
 @attrs.frozen
@@ -178,6 +182,33 @@ def _row(pair: PairDesire, seen: _Seen, now: float, warn: float, crit: float) ->
     )  # fmt: skip
 
 
+def _verification(
+    job: Job,
+    pair: PairDesire,
+    row: Row,
+    now: float,
+    verified: Optional[dict[str, Point]],
+    max_age: Optional[float],
+) -> Row:
+    """A verification's holds left on the pair's snapshots (one running now, or killed:
+    said, the state unchanged); with --verify-max-age, the age of the last one."""
+    tag = verify_tag(job.naming.hold_tag)
+    held = [s.full_name for ds in (pair.source, pair.target) if ds is not None
+            for s in ds.snapshots if tag in s.holds]  # fmt: skip
+    reasons, state = list(row.reasons), row.state
+    if held:
+        reasons.append(f"held by verify (running, or left behind): {', '.join(held)}")
+    point = (verified or {}).get(pair.target_name)
+    if max_age is not None:
+        if point is None:
+            state = max(state, State.WARNING)
+            reasons.append("never verified")
+        elif now - point.time > max_age:
+            state = max(state, State.WARNING)
+            reasons.append(f"last verified {age_words(now - point.time)} ago")
+    return attrs.evolve(row, state=state, reasons=tuple(reasons), verified=point)
+
+
 def _observed(job: Job, pair: PairDesire) -> _Seen:
     ds, tds = pair.source, pair.target
     common = None
@@ -238,9 +269,12 @@ def build_report(
     warn: float = DEFAULT_WARN,
     crit: float = DEFAULT_CRIT,
     done: Optional[set[str]] = None,
+    verified: Optional[dict[str, Point]] = None,
+    verify_max_age: Optional[float] = None,
 ) -> Report:
     """The report of what was observed; `done`: the datasets a run just backed up
-    without failing (rated as the run left them)."""
+    without failing (rated as the run left them). `verified`: each copy's last full
+    verification (read with `verify_max_age`: WARNING when it is older, or none)."""
     target_desc = job.target.describe() + (f": {job.target_path}" if job.target_path else "")
     rows = []
     for pair in desired.pairs:
@@ -250,7 +284,9 @@ def build_report(
         if job.target_path is None:
             rows.append(_snapshot_only_row(job, pair, seen.newest, now, warn, crit))
         else:
-            rows.append(_row(pair, seen, now, warn, crit))
+            row = _row(pair, seen, now, warn, crit)
+            row = _verification(job, pair, row, now, verified, verify_max_age)
+            rows.append(row)
     for missing in desired.missing:
         tds = missing.target
         ours = _newest_ours(job, tds)
@@ -360,6 +396,7 @@ def to_json(report: Report) -> str:
                 "source_snapshots": r.source_snapshots,
                 "target_snapshots": r.target_snapshots,
                 "missing_source": r.missing_source,
+                "verified": _point_json(r.verified),
             }
             for r in report.rows
         ],

@@ -7,8 +7,12 @@ and undone by the command this module pairs it with.
     zfs set snapdev=visible VOL           zfs inherit [-S] snapdev VOL | zfs set snapdev=V VOL
     python3 -c WALK [--sample F --offset O] [--budget S] [--device] PATH   (reads)
 
+and one that stays: the record of a full verification, a user property on the copy
+
+    zfs set autobackup:NAME:verified="SECONDS @SNAPSHOT" COPY
+
 `is_temporary` is what the runner of the read-only `verify` mode lets through besides
-reads (executors.runner.ReadOnlyRunner): nothing else that writes runs. Pure.
+reads (executors.runner.ReadOnlyRunner): these, and nothing else that writes. Pure.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Optional
 from planner.commands import Command, Verb, hold, read
 from reconcile import walk
 from reconcile.model import Side
+from reconcile.verify import parse_record
 
 #: the temporary directories' names (mktemp's template, under $TMPDIR or /tmp)
 PREFIX = "zfs-autobackup-verify."
@@ -86,6 +91,17 @@ def read_keystatus(names: Sequence[str]) -> Command:
     return Command(Side.TARGET, argv, Verb.READ, tuple(names))
 
 
+def record(copy: str, prop: str, value: str) -> Command:
+    """`zfs set PROP=VALUE COPY`: when its newest verification was (reconcile.verify)."""
+    return Command(Side.TARGET, ("zfs", "set", f"{prop}={value}", copy), Verb.SET, (copy,))
+
+
+def read_records(target_path: str, prop: str) -> Command:
+    """Every copy's record under the target path (one command: `status --verify-max-age`)."""
+    argv = ("zfs", "get", "-H", "-p", "-o", "name,value", "-s", "local", "-r", prop, target_path)
+    return read(Side.TARGET, argv, target_path)
+
+
 def walk_command(
     side: Side,
     path: str,
@@ -119,7 +135,10 @@ def is_temporary(argv: Sequence[str]) -> bool:
     if argv[:5] == ("mount", "-t", "zfs", "-o", MOUNT_OPTIONS):
         return len(argv) == 7 and "@" in argv[5] and Path(argv[6]).name.startswith(PREFIX)
     if argv[:2] == ("zfs", "set") and len(argv) == 4:
-        return argv[2].startswith("snapdev=")
+        name, _, value = argv[2].partition("=")
+        if name.endswith(":verified"):
+            return parse_record(value) is not None
+        return name == "snapdev"
     if argv[:2] == ("zfs", "inherit"):
         return argv[2:-1] in (("snapdev",), ("-S", "snapdev")) and len(argv) in (4, 5)
     return False

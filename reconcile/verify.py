@@ -52,6 +52,25 @@ class VerifyRequest:
     parallel: int = 1
 
 
+def record_property(property_name: str) -> str:
+    """The user property on a target copy that records its last full verification:
+    `autobackup:NAME:verified` = "SECONDS @SNAPSHOT" (on the copy itself, so that a later
+    `status`, from any machine, reads it with the backup's own state)."""
+    return f"{property_name}:verified"
+
+
+def record_value(now: float, snapshot: str) -> str:
+    return f"{int(now)} @{snapshot}"
+
+
+def parse_record(value: str) -> Optional[tuple[float, str]]:
+    """(time, snapshot) of a record; None when it is not one (set by hand, damaged)."""
+    seconds, _, snapshot = value.partition(" @")
+    if not seconds.isdigit() or not snapshot:
+        return None
+    return float(seconds), snapshot
+
+
 def verify_tag(hold_tag: str) -> str:
     """The hold tag of a verification: the backup's own, marked (a backup run keeps a
     snapshot someone else holds, and never releases this tag)."""

@@ -253,6 +253,17 @@ class FakeZfs:
             return handler(args, stream)  # type: ignore[no-any-return]
         return handler(args)  # type: ignore[no-any-return]
 
+    def _zfs_set(self, args: list[str]) -> Output:
+        """`zfs set P=V DS`: one property of one dataset (what the tool sends)."""
+        (assignment, name) = args
+        prop, _, value = assignment.partition("=")
+        if name not in self.datasets:
+            raise FakeError(f"cannot open '{name}': dataset does not exist")
+        if ":" not in prop:
+            raise FakeError(f"fake zfs: set of a native property {prop}", 2)
+        self.datasets[name].local_props[prop] = value
+        return Output()
+
     def _zfs_get(self, args: list[str]) -> Output:
         if args[args.index("-o") + 1] == "value":  # zfs get -H -p -o value PROP DATASET...
             prop, names = args[args.index("-o") + 2], args[args.index("-o") + 3 :]

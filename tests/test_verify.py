@@ -486,3 +486,52 @@ def test_a_different_snapshot_is_found(
     assert code == 1, out
     assert "DIFFERENT" in out and "sub/a: only on source" in out, out
     assert mounts.mounts == {} and mounts.made == [] and _holds(zfs) == []
+
+
+def test_a_full_verification_is_recorded_for_status(
+    backed_up: tuple[FakeZfs, Mounts], capsys: pytest.CaptureFixture[str]
+) -> None:
+    zfs, mounts = backed_up
+
+    def status(now: float, *args: str) -> tuple[int, dict[str, object]]:
+        deps = fakecli.deps(mounts.fake, now=now)
+        code = cli.main(["status", "bak", "dst", "--format", "json", *args], deps)
+        return code, json.loads(capsys.readouterr().out)
+
+    day = 86400
+    code, report = status(fakecli.START + 7200, "--verify-max-age", "7d")
+    assert code == 1
+    assert all("never verified" in r["reasons"] for r in report["datasets"])  # type: ignore[union-attr, index]
+    # a sampled verification is no verification: not recorded
+    assert _verify(mounts, "--sample", "0.5", capsys=capsys)[0] == 0
+    assert "autobackup:bak:verified" not in zfs.datasets["dst/src/data"].local_props
+    assert _verify(mounts, capsys=capsys)[0] == 0
+    (snap,) = zfs.datasets["dst/src/data"].snaps
+    record = zfs.datasets["dst/src/data"].local_props["autobackup:bak:verified"]
+    assert record == f"{fakecli.START + 7200} @{snap.name}"
+    # read by status only when asked (one more command), and rated
+    code, report = status(
+        fakecli.START + 7200 + day, "--verify-max-age", "7d", "--warn", "30d", "--crit", "60d"
+    )
+    assert code == 0, report
+    rows = report["datasets"]
+    assert {r["verified"]["snapshot"] for r in rows} == {snap.name}  # type: ignore[union-attr, index]
+    code, report = status(
+        fakecli.START + 7200 + 8 * day, "--verify-max-age", "7d", "--warn", "30d", "--crit", "60d"
+    )
+    assert code == 1
+    assert all("last verified 8d 0h ago" in r["reasons"] for r in report["datasets"])  # type: ignore[union-attr, index]
+    code, report = status(fakecli.START + 7200 + 8 * day, "--warn", "30d", "--crit", "60d")
+    assert code == 0 and all(r["verified"] is None for r in report["datasets"])  # type: ignore[union-attr, index]
+
+
+def test_status_says_where_a_verification_holds_a_snapshot(
+    backed_up: tuple[FakeZfs, Mounts], capsys: pytest.CaptureFixture[str]
+) -> None:
+    zfs, mounts = backed_up
+    (snap,) = zfs.datasets["dst/src/data"].snaps
+    snap.holds.append("zfs_autobackup:bak:verify")  # (a verification killed with SIGKILL)
+    deps = fakecli.deps(mounts.fake, now=fakecli.START + 7200)
+    assert cli.main(["status", "bak", "dst"], deps) == 0
+    out = capsys.readouterr().out
+    assert f"held by verify (running, or left behind): dst/src/data@{snap.name}" in out, out

@@ -7,7 +7,8 @@
 5. the files equal the backup's (checksums), the properties are the source's, not the
    target's overrides, and the selection property is set here again;
 6. the next backup is incremental: the target's snapshots keep their guids, the new
-   one arrives, nothing is sent in full.
+   one arrives, nothing is sent in full;
+7. `verify`: the restored datasets hold the backup's data.
 """
 
 from __future__ import annotations
@@ -122,6 +123,10 @@ def test_the_drill(zfs_bed: ZfsBed, pools: Pools, mode: str) -> None:
         assert zfs_bed.guids(ds)[:1] == guids[ds]
         assert zfs_bed.snapshots(ds) == [snapname(1), snapname(2)], (ds, nxt.stdout)
     assert zfs_bed.checksum(f"{copy}@{snapname(2)}") == zfs_bed.checksum(f"{s}/data")
+    # the drill ends with verify (docs/restore.md): the restored datasets and their backup
+    ver = zfs_bed.tool("verify", *MODES[mode], "rst", target)
+    assert ver.returncode == 0, ver.stdout + ver.stderr
+    assert "3 verified, 0 DIFFERENT, 0 not verifiable" in ver.stdout, ver.stdout
     if mode == "local":  # (CI: on the same set-up, to save a second one)
         _beside_the_live_dataset_and_force(zfs_bed, pools, target)
 
