@@ -52,6 +52,7 @@ from reconcile.verify import (
     parse_walk,
     record_property,
     record_value,
+    sample_slices,
     task,
     verify_tag,
 )
@@ -125,7 +126,9 @@ class _Verifier:
         self.record = record_property(job.naming.property_name)
         self.now = now
         # --sample: the slice of chunks advances once a day, so that coverage accumulates
-        self.offset = (int(now // 86400) * (request.sample or 0.0)) % 1.0
+        self.sample = None if request.sample is None else sample_slices(request.sample, now)
+        #: --budget: when every walk stops (set when the verifying starts)
+        self.deadline: Optional[float] = None
 
     def host(self, side: Side) -> Host:
         return self.job.source if side is Side.SOURCE else self.job.target
@@ -135,14 +138,16 @@ class _Verifier:
         return self.runner.run(self.host(command.side), command.argv,
                                label=command.side.label).stdout  # fmt: skip
 
-    def undo(self, command: Command, tries: int = 1) -> None:
-        """Run an undoing command (also after a signal); say so when it fails."""
-        for attempt in range(tries):
-            result = self.runner.run(self.host(command.side), command.argv,
-                                     label=command.side.label, check=False)  # fmt: skip
+    def undo(self, command: Command, tries: int = 1, last: Optional[Command] = None) -> None:
+        """Run an undoing command (also after a signal), `tries` times a second apart,
+        then `last`; say so when it fails."""
+        attempts = [command] * tries + ([last] if last is not None else [])
+        for attempt, each in enumerate(attempts):
+            result = self.runner.run(self.host(each.side), each.argv, label=each.side.label,
+                                     check=False)  # fmt: skip
             if result.returncode == 0:
                 return
-            if attempt + 1 < tries:
+            if attempt + 1 < len(attempts):
                 time.sleep(1)
         self.console.error(
             f"Left behind on the {command.side}: {result.command} failed: "
@@ -161,34 +166,46 @@ class _Verifier:
                 f"{zfs_text.first_line(result.stderr) or result.returncode}"
             )
 
+    def _change(self, undo: contextlib.ExitStack, command: Command, undoing: Command,
+                *, tries: int = 1, last: Optional[Command] = None) -> str:  # fmt: skip
+        """Run a temporary change and register its undoing. A change that may have taken
+        effect though its command did not say so (a signal stopped it, its ssh link was
+        cut) is undone at once (the undoing of nothing fails quietly); one that zfs
+        refused is not: a hold refused is another verification's, which stays."""
+        try:
+            out = self.run(command)
+        except (Cancelled, errors.SshError):
+            self.runner.run(self.host(undoing.side), undoing.argv, label=undoing.side.label,
+                            check=False)  # fmt: skip
+            raise
+        undo.callback(self.undo, undoing, tries, last)
+        return out
+
     def _prepare(self, undo: contextlib.ExitStack, side: Side, name: str, volume: bool) -> str:
         """Hold the snapshot and make it readable: the path its walk reads."""
-        self.run(commands.hold_snapshot(side, self.tag, name))
-        undo.callback(self.undo, commands.hold_snapshot(side, self.tag, name, release=True))
+        release = commands.hold_snapshot(side, self.tag, name, release=True)
+        self._change(undo, commands.hold_snapshot(side, self.tag, name), release)
         dataset = name.split("@", 1)[0]
         if volume:
             out = self.run(commands.read_snapdev(side, dataset))
             value, _, source = out.strip().partition("\t")
             if value != "visible":
-                self.run(commands.show_devices(side, dataset))
-                undo.callback(self.undo, commands.restore_snapdev(side, dataset, value, source))
+                back = commands.restore_snapdev(side, dataset, value, source)
+                self._change(undo, commands.show_devices(side, dataset), back)
             return f"/dev/zvol/{name}"
         path = self.run(commands.make_dir(side)).strip()
         undo.callback(self.undo, commands.remove_dir(side, path))
-        self.run(commands.mount(side, name, path))
-        undo.callback(self.undo, commands.unmount(side, path), _UNMOUNT_TRIES)
+        lazy = commands.unmount(side, path, lazy=True)
+        self._change(undo, commands.mount(side, name, path), commands.unmount(side, path),
+                     tries=_UNMOUNT_TRIES, last=lazy)  # fmt: skip
         return path
 
     def _walk(self, side: Side, path: str, volume: bool) -> Walked:
         self.stop.check()
-        command = commands.walk_command(
-            side, path, device=volume, sample=self.request.sample, offset=self.offset,
-            budget=self.request.budget,
-        )  # fmt: skip
-        argv = command.argv
-        if volume:
-            argv = (*argv[:-1], "--wait", "30", argv[-1])
-        stage = Stage(self.host(side), argv, side.label)
+        left = None if self.deadline is None else max(0.0, self.deadline - time.time())
+        command = commands.walk_command(side, path, device=volume, sample=self.sample,
+                                        budget=left)  # fmt: skip
+        stage = Stage(self.host(side), command.argv, side.label)
         result = self.runner.pipeline([stage], check=False, watch=self.stop)
         self.stop.check()
         if not result.ok:
@@ -238,8 +255,9 @@ class _Verifier:
             names += f": --budget ran out after {paths} paths (these matched)"
         else:
             outcome = Outcome.VERIFIED
-            if self.request.sample is not None:
-                names += f" (a sample of {self.request.sample:.0%}: not recorded)"
+            if self.sample is not None:
+                part = f"slice {self.sample[1] + 1} of {self.sample[0]}"
+                names += f" (a sample, {part}: not recorded)"
             else:
                 self._record(item)
         return Result(item.source, item.target, outcome, names, tuple(found), paths, read,
@@ -294,6 +312,8 @@ def run_verify(
         if not tasks:
             raise errors.UsageError(f"No datasets are selected by {job.naming.property_name}")
         started = clock()
+        if request.budget is not None:
+            verifier.deadline = time.time() + request.budget
         with ThreadPoolExecutor(max(1, request.parallel), "verify") as pool:
             futures = [pool.submit(verifier.verify, t) for t in tasks]
             results: list[Result] = []
@@ -303,6 +323,10 @@ def run_verify(
                     results.append(future.result())
                 except Cancelled:
                     cancelled = True
+                except BaseException:
+                    # (an error of ours: the other datasets stop, undo, then it is raised)
+                    stop.signal(0, None)
+                    raise
         if cancelled or stop.event.is_set():
             console.error("Aborted: verification stopped (what it held, mounted or set is undone)")
             return 3

@@ -5,7 +5,7 @@ and undone by the command this module pairs it with.
     mktemp -d -t zfs-autobackup-verify.XXXXXX  rmdir DIR
     mount -t zfs -o ro,nodev,nosuid,noexec DS@S DIR   umount DIR
     zfs set snapdev=visible VOL           zfs inherit [-S] snapdev VOL | zfs set snapdev=V VOL
-    python3 -c WALK [--sample F --offset O] [--budget S] [--device] PATH   (reads)
+    python3 -c WALK [--sample N --slice K] [--budget S] [--device --wait S] PATH   (reads)
 
 and one that stays: the record of a full verification, a user property on the copy
 
@@ -17,6 +17,7 @@ reads (executors.runner.ReadOnlyRunner): these, and nothing else that writes. Pu
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional
@@ -60,8 +61,9 @@ def mount(side: Side, snapshot: str, path: str) -> Command:
     return Command(side, argv, Verb.MOUNT, (snapshot.split("@", 1)[0],))
 
 
-def unmount(side: Side, path: str) -> Command:
-    return Command(side, ("umount", path), Verb.MOUNT)
+def unmount(side: Side, path: str, *, lazy: bool = False) -> Command:
+    """`umount DIR` (`-l`: the last try, when a walk that was stopped still reads it)."""
+    return Command(side, ("umount", *(["-l"] if lazy else []), path), Verb.MOUNT)
 
 
 def show_devices(side: Side, volume: str) -> Command:
@@ -107,38 +109,53 @@ def walk_command(
     path: str,
     *,
     device: bool = False,
-    sample: Optional[float] = None,
-    offset: float = 0.0,
+    sample: Optional[tuple[int, int]] = None,
     budget: Optional[float] = None,
 ) -> Command:
     argv = ["python3", "-c", WALK_SOURCE]
     if sample is not None:
-        argv += ["--sample", repr(sample), "--offset", repr(offset)]
+        argv += ["--sample", str(sample[0]), "--slice", str(sample[1])]
     if budget is not None:
-        argv += ["--budget", repr(budget)]
+        argv += ["--budget", f"{budget:.1f}"]
     if device:
-        argv += ["--device"]
+        # (its snapshot device appears when udev has made it)
+        argv += ["--device", "--wait", "30"]
     return Command(side, (*argv, path), Verb.WALK)
 
 
+#: a directory `make_dir` made: mktemp's name, six letters or digits, anywhere
+_TEMP_DIR = re.compile(rf"/(?:[^/\0]+/)*{re.escape(PREFIX)}[A-Za-z0-9]{{6}}")
+
+
+def _temp_dir(path: str) -> bool:
+    return _TEMP_DIR.fullmatch(path) is not None
+
+
+def _named(arg: str, mark: str) -> bool:
+    """A dataset's snapshot (`@`) or a dataset below a pool (`/`), never an option."""
+    return mark in arg and not arg.startswith("-")
+
+
 def is_temporary(argv: Sequence[str]) -> bool:
-    """One of the writes above (and the walker, which only reads)."""
+    """One of the writes above (and the walker, which only reads), and nothing more: a
+    verify tag, a directory of mktemp's making, snapdev only visible or hidden, the
+    record only as `record_value` writes it."""
     argv = tuple(argv)
     if argv[:3] == ("python3", "-c", WALK_SOURCE):
         return True
     if argv[:2] in (("zfs", "hold"), ("zfs", "release")):
-        return len(argv) == 4 and argv[2].endswith(":verify") and "@" in argv[3]
+        return len(argv) == 4 and argv[2].endswith(":verify") and _named(argv[3], "@")
     if argv == ("mktemp", "-d", "-t", f"{PREFIX}XXXXXX"):
         return True
-    if argv[:1] in (("rmdir",), ("umount",)):
-        return len(argv) == 2 and Path(argv[1]).name.startswith(PREFIX)
+    if argv[:1] in (("rmdir",), ("umount",)) or argv[:2] == ("umount", "-l"):
+        return len(argv) in (2, 3) and argv[-2] in ("rmdir", "umount", "-l") and _temp_dir(argv[-1])
     if argv[:5] == ("mount", "-t", "zfs", "-o", MOUNT_OPTIONS):
-        return len(argv) == 7 and "@" in argv[5] and Path(argv[6]).name.startswith(PREFIX)
-    if argv[:2] == ("zfs", "set") and len(argv) == 4:
+        return len(argv) == 7 and _named(argv[5], "@") and _temp_dir(argv[6])
+    if argv[:2] == ("zfs", "set") and len(argv) == 4 and _named(argv[3], "/"):
         name, _, value = argv[2].partition("=")
         if name.endswith(":verified"):
             return parse_record(value) is not None
-        return name == "snapdev"
-    if argv[:2] == ("zfs", "inherit"):
-        return argv[2:-1] in (("snapdev",), ("-S", "snapdev")) and len(argv) in (4, 5)
+        return name == "snapdev" and value in ("visible", "hidden")
+    if argv[:2] == ("zfs", "inherit") and _named(argv[-1], "/"):
+        return argv[2:-1] in (("snapdev",), ("-S", "snapdev"))
     return False

@@ -47,7 +47,7 @@ class VerifyRequest:
     all_common: bool = False
     #: --sample: the fraction of each file's chunks that is read (None: all)
     sample: Optional[float] = None
-    #: --budget: seconds; each walk stops cleanly when they are up
+    #: --budget: seconds for the whole run; the walks stop cleanly when they are up
     budget: Optional[float] = None
     parallel: int = 1
 
@@ -158,19 +158,32 @@ class Walked:
     """One side's walk: path -> its record; what was read; where a budget stopped it."""
 
     entries: Mapping[str, tuple[Any, ...]]
-    #: the walk order key of every path (a list of its parts)
-    order: Mapping[str, tuple[str, ...]]
+    #: the walk order key of every path (its parts, as bytes: the walker's order)
+    order: Mapping[str, tuple[bytes, ...]]
     read: int = 0
     skipped: int = 0
     files: int = 0
     #: the key where --budget stopped the walk (None: it walked everything)
-    stopped: Optional[tuple[str, ...]] = None
+    stopped: Optional[tuple[bytes, ...]] = None
+
+
+def _key(parts: Iterable[str]) -> tuple[bytes, ...]:
+    return tuple(p.encode("utf-8", "surrogateescape") for p in parts)
+
+
+def sample_slices(fraction: float, now: float) -> tuple[int, int]:
+    """--sample FRACTION as the walker's (N, K): the chunks fall in N slices of about
+    FRACTION each, and the slice read is the day's (days since the epoch, modulo N).
+    Runs on N consecutive days read every chunk once; runs every D days do when D and N
+    have no common divisor (weekly runs: not with N = 7)."""
+    buckets = max(1, round(1 / fraction))
+    return buckets, int(now // 86400) % buckets
 
 
 def parse_walk(text: str) -> Walked:
     """A walk's output as values (ValueError when it is not a walk's output)."""
     entries: dict[str, tuple[Any, ...]] = {}
-    order: dict[str, tuple[str, ...]] = {}
+    order: dict[str, tuple[bytes, ...]] = {}
     end: Optional[Mapping[str, Any]] = None
     for line in text.splitlines():
         value = json.loads(line)
@@ -181,7 +194,7 @@ def parse_walk(text: str) -> Walked:
             raise ValueError(f"not a walk's line: {line[:80]}")
         path = value[0]
         entries[path] = tuple(value[1:])
-        order[path] = () if path == "." else tuple(path.split("/"))
+        order[path] = () if path == "." else _key(path.split("/"))
     if end is None:
         raise ValueError("the walk did not finish (no end line)")
     stopped = end.get("stopped")
@@ -191,7 +204,7 @@ def parse_walk(text: str) -> Walked:
         read=int(end["read"]),
         skipped=int(end["skipped"]),
         files=int(end["files"]),
-        stopped=None if stopped is None else tuple(stopped),
+        stopped=None if stopped is None else _key(stopped),
     )
 
 
@@ -211,7 +224,7 @@ class Compared:
     complete: bool = True
 
 
-def _covered(key: tuple[str, ...], stop: Optional[tuple[str, ...]]) -> bool:
+def _covered(key: tuple[bytes, ...], stop: Optional[tuple[bytes, ...]]) -> bool:
     return stop is None or key < stop
 
 

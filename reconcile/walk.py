@@ -2,8 +2,8 @@
 reads a volume's snapshot device) and prints one line per path with what is compared,
 so that only digests cross the wire, never file contents.
 
-    python3 -c WALK_SOURCE [--sample FRACTION --offset O] [--budget SECONDS] ROOT
-    python3 -c WALK_SOURCE --device [--sample ...] [--wait SECONDS] DEVICE
+    python3 -c WALK_SOURCE [--sample N --slice K] [--budget SECONDS] ROOT
+    python3 -c WALK_SOURCE --device [--sample ...] [--budget ...] [--wait SECONDS] DEVICE
 
 Standard library only, any python3 from 3.7 (the host needs nothing else); it reads,
 never writes. Each line is a JSON array:
@@ -11,21 +11,25 @@ never writes. Each line is a JSON array:
     [path, kind, mode, uid, gid, size, mtime_ns, link, xattrs, digest, error]
 
 - `path`: relative to ROOT ("." is ROOT itself); depth first, each directory's entries
-  in byte order, so both sides print the same paths in the same order;
+  in byte order, so both sides print the same paths in the same order. The walk moves
+  from directory to directory (fchdir) and opens only names: no path is too long;
 - `kind`: f file, d directory, l symlink, c/b device, p fifo, s socket; `size` is None
   for a directory (its size on ZFS is its count of entries, compared by the paths);
-- `link`: a symlink's target, a device's numbers;
+- `link`: a symlink's target, a device's numbers; a file with other hard links:
+  "=PATH", the first of them walked;
 - `xattrs`: SHA-256 of the sorted names and values (None: not supported here);
 - `digest`: of a file's contents, in 1 MiB chunks: the SHA-256 of the chunks'
   SHA-256s. A chunk that lies in a hole (SEEK_DATA/SEEK_HOLE) is known to be zeros and
   is not read, yet hashes as zeros do: the digest is the same however the zeros are
-  stored (a hole on one side, written zeros on the other). With --sample, only the
-  chunks whose (path, index) hash, a number in [0, 1), lies in [O, O + FRACTION)
-  (modulo 1): both sides pick the same chunks, and the next O covers the next slice;
-- `error`: a path that could not be read (an I/O error is a finding, never a match).
+  stored (a hole on one side, written zeros on the other). With --sample N --slice K,
+  only the chunks whose (path, index) hash is K modulo N: both sides pick the same
+  chunks, and slices 0 to N-1 cover every chunk once;
+- `error`: a path that could not be read (an I/O error, a read shorter than the size:
+  a finding, never a match).
 
 The last line is {"end": {...}}: what was read and skipped, and with --budget the path
-where the time ran out ("stopped": the walk order key, a list of path parts).
+where the time ran out, unread ("stopped": the walk order key, a list of path parts;
+the budget is looked at before each path and each chunk).
 """
 
 from __future__ import annotations
@@ -50,23 +54,28 @@ def _zero_digest(length: int) -> bytes:
     return digest
 
 
+class Late(Exception):
+    """--budget ran out."""
+
+
 class Walk:
-    def __init__(self, fraction: float, offset: float, deadline: Optional[float]) -> None:
-        self.fraction = fraction
-        self.offset = offset
+    def __init__(self, buckets: int, slice_: int, deadline: Optional[float]) -> None:
+        self.buckets = buckets
+        self.slice = slice_ % max(buckets, 1)
         self.deadline = deadline
         self.read = 0
         self.skipped = 0
         self.files = 0
         self.buffer = bytearray(CHUNK)
+        #: (device, inode) -> the first path of a file with hard links
+        self.links: dict[tuple[int, int], str] = {}
 
     def sampled(self, path: str, index: int) -> bool:
-        if self.fraction >= 1.0:
+        if self.buckets <= 1:
             return True
         key = f"{path}\0{index}"
         hashed = hashlib.sha256(key.encode("utf-8", "surrogateescape")).digest()
-        position = int.from_bytes(hashed[:8], "big") / 2**64
-        return (position - self.offset) % 1.0 < self.fraction
+        return int.from_bytes(hashed[:8], "big") % self.buckets == self.slice
 
     def chunk(self, fd: int, offset: int, length: int) -> bytes:
         view = memoryview(self.buffer)[:length]
@@ -78,6 +87,8 @@ class Walk:
             view[done : done + len(data)] = data
             done += len(data)
         self.read += done
+        if done < length:
+            raise OSError(errno.EIO, f"read {done} of {length} bytes at {offset}: short")
         return hashlib.sha256(view[:done]).digest()
 
     def contents(self, fd: int, size: int, path: str, holes: bool = True) -> str:
@@ -97,7 +108,7 @@ class Walk:
                     else:
                         data = size
             # the chunks wholly before the next data are zeros
-            while index < chunks and (index + 1) * CHUNK <= data:
+            while index < chunks and min((index + 1) * CHUNK, size) <= data:
                 length = min(CHUNK, size - index * CHUNK)
                 if self.sampled(path, index):
                     whole.update(_zero_digest(length))
@@ -115,6 +126,8 @@ class Walk:
             while index <= last:
                 start = index * CHUNK
                 length = min(CHUNK, size - start)
+                if self.late():
+                    raise Late()
                 if self.sampled(path, index):
                     whole.update(self.chunk(fd, start, length))
                 index += 1
@@ -168,7 +181,8 @@ def _error(exc: OSError) -> str:
 
 
 def _entry(walk: Walk, full: str, rel: str) -> tuple[list[Any], str]:
-    """The record of one path (and its error, if it could not be read)."""
+    """The record of one path, a name in the current directory (and its error, if it
+    could not be read). Raises Late when the budget ran out in its contents."""
     st = os.lstat(full)
     kind = _kind(st.st_mode)
     record: list[Any] = [
@@ -191,6 +205,9 @@ def _entry(walk: Walk, full: str, rel: str) -> tuple[list[Any], str]:
         elif kind in "cb":
             record[7] = f"{os.major(st.st_rdev)},{os.minor(st.st_rdev)}"
         elif kind == "f":
+            if st.st_nlink > 1:
+                first = walk.links.setdefault((st.st_dev, st.st_ino), rel)
+                record[7] = None if first == rel else "=" + first
             walk.files += 1
             fd = os.open(full, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
             try:
@@ -203,43 +220,58 @@ def _entry(walk: Walk, full: str, rel: str) -> tuple[list[Any], str]:
 
 
 def walk_tree(walk: Walk, root: str, out: IO[str]) -> Optional[list[str]]:
-    """Depth first, entries in byte order; returns the key where the budget ran out."""
-    stack: list[tuple[str, str, list[str]]] = [(root, ".", [])]
+    """Depth first, entries in byte order, from directory to directory (only names are
+    opened: no path is too long); returns the key where the budget ran out."""
+    os.chdir(root)
+    # ("visit", name, path, key) or ("up", ...): back to the parent directory
+    stack: list[tuple[str, str, str, list[str]]] = [("visit", ".", ".", [])]
     while stack:
-        full, rel, key = stack.pop()
-        if walk.late():
-            return key
+        what, name, rel, key = stack.pop()
+        if what == "up":
+            os.chdir("..")
+            continue
         try:
-            record, kind = _entry(walk, full, rel)
+            if walk.late():
+                raise Late()
+            record, kind = _entry(walk, name, rel)
+        except Late:
+            return key
         except OSError as exc:
             _emit(out, [rel, "?", None, None, None, None, None, None, None, None, _error(exc)])
             continue
-        if kind == "d":
+        if kind != "d":
+            _emit(out, record)
+            continue
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_NOFOLLOW", 0))
             try:
-                names = sorted(os.listdir(os.fsencode(full)))
-            except OSError as exc:
-                record[10] = _error(exc)
-                names = []
+                names = sorted(os.listdir(fd), key=os.fsencode)
+                os.fchdir(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            record[10] = _error(exc)
             _emit(out, record)
-            for name in reversed(names):
-                text = os.fsdecode(name)
-                child = text if rel == "." else rel + "/" + text
-                stack.append((os.path.join(full, text), child, [*key, text]))
-        else:
-            _emit(out, record)
+            continue
+        _emit(out, record)
+        if rel != ".":
+            stack.append(("up", "", "", []))
+        for child in reversed(names):
+            path = child if rel == "." else rel + "/" + child
+            stack.append(("visit", child, path, [*key, child]))
     return None
 
 
 def main(argv: list[str]) -> int:
-    fraction, offset, device = 1.0, 0.0, False
+    buckets, slice_, device = 1, 0, False
     budget: Optional[float] = None
     args = list(argv)
     while args and args[0].startswith("--"):
         option = args.pop(0)
         if option == "--sample":
-            fraction = float(args.pop(0))
-        elif option == "--offset":
-            offset = float(args.pop(0))
+            buckets = int(args.pop(0))
+        elif option == "--slice":
+            slice_ = int(args.pop(0))
         elif option == "--budget":
             budget = float(args.pop(0))
         elif option == "--device":
@@ -255,7 +287,7 @@ def main(argv: list[str]) -> int:
     if len(args) != 1:
         sys.stderr.write("walk: one ROOT or DEVICE\n")
         return 2
-    walk = Walk(fraction, offset, None if budget is None else time.time() + budget)
+    walk = Walk(buckets, slice_, None if budget is None else time.time() + budget)
     out = sys.stdout
     stopped: Optional[list[str]] = None
     if device:
@@ -265,25 +297,19 @@ def main(argv: list[str]) -> int:
             record: list[Any] = [".", "v", None, None, None, size, None, None, None, None, None]
             try:
                 record[9] = walk.contents(fd, size, ".", holes=False)
+                _emit(out, record)
+            except Late:
+                stopped = []
             except OSError as exc:
                 record[10] = _error(exc)
-            _emit(out, record)
+                _emit(out, record)
         finally:
             os.close(fd)
     else:
         stopped = walk_tree(walk, args[0], out)
-    _emit(
-        out,
-        {
-            "end": {
-                "files": walk.files,
-                "read": walk.read,
-                "skipped": walk.skipped,
-                "stopped": stopped,
-                "sample": fraction,
-            }
-        },
-    )
+    end = {"files": walk.files, "read": walk.read, "skipped": walk.skipped,
+           "stopped": stopped, "sample": buckets}  # fmt: skip
+    _emit(out, {"end": end})
     out.flush()
     return 0
 

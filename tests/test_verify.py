@@ -163,16 +163,16 @@ def test_a_sample_is_the_same_on_both_sides_and_the_slices_cover_every_chunk(
     (source / "big").write_bytes(os.urandom(16 * MIB))
     target = copy_of(source, tmp_path / "b")
     chosen = []
-    for day in range(4):
-        offset = repr((day * 0.25) % 1.0)
-        a, b = (
-            walk(source, "--sample", "0.25", "--offset", offset),
-            walk(target, "--sample", "0.25", "--offset", offset),
-        )
+    # --sample 0.25 on four consecutive days: the four slices
+    slices = [verify.sample_slices(0.25, fakecli.START + day * 86400) for day in range(4)]
+    assert sorted(k for _, k in slices) == [0, 1, 2, 3] and {n for n, _ in slices} == {4}
+    for buckets, index in slices:
+        options = ("--sample", str(buckets), "--slice", str(index))
+        a, b = walk(source, *options), walk(target, *options)
         assert verify.compare(a, b).differences == ()
         assert a.read == b.read < 16 * MIB
         chosen.append(a.read // MIB)
-    # four consecutive slices of a quarter: every chunk once
+    # every chunk once
     assert sum(chosen) == 16
     # a change in a chunk the day's slice reads is found
     with (target / "big").open("r+b") as f:
@@ -180,9 +180,60 @@ def test_a_sample_is_the_same_on_both_sides_and_the_slices_cover_every_chunk(
             f.seek(chunk * MIB)
             f.write(b"\0")
     os.utime(target / "big", ns=((source / "big").stat().st_mtime_ns,) * 2)
-    found = verify.compare(walk(source, "--sample", "0.25", "--offset", "0.5"),
-                           walk(target, "--sample", "0.25", "--offset", "0.5"))  # fmt: skip
+    options = ("--sample", "4", "--slice", "2")
+    found = verify.compare(walk(source, *options), walk(target, *options))
     assert [d.what for d in found.differences] == ["contents"]
+
+
+@pytest.mark.parametrize(
+    ("fraction", "buckets"), [(1.0, 1), (0.5, 2), (0.1, 10), (0.3, 3), (0.001, 1000)]
+)
+def test_a_fraction_is_a_whole_number_of_slices(fraction: float, buckets: int) -> None:
+    days = {verify.sample_slices(fraction, fakecli.START + d * 86400) for d in range(buckets)}
+    assert days == {(buckets, k) for k in range(buckets)}
+
+
+def test_a_tree_deeper_than_a_path_can_be_long_is_walked(tmp_path: Path) -> None:
+    source = tmp_path / "a"
+    source.mkdir()
+    os.chdir(source)
+    try:
+        for _ in range(1100):  # (5 bytes a level: 5,500 bytes, past PATH_MAX's 4,096)
+            Path("dddd").mkdir()
+            os.chdir("dddd")
+        Path("leaf").write_text("deep\n")
+    finally:
+        os.chdir(tmp_path)
+    try:
+        walked = walk(source)
+        assert len(walked.entries) == 1102
+        assert all(record[-1] is None for record in walked.entries.values())
+        assert verify.compare(walked, walk(source)).differences == ()
+    finally:
+        # (pytest's clean-up of tmp_path recurses once a level: Python 3.11's limit)
+        subprocess.run(["rm", "-rf", str(source)], check=True)
+
+
+def test_hard_links_are_compared(tmp_path: Path) -> None:
+    linked, separate = tmp_path / "a", tmp_path / "b"
+    for folder in (linked, separate):
+        folder.mkdir()
+        (folder / "a").write_text("same\n")
+        os.utime(folder / "a", ns=(1, 1))
+    (linked / "b").hardlink_to(linked / "a")
+    (separate / "b").write_text("same\n")
+    os.utime(separate / "b", ns=(1, 1))
+    os.utime(linked, ns=(1, 1))
+    os.utime(separate, ns=(1, 1))
+    assert differences(linked, separate) == {"b": "link"}
+
+
+def test_a_hole_at_the_end_of_the_last_partial_chunk_is_not_read(tmp_path: Path) -> None:
+    with (tmp_path / "f").open("wb") as f:
+        f.write(b"x" * 10)
+        f.truncate(MIB + MIB // 2)
+    walked = walk(tmp_path)
+    assert walked.read == MIB and walked.skipped == MIB // 2
 
 
 def test_a_budget_compares_only_what_both_walks_reached(tmp_path: Path) -> None:
@@ -192,6 +243,26 @@ def test_a_budget_compares_only_what_both_walks_reached(tmp_path: Path) -> None:
     assert stopped.stopped == () and stopped.entries == {}
     compared = verify.compare(walk(source), stopped)
     assert compared.differences == () and not compared.complete and compared.paths == 0
+
+
+def test_a_budget_stops_inside_a_file_and_orders_names_as_the_walker_does(tmp_path: Path) -> None:
+    """(A name that is not UTF-8 sorts by its bytes: before 'é' for the walker, after it
+    as text; a stop between them must not make 'é' look like a path of one side only.)"""
+    source = tmp_path / "a"
+    source.mkdir()
+    (source / "a_big").write_bytes(os.urandom(8 * MIB))
+    (source / os.fsdecode(b"\x80")).write_text("x")
+    (source / "é").write_text("y")
+    target = copy_of(source, tmp_path / "b")
+    whole = walk(target)
+    found = dict(whole.entries)
+    stopped = verify.Walked({p: r for p, r in found.items() if p in (".", "a_big")},
+                            whole.order, stopped=verify._key([os.fsdecode(b"\x80")]))  # fmt: skip
+    compared = verify.compare(stopped, whole)
+    assert compared.differences == () and compared.paths == 2 and not compared.complete
+    # and the walker looks at the budget between chunks: a file is not read to its end
+    late = walk(source, "--budget", "0.000001")
+    assert late.read < 8 * MIB
 
 
 def test_a_volume_device_is_read_whole(tmp_path: Path) -> None:
@@ -293,7 +364,7 @@ def test_exit_codes() -> None:
                 "-o",
                 "ro,nodev,nosuid,noexec",
                 "p/a@s",
-                "/tmp/zfs-autobackup-verify.ab12",
+                "/tmp/zfs-autobackup-verify.ab12cd",
             ],
             True,
         ),
@@ -305,24 +376,56 @@ def test_exit_codes() -> None:
                 "-o",
                 "ro,nodev,nosuid,noexec",
                 "p/a",
-                "/tmp/zfs-autobackup-verify.ab12",
+                "/tmp/zfs-autobackup-verify.ab12cd",
             ],
             False,
         ),
-        (["mount", "-t", "zfs", "-o", "rw", "p/a@s", "/tmp/zfs-autobackup-verify.ab12"], False),
+        (["mount", "-t", "zfs", "-o", "rw", "p/a@s", "/tmp/zfs-autobackup-verify.ab12cd"], False),
         (["mount", "-t", "zfs", "-o", "ro,nodev,nosuid,noexec", "p/a@s", "/etc"], False),
-        (["umount", "/tmp/zfs-autobackup-verify.ab12"], True),
+        (["umount", "/tmp/zfs-autobackup-verify.ab12cd"], True),
         (["umount", "/home"], False),
-        (["rmdir", "/tmp/zfs-autobackup-verify.ab12"], True),
+        (["rmdir", "/tmp/zfs-autobackup-verify.ab12cd"], True),
         (["rmdir", "/home"], False),
         (["zfs", "set", "snapdev=visible", "p/vol"], True),
         (["zfs", "set", "mountpoint=/x", "p/vol"], False),
+        (["zfs", "set", "snapdev=visible", "p"], False),
+        (["zfs", "set", "snapdev=other", "p/vol"], False),
+        (["zfs", "set", "autobackup:bak:verified=1765000000 @bak-1", "p/a"], True),
+        (["zfs", "set", "autobackup:bak:verified=yes", "p/a"], False),
+        (
+            [
+                "mount",
+                "-t",
+                "zfs",
+                "-o",
+                "ro,nodev,nosuid,noexec",
+                "-oremount,rw,x@y",
+                "/tmp/zfs-autobackup-verify.ab12cd",
+            ],
+            False,
+        ),
+        (
+            [
+                "mount",
+                "-t",
+                "zfs",
+                "-o",
+                "ro,nodev,nosuid,noexec",
+                "p/a@s",
+                "/var/zfs-autobackup-verify.d",
+            ],
+            False,
+        ),
+        (["umount", "-l", "/tmp/zfs-autobackup-verify.ab12cd"], True),
+        (["umount", "-l", "/"], False),
+        (["rmdir", "/etc/zfs-autobackup-verify.d"], False),
+        (["zfs", "hold", "zfs_autobackup:bak:verify", "-r"], False),
         (["zfs", "inherit", "snapdev", "p/vol"], True),
         (["zfs", "inherit", "-S", "snapdev", "p/vol"], True),
         (["zfs", "inherit", "-r", "snapdev", "p/vol"], False),
         (["zfs", "inherit", "mountpoint", "p/vol"], False),
         (["zfs", "destroy", "p/a@s"], False),
-        (["python3", "-c", commands.WALK_SOURCE, "/tmp/zfs-autobackup-verify.ab12"], True),
+        (["python3", "-c", commands.WALK_SOURCE, "/tmp/zfs-autobackup-verify.ab12cd"], True),
         (["python3", "-c", "import os; os.remove('/x')"], False),
     ],
 )
@@ -378,7 +481,7 @@ class Mounts:
             return self.fake.run(host, argv, label=label, input=input, check=check)
         if argv[0] == "mktemp":
             self.count += 1
-            path = self.tmp / f"{commands.PREFIX}{self.count}"
+            path = self.tmp / f"{commands.PREFIX}{self.count:06d}"
             path.mkdir()
             self.made.append(str(path))
             return Result(line, 0, f"{path}\n", "")

@@ -79,7 +79,7 @@ def test_a_backup_verifies_and_a_forged_snapshot_is_different(
     run = zfs_bed.tool(*MODES[mode], "vfy", d, "--clear-mountpoint", now=stamp(1))
     assert run.returncode == 0, run.stdout + run.stderr
 
-    run = zfs_bed.tool("verify", *MODES[mode], "vfy", d, "--json")
+    run = zfs_bed.tool("verify", *MODES[mode], "vfy", d, "--json", now=stamp(1))
     assert run.returncode == 0, run.stdout + run.stderr
     results = _results(run.stdout)
     assert {k: r["outcome"] for k, r in results.items()} == {
@@ -92,9 +92,21 @@ def test_a_backup_verifies_and_a_forged_snapshot_is_different(
     assert int(data["skipped"]) > 2 * (2**30 - 2**20), data  # type: ignore[call-overload]
     assert int(data["read"]) < 2**22, data  # type: ignore[call-overload]
     assert _leftovers(zfs_bed, pools) == []
+    # recorded on the copy, read by status; and the next backup is incremental all the same
+    copy = f"{d}/{s}/data"
+    assert zfs_bed.prop(copy, "autobackup:vfy:verified").endswith(" @vfy-20260101010000")
+    status = zfs_bed.tool("status", *MODES[mode], "vfy", d, "--verify-max-age", "7d",
+                          "--format", "json", now=stamp(2))  # fmt: skip
+    assert status.returncode == 0, status.stdout + status.stderr
+    rows = json.loads(status.stdout)["datasets"]
+    assert {r["verified"]["snapshot"] for r in rows} == {"vfy-20260101010000"}, rows
+    zfs_bed.write(f"{s}/data", "more", 16)
+    run = zfs_bed.tool(*MODES[mode], "vfy", d, "--clear-mountpoint", "--verbose", now=stamp(2))
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert f"{copy}@vfy-20260101020000: receiving incremental" in run.stdout, run.stdout
 
     # forged: the copies get a snapshot of the source's next name, with other content
-    copy, vol = f"{d}/{s}/data", f"{d}/{s}/vol"
+    vol = f"{d}/{s}/vol"
     zfs_bed.run(
         f"zfs set mountpoint=/mnt/forge {copy} && zfs mount {copy} && cd /mnt/forge && "
         "echo changed > sub/a && rm gone && echo new > extra && cd / && "
