@@ -42,7 +42,14 @@ MIB = 1 << 20
 def walk(root: Path, *options: str) -> verify.Walked:
     """The walker as verify runs it: `python3 -c SOURCE ... ROOT`, in a folder where
     nothing of this project can be imported (it needs nothing but the standard library)."""
-    argv = [sys.executable, "-c", commands.WALK_SOURCE, *options, str(root)]
+    argv = [
+        sys.executable,
+        "-S",
+        "-c",
+        commands.WALK_SOURCE,
+        *options,
+        str(root),
+    ]  # (-S: no site-packages)
     out = subprocess.run(argv, capture_output=True, text=True, check=True, cwd="/",
                          env={"PATH": os.environ.get("PATH", "")}, errors="surrogateescape")  # fmt: skip
     return verify.parse_walk(out.stdout)
