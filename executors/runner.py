@@ -366,8 +366,11 @@ class ReadOnlyRunner:
         self._inner = inner
         self._listener = listener
         #: writes that run all the same: a mode's declared temporary changes (verify's
-        #: holds and read-only mounts, planner.verify), each undone by the mode
+        #: holds and read-only mounts, planner.verify), each undone by the mode. Such a
+        #: mode gets an error for any other write, not a pretended success: it goes on
+        #: from what its writes did (a mount it reads)
         self._allow = allow or (lambda argv: False)
+        self._strict = allow is not None
         #: command lines that were not run
         self.swallowed: list[str] = []
 
@@ -376,6 +379,10 @@ class ReadOnlyRunner:
         return self._inner.history
 
     def _swallow(self, label: str, line: str) -> None:
+        if self._strict:
+            raise errors.ReconcileError(
+                f"Refused (not a read, nor one of this mode's temporary changes): {line}"
+            )
         self.swallowed.append(line)
         if self._listener:
             self._listener(label, f"Would execute > {line}")

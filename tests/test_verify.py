@@ -446,8 +446,12 @@ def test_the_verify_mode_gets_a_runner_that_refuses_other_writes() -> None:
     options = run_options(Mode.VERIFY, build_parser(Mode.VERIFY).parse_args(["bak", "dst"]))
     runner = cli.make_runner(options, Console(), "/nonexistent")
     assert isinstance(runner, ReadOnlyRunner)
-    refused = runner.run(Host(), ["zfs", "destroy", "p/a@s"])  # (swallowed: not run)
-    assert refused.returncode == 0 and runner.swallowed == ["zfs destroy p/a@s"]
+    # (refused with an error, not pretended done: verify goes on from what its writes did)
+    with pytest.raises(ReconcileError, match=r"Refused .*: zfs destroy p/a@s"):
+        runner.run(Host(), ["zfs", "destroy", "p/a@s"])
+    with pytest.raises(ReconcileError, match="Refused"):
+        runner.pipeline([Stage(Host(), ("mount", "/dev/sda1", "/mnt"))])
+    assert runner.swallowed == []
     assert isinstance(runner._inner, LocalRunner)
 
 
