@@ -1,7 +1,7 @@
 """verify on real OpenZFS (#35): the data itself, compared both ways.
 
 - a fresh backup verifies (a filesystem with a directory, a symlink, an xattr, a 1 GiB
-  sparse file whose holes are not read, and a volume), in local and pull mode; then a
+  sparse file whose holes are not read, and a volume), in local, pull and push mode; then a
   target snapshot that has the source snapshot's name but other content (made by hand,
   paired by name as --no-guid-check does) is DIFFERENT, with the changed, extra and
   missing paths, for the filesystem and for the volume;
@@ -27,7 +27,7 @@ from tests.zfsvm.guest import LOCAL
 
 pytestmark = pytest.mark.zfs
 
-MODES = {"local": [], "pull": ["--ssh-source", LOCAL]}
+MODES = {"local": [], "pull": ["--ssh-source", LOCAL], "push": ["--ssh-target", LOCAL]}
 PREFIX = "zfs-autobackup-verify."
 
 
@@ -62,7 +62,7 @@ def _tree(bed: ZfsBed, dataset: str) -> None:
     )
 
 
-# (CI runs local; pull with --slow)
+# (CI runs local; pull and push with --slow)
 @pytest.mark.parametrize(
     "mode", [m if m == "local" else pytest.param(m, marks=pytest.mark.slow) for m in MODES]
 )
