@@ -167,7 +167,7 @@ def _run(mode: Mode, rest: list[str], deps: Deps, control_dir: str, now: float) 
 
         together = options.settings.observe_together
         return verify.run_verify(job, verify_request(args), console, runner, now, as_json=args.json,
-                                 together=together)  # fmt: skip
+                                 together=together, progress=options.progress)  # fmt: skip
     if mode is Mode.CLASSIC:
         with contextlib.nullcontext() if options.test else backup_lock(job):
             return run_classic(

@@ -32,6 +32,7 @@ from typing import Callable, Optional
 import attrs
 
 from executors.console import Console
+from executors.progress import describe
 from executors.runner import PipelineWatch, Runner, Stage
 from executors.session import observe_and_desire
 from planner import verify as commands
@@ -112,6 +113,38 @@ def _signals(stop: _Stop) -> Iterator[None]:
     finally:
         for signum, handler in old.items():
             signal.signal(signum, handler)
+
+
+class _Progress:
+    """--progress (by default on a terminal): bytes read on both sides, the rate, and the
+    time left, from the source snapshots' logical size (twice: both sides read it). A
+    dataset's bytes count when its walks end; the line is redrawn every second."""
+
+    def __init__(self, console: Console, total: Optional[int]) -> None:
+        self.console = console
+        self.total = total
+        self.done = 0
+        self.started = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="progress", daemon=True)
+        self._thread.start()
+
+    def add(self, read: int) -> None:
+        self.done += read
+        self._show()
+
+    def _show(self, done: bool = False) -> None:
+        line = describe(self.done, self.total, time.monotonic() - self.started)
+        self.console.progress(f"verify: {line}", done)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(1.0):
+            self._show()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._show(done=True)
 
 
 class _Verifier:
@@ -304,6 +337,7 @@ def run_verify(
     as_json: bool = False,
     together: bool = True,
     clock: Callable[[], float] = time.time,
+    progress: bool = False,
 ) -> int:
     stop = _Stop()
     verifier = _Verifier(job, runner, console, request, now, stop)
@@ -314,8 +348,16 @@ def run_verify(
         started = clock()
         if request.budget is not None:
             verifier.deadline = time.time() + request.budget
+        shown = _Progress(console, _total(runner, job, tasks)) if progress else None
+
+        def one(item: Task) -> Result:
+            result = verifier.verify(item)
+            if shown is not None:
+                shown.add(result.read)
+            return result
+
         with ThreadPoolExecutor(max(1, request.parallel), "verify") as pool:
-            futures = [pool.submit(verifier.verify, t) for t in tasks]
+            futures = [pool.submit(one, t) for t in tasks]
             results: list[Result] = []
             cancelled = False
             for future in futures:
@@ -327,6 +369,8 @@ def run_verify(
                     # (an error of ours: the other datasets stop, undo, then it is raised)
                     stop.signal(0, None)
                     raise
+        if shown is not None:
+            shown.close()
         if cancelled or stop.event.is_set():
             console.error("Aborted: verification stopped (what it held, mounted or set is undone)")
             return 3
@@ -343,6 +387,19 @@ def run_verify(
             f"{read / 2**20:.1f} MiB read in {elapsed:.1f} s."
         )
     return exit_code(results)
+
+
+def _total(runner: Runner, job: Job, tasks: Sequence[Task]) -> Optional[int]:
+    """Twice the logical size of the source snapshots compared (None: unknown)."""
+    names = [f"{t.source}@{s}" for t in tasks if t.why is None for s, _ in t.snapshots]
+    if not names:
+        return None
+    command = commands.read_sizes(names)
+    result = runner.run(job.source, command.argv, label=Side.SOURCE.label, check=False)
+    sizes = [line.rpartition("\t")[2] for line in result.stdout.splitlines()]
+    if result.returncode != 0 or not all(s.isdigit() for s in sizes):
+        return None
+    return 2 * sum(int(s) for s in sizes)
 
 
 def _count(results: Sequence[Result], outcome: Outcome) -> int:

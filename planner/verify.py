@@ -104,6 +104,13 @@ def read_records(target_path: str, prop: str) -> Command:
     return read(Side.TARGET, argv, target_path)
 
 
+def read_sizes(snapshots: Sequence[str]) -> Command:
+    """The logical bytes of the source's snapshots (what the walks will read, roughly):
+    the total that --progress counts down, one command for all."""
+    argv = ("zfs", "get", "-H", "-p", "-o", "name,value", "logicalreferenced", *snapshots)
+    return Command(Side.SOURCE, argv, Verb.READ, tuple(s.split("@")[0] for s in snapshots))
+
+
 def walk_command(
     side: Side,
     path: str,

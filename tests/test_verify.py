@@ -649,3 +649,18 @@ def test_status_says_where_a_verification_holds_a_snapshot(
     assert cli.main(["status", "bak", "dst"], deps) == 0
     out = capsys.readouterr().out
     assert f"held by verify (running, or left behind): dst/src/data@{snap.name}" in out, out
+
+
+def test_progress_counts_the_bytes_read(
+    backed_up: tuple[FakeZfs, Mounts], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _zfs, mounts = backed_up
+    code, out = _verify(mounts, "--progress", capsys=capsys)
+    assert code == 0, out
+    lines = [line for line in out.splitlines() if line.startswith("verify: ")]
+    # (one line per dataset done, at least; each says what was read, and at what rate)
+    assert len(lines) >= len(fakecli.SOURCES), out
+    assert "10.0 MiB" in lines[-1] and "/s" in lines[-1], lines
+    assert any(
+        line.startswith("zfs get -H -p -o name,value logicalreferenced") for line in mounts.history
+    )

@@ -115,8 +115,10 @@ def test_a_backup_verifies_and_a_forged_snapshot_is_different(
         f"&& zpool sync {d} && zfs snapshot {vol}@forged && "
         f"zfs snapshot {s}/data@forged {s}/vol@forged"
     )
-    run = zfs_bed.tool("verify", *MODES[mode], "vfy", d, "--no-guid-check")
+    run = zfs_bed.tool("verify", *MODES[mode], "vfy", d, "--no-guid-check", "--progress")
     assert run.returncode == 1, run.stdout + run.stderr
+    # (progress: the bytes read of the source snapshots' logical size, both sides)
+    assert "verify: 100% " in run.stderr and " of " in run.stderr, run.stderr
     table = run.stdout
     assert "DIFFERENT" in table and "@forged" in table, table
     for line in ("extra: only on target", "gone: only on source",
