@@ -114,6 +114,8 @@ def _run(mode: Mode, rest: list[str], deps: Deps, control_dir: str, now: float) 
         f"zfs-autobackup v{__version__} (zfs-reconcile, compatible with zfs-autobackup v3)"
     )
     if mode is Mode.STATUS:
+        if args.verify_max_age is not None and not job.target_path:
+            raise UsageError("--verify-max-age needs TARGET-PATH: the records are on the copies")
         return monitor.run_status(
             job,
             console,

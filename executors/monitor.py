@@ -83,7 +83,7 @@ def status_report(
         if nothing_to_select(desired):  # a typo in the name is not "all is well"
             raise no_selection(job)
         verified = None
-        if verify_max_age is not None and job.target_path:
+        if verify_max_age is not None:
             verified = _verifications(job, runner)
     except ReconcileError as exc:
         return report_of.unknown(job, now, str(exc), warn=warn, crit=crit)

@@ -28,7 +28,7 @@ from reconcile.pipes import COMPRESSORS, TransferOptions
 from reconcile.restore import RestoreRequest
 from reconcile.schedule import DEFAULT, Schedule, parse_duration
 from reconcile.scripts import SYSTEMD_PROPERTIES
-from reconcile.verify import VerifyRequest
+from reconcile.verify import MIN_SAMPLE, VerifyRequest
 
 #: --parallel at most (each send is a few processes, and over ssh a session of the
 #: host's one connection: sshd allows 10 sessions per connection by default)
@@ -247,7 +247,10 @@ def build_parser(mode: Mode = Mode.CLASSIC) -> argparse.ArgumentParser:
         description=f"zfs-autobackup v{__version__} (zfs-reconcile): snapshot, replicate "
         "and thin ZFS datasets, compatible with zfs-autobackup v3. Also: "
         "'zfs-autobackup plan|apply|show ...' (see docs/plan-apply.md).",
-        epilog="When a dataset fails, the others go on; the exit code is the number of "
+        epilog="Exit code: 0 every dataset verified, 1 a difference, 3 could not verify "
+        "(docs/verify.md)."
+        if mode is Mode.VERIFY
+        else "When a dataset fails, the others go on; the exit code is the number of "
         "failed datasets (255: usage or fatal error).",
     )
     p.add_argument(
@@ -625,9 +628,9 @@ def _fraction(text: str) -> float:
         value = float(text)
     except ValueError:
         value = -1.0
-    if not 0.0 < value <= 1.0:
+    if not MIN_SAMPLE <= value <= 1.0:
         raise argparse.ArgumentTypeError(
-            f"invalid value {quoted(text)} for --sample: a fraction above 0 and at most 1 "
+            f"invalid value {quoted(text)} for --sample: a fraction from {MIN_SAMPLE} to 1 "
             "(0.1: a tenth of each file's chunks) is allowed"
         )
     return value
@@ -666,12 +669,15 @@ def verify_request(args: argparse.Namespace) -> VerifyRequest:
     problem = None if name is None else zfs_names.component_problem(name)
     if problem is not None:
         raise UsageError(f"Invalid --snapshot {quoted(name)}: {problem}")
+    # (a fraction over a half is every chunk: a full verification; --debug: one by one)
+    sample = args.sample if args.sample is not None and round(1 / args.sample) > 1 else None
+    debug = args.debug or args.debug_output
     return VerifyRequest(
         snapshot=args.verify_snapshot,
         all_common=args.all_common,
-        sample=args.sample,
+        sample=sample,
         budget=args.budget,
-        parallel=args.parallel,
+        parallel=1 if debug else args.parallel,
     )
 
 

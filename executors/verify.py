@@ -42,6 +42,7 @@ from reconcile import errors, zfs_text
 from reconcile.job import Job
 from reconcile.model import Host, Side
 from reconcile.verify import (
+    Difference,
     Outcome,
     Result,
     Task,
@@ -191,13 +192,10 @@ class _Verifier:
         """A full verification is recorded on the copy (`status --verify-max-age`)."""
         value = record_value(self.now, item.snapshots[-1][1])
         command = commands.record(item.target, self.record, value)
-        result = self.runner.run(self.job.target, command.argv, label=Side.TARGET.label,
-                                 check=False)  # fmt: skip
-        if result.returncode != 0:
-            self.console.error(
-                f"Verified {item.target}, but could not record it: "
-                f"{zfs_text.first_line(result.stderr) or result.returncode}"
-            )
+        try:
+            self.run(command)
+        except errors.ReconcileError as exc:
+            self.console.error(f"Verified {item.target}, but could not record it: {exc}")
 
     def _change(self, undo: contextlib.ExitStack, command: Command, undoing: Command,
                 *, tries: int = 1, last: Optional[Command] = None) -> str:  # fmt: skip
@@ -205,8 +203,10 @@ class _Verifier:
         effect though its command did not say so (a signal stopped it, its ssh link was
         cut) is undone at once (the undoing of nothing fails quietly); one that zfs
         refused is not: a hold refused is another verification's, which stays."""
+        self.stop.check()  # (before: a change not tried is not undone)
         try:
-            out = self.run(command)
+            out = self.runner.run(self.host(command.side), command.argv,
+                                  label=command.side.label).stdout  # fmt: skip
         except (Cancelled, errors.SshError):
             self.runner.run(self.host(undoing.side), undoing.argv, label=undoing.side.label,
                             check=False)  # fmt: skip
@@ -265,13 +265,17 @@ class _Verifier:
     def verify(self, item: Task) -> Result:
         if item.why is not None:
             return Result(item.source, item.target, Outcome.NOT_VERIFIABLE, item.why)
-        found, paths, read, skipped = [], 0, 0, 0
+        found: list[Difference] = []
+        paths, read, skipped = 0, 0, 0
         complete = True
         for snapshots in item.snapshots:
             try:
                 source, target = self.pair(item, snapshots)
             except errors.ReconcileError as exc:
                 why = f"@{snapshots[1]}: {exc}"
+                if found:  # (--all-common: what an earlier pair found stands)
+                    return Result(item.source, item.target, Outcome.DIFFERENT,
+                                  f"then {why}", tuple(found), paths, read, skipped)  # fmt: skip
                 return Result(item.source, item.target, Outcome.NOT_VERIFIABLE, why)
             compared = compare(source, target)
             complete = complete and compared.complete
@@ -291,7 +295,7 @@ class _Verifier:
             if self.sample is not None:
                 part = f"slice {self.sample[1] + 1} of {self.sample[0]}"
                 names += f" (a sample, {part}: not recorded)"
-            else:
+            elif item.newest:
                 self._record(item)
         return Result(item.source, item.target, outcome, names, tuple(found), paths, read,
                       skipped)  # fmt: skip

@@ -158,11 +158,12 @@ def is_temporary(argv: Sequence[str]) -> bool:
         return len(argv) in (2, 3) and argv[-2] in ("rmdir", "umount", "-l") and _temp_dir(argv[-1])
     if argv[:5] == ("mount", "-t", "zfs", "-o", MOUNT_OPTIONS):
         return len(argv) == 7 and _named(argv[5], "@") and _temp_dir(argv[6])
-    if argv[:2] == ("zfs", "set") and len(argv) == 4 and _named(argv[3], "/"):
+    if argv[:2] == ("zfs", "set") and len(argv) == 4 and not argv[3].startswith("-"):
         name, _, value = argv[2].partition("=")
         if name.endswith(":verified"):
-            return parse_record(value) is not None
-        return name == "snapdev" and value in ("visible", "hidden")
+            # (on a copy: it may be TARGET-PATH itself, a pool, with --strip-path)
+            return parse_record(value) is not None and "@" not in argv[3]
+        return name == "snapdev" and value in ("visible", "hidden") and "/" in argv[3]
     if argv[:2] == ("zfs", "inherit") and _named(argv[-1], "/"):
         return argv[2:-1] in (("snapdev",), ("-S", "snapdev"))
     return False

@@ -15,6 +15,7 @@ Common means by guid, or by name with --no-guid-check (as the backup pairs them)
 from __future__ import annotations
 
 import enum
+import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Optional
@@ -89,6 +90,10 @@ class Task:
     why: Optional[str] = None
     #: the copy is encrypted: its key must be loaded to read it
     encrypted: bool = False
+    #: the last pair compared is the newest snapshot both have (a verification of it is
+    #: recorded; one of an older snapshot, --snapshot OLD, is not: status would take it
+    #: for the state of the backup)
+    newest: bool = False
 
 
 def _common(source: Dataset, target: Dataset, guid_check: bool) -> list[tuple[Snapshot, Snapshot]]:
@@ -129,7 +134,8 @@ def task(
         why = f"no snapshot in common ({how})"
         return Task(source.name, target_name, volume, why=why, encrypted=encrypted)
     pairs = tuple((s.name, t.name) for s, t in chosen)
-    return Task(source.name, target_name, volume, pairs, encrypted=encrypted)
+    newest = chosen[-1] == common[-1]
+    return Task(source.name, target_name, volume, pairs, encrypted=encrypted, newest=newest)
 
 
 def locked_why(source: Dataset, target: Dataset) -> str:
@@ -148,6 +154,9 @@ def locked_why(source: Dataset, target: Dataset) -> str:
 
 
 # --- what the walks say -------------------------------------------------------------
+
+#: the walker's xattrs digest of a path that has none (SHA-256 of nothing)
+NO_XATTRS = hashlib.sha256(b"").hexdigest()
 
 #: the columns of a walk's line (executors.walk), after the path
 FIELDS = ("kind", "mode", "owner", "group", "size", "mtime", "link", "xattrs", "contents")
@@ -169,6 +178,10 @@ class Walked:
 
 def _key(parts: Iterable[str]) -> tuple[bytes, ...]:
     return tuple(p.encode("utf-8", "surrogateescape") for p in parts)
+
+
+#: --sample's smallest fraction (a thousand slices)
+MIN_SAMPLE = 0.001
 
 
 def sample_slices(fraction: float, now: float) -> tuple[int, int]:
@@ -260,7 +273,10 @@ def _what_differs(mine: Sequence[Any], theirs: Sequence[Any]) -> str:
     for index, name in enumerate(FIELDS):
         a, b = mine[index], theirs[index]
         if name == "xattrs" and (a is None or b is None):
-            continue  # (one side does not support them)
+            # (one side does not support them: the other must have none to lose)
+            if (a or NO_XATTRS) != NO_XATTRS or (b or NO_XATTRS) != NO_XATTRS:
+                names.append("xattrs (not supported on one side)")
+            continue
         if a != b:
             names.append(name)
     return ", ".join(names)

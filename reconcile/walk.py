@@ -27,6 +27,9 @@ never writes. Each line is a JSON array:
 - `error`: a path that could not be read (an I/O error, a read shorter than the size:
   a finding, never a match).
 
+When nobody reads its output any more (verify stopped, or its ssh channel closed), it
+exits at once with code 3, before the next path or chunk.
+
 The last line is {"end": {...}}: what was read and skipped, and with --budget the path
 where the time ran out, unread ("stopped": the walk order key, a list of path parts;
 the budget is looked at before each path and each chunk).
@@ -38,12 +41,15 @@ import errno
 import hashlib
 import json
 import os
+import select
 import stat
 import sys
 import time
 from typing import IO, Any, Optional
 
 CHUNK = 1 << 20
+#: the exit code when the output's reader is gone (its parent died, its pipe closed)
+ORPHANED = 3
 _ZERO: dict[int, bytes] = {}  # length -> sha256 of that many zeros
 
 
@@ -69,6 +75,10 @@ class Walk:
         self.buffer = bytearray(CHUNK)
         #: (device, inode) -> the first path of a file with hard links
         self.links: dict[tuple[int, int], str] = {}
+        # (whoever reads the output is gone: verify stopped, its ssh channel closed)
+        self.parent = os.getppid()
+        self.output = select.poll()
+        self.output.register(sys.stdout.fileno(), 0)
 
     def sampled(self, path: str, index: int) -> bool:
         if self.buckets <= 1:
@@ -134,6 +144,12 @@ class Walk:
         return whole.hexdigest()
 
     def late(self) -> bool:
+        """The budget ran out; and (looked at here, before each path and each chunk)
+        exit at once, code 3, when nobody reads the output any more."""
+        if os.getppid() != self.parent or any(
+            event & (select.POLLERR | select.POLLHUP) for _fd, event in self.output.poll(0)
+        ):
+            os._exit(ORPHANED)
         return self.deadline is not None and time.time() >= self.deadline
 
 

@@ -28,6 +28,7 @@ from executors.runner import (
     ReadOnlyRunner,
     Result,
     Stage,
+    is_read_only,
 )
 from planner import verify as commands
 from reconcile import verify
@@ -398,6 +399,9 @@ def test_exit_codes() -> None:
         (["zfs", "set", "snapdev=visible", "p"], False),
         (["zfs", "set", "snapdev=other", "p/vol"], False),
         (["zfs", "set", "autobackup:bak:verified=1765000000 @bak-1", "p/a"], True),
+        # (a copy that is TARGET-PATH itself, a pool, with --strip-path)
+        (["zfs", "set", "autobackup:bak:verified=1765000000 @bak-1", "dst"], True),
+        (["zfs", "set", "autobackup:bak:verified=1765000000 @bak-1", "dst@s"], False),
         (["zfs", "set", "autobackup:bak:verified=yes", "p/a"], False),
         (
             [
@@ -483,6 +487,9 @@ class Mounts:
             input: Optional[str] = None, check: bool = True) -> Result:  # fmt: skip
         line = shlex.join(argv)
         self.history.append(line)
+        # (the verify mode's runner: what it does not allow is refused, as for real)
+        if not (is_read_only(argv) or commands.is_temporary(argv)):
+            raise ReconcileError(f"Refused: {line}")
         if self._failing(line):
             result = Result(line, 1, "", "injected failure")
             if check:
@@ -510,9 +517,9 @@ class Mounts:
         (stage,) = stages
         line = shlex.join(stage.argv)
         self.history.append("walk " + stage.argv[-1])
-        if self._failing("walk"):
+        folder = self.content.get(self.mounts[stage.argv[-1]])
+        if self._failing("walk") or folder is None:
             return PipelineResult(line, (1,), ("Traceback: injected",), "")
-        folder = self.content[self.mounts[stage.argv[-1]]]
         argv = [sys.executable, *stage.argv[1:-1], str(folder)]
         out = subprocess.run(argv, capture_output=True, text=True, check=True)
         return PipelineResult(line, (0,), ("",), out.stdout)
@@ -664,3 +671,74 @@ def test_progress_counts_the_bytes_read(
     assert any(
         line.startswith("zfs get -H -p -o name,value logicalreferenced") for line in mounts.history
     )
+
+
+def test_a_walker_whose_reader_is_gone_stops(tmp_path: Path) -> None:
+    """(verify stopped, or the ssh channel of a remote walk closed: the walk must not go
+    on reading a snapshot verify is unmounting; exit 3 is the walker's own, before the
+    next chunk, where a write would have failed later with a broken pipe, exit 1)"""
+    (tmp_path / "big").write_bytes(os.urandom(64 * MIB))
+    proc = subprocess.Popen([sys.executable, "-S", "-c", commands.WALK_SOURCE, str(tmp_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    assert proc.stdout is not None
+    proc.stdout.close()
+    assert proc.wait(timeout=60) == 3
+
+
+def test_only_the_newest_common_snapshot_is_recorded_and_an_earlier_difference_stands(
+    backed_up: tuple[FakeZfs, Mounts], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    zfs, mounts = backed_up
+    first = zfs.datasets["src/data"].snaps[0].name
+    zfs.write("src/data")
+    assert (
+        fakecli.main(
+            ["bak", "dst", "--no-progress"], fakecli.deps(mounts.fake, now=fakecli.START + 5400)
+        )
+        == 0
+    )
+    second = zfs.datasets["src/data"].snaps[-1].name
+    for name in fakecli.SOURCES:
+        for side in (name, f"dst/{name}"):
+            for snap in zfs.datasets[side].snaps:
+                mounts.content.setdefault(f"{side}@{snap.name}", tmp_path / "same")
+    # --snapshot of an older one verifies, but is no record of the backup's state
+    code, out = _verify(mounts, "--snapshot", first, capsys=capsys)
+    assert code == 0, out
+    assert "autobackup:bak:verified" not in zfs.datasets["dst/src/data"].local_props
+    # --all-common: the first pair differs, the second's walk fails: DIFFERENT, not "could not"
+    other = copy_of(tmp_path / "same", tmp_path / "other")
+    (other / "sub" / "a").unlink()
+    mounts.content[f"dst/src/data@{first}"] = other
+    del mounts.content[f"dst/src/data@{second}"]
+    code, out = _verify(mounts, "--all-common", capsys=capsys)
+    assert code == 1, out
+    assert f"@{first} sub/a: only on source" in out and f"then @{second}:" in out, out
+
+
+def test_xattrs_one_side_cannot_hold_are_a_difference_when_the_other_has_some() -> None:
+    def walked(xattrs: Optional[str]) -> verify.Walked:
+        record = ("f", 0o644, 0, 0, 1, 1, None, xattrs, "digest", None)
+        return verify.Walked({"a": record}, {"a": (b"a",)})
+
+    some = "0" * 64
+    assert verify.compare(walked(verify.NO_XATTRS), walked(None)).differences == ()
+    found = verify.compare(walked(some), walked(None)).differences
+    assert [d.what for d in found] == ["xattrs (not supported on one side)"]
+
+
+def test_status_verify_max_age_needs_a_target_path(capsys: pytest.CaptureFixture[str]) -> None:
+    _zfs, runner = fakecli.world()
+    assert cli.main(["status", "bak", "--verify-max-age", "7d"], fakecli.deps(runner)) == 3
+    assert "--verify-max-age needs TARGET-PATH" in capsys.readouterr().err
+    assert fakecli.writes(runner) == []
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"), [("0.0001", False), ("0.001", True), ("1", True), ("0", False), ("nan", False)]
+)
+def test_sample_values(value: str, ok: bool, capsys: pytest.CaptureFixture[str]) -> None:
+    _zfs, runner = fakecli.world()
+    code = cli.main(["verify", "bak", "dst", "--sample", value], fakecli.deps(runner))
+    err = capsys.readouterr().err
+    assert ("invalid value" in err) is not ok and (code == 3 or ok), err

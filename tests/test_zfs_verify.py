@@ -104,6 +104,7 @@ def test_a_backup_verifies_and_a_forged_snapshot_is_different(
     run = zfs_bed.tool(*MODES[mode], "vfy", d, "--clear-mountpoint", "--verbose", now=stamp(2))
     assert run.returncode == 0, run.stdout + run.stderr
     assert f"{copy}@vfy-20260101020000: receiving incremental" in run.stdout, run.stdout
+    assert zfs_bed.prop(copy, "autobackup:vfy:verified").endswith(" @vfy-20260101010000")
 
     # forged: the copies get a snapshot of the source's next name, with other content
     vol = f"{d}/{s}/vol"
