@@ -52,7 +52,8 @@ def main() -> None:
         guest.boot()
     try:
         bed = ZfsBed(guest)
-        (pool,) = bed.create_pools(("vfy",), size=f"{args.mib * 2 + 2048}M").names
+        pools = bed.create_pools(("vfy",), size=f"{args.mib * 2 + 2048}M")
+        (pool,) = pools.names
         quarter = max(1, args.mib // 4)
         bed.run(
             f"zfs create -o compression=off {pool}/data && cd /mnt/{pool}/data && mkdir random && "
@@ -80,7 +81,8 @@ def main() -> None:
             for what, script in runs.items():
                 bed.run(cold, timeout=600)
                 times[what].append(timed(bed, script))
-        bed.run("umount /mnt/vfy-snap", check=False)
+        bed.run("umount /mnt/vfy-snap; rmdir /mnt/vfy-snap", check=False)
+        bed.destroy_pools(pools)
         best = {k: statistics.median(v) for k, v in times.items()}
         print(f"| what | seconds (median of {args.rounds}, cold cache) | MiB/s |")
         print("|---|---|---|")

@@ -193,7 +193,9 @@ def test_a_damaged_target_is_a_difference_never_verified(zfs_bed: ZfsBed, pools:
     assert _leftovers(zfs_bed, pools) == []
 
 
-def test_sigterm_leaves_nothing_behind(zfs_bed: ZfsBed, pools: Pools) -> None:
+# (CI: local; pull, whose walks run over ssh, with --slow)
+@pytest.mark.parametrize("mode", ["local", pytest.param("pull", marks=pytest.mark.slow)])
+def test_sigterm_leaves_nothing_behind(zfs_bed: ZfsBed, pools: Pools, mode: str) -> None:
     s, d = pools.src, pools.dst
     zfs_bed.sh("zfs", "create", f"{s}/data")
     zfs_bed.write(f"{s}/data", "big", 48 * 1024)
@@ -203,7 +205,8 @@ def test_sigterm_leaves_nothing_behind(zfs_bed: ZfsBed, pools: Pools) -> None:
     assert run.returncode == 0, run.stdout + run.stderr
     # (--parallel 2: the filesystem is mounted and the volume's snapdev set when it comes)
     out = zfs_bed.run(
-        f"zfs-autobackup verify vfy {shlex.quote(d)} --parallel 2 > /tmp/verify.out 2>&1 & "
+        f"zfs-autobackup verify {shlex.join(MODES[mode])} vfy {shlex.quote(d)} --parallel 2 "
+        "> /tmp/verify.out 2>&1 & "
         f"pid=$!; for i in $(seq 600); do grep -q {PREFIX} /proc/mounts && "
         f'[ "$(zfs get -H -o value snapdev {d}/{s}/vol)" = visible ] && break; sleep 0.1; done; '
         "sleep 0.3; kill -TERM $pid; wait $pid; echo rc=$?; cat /tmp/verify.out",
@@ -212,3 +215,5 @@ def test_sigterm_leaves_nothing_behind(zfs_bed: ZfsBed, pools: Pools) -> None:
     assert "rc=3" in out, out
     assert "Aborted" in out, out
     assert _leftovers(zfs_bed, pools) == [], out
+    # no walk goes on reading (a remote one: its ssh channel closed)
+    assert zfs_bed.run("pgrep -f 'import [s]elect' || true").stdout == "", out
