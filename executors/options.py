@@ -659,7 +659,8 @@ def _add_verify(p: argparse.ArgumentParser) -> None:
         "--budget",
         metavar="DURATION",
         type=_duration("--budget"),
-        help="stop each walk cleanly after DURATION (e.g. 30m, 2h) and say what was covered",
+        help="stop cleanly when DURATION (e.g. 30m, 2h) has passed since the comparing "
+        "began, and say what was covered",
     )
     g.add_argument("--json", action="store_true", help="the results as JSON")
 
