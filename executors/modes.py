@@ -1,10 +1,13 @@
 """The subcommands (modes), each declared once: the word that selects it, whether it may
-change anything, the exit code of its errors, and whether it takes a saved plan file.
+change anything, the exit code of its errors, whether it takes a saved plan file, and
+the module of executors.subcommands that holds its arguments and its run function.
+Adding a subcommand is that module plus one line in `Mode`.
 
 Read-only is the default: a mode writes only when its declaration says `writes=True`,
 and every run of a read-only mode gets a runner that refuses to run anything that
-writes (executors.runner.ReadOnlyRunner). Every dispatch over modes ends in
-`assert_never`, so mypy names each place a new mode must be handled.
+writes (executors.runner.ReadOnlyRunner). Nothing branches on which mode runs: the
+parser (executors.options) and the entry point (executors.cli) read the declaration and
+call the mode's module.
 
     zfs-autobackup [options] BACKUP-NAME [TARGET-PATH]         classic: plan + apply, v3 log
     zfs-autobackup plan   [options] BACKUP-NAME [TARGET-PATH]  show the plan, change nothing
@@ -22,11 +25,14 @@ from __future__ import annotations
 import enum
 import os
 from collections.abc import Sequence
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import attrs
 
 from reconcile.errors import EXIT_FATAL
+
+if TYPE_CHECKING:
+    from executors.subcommands import Subcommand
 
 #: plan/apply/show exit codes (Terraform's): 1 = error
 EXIT_ERROR = 1
@@ -51,22 +57,30 @@ class About:
     takes_file: bool = False
     #: its arguments name a dataset to restore (executors.restore)
     restores: bool = False
-    #: a read-only mode that may make the temporary changes planner.verify declares
-    #: (holds, read-only mounts, snapdev), each undone: its runner lets those through
-    temporary: bool = False
+    #: its arguments and run function: "module:NAME", a Subcommand in a module of
+    #: executors.subcommands (imported only when the mode runs)
+    command: str = ""
 
 
 class Mode(enum.Enum):
-    CLASSIC = About("classic", None, writes=True, error_exit=EXIT_FATAL)
-    PLAN = About("plan", "plan")
-    APPLY = About("apply", "apply", writes=True)
-    STATUS = About("status", "status", error_exit=EXIT_UNKNOWN)
-    SHOW_FILE = About("show-file", "show", takes_file=True)
-    APPLY_FILE = About("apply-file", "apply", writes=True, takes_file=True)
-    RESTORE = About("restore", "restore", writes=True, restores=True)
-    PLAN_RESTORE = About("plan-restore", "plan restore", restores=True)
+    """The registry: one line per subcommand (its module has the rest)."""
+
+    CLASSIC = About(
+        "classic", None, writes=True, error_exit=EXIT_FATAL, command="classic_cmd:CLASSIC"
+    )
+    PLAN = About("plan", "plan", command="plan_cmd:PLAN")
+    APPLY = About("apply", "apply", writes=True, command="apply_cmd:APPLY")
+    STATUS = About("status", "status", error_exit=EXIT_UNKNOWN, command="status_cmd:STATUS")
+    SHOW_FILE = About("show-file", "show", takes_file=True, command="show_cmd:SHOW_FILE")
+    APPLY_FILE = About(
+        "apply-file", "apply", writes=True, takes_file=True, command="apply_cmd:APPLY_FILE"
+    )
+    RESTORE = About("restore", "restore", writes=True, restores=True, command="restore_cmd:RESTORE")
+    PLAN_RESTORE = About(
+        "plan-restore", "plan restore", restores=True, command="restore_cmd:PLAN_RESTORE"
+    )
     #: exit 0 verified, 1 a difference, 3 could not verify (also a usage error)
-    VERIFY = About("verify", "verify", error_exit=EXIT_UNKNOWN, temporary=True)
+    VERIFY = About("verify", "verify", error_exit=EXIT_UNKNOWN, command="verify_cmd:VERIFY")
 
     @property
     def restores(self) -> bool:
@@ -84,6 +98,13 @@ class Mode(enum.Enum):
     @property
     def error_exit(self) -> int:
         return self.about.error_exit
+
+    @property
+    def command(self) -> Subcommand:
+        """Its arguments and run function (imports its module)."""
+        from executors import subcommands
+
+        return subcommands.load(self.about.command)
 
     @property
     def prog(self) -> str:

@@ -17,7 +17,6 @@ import attrs
 from executors.execute import DEFAULT_PARALLEL, Settings
 from executors.lock import lock_path
 from executors.modes import Mode
-from executors.monitor import FORMATS
 from executors.regular import MIB, NAME_MAX, Unreadable, read_regular, size_words
 from planner import status
 from reconcile import __version__, formats, naming, zfs_names
@@ -25,10 +24,8 @@ from reconcile.errors import UsageError, quoted
 from reconcile.job import DEFAULT_RETRIES, DEFAULT_RETRY_DELAY, Job
 from reconcile.model import Host
 from reconcile.pipes import COMPRESSORS, TransferOptions
-from reconcile.restore import RestoreRequest
 from reconcile.schedule import DEFAULT, Schedule, parse_duration
 from reconcile.scripts import SYSTEMD_PROPERTIES
-from reconcile.verify import MIN_SAMPLE, VerifyRequest
 
 #: --parallel at most (each send is a few processes, and over ssh a session of the
 #: host's one connection: sshd allows 10 sessions per connection by default)
@@ -107,7 +104,7 @@ def _whole_number(option: str, low: int = 0, high: int = MAX_BYTES) -> Callable[
     return parse
 
 
-def _add_parallel(g: Any) -> None:
+def add_parallel(g: Any) -> None:
     g.add_argument(
         "--parallel",
         metavar="N",
@@ -124,21 +121,7 @@ def _file_parser(mode: Mode) -> argparse.ArgumentParser:
     p.add_argument(
         "plan_file", metavar="FILE", help="a plan saved with: zfs-autobackup plan ... --out FILE"
     )
-    if not mode.writes:
-        p.add_argument("--json", action="store_true", help="print the plan file's JSON")
-    else:
-        p.add_argument(
-            "--auto-approve", action="store_true", help="(a saved plan needs no approval)"
-        )
-        _add_parallel(p)
-        _add_reporting(p)
-        p.add_argument("--verbose", "-v", action="store_true", help="verbose output")
-        p.add_argument(
-            "--debug", action="store_true", help="show every command; stop at the first failure"
-        )
-        p.add_argument(
-            "--debug-output", action="store_true", help="show commands with their output"
-        )
+    mode.command.arguments(p)
     return p
 
 
@@ -157,7 +140,7 @@ def _seconds(option: str, high: float) -> Callable[[str], float]:
     return parse
 
 
-def _duration(option: str) -> Callable[[str], float]:
+def duration_type(option: str) -> Callable[[str], float]:
     def parse(text: str) -> float:
         try:
             return parse_duration(text)
@@ -167,47 +150,24 @@ def _duration(option: str) -> Callable[[str], float]:
     return parse
 
 
-def _add_thresholds(g: Any) -> None:
+def add_thresholds(g: Any) -> None:
     g.add_argument(
         "--warn",
         metavar="AGE",
-        type=_duration("--warn"),
+        type=duration_type("--warn"),
         default=status.DEFAULT_WARN,
         help="WARNING when the recovery point is older (default 25h; 30min, 2d, 1w, ...)",
     )
     g.add_argument(
         "--crit",
         metavar="AGE",
-        type=_duration("--crit"),
+        type=duration_type("--crit"),
         default=status.DEFAULT_CRIT,
         help="CRITICAL when the recovery point is older (default 49h)",
     )
 
 
-def _add_status(g: Any) -> None:
-    _add_thresholds(g)
-    g.add_argument(
-        "--format",
-        metavar="FORMAT",
-        default="table",
-        type=_choice("--format", FORMATS),
-        help="table (default), json (docs/status-format.md), nagios or prometheus",
-    )
-    g.add_argument(
-        "--prometheus-file",
-        metavar="PATH",
-        help="also write the report for node_exporter's textfile collector (atomically)",
-    )
-    g.add_argument(
-        "--verify-max-age",
-        metavar="AGE",
-        type=_duration("--verify-max-age"),
-        help="WARNING when a copy's last full verification (zfs-autobackup verify) is older, "
-        "or there is none (e.g. 30d)",
-    )
-
-
-def _add_reporting(g: Any) -> None:
+def add_reporting(g: Any) -> None:
     """A run that reports itself (docs/monitoring.md)."""
     g.add_argument(
         "--prometheus-file",
@@ -224,10 +184,10 @@ def _add_reporting(g: Any) -> None:
         metavar="COMMAND",
         help="run COMMAND after a run without failures",
     )
-    _add_thresholds(g)
+    add_thresholds(g)
 
 
-def _choice(option: str, allowed: Sequence[str]) -> Callable[[str], str]:
+def choice_type(option: str, allowed: Sequence[str]) -> Callable[[str], str]:
     def parse(text: str) -> str:
         if text not in allowed:
             raise argparse.ArgumentTypeError(
@@ -239,18 +199,18 @@ def _choice(option: str, allowed: Sequence[str]) -> Callable[[str], str]:
 
 
 def build_parser(mode: Mode = Mode.CLASSIC) -> argparse.ArgumentParser:
-    """The parser for a mode (executors.modes)."""
+    """The parser for a mode: the job options every backup mode shares, with the mode's
+    own arguments (its Subcommand, executors.subcommands)."""
     if mode.about.takes_file:
         return _file_parser(mode)
+    command = mode.command
     p = _Parser(
         prog=mode.prog,
         description=f"zfs-autobackup v{__version__} (zfs-reconcile): snapshot, replicate "
         "and thin ZFS datasets, compatible with zfs-autobackup v3. Also: "
         "'zfs-autobackup plan|apply|show ...' (see docs/plan-apply.md).",
-        epilog="Exit code: 0 every dataset verified, 1 a difference, 3 could not verify "
-        "(docs/verify.md)."
-        if mode is Mode.VERIFY
-        else "When a dataset fails, the others go on; the exit code is the number of "
+        epilog=command.epilog
+        or "When a dataset fails, the others go on; the exit code is the number of "
         "failed datasets (255: usage or fatal error).",
     )
     p.add_argument(
@@ -258,24 +218,7 @@ def build_parser(mode: Mode = Mode.CLASSIC) -> argparse.ArgumentParser:
         metavar="BACKUP-NAME",
         help="name of the backup: select datasets with 'zfs set autobackup:BACKUP-NAME=true'",
     )
-    if mode.restores:
-        p.add_argument("target_path", metavar="TARGET-PATH", help="where the backup is")
-        p.add_argument(
-            "dataset",
-            metavar="DATASET",
-            help="the dataset to restore, as named on the source host",
-        )
-        _add_restore(p, mode)
-    elif mode is Mode.VERIFY:
-        p.add_argument("target_path", metavar="TARGET-PATH", help="where the backup is")
-        _add_verify(p)
-    else:
-        p.add_argument(
-            "target_path",
-            metavar="TARGET-PATH",
-            nargs="?",
-            help="target ZFS filesystem (without it: only snapshot and thin the source)",
-        )
+    command.arguments(p)
     p.add_argument(
         "--version", action="version", version=f"zfs-autobackup v{__version__} (zfs-reconcile)"
     )
@@ -489,7 +432,7 @@ def build_parser(mode: Mode = Mode.CLASSIC) -> argparse.ArgumentParser:
         help="mbuffer's block size (-s, default 128k; turns mbuffer on)",
     )
     g.add_argument("--rate", metavar="RATE", help="limit the transfer rate (mbuffer)")
-    _add_parallel(g)
+    add_parallel(g)
     g.add_argument(
         "--send-pipe",
         metavar="COMMAND",
@@ -533,42 +476,7 @@ def build_parser(mode: Mode = Mode.CLASSIC) -> argparse.ArgumentParser:
     )
 
     g = p.add_argument_group("Output")
-    if mode is Mode.CLASSIC:
-        g.add_argument(
-            "--test",
-            "--dry-run",
-            "-n",
-            action="store_true",
-            help="show what would be done; change nothing",
-        )
-    elif mode is Mode.PLAN:
-        g.add_argument(
-            "--out", metavar="FILE", help="save the plan, to apply it later with: apply FILE"
-        )
-        g.add_argument(
-            "--json", action="store_true", help="print the plan as JSON (docs/plan-format.md)"
-        )
-        g.add_argument(
-            "--detailed-exitcode",
-            action="store_true",
-            help="exit 0 when there is nothing to do, 2 when there are changes, 1 on errors",
-        )
-        g.add_argument(
-            "--estimate",
-            action="store_true",
-            help="estimate the size of each send (its zfs send with -n -P, one each)",
-        )
-        g.add_argument(
-            "--commands",
-            action="store_true",
-            help="also print the exact commands, in the order apply runs them",
-        )
-    elif mode is Mode.APPLY:
-        g.add_argument("--auto-approve", action="store_true", help="apply without asking")
-    if mode is Mode.STATUS:
-        _add_status(g)
-    elif mode is not Mode.VERIFY:
-        _add_reporting(g)
+    command.output(g)
     g.add_argument("--verbose", "-v", action="store_true", help="verbose output")
     g.add_argument(
         "--debug",
@@ -584,117 +492,6 @@ def build_parser(mode: Mode = Mode.CLASSIC) -> argparse.ArgumentParser:
         "--no-progress", dest="progress", action="store_false", help="no transfer progress"
     )
     return p
-
-
-def _add_restore(p: argparse.ArgumentParser, mode: Mode) -> None:
-    g = p.add_argument_group("Restore (docs/restore.md)")
-    g.add_argument(
-        "--snapshot",
-        dest="restore_snapshot",
-        metavar="NAME|TIME",
-        help="the snapshot to restore: its name, or a time ('2020-02-18 17:00': the newest "
-        "at or before it); default: the newest",
-    )
-    g.add_argument(
-        "--to", metavar="NEW", help="restore beside the original, as NEW on the source host"
-    )
-    g.add_argument(
-        "--recursive", action="store_true", help="also the children of DATASET the backup has"
-    )
-    if mode is Mode.RESTORE:
-        g.add_argument(
-            "--test", "--dry-run", "-n", action="store_true", help="show the plan; change nothing"
-        )
-        g.add_argument(
-            "--list",
-            action="store_true",
-            help="list the restore points (snapshots) of DATASET, change nothing",
-        )
-        g.add_argument("--json", action="store_true", help="--list: as JSON")
-    else:
-        g.add_argument(
-            "--commands", action="store_true", help="also print the exact commands, in order"
-        )
-        g.add_argument(
-            "--out", metavar="FILE", help="save the plan, to apply it later with: apply FILE"
-        )
-        g.add_argument(
-            "--json", action="store_true", help="print the plan as JSON (docs/plan-format.md)"
-        )
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not MIN_SAMPLE <= value <= 1.0:
-        raise argparse.ArgumentTypeError(
-            f"invalid value {quoted(text)} for --sample: a fraction from {MIN_SAMPLE} to 1 "
-            "(0.1: a tenth of each file's chunks) is allowed"
-        )
-    return value
-
-
-def _add_verify(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("Verify (docs/verify.md)")
-    which = g.add_mutually_exclusive_group()
-    which.add_argument(
-        "--snapshot",
-        dest="verify_snapshot",
-        metavar="NAME",
-        help="compare this snapshot (both sides must have it); default: the newest common one",
-    )
-    which.add_argument(
-        "--all-common", action="store_true", help="compare every snapshot both sides have"
-    )
-    g.add_argument(
-        "--sample",
-        metavar="FRACTION",
-        type=_fraction,
-        help="read only this fraction of each file's 1 MiB chunks (the same on both sides; "
-        "the slice moves on each day, so that daily runs cover everything)",
-    )
-    g.add_argument(
-        "--budget",
-        metavar="DURATION",
-        type=_duration("--budget"),
-        help="stop cleanly when DURATION (e.g. 30m, 2h) has passed since the comparing "
-        "began, and say what was covered",
-    )
-    g.add_argument("--json", action="store_true", help="the results as JSON")
-
-
-def verify_request(args: argparse.Namespace) -> VerifyRequest:
-    name = args.verify_snapshot
-    problem = None if name is None else zfs_names.component_problem(name)
-    if problem is not None:
-        raise UsageError(f"Invalid --snapshot {quoted(name)}: {problem}")
-    # (a fraction over a half is every chunk: a full verification; --debug: one by one)
-    sample = args.sample if args.sample is not None and round(1 / args.sample) > 1 else None
-    debug = args.debug or args.debug_output
-    return VerifyRequest(
-        snapshot=args.verify_snapshot,
-        all_common=args.all_common,
-        sample=sample,
-        budget=args.budget,
-        parallel=1 if debug else args.parallel,
-    )
-
-
-def restore_request(args: argparse.Namespace) -> RestoreRequest:
-    """What a restore's command line asks (names checked as zfs checks them)."""
-    _check_dataset("DATASET", args.dataset)
-    if args.to is not None:
-        _check_dataset("--to", args.to)
-    return RestoreRequest(
-        dataset=args.dataset,
-        snapshot=args.restore_snapshot,
-        to=args.to,
-        recursive=args.recursive,
-        force=args.force,
-        raw=args.raw,
-    )
 
 
 def _list(text: Optional[str]) -> list[str]:
@@ -860,10 +657,10 @@ def job_from_args(args: argparse.Namespace) -> Job:
 
 
 def _check_target_path(path: str) -> None:
-    _check_dataset("target path", path.rstrip("/"))
+    check_dataset("target path", path.rstrip("/"))
 
 
-def _check_dataset(what: str, path: str) -> None:
+def check_dataset(what: str, path: str) -> None:
     """A dataset name zfs takes: components of ZFS name characters, 255 at most."""
     for component in path.split("/"):
         problem = zfs_names.component_problem(component)

@@ -115,3 +115,33 @@ def test_every_mode_has_options_of_its_own_or_a_file() -> None:
         assert ("plan_file" in dests) is mode.about.takes_file, mode
         assert ("backup_name" in dests) is (not mode.about.takes_file), mode
         assert build_parser(mode).prog == mode.prog
+
+
+def test_each_mode_names_its_module_and_each_module_is_a_modes() -> None:
+    """The registry (executors.modes) and the subcommand modules agree: every mode's
+    declaration names a Subcommand, and every module of executors.subcommands is some
+    mode's (a module left out of the registry would be dead code no parser reaches)."""
+    import pkgutil
+
+    from executors import subcommands
+
+    named = {m.about.command.partition(":")[0] for m in Mode}
+    modules = {m.name for m in pkgutil.iter_modules(subcommands.__path__)}
+    assert named == modules
+    for mode in Mode:
+        assert isinstance(mode.command, subcommands.Subcommand), mode
+    with pytest.raises(TypeError, match="is not a Subcommand"):
+        subcommands.load("verify_cmd:request")
+
+
+@pytest.mark.parametrize("option", ["--on-failure=true", "--on-success=true", "--prometheus-file=/tmp/x", "--warn=1h"])  # fmt: skip
+@pytest.mark.parametrize("word", [["restore"], ["plan", "restore"]])
+def test_a_restore_refuses_the_options_that_report_backups(
+    word: list[str], option: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A restore took --on-failure, --on-success, --prometheus-file, --warn and --crit
+    and then ignored them: a hook the user set never ran. Now they are refused."""
+    _zfs, runner = fakecli.world()
+    assert cli.main([*word, "bak", "dst", "pool/data", option], fakecli.deps(runner)) == 1
+    assert option.partition("=")[0] in capsys.readouterr().err
+    assert fakecli.writes(runner) == []
