@@ -18,7 +18,7 @@ from planner import invariants
 from planner.plan import build_plan
 from reconcile import graph as snapgraph
 from reconcile.desire import desire
-from reconcile.job import Job
+from reconcile.job import Job, Remote, Thinning
 from reconcile.model import Dataset, Host, HostState, Selection, Snapshot
 from reconcile.naming import Naming
 from reconcile.schedule import Schedule
@@ -53,9 +53,11 @@ def synthetic(datasets: int, snapshots: int) -> tuple[Job, HostState, HostState,
     target["backup/pool"] = parent
     job = Job(
         naming=naming,
-        target_path="backup",
-        keep_source=Schedule.parse("10,1d1w,1w1m,1m1y"),
-        keep_target=Schedule.parse("10,1d1w,1w1m,1m1y"),
+        remote=Remote(target_path="backup"),
+        thinning=Thinning(
+            keep_source=Schedule.parse("10,1d1w,1w1m,1m1y"),
+            keep_target=Schedule.parse("10,1d1w,1w1m,1m1y"),
+        ),
     )
     now = START + snapshots * 3600.0
     return job, HostState(Host(), source), HostState(Host(), target), now

@@ -31,18 +31,18 @@ from reconcile.job import Job
 def settings_summary(job: Job, console: Console) -> None:
     console.title("Settings summary")
     for side, host, schedule in (
-        (SOURCE, job.source, job.keep_source),
-        (TARGET, job.target, job.keep_target),
+        (SOURCE, job.remote.source, job.thinning.keep_source),
+        (TARGET, job.remote.target, job.thinning.keep_target),
     ):
         label = side.label
-        if side == TARGET and job.target_path is None:
+        if side == TARGET and job.remote.target_path is None:
             break
         if host.ssh_config:
             console.verbose(f"{label} Using custom SSH config: {host.ssh_config}")
         console.verbose(
             f"{label} Datasets on: {host.ssh}" if host.ssh else f"{label} Datasets are local"
         )
-        if side == SOURCE and job.read_only_source:
+        if side == SOURCE and job.transfer.read_only_source:
             console.verbose(
                 f"{label} Read-only (--read-only-source): no snapshots, holds, bookmarks or "
                 "thinning here; sends the snapshots the source's own schedule takes"
@@ -54,7 +54,7 @@ def settings_summary(job: Job, console: Console) -> None:
             console.verbose(f"{label} Keep all snapshots (--no-thinning).")
         if side == SOURCE:
             prop = job.naming.property_name
-            if job.target_path is None:
+            if job.remote.target_path is None:
                 console.verbose(
                     f"{label} Selects all datasets that have property '{prop}=true' "
                     f"(or childs of datasets that have '{prop}=child')"
@@ -64,8 +64,8 @@ def settings_summary(job: Job, console: Console) -> None:
                     f"{label} Send all datasets that have '{prop}=true' or '{prop}=child'"
                 )
         else:
-            console.verbose(f"{label} Receive datasets under: {job.target_path}")
-    if job.exclude_paths:
+            console.verbose(f"{label} Receive datasets under: {job.remote.target_path}")
+    if job.remote.exclude_paths:
         console.verbose(
             "NOTE: Source and target are on the same host, excluding target-path from selection."
         )
@@ -116,7 +116,7 @@ def run_classic(
         console.error(no_selection(job).message)
         return EXIT_FATAL
 
-    if job.snapshot:
+    if job.selection.snapshot:
         console.title("Snapshotting")
         for note in plan.notes:
             if note.kind == SNAPSHOT_NOTE:
@@ -124,7 +124,7 @@ def run_classic(
         if not any(isinstance(a, CreateSnapshots) for a in plan.actions):
             console.verbose(f"{SOURCE.label} No changes anywhere: not creating snapshots.")
 
-    second = "Sending and thinning" if job.target_path else "Thinning source"
+    second = "Sending and thinning" if job.remote.target_path else "Thinning source"
     state = {"titled": False}
 
     def open_second() -> None:
@@ -159,7 +159,7 @@ def run_classic(
         console.title("All tests successful.")
     else:
         console.title("All operations completed successfully")
-        if not job.target_path:
+        if not job.remote.target_path:
             console.verbose("(No target_path specified, only operated as snapshot tool.)")
     if args_test:
         console.verbose("")

@@ -125,7 +125,7 @@ class Executor:
                 self._sent_bytes += size
 
     def host(self, side: Side) -> Host:
-        return self.job.source if side == Side.SOURCE else self.job.target
+        return self.job.remote.source if side == Side.SOURCE else self.job.remote.target
 
     def stages(self, commands: Sequence[Command]) -> list[Stage]:
         return [Stage(self.host(c.side), c.argv, c.side.label) for c in commands]
@@ -157,15 +157,15 @@ class Executor:
             return None
         processes = len(group_stages(stages))
         count: Optional[tuple[int, str]] = None
-        if self.job.target.is_local:
+        if self.job.remote.target.is_local:
             count = (processes - 1, "rchar")  # what zfs recv read
-        elif self.job.source.is_local:
+        elif self.job.remote.source.is_local:
             count = (processes - 2, "wchar")  # what the last stage here handed to ssh
         return Progress(step.title, self._board.channel(), count=count)
 
     def _send(self, step: Step) -> None:
         """A transfer, repeated (executors.retry) when its link broke."""
-        policy = Policy(self.job.retries, self.job.retry_delay)
+        policy = Policy(self.job.transfer.retries, self.job.transfer.retry_delay)
         transfer = Transfer(step, step.title, policy, self.console, self._sleep)
         transfer.run(lambda commands: self._transfer(step, commands), self._token, self._resumes)
 

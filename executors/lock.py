@@ -64,9 +64,9 @@ def lock_path(job: Job) -> Path:
     key = "\0".join(
         [
             job.naming.backup_name,
-            job.source.describe(),
-            job.target.describe(),
-            job.target_path or "",
+            job.remote.source.describe(),
+            job.remote.target.describe(),
+            job.remote.target_path or "",
         ]
     )
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
@@ -83,7 +83,7 @@ def backup_lock(job: Job) -> Iterator[None]:
         except BlockingIOError:
             raise AlreadyRunning(
                 f"Another run of backup '{job.naming.backup_name}' to "
-                f"'{job.target_path or '(snapshots only)'}' is still running "
+                f"'{job.remote.target_path or '(snapshots only)'}' is still running "
                 f"(pid {_holder(fd)}); not starting a second one (lock: {path})"
             ) from None
         if writable:

@@ -78,7 +78,7 @@ def status_report(
     """Observe and rate; a host that cannot be read makes the report UNKNOWN.
     `verify_max_age`: also read each copy's last verification (one more command)."""
     try:
-        quiet = attrs.evolve(job, snapshot=False)
+        quiet = attrs.evolve(job, selection=attrs.evolve(job.selection, snapshot=False))
         desired = observe_and_desire(quiet, runner, now, together=together).desired
         if nothing_to_select(desired):  # a typo in the name is not "all is well"
             raise no_selection(job)
@@ -93,10 +93,10 @@ def status_report(
 
 def _verifications(job: Job, runner: Runner) -> dict[str, report_of.Point]:
     """Each copy's record of its last full verification (planner.verify)."""
-    assert job.target_path is not None
+    assert job.remote.target_path is not None
     prop = verify.record_property(job.naming.property_name)
-    command = verify_commands.read_records(job.target_path, prop)
-    out = runner.run(job.target, command.argv, label=Side.TARGET.label).stdout
+    command = verify_commands.read_records(job.remote.target_path, prop)
+    out = runner.run(job.remote.target, command.argv, label=Side.TARGET.label).stdout
     found = {}
     for line in out.splitlines():
         name, _, value = line.partition("\t")

@@ -21,7 +21,16 @@ from executors.regular import MIB, NAME_MAX, Unreadable, read_regular, size_word
 from planner import status
 from reconcile import __version__, formats, naming, zfs_names
 from reconcile.errors import UsageError, quoted
-from reconcile.job import DEFAULT_RETRIES, DEFAULT_RETRY_DELAY, Job
+from reconcile.job import (
+    DEFAULT_RETRIES,
+    DEFAULT_RETRY_DELAY,
+    Job,
+    Remote,
+    Selection,
+    Snapshotting,
+    Thinning,
+    Transfer,
+)
 from reconcile.model import Host
 from reconcile.pipes import COMPRESSORS, TransferOptions
 from reconcile.schedule import DEFAULT, Schedule, parse_duration
@@ -602,54 +611,64 @@ def job_from_args(args: argparse.Namespace) -> Job:
             hold_format=args.hold_format,
             utc=args.utc,
         ),
-        source=_host(args.ssh_source, args.ssh_config),
-        target=_host(args.ssh_target, args.ssh_config),
-        target_path=args.target_path.rstrip("/") if args.target_path else None,
-        keep_source=None if args.no_thinning or args.read_only_source else keep_source,
-        keep_target=None if args.no_thinning else keep_target,
-        strip_path=args.strip_path,
-        min_change=0 if args.allow_empty else args.min_change,
-        snapshot=not (args.no_snapshot or args.read_only_source),
-        send=not args.no_send,
-        holds=not args.no_holds,
-        bookmarks=not (args.no_bookmarks or args.read_only_source),
-        read_only_source=args.read_only_source,
-        clones=not args.no_clone,
-        other_snapshots=args.other_snapshots,
-        exclude_received=args.exclude_received,
-        include_received=args.include_received,
-        exclude_unchanged=exclude_unchanged,
-        rollback=args.rollback,
-        destroy_incompatible=args.destroy_incompatible,
-        force=args.force,
-        guid_check=not args.no_guid_check,
-        filter_properties=tuple(filter_properties),
-        set_properties=tuple(set_properties),
-        snapshot_properties=tuple(
-            _properties("--set-snapshot-properties", args.set_snapshot_properties)
+        remote=Remote(
+            source=_host(args.ssh_source, args.ssh_config),
+            target=_host(args.ssh_target, args.ssh_config),
+            target_path=args.target_path.rstrip("/") if args.target_path else None,
+            strip_path=args.strip_path,
         ),
-        zfs_compressed=args.zfs_compressed,
-        ignore_transfer_errors=args.ignore_transfer_errors,
-        retries=args.retries,
-        retry_delay=args.retry_delay,
-        decrypt=args.decrypt,
-        encrypt=args.encrypt,
-        pre_snapshot_cmds=tuple(
-            formats.split_command("--pre-snapshot-cmd", c) for c in args.pre_snapshot_cmd
+        selection=Selection(
+            snapshot=not (args.no_snapshot or args.read_only_source),
+            min_change=0 if args.allow_empty else args.min_change,
+            exclude_received=args.exclude_received,
+            include_received=args.include_received,
+            exclude_unchanged=exclude_unchanged,
         ),
-        post_snapshot_cmds=tuple(
-            formats.split_command("--post-snapshot-cmd", c) for c in args.post_snapshot_cmd
+        snapshotting=Snapshotting(
+            properties=tuple(
+                _properties("--set-snapshot-properties", args.set_snapshot_properties)
+            ),
+            pre_cmds=tuple(
+                formats.split_command("--pre-snapshot-cmd", c) for c in args.pre_snapshot_cmd
+            ),
+            post_cmds=tuple(
+                formats.split_command("--post-snapshot-cmd", c) for c in args.post_snapshot_cmd
+            ),
         ),
-        exclude_snapshot_patterns=tuple(args.exclude_snapshot_pattern),
-        destroy_missing=parse_duration(args.destroy_missing) if args.destroy_missing else None,
-        destroy_orphan_bookmarks=orphans,
-        transfer=TransferOptions.create(
-            args.compress,
-            args.buffer,
-            args.rate,
-            args.send_pipe,
-            args.recv_pipe,
-            chunk_size=args.buffer_chunk_size,
+        thinning=Thinning(
+            keep_source=None if args.no_thinning or args.read_only_source else keep_source,
+            keep_target=None if args.no_thinning else keep_target,
+            destroy_missing=parse_duration(args.destroy_missing) if args.destroy_missing else None,
+            destroy_orphan_bookmarks=orphans,
+        ),
+        transfer=Transfer(
+            send=not args.no_send,
+            other_snapshots=args.other_snapshots,
+            exclude_snapshot_patterns=tuple(args.exclude_snapshot_pattern),
+            guid_check=not args.no_guid_check,
+            holds=not args.no_holds,
+            bookmarks=not (args.no_bookmarks or args.read_only_source),
+            clones=not args.no_clone,
+            read_only_source=args.read_only_source,
+            rollback=args.rollback,
+            destroy_incompatible=args.destroy_incompatible,
+            force=args.force,
+            decrypt=args.decrypt,
+            encrypt=args.encrypt,
+            zfs_compressed=args.zfs_compressed,
+            ignore_transfer_errors=args.ignore_transfer_errors,
+            filter_properties=tuple(filter_properties),
+            set_properties=tuple(set_properties),
+            pipes=TransferOptions.create(
+                args.compress,
+                args.buffer,
+                args.rate,
+                args.send_pipe,
+                args.recv_pipe,
+                chunk_size=args.buffer_chunk_size,
+            ),
+            retries=args.retries,
+            retry_delay=args.retry_delay,
         ),
     )
     _check_lock_name(job)

@@ -67,7 +67,7 @@ EXIT_OK = 0
 
 
 def _hosts(job: Job) -> dict[str, str]:
-    return {"source": job.source.describe(), "target": job.target.describe()}
+    return {"source": job.remote.source.describe(), "target": job.remote.target.describe()}
 
 
 @attrs.frozen
@@ -86,16 +86,18 @@ def plan_restore(
 ) -> Prepared:
     """Observe both hosts, decide, plan and compile (reads only)."""
     root = copy_root(job, request)
-    copies = observe_tree(runner, job.target, root, Side.TARGET.label)
+    copies = observe_tree(runner, job.remote.target, root, Side.TARGET.label)
     if copies is None:
         raise no_copy(request, root)
-    received = received_values(runner, job.target, root, job.naming.property_name,
+    received = received_values(runner, job.remote.target, root, job.naming.property_name,
                                Side.TARGET.label)  # fmt: skip
-    here = observe_tree(runner, job.source, request.destination, Side.SOURCE.label, bookmarks=True)
+    here = observe_tree(
+        runner, job.remote.source, request.destination, Side.SOURCE.label, bookmarks=True
+    )
     if here is None and "/" in request.destination:
         parent = request.destination.rsplit("/", 1)[0]
         # (one name: not the parent's whole tree, which may be the pool's)
-        if not exists(runner, job.source, parent, Side.SOURCE.label):
+        if not exists(runner, job.remote.source, parent, Side.SOURCE.label):
             raise UsageError(
                 f"Can't restore to {request.destination}: its parent {parent} does not exist "
                 "on the source host (create it, or choose another place with --to)"
@@ -106,8 +108,8 @@ def plan_restore(
         # (the copies sent raw are encryption roots, with a keylocation: the plan says
         # where each key is loaded from; a raw restore sends the copy's properties (-p),
         # and what the target set over the received values is put back or left out)
-        keys = key_locations(runner, job.target, root, Side.TARGET.label)
-        local = local_values(runner, job.target, root, Side.TARGET.label)
+        keys = key_locations(runner, job.remote.target, root, Side.TARGET.label)
+        local = local_values(runner, job.remote.target, root, Side.TARGET.label)
     desires = desire_restore(job, request, copies, here, received, keys, local)
     plan = build_restore_plan(job, desires)
     restores = [a for a in plan.actions if isinstance(a, Restore)]
@@ -116,7 +118,7 @@ def plan_restore(
         pools = [a.copy.split("/")[0] for a in restores]
         target = pool_features(runner, copies, pools, Side.TARGET.label)
         pools = [a.dataset.split("/")[0] for a in restores]
-        source = pool_features(runner, HostState(job.source), pools, Side.SOURCE.label)
+        source = pool_features(runner, HostState(job.remote.source), pools, Side.SOURCE.label)
         facts = Facts({Side.SOURCE: source.features, Side.TARGET: target.features})
     compiled = compiler.compile_plan(plan, job.transfer_recipe, Snapshotting(), facts, options)
     # (what it restores from and into: a child a restore without --recursive leaves
@@ -204,7 +206,7 @@ def list_restore_points(
 ) -> int:
     """The copy's snapshots (and with --recursive its children's): name, time, size."""
     root = copy_root(job, request)
-    found = snapshot_sizes(runner, job.target, root, request.recursive, Side.TARGET.label)
+    found = snapshot_sizes(runner, job.remote.target, root, request.recursive, Side.TARGET.label)
     if found is None:
         raise no_copy(request, root)
     rows = []

@@ -58,20 +58,20 @@ def observe_hosts(
     def source() -> HostState:
         return observe_source(
             runner,
-            job.source,
+            job.remote.source,
             job.naming.property_name,
-            exclude_paths=job.exclude_paths,
+            exclude_paths=job.remote.exclude_paths,
             exclude_received=job.excludes_received,
             bookmarks=job.reads_bookmarks,
         )
 
     def target() -> Optional[HostState]:
-        if not job.target_path:
+        if not job.remote.target_path:
             return None
-        return observe_target(runner, job.target, job.target_path)
+        return observe_target(runner, job.remote.target, job.remote.target_path)
 
-    same_remote = job.source.ssh is not None and job.source == job.target
-    if not together or not job.target_path or same_remote:
+    same_remote = job.remote.source.ssh is not None and job.remote.source == job.remote.target
+    if not together or not job.remote.target_path or same_remote:
         return source(), target()
     with ThreadPoolExecutor(2, "observe") as pool:
         theirs = pool.submit(target)
@@ -145,7 +145,7 @@ def observe_and_desire(
     """Observe both hosts and desire: the start of every mode (a backup, a plan,
     `status`); the selection is checked (a bad value stops here)."""
     source, target = observe_hosts(job, runner, together=together)
-    resume = resume_info(runner, job.source, target) if target is not None else {}
+    resume = resume_info(runner, job.remote.source, target) if target is not None else {}
     graph = snapgraph.build(source, target)
     desired = desire(job, source, target, graph, now, resume, snapshot_name=snapshot_name)
     check_selection(desired)
@@ -168,7 +168,7 @@ def prepare(
     plan = build_plan(job, desired, source, target)
     invariants.check(plan, job, desired)
     source, target = _with_features(runner, plan, source, target)
-    if job.bookmarks and _lacks_bookmarks(source):
+    if job.transfer.bookmarks and _lacks_bookmarks(source):
         # (some pool can't bookmark: its datasets are planned again, without bookmarks)
         name = desired.snapshot_name
         desired = desire(job, source, target, seen.graph, now, seen.resume, snapshot_name=name)

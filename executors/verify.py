@@ -165,7 +165,7 @@ class _Verifier:
         self.deadline: Optional[float] = None
 
     def host(self, side: Side) -> Host:
-        return self.job.source if side is Side.SOURCE else self.job.target
+        return self.job.remote.source if side is Side.SOURCE else self.job.remote.target
 
     def run(self, command: Command) -> str:
         self.stop.check()
@@ -307,7 +307,7 @@ def _locked(job: Job, runner: Runner, tasks: Sequence[Task]) -> set[str]:
     if not names:
         return set()
     command = commands.read_keystatus(names)
-    out = runner.run(job.target, command.argv, label=Side.TARGET.label).stdout
+    out = runner.run(job.remote.target, command.argv, label=Side.TARGET.label).stdout
     rows = [line.split("\t") for line in out.splitlines()]
     return {row[0] for row in rows if len(row) == 2 and row[1] != "available"}
 
@@ -320,7 +320,7 @@ def plan_tasks(job: Job, runner: Runner, now: float, request: VerifyRequest,
     by_name = {p.source.name: p for p in seen.desired.pairs}
     for pair in seen.desired.pairs:
         tasks.append(task(pair.source, pair.target_name, pair.target,
-                          guid_check=job.guid_check, snapshot=request.snapshot,
+                          guid_check=job.transfer.guid_check, snapshot=request.snapshot,
                           all_common=request.all_common))  # fmt: skip
     locked = _locked(job, runner, tasks)
     for index, item in enumerate(tasks):
@@ -399,7 +399,7 @@ def _total(runner: Runner, job: Job, tasks: Sequence[Task]) -> Optional[int]:
     if not names:
         return None
     command = commands.read_sizes(names)
-    result = runner.run(job.source, command.argv, label=Side.SOURCE.label, check=False)
+    result = runner.run(job.remote.source, command.argv, label=Side.SOURCE.label, check=False)
     sizes = [line.rpartition("\t")[2] for line in result.stdout.splitlines()]
     if result.returncode != 0 or not all(s.isdigit() for s in sizes):
         return None

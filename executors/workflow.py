@@ -55,8 +55,10 @@ PLAN_FILE_MODE = 0o600
 
 
 def _hosts(job: Job) -> dict[str, str]:
-    target = job.target.describe() + (f": {job.target_path}" if job.target_path else "")
-    return {"source": job.source.describe(), "target": target}
+    target = job.remote.target.describe() + (
+        f": {job.remote.target_path}" if job.remote.target_path else ""
+    )
+    return {"source": job.remote.source.describe(), "target": target}
 
 
 def _human(size: int) -> str:
@@ -84,7 +86,7 @@ def estimate_sizes(prepared: Prepared, job: Job, runner: Runner) -> dict[int, st
             sizes[index] = f"~{_human(written)}"
             continue
         argv = compiler.estimate_argv(step.commands[0].argv)
-        out = runner.run(job.source, argv, label=Side.SOURCE.label, check=False)
+        out = runner.run(job.remote.source, argv, label=Side.SOURCE.label, check=False)
         size = zfs_text.parse_send_size(out.stdout + "\n" + out.stderr)
         sizes[index] = _human(size) if size is not None else "?"
     return sizes
@@ -93,7 +95,7 @@ def estimate_sizes(prepared: Prepared, job: Job, runner: Runner) -> dict[int, st
 def command_lines(job: Job, compiled: compiler.Compiled) -> list[str]:
     """The commands of a compiled plan in the order they run, as --debug shows them and a
     user can paste them; what runs only if a step fails is indented under it."""
-    hosts = {"source": job.source, "target": job.target}
+    hosts = {"source": job.remote.source, "target": job.remote.target}
     lines = []
     for step in compiled.steps:
         lines.append(display_line([(hosts[c.side], c.argv) for c in step.commands]))
@@ -400,7 +402,10 @@ def run_show(path: str, console: Console, as_json: bool) -> int:
     console.info(f"{what}, made on {saved.made_on} by zfs-autobackup v{saved.tool_version}:")
     # the job's own commands: shown also among the commands below (a restore takes no
     # snapshot, and runs none of them)
-    for when, cmds in (("before", job.pre_snapshot_cmds), ("after", job.post_snapshot_cmds)):
+    for when, cmds in (
+        ("before", job.snapshotting.pre_cmds),
+        ("after", job.snapshotting.post_cmds),
+    ):
         for argv in cmds if saved.restore is None else ():
             console.info(f"Runs on the source {when} snapshotting: {shlex.join(argv)}")
     console.info(render(saved.plan, _hosts(job)))

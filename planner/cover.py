@@ -106,7 +106,7 @@ def present_sides(
     sides = {SOURCE: present_after(plan, SOURCE, source)}
     if target is not None:
         sides[TARGET] = present_after(plan, TARGET, target)
-        if job.source == job.target:
+        if job.remote.source == job.remote.target:
             both: dict[str, frozenset[str]] = dict(sides[SOURCE])
             for name, snaps in sides[TARGET].items():
                 both[name] = both.get(name, frozenset()) | snaps

@@ -86,7 +86,7 @@ def check(plan: Plan, job: Job, desired: Desired) -> None:
     observed = _observed(desired)
     bases = {p.origin.guid for p in desired.pairs if p.origin is not None and p.sends}
     for index, action in enumerate(plan.actions):
-        if job.read_only_source and _writes_source(action):
+        if job.transfer.read_only_source and _writes_source(action):
             raise PlanRefused(f"BUG: the plan changes the read-only source: {action.kind}")
         if isinstance(action, Destroy):
             key = (action.side, action.dataset)
@@ -111,7 +111,7 @@ def check(plan: Plan, job: Job, desired: Desired) -> None:
                 ours = job.naming.is_ours(snap)
                 allowed = (
                     action.side == TARGET
-                    and job.destroy_incompatible
+                    and job.transfer.destroy_incompatible
                     and snap in incompatible.get(action.dataset, set())
                 )
                 if not ours and not allowed:
@@ -120,16 +120,18 @@ def check(plan: Plan, job: Job, desired: Desired) -> None:
                     )
         elif isinstance(action, DestroyBookmark):
             _check_destroy_bookmark(plan, index, action, pairs.get(action.unit), job, desired.now)
-        elif isinstance(action, Rollback) and not (job.rollback or job.destroy_incompatible):
+        elif isinstance(action, Rollback) and not (
+            job.transfer.rollback or job.transfer.destroy_incompatible
+        ):
             raise PlanRefused(f"BUG: the plan rolls back {action.dataset} without --rollback")
         elif isinstance(action, DestroyDataset):
-            if job.destroy_missing is None:
+            if job.thinning.destroy_missing is None:
                 raise PlanRefused(
                     f"BUG: the plan destroys {action.dataset} without --destroy-missing"
                 )
             if action.dataset in targets:
                 raise PlanRefused(f"BUG: the plan destroys {action.dataset}, a dataset it backs up")
-        elif isinstance(action, Send) and action.force and not job.force:
+        elif isinstance(action, Send) and action.force and not job.transfer.force:
             raise PlanRefused(f"BUG: the plan receives {action.dataset} with -F without --force")
 
 
@@ -259,7 +261,7 @@ def _check_orphan(
     """Another target's bookmark of ours goes only as an orphan: with
     --destroy-orphan-bookmarks, its snapshot older than the deadline, and not the base
     of this target's chain."""
-    deadline = job.destroy_orphan_bookmarks
+    deadline = job.thinning.destroy_orphan_bookmarks
     stamp = job.naming.timestamp(mine.snapshot)
     if deadline is None or stamp is None or now - stamp <= deadline:
         raise PlanRefused(

@@ -274,7 +274,7 @@ def build_plan(job: Job, desired: Desired, source: HostState, target: Optional[H
             ctx.notes.append(Note(SOURCE, f"{pair.name}@{name}", f"skipped: {why}", SKIPPED))
         ctx.notes += _kept_notes(SOURCE, pair.name, pair.source_fates)
         ctx.notes += _kept_notes(TARGET, pair.target_name, pair.target_fates)
-        if job.target_path is None:
+        if job.remote.target_path is None:
             post = [f for f in pair.source_fates if f.phase == POST]
             _release_and_destroy(
                 builder,
@@ -355,7 +355,7 @@ class _Context:
             return [self.created_by[dataset]]
         if dataset in self.parent_made:
             return [self.parent_made[dataset]]
-        if dataset == self.job.target_path or (
+        if dataset == self.job.remote.target_path or (
             self.target is not None and self.target.get(dataset) is not None
         ):
             return []
@@ -367,7 +367,7 @@ class _Context:
         every selected dataset not on the target yet, whether or not it is sent now, but
         not a parent that is itself the target of a selected dataset (its own send makes
         it)."""
-        if pair.target is not None or not self.job.send or "/" not in pair.target_name:
+        if pair.target is not None or not self.job.transfer.send or "/" not in pair.target_name:
             return []
         parent = pair.target_name.rsplit("/", 1)[0]
         if parent in self.failed_targets:
@@ -416,7 +416,7 @@ def _pair_actions(ctx: _Context, pair: PairDesire) -> None:
     if pair.rollback_to:
         why = (
             "incompatible snapshots destroyed"
-            if pair.incompatible and job.destroy_incompatible
+            if pair.incompatible and job.transfer.destroy_incompatible
             else "target changed since its newest snapshot"
         )
         prev = builder.add(Rollback(tname, pair.rollback_to, unit, why), [prev])
@@ -443,9 +443,9 @@ def _pair_actions(ctx: _Context, pair: PairDesire) -> None:
             guid=last.guid,
             resume_token=first.resume_token,
             intermediates=tuple(w.snapshot for w in run[:-1]),
-            raw=sent_raw(pair.source, job),
-            decrypted=pair.source.encryption != "off" and job.decrypt,
-            force=job.force and number == 0,
+            raw=sent_raw(pair.source, job.transfer),
+            decrypted=pair.source.encryption != "off" and job.transfer.decrypt,
+            force=job.transfer.force and number == 0,
             volume=pair.source.type == "volume",
             from_bookmark=first.from_bookmark,
             from_origin=first.from_origin,
@@ -480,8 +480,8 @@ def _pair_actions(ctx: _Context, pair: PairDesire) -> None:
     # encrypted on receiving, --encrypt: its first mount writes to it (zfs upgrades its
     # space accounting, 85 KiB on OpenZFS 2.3), and zfs refuses the next incremental
     # receive: never mounted (3.3 mounts it, and its next run fails))
-    unmountable = received_unmountable(job.set_properties)
-    if job.encrypt and not sent_raw(pair.source, job):
+    unmountable = received_unmountable(job.transfer.set_properties)
+    if job.transfer.encrypt and not sent_raw(pair.source, job.transfer):
         unmountable |= _encrypted_under(ctx.target, tname)
     if full_send is not None and pair.source.type != "volume" and not unmountable:
         parent = tname.rsplit("/", 1)[0]
@@ -514,7 +514,7 @@ def _bookmarks(ctx: _Context, pair: PairDesire, prev: Optional[int]) -> Optional
     for name in pair.superseded:
         why = f"superseded by #{pair.kept_bookmark}"
         builder.add(DestroyBookmark(pair.name, name, unit, why), [prev])
-    deadline = ctx.job.destroy_orphan_bookmarks
+    deadline = ctx.job.thinning.destroy_orphan_bookmarks
     for other in pair.others:
         if other.orphan and deadline is not None:
             why = (
@@ -533,7 +533,7 @@ def _other_notes(job: Job, pairs: Sequence[PairDesire]) -> list[Note]:
         for other in pair.others:
             if not other.orphan:
                 kept.setdefault(other.tag, []).append(other.age)
-    deadline = job.destroy_orphan_bookmarks
+    deadline = job.thinning.destroy_orphan_bookmarks
     notes = []
     for tag, ages in sorted(kept.items()):
         count = f"{len(ages)} bookmark{'s' if len(ages) > 1 else ''}"

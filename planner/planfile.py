@@ -33,8 +33,9 @@ FORMAT = "zfs-reconcile-plan"
 #: 2: the compiled commands, signed with a key (HMAC-SHA256); 1 had neither; 3: bookmarks;
 #: 4: bookmark copies, --destroy-orphan-bookmarks, clones (Send.from_origin); 5: typed
 #: commands (verb, datasets, delegation) and steps that describe themselves (their log
-#: lines and failure policy); 6: Restore, SetProperty; 7: restore plans (`restore`)
-VERSION = 7
+#: lines and failure policy); 6: Restore, SetProperty; 7: restore plans (`restore`);
+#: 8: the job in parts (naming, remote, selection, snapshotting, thinning, transfer)
+VERSION = 8
 SIGNATURE = "hmac_sha256"
 
 
@@ -225,12 +226,12 @@ def _loads(text: str, source: str, key: Optional[bytes]) -> SavedPlan:
         OverflowError,
     ) as exc:  # fmt: skip
         raise PlanFileError(f"{source} does not fit the plan format: {schema_error(exc)}") from None
-    for pattern in saved.job.exclude_snapshot_patterns:
+    for pattern in saved.job.transfer.exclude_snapshot_patterns:
         try:
             re.compile(pattern)
         except re.error as exc:
             raise PlanFileError(
-                f"{source}: job.exclude_snapshot_patterns holds {pattern!r:.80}, not a regular "
-                f"expression ({exc})"
+                f"{source}: job.transfer.exclude_snapshot_patterns holds {pattern!r:.80}, "
+                f"not a regular expression ({exc})"
             ) from None
     return saved

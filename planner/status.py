@@ -275,13 +275,15 @@ def build_report(
     """The report of what was observed; `done`: the datasets a run just backed up
     without failing (rated as the run left them). `verified`: each copy's last full
     verification (read with `verify_max_age`: WARNING when it is older, or none)."""
-    target_desc = job.target.describe() + (f": {job.target_path}" if job.target_path else "")
+    target_desc = job.remote.target.describe() + (
+        f": {job.remote.target_path}" if job.remote.target_path else ""
+    )
     rows = []
     for pair in desired.pairs:
         seen = _observed(job, pair)
         if done is not None and pair.name in done and not pair.problem:
             seen = _after(job, pair, seen)
-        if job.target_path is None:
+        if job.remote.target_path is None:
             rows.append(_snapshot_only_row(job, pair, seen.newest, now, warn, crit))
         else:
             row = _row(pair, seen, now, warn, crit)
@@ -298,7 +300,13 @@ def build_report(
                 bool(tds.resume_token), tds.written, 0, len(tds.snapshots), missing_source=True)
         )  # fmt: skip
     return Report(
-        job.naming.backup_name, job.source.describe(), target_desc, now, warn, crit, tuple(rows)
+        job.naming.backup_name,
+        job.remote.source.describe(),
+        target_desc,
+        now,
+        warn,
+        crit,
+        tuple(rows),
     )
 
 
@@ -310,9 +318,17 @@ def after_run(
 
 
 def unknown(job: Job, now: float, error: str, *, warn: float, crit: float) -> Report:
-    target_desc = job.target.describe() + (f": {job.target_path}" if job.target_path else "")
+    target_desc = job.remote.target.describe() + (
+        f": {job.remote.target_path}" if job.remote.target_path else ""
+    )
     return Report(
-        job.naming.backup_name, job.source.describe(), target_desc, now, warn, crit, error=error
+        job.naming.backup_name,
+        job.remote.source.describe(),
+        target_desc,
+        now,
+        warn,
+        crit,
+        error=error,
     )
 
 

@@ -21,7 +21,7 @@ from typing import Optional
 
 import attrs
 
-from reconcile.job import Job
+from reconcile.job import Transfer
 from reconcile.model import Dataset, HostState, Snapshot
 
 
@@ -116,7 +116,7 @@ def promoted_away(source: HostState, ds: Dataset, target: HostState, tds: Datase
 
 
 def find(
-    job: Job,
+    transfer: Transfer,
     ds: Dataset,
     source: HostState,
     target: HostState,
@@ -125,13 +125,13 @@ def find(
     """(where a new clone is sent from, why it is sent in full instead); (None, None)
     when `ds` is no clone, or clones are not wanted. An existing target dataset goes on
     as it is."""
-    if not job.send or ds.origin is None:
+    if not transfer.send or ds.origin is None:
         return None, None
     origin_ds, _, name = ds.origin.partition("@")
     ods = source.get(origin_ds)
     snap = ods.snapshot(name) if ods is not None else None
     tds = target.get(targets[ds.name])
-    if not job.clones or (tds is not None and tds.snapshots):
+    if not transfer.clones or (tds is not None and tds.snapshots):
         return None, None
     if snap is None:
         return None, f"its origin {ds.origin} is not selected"
@@ -139,6 +139,6 @@ def find(
         return Origin(ds.origin, snap.guid), None
     if origin_ds not in targets:
         return None, f"its origin {ds.origin} is not on the target, and its dataset is not selected"
-    if any(re.search(p, ds.origin) for p in job.exclude_snapshot_patterns):
+    if any(re.search(p, ds.origin) for p in transfer.exclude_snapshot_patterns):
         return None, f"its origin {ds.origin} matches --exclude-snapshot-pattern"
     return Origin(ds.origin, snap.guid, sent_by=origin_ds), None

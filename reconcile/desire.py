@@ -106,10 +106,10 @@ def _wants_snapshot(job: Job, ds: Dataset, name: str) -> Optional[str]:
     """
     if ds.snapshot(name) is not None:
         return f"Snapshot {name} already exists"
-    ours = [s for s in ds.snapshots if stamp_of(job, s.name) is not None]
-    if job.min_change == 0 or not ours:
+    ours = [s for s in ds.snapshots if stamp_of(job.naming, s.name) is not None]
+    if job.selection.min_change == 0 or not ours:
         return None
-    if written_since(ds, ours[-1].name) < job.min_change:
+    if written_since(ds, ours[-1].name) < job.selection.min_change:
         return f"No changes since {ours[-1].name}"
     return None
 
@@ -133,38 +133,40 @@ def desire(
         values,
         property_name=job.naming.property_name,
         exclude_received=job.excludes_received,
-        exclude_paths=job.exclude_paths,
-        exclude_unchanged=job.exclude_unchanged,
+        exclude_paths=job.remote.exclude_paths,
+        exclude_unchanged=job.selection.exclude_unchanged,
         written=written,
     )
-    if not job.include_received and not job.excludes_received:
+    if not job.selection.include_received and not job.excludes_received:
         # (a bookmark counts: with --keep-source=0 it is all the original has in common)
         guids = {ds.name: [*(s.guid for s in ds.snapshots), *(b.guid for b in ds.bookmarks)]
                  for ds in source}  # fmt: skip
         choices = without_replicas(choices, guids)
     selected = [source.datasets[c.dataset] for c in choices if c.selected]
-    if job.snapshot and snapshot_name is None:
+    if job.selection.snapshot and snapshot_name is None:
         snapshot_name = job.naming.snapshot_name(now)
-    if not job.snapshot:
+    if not job.selection.snapshot:
         snapshot_name = None
 
     targets: dict[str, str] = {}
     tag: Optional[str] = None
     base_tag: Optional[str] = None
-    if job.target_path is not None:
-        targets = map_targets([ds.name for ds in selected], job.target_path, job.strip_path)
-        root = target.get(job.target_path) if target is not None else None
+    if job.remote.target_path is not None:
+        targets = map_targets(
+            [ds.name for ds in selected], job.remote.target_path, job.remote.strip_path
+        )
+        root = target.get(job.remote.target_path) if target is not None else None
         # an existing bookmark is a base whatever the options (found by its guid); only
         # runs with bookmarks and guid checks make and destroy them
         base_tag = str(root.guid) if root is not None and job.reads_bookmarks else None
-        tag = base_tag if job.bookmarks and job.guid_check else None
+        tag = base_tag if job.transfer.bookmarks and job.transfer.guid_check else None
     fallback: dict[str, str] = {}
 
     origins: dict[str, tuple[Optional[clones.Origin], Optional[str]]] = {}
     must: dict[str, dict[str, str]] = {}
-    if target is not None and job.target_path is not None:
+    if target is not None and job.remote.target_path is not None:
         for ds in selected:
-            origins[ds.name] = clones.find(job, ds, source, target, targets)
+            origins[ds.name] = clones.find(job.transfer, ds, source, target, targets)
             origin = origins[ds.name][0]
             if origin is not None and origin.sent_by is not None:
                 must.setdefault(origin.sent_by, {})[origin.name] = ds.name
@@ -174,7 +176,7 @@ def desire(
     for ds in clones.order(selected):
         note = _wants_snapshot(job, ds, snapshot_name) if snapshot_name else None
         new = snapshot_name if snapshot_name and note is None else None
-        if job.target_path is None:
+        if job.remote.target_path is None:
             pairs.append(_snapshot_only(job, ds, new, note, now))
         else:
             assert target is not None
@@ -186,7 +188,7 @@ def desire(
             tds = target.get(name)
             moved = clones.promoted_away(source, ds, target, tds) if tds and ds.origin else None
             pin = PairInput(
-                job, ds, name, tds, new, note, now, resume or {},
+                job.naming, job.thinning, job.transfer, ds, name, tds, new, note, now, resume or {},
                 None if why else tag, must.get(ds.name, {}), origin, full, moved,
                 None if why else base_tag,
             )  # fmt: skip
@@ -194,10 +196,10 @@ def desire(
             pairs.append(made[ds.name])
 
     missing: list[MissingDesire] = []
-    if target is not None and job.target_path is not None:
+    if target is not None and job.remote.target_path is not None:
         used = set(targets.values())
         for tds in target:
-            if tds.name == job.target_path or tds.name in used:
+            if tds.name == job.remote.target_path or tds.name in used:
                 continue
             missing.append(_missing(job, tds, target, now))
     pairs, missing = _pin_origins(pairs, missing)
@@ -275,7 +277,7 @@ def _without_bookmarks(job: Job, source: HostState, ds: Dataset) -> Optional[str
         return None
     if "bookmarks" not in features:
         return "the pool lacks feature@bookmarks: its datasets run as with --no-bookmarks"
-    if sent_raw(ds, job) and "bookmark_v2" not in features:
+    if sent_raw(ds, job.transfer) and "bookmark_v2" not in features:
         return (
             "the pool lacks feature@bookmark_v2 (raw sends from bookmarks need it): its "
             "encrypted datasets run as with --no-bookmarks"
@@ -287,17 +289,17 @@ def _snapshot_only(
     job: Job, ds: Dataset, new: Optional[str], note: Optional[str], now: float
 ) -> PairDesire:
     """No target: only snapshot and thin the source (held snapshots are kept)."""
-    ours = [s for s in ds.snapshots if stamp_of(job, s.name) is not None]
+    ours = [s for s in ds.snapshots if stamp_of(job.naming, s.name) is not None]
     names = [s.name for s in ours] + ([new] if new else [])
-    stamps = [stamp_of(job, n) or 0.0 for n in names]
-    verdicts = thin_names(job.keep_source, names, stamps, now)
+    stamps = [stamp_of(job.naming, n) or 0.0 for n in names]
+    verdicts = thin_names(job.thinning.keep_source, names, stamps, now)
     fates = []
     for snap in ours:
         keep, reason = verdicts[snap.name]
         if not keep and job.naming.hold_tag in snap.holds:
             fates.append(Fate(snap.name, True, "common snapshot (held)", held_by_us=True))
         else:
-            fates.append(fate(job, snap, keep, reason, POST))
+            fates.append(fate(job.naming, snap, keep, reason, POST))
     return PairDesire(
         source=ds,
         target_name="",
@@ -309,14 +311,18 @@ def _snapshot_only(
 
 
 def _missing(job: Job, tds: Dataset, target: HostState, now: float) -> MissingDesire:
-    ours = [s for s in tds.snapshots if stamp_of(job, s.name) is not None]
+    ours = [s for s in tds.snapshots if stamp_of(job.naming, s.name) is not None]
     names = [s.name for s in ours]
-    verdicts = thin_names(job.keep_target, names, [stamp_of(job, n) or 0.0 for n in names], now)
+    verdicts = thin_names(
+        job.thinning.keep_target, names, [stamp_of(job.naming, n) or 0.0 for n in names], now
+    )
     thinned = tuple(
-        fate(job, snap, verdicts[snap.name][0], f"missing on source; {verdicts[snap.name][1]}")
+        fate(
+            job.naming, snap, verdicts[snap.name][0], f"missing on source; {verdicts[snap.name][1]}"
+        )
         for snap in ours
     )
-    if job.destroy_missing is None:
+    if job.thinning.destroy_missing is None:
         return MissingDesire(tds, thinned)
     children = target.children(tds.name)
     if not ours:
@@ -327,13 +333,13 @@ def _missing(job: Job, tds: Dataset, target: HostState, now: float) -> MissingDe
         )
         return MissingDesire(tds, thinned, note=note)
     last = ours[-1]
-    if (stamp_of(job, last.name) or 0.0) + job.destroy_missing > now:
+    if (stamp_of(job.naming, last.name) or 0.0) + job.thinning.destroy_missing > now:
         return MissingDesire(tds, thinned, note="Destroy missing: Waiting for deadline.")
     # past the deadline: every snapshot of ours but the last goes, whatever the schedule
     why = "missing on source past the --destroy-missing deadline"
-    fates = [fate(job, snap, False, why) for snap in ours[:-1]]
-    others = [s for s in tds.snapshots if stamp_of(job, s.name) is None]
-    foreign = foreign_holds(job, last)
+    fates = [fate(job.naming, snap, False, why) for snap in ours[:-1]]
+    others = [s for s in tds.snapshots if stamp_of(job.naming, s.name) is None]
+    foreign = foreign_holds(job.naming, last)
     cloned = [c for snap in tds.snapshots for c in snap.clones]
     if others:
         note = "Destroy missing: Still in use by other snapshots."
@@ -344,8 +350,8 @@ def _missing(job: Job, tds: Dataset, target: HostState, now: float) -> MissingDe
     elif foreign:
         note = f"Destroy missing: Its last snapshot is held by {', '.join(foreign)}."
     else:
-        fates.append(fate(job, last, False, why))
+        fates.append(fate(job.naming, last, False, why))
         return MissingDesire(tds, tuple(fates), destroy=True, note="Destroy missing.")
     # (one with clones is kept as their origin: the plan names them)
-    fates.append(fate(job, last, not last.clones, "last snapshot of a missing dataset"))
+    fates.append(fate(job.naming, last, not last.clones, "last snapshot of a missing dataset"))
     return MissingDesire(tds, tuple(fates), note=note)

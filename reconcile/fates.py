@@ -12,8 +12,8 @@ from typing import Optional
 
 import attrs
 
-from reconcile.job import Job
 from reconcile.model import Snapshot
+from reconcile.naming import Naming
 from reconcile.schedule import Schedule
 from reconcile.thinner import thin
 
@@ -39,8 +39,8 @@ class Fate:
     kept_because: Optional[str] = None
 
 
-def stamp_of(job: Job, snap_name: str) -> Optional[float]:
-    return job.naming.timestamp(snap_name)
+def stamp_of(naming: Naming, snap_name: str) -> Optional[float]:
+    return naming.timestamp(snap_name)
 
 
 def thin_names(
@@ -61,12 +61,12 @@ def thin_names(
     return {n: (v.keep, v.reason) for n, v in zip(names, verdicts)}
 
 
-def foreign_holds(job: Job, snap: Snapshot) -> list[str]:
-    return [tag for tag in snap.holds if tag != job.naming.hold_tag]
+def foreign_holds(naming: Naming, snap: Snapshot) -> list[str]:
+    return [tag for tag in snap.holds if tag != naming.hold_tag]
 
 
 def fate(
-    job: Job,
+    naming: Naming,
     snap: Snapshot,
     keep: bool,
     reason: str,
@@ -76,17 +76,17 @@ def fate(
 ) -> Fate:
     """A snapshot's fate; one the schedule drops is still kept when zfs would refuse to
     destroy it: it has clones, or someone else holds it."""
-    held = job.naming.hold_tag in snap.holds
-    pin = pinned(job, snap) if not keep else None
+    held = naming.hold_tag in snap.holds
+    pin = pinned(naming, snap) if not keep else None
     if pin:
         return Fate(snap.name, True, pin, held_by_us=held, kept_because=pin)
     return Fate(snap.name, keep, reason, phase, held_by_us=held, required=required)
 
 
-def pinned(job: Job, snap: Snapshot) -> Optional[str]:
+def pinned(naming: Naming, snap: Snapshot) -> Optional[str]:
     """Why zfs would refuse to destroy `snap` (None: it would not)."""
     if snap.clones:
         count = len(snap.clones)
         return f"origin of {count} clone{'s' if count > 1 else ''}: {', '.join(snap.clones)}"
-    foreign = foreign_holds(job, snap)
+    foreign = foreign_holds(naming, snap)
     return f"held by {', '.join(foreign)}" if foreign else None

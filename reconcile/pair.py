@@ -14,8 +14,9 @@ import attrs
 from reconcile import bookmarks, clones
 from reconcile import graph as snapgraph
 from reconcile.fates import POST, PRE, Fate, fate, pinned, stamp_of, thin_names
-from reconcile.job import Job
+from reconcile.job import Thinning, Transfer
 from reconcile.model import Bookmark, Dataset, ResumeInfo, Side, Snapshot
+from reconcile.naming import Naming
 
 
 @attrs.frozen
@@ -96,15 +97,19 @@ class _Link:
     snapshot: Optional[Snapshot]
 
 
-def sent_raw(source: Dataset, job: Job) -> bool:
+def sent_raw(source: Dataset, transfer: Transfer) -> bool:
     """Sent raw (zfs send -w): an encrypted source without --decrypt. (The one statement
     of the rule: the bookmark check, the send action and its compiled -w follow it.)"""
-    return source.encryption != "off" and not job.decrypt
+    return source.encryption != "off" and not transfer.decrypt
 
 
 @attrs.frozen
 class PairInput:
-    job: Job
+    """What one pair's decisions read: the job's parts they need, and what was observed."""
+
+    naming: Naming
+    thinning: Thinning
+    transfer: Transfer
     source: Dataset
     target_name: str
     target: Optional[Dataset]
@@ -127,7 +132,7 @@ class PairInput:
 
     @property
     def raw(self) -> bool:
-        return sent_raw(self.source, self.job)
+        return sent_raw(self.source, self.transfer)
 
 
 def split_target(
@@ -200,7 +205,7 @@ def _chain(pin: PairInput, graph: snapgraph.SnapshotGraph) -> Optional[_Chain]:
     snapshot is preferred when both have it). None when the target has snapshots but
     none in common."""
     ds, tds = pin.source, pin.target
-    if pin.job.guid_check:
+    if pin.transfer.guid_check:
         common = snapgraph.latest_common(graph, ds, tds)
     else:
         common = snapgraph.latest_common_by_name(ds, tds)
@@ -209,7 +214,7 @@ def _chain(pin: PairInput, graph: snapgraph.SnapshotGraph) -> Optional[_Chain]:
         links.append(_Link(pin.new, None, None))
     found = None
     if pin.base_tag is not None and tds is not None:
-        found = bookmarks.base(ds, tds, pin.base_tag, pin.job.naming)
+        found = bookmarks.base(ds, tds, pin.base_tag, pin.naming)
         if found is not None and common is not None and found[1].createtxg <= common[1].createtxg:
             found = None  # a snapshot is as new: it is the base
     if found is not None:
@@ -234,19 +239,21 @@ def _target_schedule(
     """The target schedule over what the target has and what it would receive (as 3.3),
     but never the snapshots --exclude-snapshot-pattern keeps from being sent (3.3 counts
     them: a deliberate difference)."""
-    job = pin.job
-    future = [s.name for s in existing if stamp_of(job, s.name) is not None]
+    future = [s.name for s in existing if stamp_of(pin.naming, s.name) is not None]
     future += [
-        c.name for c in candidates if stamp_of(job, c.name) is not None and c.name not in excluded
+        c.name
+        for c in candidates
+        if stamp_of(pin.naming, c.name) is not None and c.name not in excluded
     ]
-    return thin_names(job.keep_target, future, [stamp_of(job, n) or 0.0 for n in future], pin.now)
+    return thin_names(
+        pin.thinning.keep_target, future, [stamp_of(pin.naming, n) or 0.0 for n in future], pin.now
+    )
 
 
 def pair(pin: PairInput, graph: snapgraph.SnapshotGraph) -> PairDesire:
     """One source dataset and its target: 3.3's sync_snapshots as values. The common
     snapshot, what is sent (what the target schedule keeps), each side's thinning, the
     target's incompatible snapshots, the resume token, the rollback, or what stops it."""
-    job = pin.job
     base = PairDesire(
         source=pin.source,
         target_name=pin.target_name,
@@ -264,10 +271,12 @@ def pair(pin: PairInput, graph: snapgraph.SnapshotGraph) -> PairDesire:
     candidates = [
         link
         for link in chain.after_common()
-        if job.other_snapshots or stamp_of(job, link.name) is not None or link.name in pin.must_send
+        if pin.transfer.other_snapshots
+        or stamp_of(pin.naming, link.name) is not None
+        or link.name in pin.must_send
     ]
     existing, incompatible = split_target(pin.target, chain.common, pin.raw)
-    excluded = _excluded(job, pin.source.name, candidates)
+    excluded = _excluded(pin.transfer, pin.source.name, candidates)
     target_verdicts = _target_schedule(pin, existing, candidates, excluded)
     for name, clone in pin.must_send.items():
         target_verdicts[name] = (True, f"origin of {clone}")
@@ -300,8 +309,8 @@ def pair(pin: PairInput, graph: snapgraph.SnapshotGraph) -> PairDesire:
     if pin.bookmark_tag is not None:
         keep = chain.mark.name if chain.mark is not None else None
         others = bookmarks.others(
-            pin.source, pin.bookmark_tag, job.naming, pin.now,
-            None if problem else job.destroy_orphan_bookmarks, keep,
+            pin.source, pin.bookmark_tag, pin.naming, pin.now,
+            None if problem else pin.thinning.destroy_orphan_bookmarks, keep,
         )  # fmt: skip
     source_fates = _source_fates(
         pin, chain, final_common, {w.snapshot for w in sends}, target_verdicts, mark.covers,
@@ -329,11 +338,11 @@ def pair(pin: PairInput, graph: snapgraph.SnapshotGraph) -> PairDesire:
         bookmark_copy_of=mark.copy_of,
         others=others,
     )
-    holds, releases = _hold_moves(job, decided)
+    holds, releases = _hold_moves(pin, decided)
     return attrs.evolve(decided, holds=holds, releases=releases)
 
 
-def _hold_moves(job: Job, pair: PairDesire) -> tuple[_Moves, _Moves]:
+def _hold_moves(pin: PairInput, pair: PairDesire) -> tuple[_Moves, _Moves]:
     """As zfs-autobackup 3.3, holds change only when something was sent: the newest
     sent snapshot is held on both sides, then this backup's hold is released from the
     previous common snapshot, whatever its name (a foreign common snapshot of
@@ -344,8 +353,8 @@ def _hold_moves(job: Job, pair: PairDesire) -> tuple[_Moves, _Moves]:
     keeps it from being destroyed); an old hold of ours on the previous common snapshot
     is still released. A snapshot thinning destroys first keeps its hold (the destroy
     releases it). Decided here, beside the bookmark, so one stage owns the chain."""
-    tag, final = job.naming.hold_tag, pair.final_common
-    if not (job.holds and pair.sends and final):
+    tag, final = pin.naming.hold_tag, pair.final_common
+    if not (pin.transfer.holds and pair.sends and final):
         return (), ()
     doomed_first = {
         (side, f.snapshot)
@@ -361,14 +370,16 @@ def _hold_moves(job: Job, pair: PairDesire) -> tuple[_Moves, _Moves]:
     holds = tuple(
         (side, final)
         for side, existing, _ in sides
-        if not (side == Side.SOURCE and (pair.bookmark_tag is not None or job.read_only_source))
+        if not (
+            side == Side.SOURCE and (pair.bookmark_tag is not None or pin.transfer.read_only_source)
+        )
         and not any(s.name == final and tag in s.holds for s in existing)
     )
     releases = tuple(
         (side, snap.name)
         for side, existing, old in sides
         # (the source's base is a bookmark: no source snapshot of it to release)
-        if not (side == Side.SOURCE and (pair.common_bookmark or job.read_only_source))
+        if not (side == Side.SOURCE and (pair.common_bookmark or pin.transfer.read_only_source))
         for snap in existing
         if snap.name == old != final and tag in snap.holds and (side, old) not in doomed_first
     )
@@ -431,9 +442,7 @@ def _bookmarking(pin: PairInput, chain: _Chain, sends: Sequence[SendWish]) -> _B
         return _Bookmarking()
     source = pin.source
     mine = [
-        m
-        for b in source.bookmarks
-        if (m := bookmarks.ours(pin.job.naming, b, tag)) and m.tag == tag
+        m for b in source.bookmarks if (m := bookmarks.ours(pin.naming, b, tag)) and m.tag == tag
     ]
     if not sends:
         base = chain.mark
@@ -481,9 +490,9 @@ def _bookmarking(pin: PairInput, chain: _Chain, sends: Sequence[SendWish]) -> _B
     return _Bookmarking(create, older, name, wanted)
 
 
-def _excluded(job: Job, dataset: str, candidates: Sequence[_Link]) -> dict[str, str]:
+def _excluded(transfer: Transfer, dataset: str, candidates: Sequence[_Link]) -> dict[str, str]:
     """Candidates that --exclude-snapshot-pattern keeps from being sent -> why."""
-    patterns = [re.compile(p) for p in job.exclude_snapshot_patterns]
+    patterns = [re.compile(p) for p in transfer.exclude_snapshot_patterns]
     return {
         c.name: "matches --exclude-snapshot-pattern"
         for c in candidates
@@ -494,15 +503,15 @@ def _excluded(job: Job, dataset: str, candidates: Sequence[_Link]) -> dict[str, 
 def _blocking_problem(pin: PairInput, incompatible: Sequence[Snapshot]) -> Optional[str]:
     """A problem that stops the dataset's sends; its thinning still happens (as 3.3,
     which thins both sides before it finds out)."""
-    job, tds = pin.job, pin.target
-    kept = [(s.name, why) for s in incompatible if (why := pinned(job, s))]
-    if incompatible and job.destroy_incompatible and kept:
+    tds = pin.target
+    kept = [(s.name, why) for s in incompatible if (why := pinned(pin.naming, s))]
+    if incompatible and pin.transfer.destroy_incompatible and kept:
         listing = "; ".join(f"{name} {why}" for name, why in kept)
         return (
             f"Incompatible snapshots on the target can't be destroyed: {listing}. "
             "Remove what keeps them, then run again."
         )
-    if incompatible and not job.destroy_incompatible:
+    if incompatible and not pin.transfer.destroy_incompatible:
         listing = ", ".join(s.name for s in incompatible)
         return (
             f"Incompatible snapshots on the target (newer than the common snapshot): "
@@ -513,8 +522,8 @@ def _blocking_problem(pin: PairInput, incompatible: Sequence[Snapshot]) -> Optio
         tds is not None
         and not tds.snapshots
         and not tds.resume_token
-        and not job.force
-        and job.send
+        and not pin.transfer.force
+        and pin.transfer.send
     ):
         return (
             f"Target dataset {tds.name} exists but has no snapshots: a full receive "
@@ -534,7 +543,7 @@ def _sends(
     first from the common snapshot or bookmark)."""
     sends: list[SendWish] = []
     skipped: list[tuple[str, str]] = []
-    if not pin.job.send:
+    if not pin.transfer.send:
         return sends, skipped
     links = chain.links
     position = chain.position
@@ -602,15 +611,16 @@ def _source_fates(
     (so --keep-source=0 keeps no snapshot at all). But the newest snapshot of ours stays
     while another known target (`others`: our bookmarks of other tags) has not received
     it: that target goes on from its bookmark to it when it comes back."""
-    job = pin.job
     ours = [
         link.snapshot
         for link in chain.links
-        if link.snapshot and stamp_of(job, link.name) is not None
+        if link.snapshot and stamp_of(pin.naming, link.name) is not None
     ]
     names = [s.name for s in ours] + ([pin.new] if pin.new else [])
-    stamps = [stamp_of(job, n) or 0.0 for n in names]
-    verdicts = thin_names(job.keep_source, names, stamps, pin.now, keep_newest=not bookmarked)
+    stamps = [stamp_of(pin.naming, n) or 0.0 for n in names]
+    verdicts = thin_names(
+        pin.thinning.keep_source, names, stamps, pin.now, keep_newest=not bookmarked
+    )
     lacking = _lacking(ours, pin.new, others)
     kept_for_others = None
     if names and lacking and not verdicts[names[-1]][0]:
@@ -625,20 +635,22 @@ def _source_fates(
         if snap.name == kept_for_others:
             fates.append(Fate(snap.name, True, reason, kept_because=reason))
         elif snap.name == final_common and snap.name == bookmarked and not keep:
-            fates.append(fate(job, snap, False, f"{drop}; its bookmark keeps the chain", POST))
+            fates.append(
+                fate(pin.naming, snap, False, f"{drop}; its bookmark keeps the chain", POST)
+            )
         elif snap.name == final_common:
-            fates.append(fate(job, snap, True, "newest common snapshot"))
+            fates.append(fate(pin.naming, snap, True, "newest common snapshot"))
         elif keep:
-            fates.append(fate(job, snap, True, reason))
+            fates.append(fate(pin.naming, snap, True, reason))
         elif snap.name == common_src:
             # replaced as common snapshot by a newer one: destroy after that one is held
-            fates.append(fate(job, snap, False, drop, POST))
+            fates.append(fate(pin.naming, snap, False, drop, POST))
         elif chain.before_common(snap) or not target_wants:
-            fates.append(fate(job, snap, False, drop, PRE))
+            fates.append(fate(pin.naming, snap, False, drop, PRE))
         elif snap.name in sent:
-            fates.append(fate(job, snap, False, f"{drop}, once sent", POST))
+            fates.append(fate(pin.naming, snap, False, f"{drop}, once sent", POST))
         else:
-            fates.append(fate(job, snap, True, "the target still needs it"))
+            fates.append(fate(pin.naming, snap, True, "the target still needs it"))
     if pin.new and pin.new == kept_for_others:
         why = verdicts[pin.new][1]
         fates.append(Fate(pin.new, True, why, kept_because=why))
@@ -656,24 +668,32 @@ def _target_fates(
     common_stays: bool,
     target_verdicts: Mapping[str, tuple[bool, str]],
 ) -> list[Fate]:
-    job = pin.job
     fates = []
     for snap in existing:
-        if stamp_of(job, snap.name) is None:
+        if stamp_of(pin.naming, snap.name) is None:
             fates.append(Fate(snap.name, True, "not made by this backup"))
             continue
         keep, reason = target_verdicts[snap.name]
         drop = f"target schedule drops it ({reason})"
         if snap.name == common_tgt and common_stays:
-            fates.append(fate(job, snap, True, "newest common snapshot"))
+            fates.append(fate(pin.naming, snap, True, "newest common snapshot"))
         elif keep:
-            fates.append(fate(job, snap, True, reason))
+            fates.append(fate(pin.naming, snap, True, reason))
         else:
-            fates.append(fate(job, snap, False, drop, POST if snap.name == common_tgt else PRE))
-    if job.destroy_incompatible:
+            fates.append(
+                fate(pin.naming, snap, False, drop, POST if snap.name == common_tgt else PRE)
+            )
+    if pin.transfer.destroy_incompatible:
         for snap in incompatible:
             fates.append(
-                fate(job, snap, False, "incompatible (--destroy-incompatible)", PRE, required=True)
+                fate(
+                    pin.naming,
+                    snap,
+                    False,
+                    "incompatible (--destroy-incompatible)",
+                    PRE,
+                    required=True,
+                )
             )
     return fates
 
@@ -684,7 +704,7 @@ def _resume(pin: PairInput, sends: list[SendWish]) -> tuple[Optional[str], list[
     that dataset and snapshot, that guid; otherwise it is aborted. With --no-send it is
     left alone: aborting would delete a partially received first backup."""
     tds = pin.target
-    if tds is None or not tds.resume_token or not pin.job.send:
+    if tds is None or not tds.resume_token or not pin.transfer.send:
         return None, sends
     info = pin.resume.get(tds.name)
     if not sends:
@@ -714,16 +734,16 @@ def _rollback(
     - --rollback discards changes right before the first transfer, and only then;
     - a changed target without --rollback stops the dataset before anything is sent
       (3.3 fails inside `zfs recv`)."""
-    job, tds = pin.job, pin.target
+    tds = pin.target
     if tds is None or not existing:
         return None, None
     newest = existing[-1].name
-    if incompatible and job.destroy_incompatible:
+    if incompatible and pin.transfer.destroy_incompatible:
         return newest, None
-    transfers = bool(sends) and not job.force
+    transfers = bool(sends) and not pin.transfer.force
     if not transfers or tds.written == 0:
         return None, None
-    if job.rollback:
+    if pin.transfer.rollback:
         return newest, None
     if sends[0].resume_token is not None:
         return None, None

@@ -115,8 +115,8 @@ def restore_tag(job: Job) -> str:
 
 def copy_root(job: Job, request: RestoreRequest) -> str:
     """Where the backup keeps `request.dataset` (the backup's own mapping)."""
-    assert job.target_path is not None
-    return target_name(request.dataset, job.target_path, job.strip_path)
+    assert job.remote.target_path is not None
+    return target_name(request.dataset, job.remote.target_path, job.remote.strip_path)
 
 
 def no_copy(request: RestoreRequest, root: str) -> UsageError:

@@ -10,6 +10,8 @@ import zlib
 from collections.abc import Iterable, Sequence
 from typing import Optional
 
+import attrs
+
 from reconcile import graph as snapgraph
 from reconcile.desire import Desired, desire
 from reconcile.job import Job
@@ -85,12 +87,36 @@ def state(datasets: Iterable[Dataset], host: Optional[Host] = None) -> HostState
     )
 
 
+#: Job's parts (all but naming), with their classes
+_PARTS = attrs.fields(attrs.resolve_types(Job))[1:]
+#: the names the command line's options had in the flat Job, as its parts call them
+_RENAMED = {
+    "snapshot_properties": "properties",
+    "pre_snapshot_cmds": "pre_cmds",
+    "post_snapshot_cmds": "post_cmds",
+    "transfer": "pipes",
+}
+
+
 def job(name: str = "bak", target_path: Optional[str] = "backup", **kwargs: object) -> Job:
-    schedules = {
-        "keep_source": Schedule.parse(str(kwargs.pop("keep_source", "10,1d1w,1w1m,1m1y"))),
-        "keep_target": Schedule.parse(str(kwargs.pop("keep_target", "10,1d1w,1w1m,1m1y"))),
-    }
-    return Job(naming=Naming.create(name), target_path=target_path, **schedules, **kwargs)  # type: ignore[arg-type]
+    """A Job from the names of its parts' fields (`force=True`: `transfer.force`)."""
+    kwargs.setdefault("keep_source", "10,1d1w,1w1m,1m1y")
+    kwargs.setdefault("keep_target", "10,1d1w,1w1m,1m1y")
+    for side in ("keep_source", "keep_target"):
+        text = kwargs[side]
+        kwargs[side] = (
+            text if text is None or isinstance(text, Schedule) else Schedule.parse(str(text))
+        )
+    kwargs["target_path"] = target_path
+    parts: dict[str, dict[str, object]] = {}
+    for flat, value in kwargs.items():
+        key = _RENAMED.get(flat, flat)
+        owners = [f.name for f in _PARTS if key in attrs.fields_dict(f.type)]
+        assert len(owners) == 1, f"{flat}: not a field of one of Job's parts"
+        parts.setdefault(owners[0], {})[key] = value
+    types = {f.name: f.type for f in _PARTS}
+    made = {part: types[part](**values) for part, values in parts.items()}
+    return Job(naming=Naming.create(name), **made)  # type: ignore[arg-type]
 
 
 def run_desire(

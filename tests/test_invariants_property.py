@@ -211,18 +211,20 @@ def test_plans_never_lose_the_common_snapshot(
             for name in action.snapshots:
                 assert not held.get((action.side, name)), f"destroying held {action.side} {name}"
                 assert j.naming.is_ours(name) or (
-                    action.side == "target" and j.destroy_incompatible and name in incompatible
+                    action.side == "target"
+                    and j.transfer.destroy_incompatible
+                    and name in incompatible
                 )
                 side_set.discard(name)
         elif isinstance(action, Bookmark) and action.copy_of is not None:
             # (a copy of someone else's bookmark the chain rests on: its guid is on the target)
-            assert j.bookmarks and action.copy_of in src_marks, action
+            assert j.transfer.bookmarks and action.copy_of in src_marks, action
             assert action.bookmark == f"{action.snapshot}__{tag}"
             assert src_marks[action.copy_of] in {tguids[t] for t in tgt}, action
             src_marks[action.bookmark] = src_marks[action.copy_of]
             event("a bookmark copied")
         elif isinstance(action, Bookmark):
-            assert j.bookmarks and action.snapshot in src, action
+            assert j.transfer.bookmarks and action.snapshot in src, action
             assert action.bookmark == f"{action.snapshot}__{tag}"
             src_marks[action.bookmark] = guids[action.snapshot]
             event("a bookmark made")
@@ -235,7 +237,7 @@ def test_plans_never_lose_the_common_snapshot(
         elif isinstance(action, Release):
             held.get((action.side, action.snapshot), set()).discard(action.tag)
         elif isinstance(action, Rollback):
-            assert j.rollback
+            assert j.transfer.rollback
         if had_common:
             assert _common(src, tgt, guids, tguids, src_marks), f"chain lost after {action}"
     assert not any(isinstance(a, Send) and a.force for a in plan.actions)

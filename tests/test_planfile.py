@@ -177,17 +177,22 @@ def test_tables_and_summary() -> None:
 
 def test_a_plan_file_keeps_the_retry_options_and_loads_without_them() -> None:
     saved = _saved()
-    saved = attrs.evolve(saved, job=attrs.evolve(saved.job, retries=5, retry_delay=2.5))
+    saved = attrs.evolve(
+        saved,
+        job=attrs.evolve(
+            saved.job, transfer=attrs.evolve(saved.job.transfer, retries=5, retry_delay=2.5)
+        ),
+    )
     data = json.loads(dumps(saved, KEY))
-    assert (data["job"]["retries"], data["job"]["retry_delay"]) == (5, 2.5)
+    assert (data["job"]["transfer"]["retries"], data["job"]["transfer"]["retry_delay"]) == (5, 2.5)
     sends = [s for s in data["compiled"]["steps"] if s["kind"] == "send"]
     assert sends and all(s["resume"]["token"]["argv"][:2] == ["zfs", "get"] for s in sends)
     assert loads(dumps(saved, KEY), key=KEY) == saved
     # a plan saved before --retries (the same version): the defaults, no retry step data
-    del data["job"]["retries"], data["job"]["retry_delay"]
+    del data["job"]["transfer"]["retries"], data["job"]["transfer"]["retry_delay"]
     for step in data["compiled"]["steps"]:
         step.pop("resume", None)
     data.pop("hmac_sha256")
     old = loads(json.dumps(data))
-    assert (old.job.retries, old.job.retry_delay) == (3, 10.0)
+    assert (old.job.transfer.retries, old.job.transfer.retry_delay) == (3, 10.0)
     assert all(step.resume is None for step in old.compiled.steps)

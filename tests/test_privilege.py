@@ -343,7 +343,7 @@ def test_the_checker_refuses_a_plan_that_changes_a_read_only_source() -> None:
     prepared = prepare(job, runner, float(zfs.now + 3600), Options())
     plan = prepared.plan
     assert any(isinstance(a, CreateSnapshots) for a in plan.actions)
-    read_only = attrs.evolve(job, read_only_source=True)
+    read_only = attrs.evolve(job, transfer=attrs.evolve(job.transfer, read_only_source=True))
     with pytest.raises(PlanRefused, match="changes the read-only source: snapshot"):
         invariants.check(plan, read_only, prepared.desired)
     hold = Hold(SOURCE, "src/a", "x", "zfs_autobackup:bk", "src/a")

@@ -184,9 +184,9 @@ def test_bad_retry_values_are_refused_naming_them(option: str, value: str, allow
 
 def test_the_options_reach_the_job() -> None:
     job = job_from_args(build_parser().parse_args(["bk", "dst"]))
-    assert (job.retries, job.retry_delay) == (3, 10.0)
+    assert (job.transfer.retries, job.transfer.retry_delay) == (3, 10.0)
     job = job_from_args(build_parser().parse_args(["bk", "dst", "--retries=0", "--retry-delay=0.5"]))  # fmt: skip
-    assert (job.retries, job.retry_delay) == (0, 0.5)
+    assert (job.transfer.retries, job.transfer.retry_delay) == (0, 0.5)
 
 
 def test_a_cut_stream_of_several_snapshots_resumes_the_cut_one_then_sends_the_rest() -> None:

@@ -38,7 +38,7 @@ def _output(g: Any) -> None:
 def _run(run: Run) -> int:
     args = run.args
     job = run.job()
-    if args.verify_max_age is not None and not job.target_path:
+    if args.verify_max_age is not None and not job.remote.target_path:
         raise UsageError("--verify-max-age needs TARGET-PATH: the records are on the copies")
     return monitor.run_status(
         job,
