@@ -275,9 +275,6 @@ def build_report(
     """The report of what was observed; `done`: the datasets a run just backed up
     without failing (rated as the run left them). `verified`: each copy's last full
     verification (read with `verify_max_age`: WARNING when it is older, or none)."""
-    target_desc = job.remote.target.describe() + (
-        f": {job.remote.target_path}" if job.remote.target_path else ""
-    )
     rows = []
     for pair in desired.pairs:
         seen = _observed(job, pair)
@@ -299,15 +296,7 @@ def build_report(
             Row(tds.name, tds.name, State.OK, ("missing on the source",), None, ours, 0,
                 bool(tds.resume_token), tds.written, 0, len(tds.snapshots), missing_source=True)
         )  # fmt: skip
-    return Report(
-        job.naming.backup_name,
-        job.remote.source.describe(),
-        target_desc,
-        now,
-        warn,
-        crit,
-        tuple(rows),
-    )
+    return _report(job, now, warn, crit, rows=tuple(rows))
 
 
 def after_run(
@@ -318,17 +307,23 @@ def after_run(
 
 
 def unknown(job: Job, now: float, error: str, *, warn: float, crit: float) -> Report:
-    target_desc = job.remote.target.describe() + (
-        f": {job.remote.target_path}" if job.remote.target_path else ""
-    )
+    return _report(job, now, warn, crit, error=error)
+
+
+def _report(
+    job: Job,
+    now: float,
+    warn: float,
+    crit: float,
+    *,
+    rows: tuple[Row, ...] = (),
+    error: Optional[str] = None,
+) -> Report:
+    """A report's header: the backup, its hosts and target path, the time and thresholds."""
+    remote = job.remote
+    target = remote.target.describe() + (f": {remote.target_path}" if remote.target_path else "")
     return Report(
-        job.naming.backup_name,
-        job.remote.source.describe(),
-        target_desc,
-        now,
-        warn,
-        crit,
-        error=error,
+        job.naming.backup_name, remote.source.describe(), target, now, warn, crit, rows, error
     )
 
 
