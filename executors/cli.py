@@ -1,10 +1,10 @@
 """`zfs-autobackup`: the entry point. Parses the command line, runs a mode, exits.
 
-The modes (subcommands) and their command lines are declared in executors.modes. This
-is the only module that turns errors into exit codes: 255 for usage and fatal errors in
-the classic mode (as v3), the number of failed datasets otherwise; `plan` and `apply`
-exit 1 on errors (and `plan --detailed-exitcode` 2 when there are changes), `status` 3
-(UNKNOWN).
+The modes (subcommands) are registered in executors.modes; each one's command line and
+run function are in its module of executors.subcommands. This is the only module that
+turns errors into exit codes: 255 for usage and fatal errors in the classic mode (as
+v3), the number of failed datasets otherwise; `plan` and `apply` exit 1 on errors (and
+`plan --detailed-exitcode` 2 when there are changes), `status` 3 (UNKNOWN).
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def main(argv: Optional[Sequence[str]] = None, deps: Deps = Deps()) -> int:
         # (before the command line is parsed there is no run option yet: errors always show)
         Console().error(str(exc))
         # (the classic mode exits with the error's own code, as v3)
-        return exc.exit_code if mode is Mode.CLASSIC else mode.error_exit
+        return exc.exit_code if mode.about.own_error_codes else mode.error_exit
     except KeyboardInterrupt:
         Console().error("Aborted")
         return mode.error_exit

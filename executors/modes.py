@@ -5,9 +5,9 @@ Adding a subcommand is that module plus one line in `Mode`.
 
 Read-only is the default: a mode writes only when its declaration says `writes=True`,
 and every run of a read-only mode gets a runner that refuses to run anything that
-writes (executors.runner.ReadOnlyRunner). Nothing branches on which mode runs: the
-parser (executors.options) and the entry point (executors.cli) read the declaration and
-call the mode's module.
+writes (executors.runner.ReadOnlyRunner). Nothing names a mode to branch on it: the
+parser (executors.options) and the entry point (executors.cli) read the declaration's
+fields and call the mode's module.
 
     zfs-autobackup [options] BACKUP-NAME [TARGET-PATH]         classic: plan + apply, v3 log
     zfs-autobackup plan   [options] BACKUP-NAME [TARGET-PATH]  show the plan, change nothing
@@ -51,8 +51,11 @@ class About:
     word: Optional[str]
     #: may it change anything? (False: every command it runs is checked to be a read)
     writes: bool = False
-    #: the exit code of a usage or fatal error (the classic mode uses the error's own, as v3)
+    #: the exit code of a usage or fatal error
     error_exit: int = EXIT_ERROR
+    #: an error exits with its own code (ReconcileError.exit_code: 255 for usage and
+    #: fatal errors, as v3), not error_exit (the classic mode)
+    own_error_codes: bool = False
     #: its argument is a saved plan file, not a backup name
     takes_file: bool = False
     #: its arguments name a dataset to restore (executors.restore)
@@ -66,7 +69,12 @@ class Mode(enum.Enum):
     """The registry: one line per subcommand (its module has the rest)."""
 
     CLASSIC = About(
-        "classic", None, writes=True, error_exit=EXIT_FATAL, command="classic_cmd:CLASSIC"
+        "classic",
+        None,
+        writes=True,
+        error_exit=EXIT_FATAL,
+        own_error_codes=True,
+        command="classic_cmd:CLASSIC",
     )
     PLAN = About("plan", "plan", command="plan_cmd:PLAN")
     APPLY = About("apply", "apply", writes=True, command="apply_cmd:APPLY")

@@ -26,7 +26,7 @@ from reconcile.job import (
     DEFAULT_RETRY_DELAY,
     Job,
     Remote,
-    Selection,
+    SelectionRules,
     Snapshotting,
     Thinning,
     Transfer,
@@ -617,7 +617,7 @@ def job_from_args(args: argparse.Namespace) -> Job:
             target_path=args.target_path.rstrip("/") if args.target_path else None,
             strip_path=args.strip_path,
         ),
-        selection=Selection(
+        selection=SelectionRules(
             snapshot=not (args.no_snapshot or args.read_only_source),
             min_change=0 if args.allow_empty else args.min_change,
             exclude_received=args.exclude_received,

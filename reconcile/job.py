@@ -75,7 +75,7 @@ class Remote:
 
 
 @attrs.frozen
-class Selection:
+class SelectionRules:
     """Which datasets take part, and which of them get a new snapshot."""
 
     #: take new snapshots (False: --no-snapshot, --read-only-source)
@@ -157,7 +157,7 @@ class Transfer:
 class Job:
     naming: Naming
     remote: Remote = attrs.Factory(Remote)
-    selection: Selection = attrs.Factory(Selection)
+    selection: SelectionRules = attrs.Factory(SelectionRules)
     snapshotting: Snapshotting = attrs.Factory(Snapshotting)
     thinning: Thinning = attrs.Factory(Thinning)
     transfer: Transfer = attrs.Factory(Transfer)

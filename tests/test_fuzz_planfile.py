@@ -142,7 +142,7 @@ def test_a_list_of_patterns_holds_only_patterns(value: Any) -> None:
     again, was read as its repr ("[]", a regex that does not compile): a traceback. A
     string that is not a regex is the same."""
     plan = json.loads(base())
-    plan["job"]["exclude_snapshot_patterns"] = value
+    plan["job"]["transfer"]["exclude_snapshot_patterns"] = value
     _check(_signed(plan).encode(), may_pass=True)
 
 

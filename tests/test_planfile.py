@@ -114,7 +114,7 @@ def test_an_edited_plan_with_a_recomputed_unkeyed_checksum_is_refused() -> None:
 
     data = json.loads(dumps(_saved(), KEY))
     data.pop(planfile.SIGNATURE)
-    data["job"]["pre_snapshot_cmds"] = [["sh", "-c", "zfs destroy -r rpool"]]
+    data["job"]["snapshotting"]["pre_cmds"] = [["sh", "-c", "zfs destroy -r rpool"]]
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     data[planfile.SIGNATURE] = hashlib.sha256(canonical.encode()).hexdigest()
     with pytest.raises(PlanFileError, match="its signature does not match"):
@@ -188,7 +188,8 @@ def test_a_plan_file_keeps_the_retry_options_and_loads_without_them() -> None:
     sends = [s for s in data["compiled"]["steps"] if s["kind"] == "send"]
     assert sends and all(s["resume"]["token"]["argv"][:2] == ["zfs", "get"] for s in sends)
     assert loads(dumps(saved, KEY), key=KEY) == saved
-    # a plan saved before --retries (the same version): the defaults, no retry step data
+    # a plan without the retry options (a file of version 7 had them at job.retries):
+    # the defaults, no retry step data
     del data["job"]["transfer"]["retries"], data["job"]["transfer"]["retry_delay"]
     for step in data["compiled"]["steps"]:
         step.pop("resume", None)

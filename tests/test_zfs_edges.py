@@ -176,7 +176,7 @@ def test_an_edited_or_outdated_plan_file_is_refused(zfs_bed: ZfsBed, pools: Pool
     assert zfs_bed.tool("plan", "edge", d, "--out", "/tmp/edge.plan", now=stamp(2)).returncode == 0
     edit = (
         "import hashlib, json; p = json.load(open('/tmp/edge.plan')); p.pop('hmac_sha256'); "
-        "p['job']['pre_snapshot_cmds'] = [['touch', '/tmp/owned']]; "
+        "p['job']['snapshotting']['pre_cmds'] = [['touch', '/tmp/owned']]; "
         "c = json.dumps(p, sort_keys=True, separators=(',', ':'), ensure_ascii=False); "
         "p['hmac_sha256'] = hashlib.sha256(c.encode()).hexdigest(); "
         "json.dump(p, open('/tmp/edited.plan', 'w'))"

@@ -33,7 +33,12 @@ def _run(run: Run) -> int:
         )
 
 
-APPLY = Subcommand(run=_run, output=_output)
+APPLY = Subcommand(
+    run=_run,
+    output=_output,
+    epilog="When a dataset fails, the others go on; the exit code is the number of failed "
+    "datasets (1 also for an error, or an apply that was not confirmed).",
+)
 
 
 def _file_arguments(p: argparse.ArgumentParser) -> None:

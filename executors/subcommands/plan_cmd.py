@@ -51,4 +51,9 @@ def _run(run: Run) -> int:
     )
 
 
-PLAN = Subcommand(run=_run, output=_output)
+PLAN = Subcommand(
+    run=_run,
+    output=_output,
+    epilog="Exit code: 0 a plan without problems, 1 a problem in the plan or an error; "
+    "with --detailed-exitcode 2 when the plan has changes.",
+)

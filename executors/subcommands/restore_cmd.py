@@ -75,7 +75,12 @@ def _restore(run: Run) -> int:
                                execute=not run.options.test, settings=run.settings)  # fmt: skip
 
 
-RESTORE = Subcommand(run=_restore, arguments=_restore_arguments)
+RESTORE = Subcommand(
+    run=_restore,
+    arguments=_restore_arguments,
+    epilog="Exit code: 0 restored (or nothing to do), else the number of datasets that "
+    "failed, or 1 for a refusal or an error (docs/restore.md).",
+)
 
 
 def _plan_arguments(p: argparse.ArgumentParser) -> None:
@@ -99,4 +104,8 @@ def _plan(run: Run) -> int:
                                out=args.out, as_json=args.json)  # fmt: skip
 
 
-PLAN_RESTORE = Subcommand(run=_plan, arguments=_plan_arguments)
+PLAN_RESTORE = Subcommand(
+    run=_plan,
+    arguments=_plan_arguments,
+    epilog="Exit code: 0 a plan without refusals, 1 a refusal or an error (docs/restore.md).",
+)

@@ -54,4 +54,8 @@ def _run(run: Run) -> int:
     )
 
 
-STATUS = Subcommand(run=_run, output=_output)
+STATUS = Subcommand(
+    run=_run,
+    output=_output,
+    epilog="Exit code (Nagios): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (also a usage error).",
+)
