@@ -125,7 +125,7 @@ class Executor:
                 self._sent_bytes += size
 
     def host(self, side: Side) -> Host:
-        return self.job.remote.source if side == Side.SOURCE else self.job.remote.target
+        return self.job.remote.host(side)
 
     def stages(self, commands: Sequence[Command]) -> list[Stage]:
         return [Stage(self.host(c.side), c.argv, c.side.label) for c in commands]

@@ -165,7 +165,7 @@ class _Verifier:
         self.deadline: Optional[float] = None
 
     def host(self, side: Side) -> Host:
-        return self.job.remote.source if side is Side.SOURCE else self.job.remote.target
+        return self.job.remote.host(side)
 
     def run(self, command: Command) -> str:
         self.stop.check()

@@ -16,8 +16,9 @@ from typing import Optional
 
 import attrs
 
-from reconcile.model import Host
+from reconcile.model import Host, Side
 from reconcile.naming import Naming
+from reconcile.never import assert_never
 from reconcile.pipes import TransferOptions
 from reconcile.schedule import Schedule
 
@@ -56,6 +57,14 @@ class Remote:
     target_path: Optional[str] = None
     #: --strip-path: leading components of a source name left out under target_path
     strip_path: int = 0
+
+    def host(self, side: Side) -> Host:
+        """The host of a side."""
+        if side is Side.SOURCE:
+            return self.source
+        if side is Side.TARGET:
+            return self.target
+        return assert_never(side)
 
     @property
     def same_host(self) -> bool:
