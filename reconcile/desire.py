@@ -36,7 +36,7 @@ from typing import Optional
 import attrs
 
 from reconcile import clones
-from reconcile.fates import POST, PRE, Fate, fate, foreign_holds, stamp_of, thin_names
+from reconcile.fates import POST, PRE, Fate, fate, foreign_holds, thin_names
 from reconcile.graph import SnapshotGraph
 from reconcile.job import Job
 from reconcile.mapping import map_targets
@@ -106,7 +106,7 @@ def _wants_snapshot(job: Job, ds: Dataset, name: str) -> Optional[str]:
     """
     if ds.snapshot(name) is not None:
         return f"Snapshot {name} already exists"
-    ours = [s for s in ds.snapshots if stamp_of(job.naming, s.name) is not None]
+    ours = [s for s in ds.snapshots if job.naming.timestamp(s.name) is not None]
     if job.selection.min_change == 0 or not ours:
         return None
     if written_since(ds, ours[-1].name) < job.selection.min_change:
@@ -289,9 +289,9 @@ def _snapshot_only(
     job: Job, ds: Dataset, new: Optional[str], note: Optional[str], now: float
 ) -> PairDesire:
     """No target: only snapshot and thin the source (held snapshots are kept)."""
-    ours = [s for s in ds.snapshots if stamp_of(job.naming, s.name) is not None]
+    ours = [s for s in ds.snapshots if job.naming.timestamp(s.name) is not None]
     names = [s.name for s in ours] + ([new] if new else [])
-    stamps = [stamp_of(job.naming, n) or 0.0 for n in names]
+    stamps = [job.naming.timestamp(n) or 0.0 for n in names]
     verdicts = thin_names(job.thinning.keep_source, names, stamps, now)
     fates = []
     for snap in ours:
@@ -311,10 +311,10 @@ def _snapshot_only(
 
 
 def _missing(job: Job, tds: Dataset, target: HostState, now: float) -> MissingDesire:
-    ours = [s for s in tds.snapshots if stamp_of(job.naming, s.name) is not None]
+    ours = [s for s in tds.snapshots if job.naming.timestamp(s.name) is not None]
     names = [s.name for s in ours]
     verdicts = thin_names(
-        job.thinning.keep_target, names, [stamp_of(job.naming, n) or 0.0 for n in names], now
+        job.thinning.keep_target, names, [job.naming.timestamp(n) or 0.0 for n in names], now
     )
     thinned = tuple(
         fate(
@@ -333,12 +333,12 @@ def _missing(job: Job, tds: Dataset, target: HostState, now: float) -> MissingDe
         )
         return MissingDesire(tds, thinned, note=note)
     last = ours[-1]
-    if (stamp_of(job.naming, last.name) or 0.0) + job.thinning.destroy_missing > now:
+    if (job.naming.timestamp(last.name) or 0.0) + job.thinning.destroy_missing > now:
         return MissingDesire(tds, thinned, note="Destroy missing: Waiting for deadline.")
     # past the deadline: every snapshot of ours but the last goes, whatever the schedule
     why = "missing on source past the --destroy-missing deadline"
     fates = [fate(job.naming, snap, False, why) for snap in ours[:-1]]
-    others = [s for s in tds.snapshots if stamp_of(job.naming, s.name) is None]
+    others = [s for s in tds.snapshots if job.naming.timestamp(s.name) is None]
     foreign = foreign_holds(job.naming, last)
     cloned = [c for snap in tds.snapshots for c in snap.clones]
     if others:

@@ -39,10 +39,6 @@ class Fate:
     kept_because: Optional[str] = None
 
 
-def stamp_of(naming: Naming, snap_name: str) -> Optional[float]:
-    return naming.timestamp(snap_name)
-
-
 def thin_names(
     schedule: Optional[Schedule],
     names: Sequence[str],

@@ -13,7 +13,7 @@ import attrs
 
 from reconcile import bookmarks, clones
 from reconcile import graph as snapgraph
-from reconcile.fates import POST, PRE, Fate, fate, pinned, stamp_of, thin_names
+from reconcile.fates import POST, PRE, Fate, fate, pinned, thin_names
 from reconcile.job import Thinning, Transfer
 from reconcile.model import Bookmark, Dataset, ResumeInfo, Side, Snapshot
 from reconcile.naming import Naming
@@ -239,14 +239,14 @@ def _target_schedule(
     """The target schedule over what the target has and what it would receive (as 3.3),
     but never the snapshots --exclude-snapshot-pattern keeps from being sent (3.3 counts
     them: a deliberate difference)."""
-    future = [s.name for s in existing if stamp_of(pin.naming, s.name) is not None]
+    future = [s.name for s in existing if pin.naming.timestamp(s.name) is not None]
     future += [
         c.name
         for c in candidates
-        if stamp_of(pin.naming, c.name) is not None and c.name not in excluded
+        if pin.naming.timestamp(c.name) is not None and c.name not in excluded
     ]
     return thin_names(
-        pin.thinning.keep_target, future, [stamp_of(pin.naming, n) or 0.0 for n in future], pin.now
+        pin.thinning.keep_target, future, [pin.naming.timestamp(n) or 0.0 for n in future], pin.now
     )
 
 
@@ -272,7 +272,7 @@ def pair(pin: PairInput, graph: snapgraph.SnapshotGraph) -> PairDesire:
         link
         for link in chain.after_common()
         if pin.transfer.other_snapshots
-        or stamp_of(pin.naming, link.name) is not None
+        or pin.naming.timestamp(link.name) is not None
         or link.name in pin.must_send
     ]
     existing, incompatible = split_target(pin.target, chain.common, pin.raw)
@@ -614,10 +614,10 @@ def _source_fates(
     ours = [
         link.snapshot
         for link in chain.links
-        if link.snapshot and stamp_of(pin.naming, link.name) is not None
+        if link.snapshot and pin.naming.timestamp(link.name) is not None
     ]
     names = [s.name for s in ours] + ([pin.new] if pin.new else [])
-    stamps = [stamp_of(pin.naming, n) or 0.0 for n in names]
+    stamps = [pin.naming.timestamp(n) or 0.0 for n in names]
     verdicts = thin_names(
         pin.thinning.keep_source, names, stamps, pin.now, keep_newest=not bookmarked
     )
@@ -670,7 +670,7 @@ def _target_fates(
 ) -> list[Fate]:
     fates = []
     for snap in existing:
-        if stamp_of(pin.naming, snap.name) is None:
+        if pin.naming.timestamp(snap.name) is None:
             fates.append(Fate(snap.name, True, "not made by this backup"))
             continue
         keep, reason = target_verdicts[snap.name]
