@@ -108,7 +108,12 @@ def run_classic(
     settings_summary(job, console)
     settings = attrs.evolve(settings, progress=settings.progress and not args_test)
     prepared = prepare(
-        job, runner, now, compile_options(settings), together=settings.observe_together
+        job,
+        runner,
+        now,
+        compile_options(settings),
+        together=settings.observe_together,
+        store=settings.store,
     )
     desired, plan = prepared.desired, prepared.plan
     print_selection(desired, console)
@@ -150,6 +155,8 @@ def run_classic(
         stop_on_error=settings.debug,
         before=before,
     )
+    if settings.store is not None and not args_test:
+        settings.store.reread(runner)
     if not state["titled"]:
         open_second()
     failed = len(outcome.failed)

@@ -31,6 +31,7 @@ from typing import Optional
 import attrs
 
 from executors.console import Console
+from executors.listing_store import Store
 from executors.progress import Board, Progress
 from executors.retry import Policy, Transfer, token_value
 from executors.runner import Runner, Stage, group_stages
@@ -66,6 +67,8 @@ class Settings:
     debug: bool = False
     #: sends print their size estimate (`zfs send -P`), for --prometheus-file
     send_sizes: bool = False
+    #: the listing cache (None: --no-cache, or a mode that reads everything)
+    store: Optional[Store] = attrs.field(default=None, eq=False, repr=False)
     #: waits before a transfer is retried (seconds; tests pass their own)
     sleep: Callable[[float], None] = attrs.field(default=time.sleep, eq=False, repr=False)
 

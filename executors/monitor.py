@@ -28,6 +28,7 @@ import attrs
 
 from executors.console import Console
 from executors.execute import Outcome
+from executors.listing_store import Store
 from executors.regular import writable_path, write_atomically
 from executors.runner import Runner
 from executors.session import (
@@ -74,12 +75,16 @@ def status_report(
     crit: float,
     together: bool = True,
     verify_max_age: Optional[float] = None,
+    store: Optional[Store] = None,
 ) -> report_of.Report:
     """Observe and rate; a host that cannot be read makes the report UNKNOWN.
-    `verify_max_age`: also read each copy's last verification (one more command)."""
+    `verify_max_age`: also read each copy's last verification (one more command).
+    `store`: the listing cache (status changes nothing: it keeps all it read)."""
     try:
         quiet = attrs.evolve(job, selection=attrs.evolve(job.selection, snapshot=False))
-        desired = observe_and_desire(quiet, runner, now, together=together).desired
+        desired = observe_and_desire(quiet, runner, now, together=together, store=store).desired
+        if store is not None:
+            store.save()
         if nothing_to_select(desired):  # a typo in the name is not "all is well"
             raise no_selection(job)
         verified = None
@@ -128,9 +133,10 @@ def run_status(
     prometheus_file: Optional[str],
     together: bool = True,
     verify_max_age: Optional[float] = None,
+    store: Optional[Store] = None,
 ) -> int:
     report = status_report(job, runner, now, warn=warn, crit=crit, together=together,
-                           verify_max_age=verify_max_age)  # fmt: skip
+                           verify_max_age=verify_max_age, store=store)  # fmt: skip
     console.write(console.out, render(report, fmt))
     if prometheus_file:
         try:

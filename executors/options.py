@@ -236,6 +236,14 @@ def build_parser(mode: Mode = Mode.CLASSIC) -> argparse.ArgumentParser:
     g.add_argument("--ssh-config", metavar="CONFIG-FILE", help="custom ssh client config")
     g.add_argument("--ssh-source", metavar="USER@HOST", help="source host to pull the backup from")
     g.add_argument("--ssh-target", metavar="USER@HOST", help="target host to push the backup to")
+    g.add_argument(
+        "--no-cache",
+        dest="cache",
+        action="store_false",
+        help="read every snapshot: don't serve unchanged datasets' snapshots from the listing "
+        "cache (kept per job in ~/.cache/zfs-autobackup, trusted only while ZFS's "
+        "snapshots_changed says nothing changed)",
+    )
 
     g = p.add_argument_group("Snapshots")
     g.add_argument("--no-snapshot", action="store_true", help="don't create new snapshots")

@@ -98,6 +98,10 @@ class Runner(Protocol):
         watch: Optional[PipelineWatch] = None,
     ) -> PipelineResult: ...
 
+    def host_clock(self, host: Host) -> Optional[int]:
+        """The host's own clock, in whole seconds since the epoch (None: unknown)."""
+        ...
+
 
 # --- what may run in plan / --test -------------------------------------------------
 
@@ -106,10 +110,16 @@ _READ_ONLY_ZPOOL = frozenset({"list", "get", "status", "version"})
 _READ_ONLY_PROGRAMS = frozenset({"true", "uname"})
 
 
+#: how a remote host's clock is read (in whole seconds: what `snapshots_changed` has)
+CLOCK_ARGV = ("date", "+%s")
+
+
 def is_read_only(argv: Sequence[str]) -> bool:
     """True only for commands known to change nothing. Unknown means "writes"."""
     if not argv:
         return False
+    if tuple(argv) == CLOCK_ARGV:
+        return True
     program = argv[0].rsplit("/", 1)[-1]
     if tuple(argv[:3]) == PROBE_PREFIX:
         return True
@@ -262,6 +272,18 @@ class LocalRunner:
             raise _failure(host, line, result.returncode, result.stderr)
         return result
 
+    def host_clock(self, host: Host) -> Optional[int]:
+        """This machine's clock as its kernel keeps it (not the process's: a preloaded
+        fake clock such as faketime's does not reach /proc); a remote host's from `date`
+        run there. Either way a moment no later than now."""
+        if host.is_local:
+            kernel = kernel_clock()
+            if kernel is not None:
+                return kernel
+        result = self.run(host, CLOCK_ARGV, check=False)
+        text = result.stdout.strip()
+        return int(text) if result.returncode == 0 and text.isdigit() else None
+
     def pipeline(
         self,
         stages: Sequence[Stage],
@@ -402,6 +424,9 @@ class ReadOnlyRunner:
         self._swallow(label, line)
         return Result(line, 0, "", "")
 
+    def host_clock(self, host: Host) -> Optional[int]:
+        return self._inner.host_clock(host)
+
     def pipeline(
         self,
         stages: Sequence[Stage],
@@ -414,6 +439,18 @@ class ReadOnlyRunner:
         line = self._inner.line(stages)
         self._swallow(stages[0].label if stages else "", line)
         return PipelineResult(line, (0,), ("",), "")
+
+
+def kernel_clock() -> Optional[int]:
+    """This machine's wall clock from the kernel (boot time + time since boot, each
+    rounded down: at most a second early), or None where /proc does not say it."""
+    try:
+        stat = Path("/proc/stat").read_text(encoding="ascii")
+        uptime = Path("/proc/uptime").read_text(encoding="ascii").split()[0]
+        boot = next(int(line.split()[1]) for line in stat.splitlines() if line.startswith("btime "))
+        return boot + int(float(uptime))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
 
 
 def close_masters(control_dir: str) -> None:

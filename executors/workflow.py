@@ -153,7 +153,12 @@ def run_plan(
 ) -> int:
     check_out(out)
     prepared = prepare(
-        job, runner, now, compile_options(settings), together=settings.observe_together
+        job,
+        runner,
+        now,
+        compile_options(settings),
+        together=settings.observe_together,
+        store=settings.store,
     )
     observed = prepared
     print_selection(observed.desired, console)
@@ -215,6 +220,8 @@ def _execute(
     outcome = Executor(job, runner, console, settings).execute(
         compiled, failed=[p.unit for p in prepared.plan.problems], stop_on_error=settings.debug
     )
+    if settings.store is not None:
+        settings.store.reread(runner)
     failed = len(outcome.failed)
     if failed:
         console.error(f"{failed} dataset(s) failed!")
@@ -239,7 +246,12 @@ def run_apply(
     reporting: Optional[Reporting] = None,
 ) -> int:
     prepared = prepare(
-        job, runner, now, compile_options(settings), together=settings.observe_together
+        job,
+        runner,
+        now,
+        compile_options(settings),
+        together=settings.observe_together,
+        store=settings.store,
     )
     print_selection(prepared.desired, console)
     if nothing_to_select(prepared.desired):

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from enum import Enum
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import attrs
+
+if TYPE_CHECKING:
+    from reconcile.listing_cache import Entry
 
 FILESYSTEM = "filesystem"
 VOLUME = "volume"
@@ -158,6 +161,12 @@ class HostState:
     commands: tuple[str, ...] = ()
     #: pool -> its features that are enabled or active (`zpool get`)
     features: Mapping[str, frozenset[str]] = attrs.field(factory=dict)
+    #: the datasets whose snapshots the listing cache served (reconcile.listing_cache)
+    served: frozenset[str] = frozenset()
+    #: what the listing cache should hold of this host now (None: no cache was used)
+    entries: Optional[tuple[Entry, ...]] = None
+    #: the guids of the pools read (with the listing cache)
+    pool_guids: Mapping[str, int] = attrs.field(factory=dict)
 
     def pool_features(self, dataset: str) -> frozenset[str]:
         return self.features.get(dataset.split("/", 1)[0], frozenset())

@@ -35,6 +35,8 @@ LIST_PROPERTIES = (
     "encryption",
     "clones",
 )
+#: the column observation adds for the listing cache (OpenZFS 2.2 and newer)
+CHANGED = "snapshots_changed"
 #: Pool features observation asks `zpool get` for: they decide `zfs send -L -e` and
 #: `zfs recv -s`; `bookmarks` (and `bookmark_v2` for raw sends of encrypted datasets)
 #: decide whether a dataset's chain is kept with bookmarks
@@ -76,6 +78,12 @@ class ListedDataset:
     resume_token: Optional[str]
     origin: Optional[str]
     encryption: str
+    #: `snapshots_changed` (None: not asked for, or `-`)
+    changed: Optional[int] = None
+
+    @property
+    def pool(self) -> str:
+        return self.name.split("/", 1)[0]
 
 
 @attrs.frozen
@@ -96,15 +104,16 @@ class Listing:
         ]
 
 
-def parse_list(output: str) -> Listing:
-    """Parse `zfs list -H -p -o <LIST_PROPERTIES> -t filesystem,volume,snapshot[,bookmark]`
-    (a bookmark's row has "-" for what it does not have: userrefs, written, ...)."""
+def parse_list(output: str, *, changed: bool = False) -> Listing:
+    """Parse `zfs list -H -p -o <LIST_PROPERTIES>[,snapshots_changed] -t filesystem,volume,
+    snapshot[,bookmark]` (a bookmark's row has "-" for what it does not have: userrefs,
+    written, ...)."""
     datasets: list[ListedDataset] = []
     snapshots: list[Snapshot] = []
     bookmarks: list[Bookmark] = []
-    for name, kind, guid, txg, creation, userrefs, written, token, origin, enc, clones in _rows(
-        output, len(LIST_PROPERTIES)
-    ):
+    for row in _rows(output, len(LIST_PROPERTIES) + changed):
+        name, kind, guid, txg, creation, userrefs, written, token, origin, enc, clones = row[:11]
+        stamp = _opt(row[11]) if changed else None
         if kind == "snapshot":
             dataset, _, short = name.partition("@")
             snapshots.append(
@@ -129,6 +138,7 @@ def parse_list(output: str) -> Listing:
                     resume_token=_opt(token),
                     origin=_opt(origin),
                     encryption=enc if enc not in ("-", "") else "off",
+                    changed=int(stamp) if stamp is not None else None,
                 )
             )
         elif kind == "bookmark":
@@ -315,6 +325,12 @@ def permission_denied(stderr: str) -> list[Denied]:
 
 
 # --- errors ------------------------------------------------------------------------
+
+
+def unknown_property(text: str, prop: str) -> bool:
+    """Whether zfs refused a property list for not knowing `prop` (an OpenZFS older than
+    the property: "bad property list: invalid property 'snapshots_changed'")."""
+    return "invalid property" in text and prop in text
 
 
 def first_line(text: str) -> str:

@@ -90,6 +90,9 @@ class FDataset:
     #: "dataset@snap" this dataset is a clone of
     origin: Optional[str] = None
     bookmarks: list[FBookmark] = attrs.Factory(list)
+    #: `snapshots_changed`: when a snapshot was last made, destroyed or received here
+    #: (None: never, "-"); as real ZFS, a hold, a bookmark or a clone leaves it
+    changed: Optional[int] = None
 
     def snap(self, name: str) -> Optional[FSnap]:
         return next((s for s in self.snaps if s.name == name), None)
@@ -182,6 +185,7 @@ class FakeZfs:
         for ds, short in pairs:
             ds.snaps.append(FSnap(short, next(self._guid), txg, self.now, ds.written, ds.data))
             ds.written = 0
+            ds.changed = self.now
             self.events.append(("snapshot", f"{ds.name}@{short}"))
 
     def get_snap(self, full: str) -> tuple[FDataset, FSnap]:
@@ -226,6 +230,9 @@ class FakeZfs:
 
     def command(self, argv: Sequence[str], stream: Optional[Stream] = None) -> Output:
         """Run one command (`stream`: what `zfs recv` reads). Raises FakeError."""
+        if argv[0] == "zpool" and "guid" in argv:  # zpool get -H -o name,value guid POOL...
+            pools = [a for a in argv[argv.index("guid") + 1 :] if a in self.datasets]
+            return Output("".join(f"{p}\t{self.datasets[p].guid + 7}\n" for p in pools))
         if argv[0] == "zpool":
             features = next(a for a in argv if a.startswith("feature@")).split(",")
             asked = argv[argv.index(",".join(features)) + 1 :]
@@ -304,6 +311,8 @@ class FakeZfs:
         return Output("".join(lines))
 
     def _zfs_list(self, args: list[str]) -> Output:
+        if "-d" in args:  # zfs list ... -t snapshot -d 1 DATASET...: their own snapshots
+            return self._list_rows(args, args[args.index("-d") + 2 :], depth=True)
         roots = args[args.index("-r") + 1 :] if "-r" in args else args[-1:]
         if "-r" not in args:  # zfs list -H -o name DATASET[@SNAP]
             name = roots[0]
@@ -312,29 +321,38 @@ class FakeZfs:
             elif name not in self.datasets:
                 raise FakeError(f"cannot open '{name}': dataset does not exist")
             return Output(name + "\n")
+        return self._list_rows(args, roots, depth=False)
+
+    def _list_rows(self, args: list[str], roots: list[str], *, depth: bool) -> Output:
+        """`zfs list -H -p -o LIST_PROPERTIES[,snapshots_changed] -t TYPES -r ROOTS` (or
+        `-d 1 NAMES`: each one and its snapshots, not its children)."""
         for root in roots:
             if root not in self.datasets:
                 raise FakeError(f"cannot open '{root}': dataset does not exist")
         types = args[args.index("-t") + 1].split(",") if "-t" in args else []
-        rows = []
+        changed = "snapshots_changed" in args[args.index("-o") + 1].split(",")
+        rows: list[list[object]] = []
         for name in sorted(self.datasets):
-            if not any(name == r or name.startswith(r + "/") for r in roots):
+            if not any(name == r or (not depth and name.startswith(r + "/")) for r in roots):
                 continue
             ds = self.datasets[name]
-            rows.append(
-                [name, ds.type, ds.guid, 1, 0, "-", ds.written, ds.token or "-",
-                 ds.origin or "-", "off", "-"]
-            )  # fmt: skip
-            for s in ds.snaps:
-                clones = ",".join(self.clones_of(f"{name}@{s.name}")) or "-"
+            more: list[object] = [ds.changed if ds.changed is not None else "-"] * changed
+            if not types or {"filesystem", "volume"} & set(types):
                 rows.append(
-                    [f"{name}@{s.name}", "snapshot", s.guid, s.txg, s.creation, len(s.holds),
-                     s.written, "-", "-", "off", clones]
+                    [name, ds.type, ds.guid, 1, 0, "-", ds.written, ds.token or "-",
+                     ds.origin or "-", "off", "-", *more]
                 )  # fmt: skip
+            if not types or "snapshot" in types:
+                for s in ds.snaps:
+                    clones = ",".join(self.clones_of(f"{name}@{s.name}")) or "-"
+                    rows.append(
+                        [f"{name}@{s.name}", "snapshot", s.guid, s.txg, s.creation,
+                         len(s.holds), s.written, "-", "-", "off", clones, *["-"] * changed]
+                    )  # fmt: skip
             if "bookmark" in types:
                 for b in ds.bookmarks:
                     rows.append([f"{name}#{b.name}", "bookmark", b.guid, b.txg, b.creation,
-                                 *["-"] * 6])  # fmt: skip
+                                 *["-"] * (6 + changed)])  # fmt: skip
         return Output("".join("\t".join(map(str, r)) + "\n" for r in rows))
 
     def _zfs_holds(self, args: list[str]) -> Output:
@@ -493,6 +511,7 @@ class FakeZfs:
             else:
                 ds.snaps[at + 1].written += s.written
             ds.snaps.remove(s)
+            ds.changed = self.now
             self.events.append(("destroy", f"{dsname}@{s.name}"))
         if not ds.snaps:  # with no snapshot at all, everything counts as written
             ds.written = max(ds.written, 4096)
@@ -645,6 +664,9 @@ class FakeZfs:
             if where == old_name and snap in names:
                 other.origin = f"{name}@{snap}"
         ds.origin, old.origin = old.origin, f"{name}@{snap_name}"
+        # (as OpenZFS 2.3 measured: the old origin's snapshots_changed changes, the
+        # promoted clone's, which gained the snapshots, does not)
+        old.changed = self.now
         self.events.append(("promote", name))
         return Output()
 
@@ -733,6 +755,7 @@ class FakeZfs:
                     raise FakeError(f"cannot receive: snapshot of {name} is held: dataset is busy")
                 for s in newer:
                     ds.snaps.remove(s)
+                    ds.changed = self.now
                     self.events.append(("destroy", f"{name}@{s.name}"))
                 self.events.append(("recv-F", name))
         if self.interrupt_next > 0:
@@ -761,6 +784,7 @@ class FakeZfs:
             ds.token = None
         for s in stream.snaps:
             ds.snaps.append(attrs.evolve(s, txg=next(self._txg), holds=[]))
+            ds.changed = self.now
             self.events.append(("received", f"{name}@{s.name}"))
         ds.data, ds.written = stream.snaps[-1].data, 0
         ds.received_props.update(dict(stream.props))
@@ -799,6 +823,10 @@ class FakeRunner:
 
     def _zfs(self, host: Host) -> FakeZfs:
         return self.hosts[host.ssh]
+
+    def host_clock(self, host: Host) -> Optional[int]:
+        """The host's clock: its fake kernel's `now` (what its snapshots_changed has)."""
+        return self._zfs(host).now
 
     def run(
         self,

@@ -19,6 +19,7 @@ import re
 import shlex
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Callable, Optional
@@ -32,8 +33,17 @@ from executors.console import Console
 from executors.execute import Settings
 from executors.guard import program as guard
 from executors.guard import rules
+from executors.listing_store import Store
 from executors.options import build_parser, job_from_args
-from executors.runner import PipelineResult, PipelineWatch, Result, Stage, group_stages, shell_line
+from executors.runner import (
+    CLOCK_ARGV,
+    PipelineResult,
+    PipelineWatch,
+    Result,
+    Stage,
+    group_stages,
+    shell_line,
+)
 from planner.actions import SOURCE, TARGET
 from planner.compile import PROBE_PREFIX, Compiled, Facts, Options, compile_plan, estimate_argv
 from planner.plan import build_plan
@@ -126,6 +136,11 @@ class Recorder:
             return Result(shlex.join(argv), 0, "", "")  # (the snapshot commands work)
         return self.fake.run(host, argv, label=label, input=input, check=check)
 
+    def host_clock(self, host: Host) -> Optional[int]:
+        """A remote host's clock, read as executors.runner reads it (`date +%s` there)."""
+        self._record([Stage(host, CLOCK_ARGV)])
+        return self.fake.host_clock(host)
+
     def pipeline(
         self, stages: Sequence[Stage], *, check: bool = True, watch: Optional[PipelineWatch] = None
     ) -> PipelineResult:
@@ -145,6 +160,7 @@ class World:
         self.zfs.create("pool/c/d")
         guards = {"src": _policy(source_guard), "tgt": _policy(TARGET_GUARD)}
         self.runner = Recorder(self.zfs, guards)
+        self.cache = Path(tempfile.mkdtemp()) / "listing.json"
 
     def run(self, *flags: str) -> str:
         self.zfs.now += 3600
@@ -156,9 +172,11 @@ class World:
         args = build_parser().parse_args(argv)
         out = io.StringIO()
         console = Console(out=out, err=out, verbose=True, color=False)
-        settings = Settings(parallel=1, send_sizes=True)
-        run_classic(job_from_args(args), False, console, self.runner, float(self.zfs.now),
-                    settings=settings)  # fmt: skip
+        job = job_from_args(args)
+        # (with the listing cache, as a run from the command line: its reads are sent too)
+        store = Store.load(self.cache, console.warning, console.debug)
+        settings = Settings(parallel=1, send_sizes=True, store=store)
+        run_classic(job, False, console, self.runner, float(self.zfs.now), settings=settings)
         return out.getvalue()
 
 
@@ -246,6 +264,15 @@ SENT = [
     ("src", r"^zfs get -H -p -o name,value,source -t filesystem,volume autobackup:bak$"),
     ("src", r"^zfs list -H -p -o name,\S+ -t filesystem,volume,snapshot,bookmark -r pool/a pool/c/d$"),
     ("tgt", r"^zfs list -H -p -o name,\S+ -t filesystem,volume,snapshot -r backup$"),
+    # the listing cache: the clock, the pools, the datasets, the snapshots not served
+    ("src", r"^date \+%s$"),
+    ("tgt", r"^date \+%s$"),
+    ("src", r"^zpool get -H -o name,value guid pool$"),
+    ("tgt", r"^zpool get -H -o name,value guid backup$"),
+    ("src", r"^zfs list -H -p -o name,\S+,snapshots_changed -t filesystem,volume,bookmark -r pool/a pool/c/d$"),
+    ("tgt", r"^zfs list -H -p -o name,\S+,snapshots_changed -t filesystem,volume -r backup$"),
+    ("src", r"^zfs list -H -p -o name,\S+ -t snapshot -d 1 pool/a"),
+    ("tgt", r"^zfs list -H -p -o name,\S+ -t snapshot -d 1 backup"),
     ("tgt", r"^zfs holds -H backup/pool/a@\S+ backup/"),
     ("src", r"^zpool get -H -o name,property,value feature@large_blocks,\S+ pool$"),
     ("tgt", r"^zpool get -H -o name,property,value feature@large_blocks,\S+ backup$"),
@@ -685,7 +712,11 @@ HOSTILE = [
     ("src", "./zfs list", "a program path './zfs'"),
     ("src", "bash -i", "'bash' is not a command zfs-reconcile sends"),
     ("src", "zfs list -H -o name -- -x", "zfs list: '--' is not allowed"),
-    ("src", "zfs list -d 1 pool", "zfs list: option '-d' is not allowed"),
+    ("src", "zfs list -S name pool", "zfs list: option '-S' is not allowed"),
+    ("src", "zfs list -d x pool", "zfs list: -d 'x' is not a depth"),
+    # the host's clock is read, never set
+    ("src", "date -s @0", "'date' is not a command zfs-reconcile sends"),
+    ("tgt", "date +%s -s @0", "'date' is not a command zfs-reconcile sends"),
     ("src", "zfs get -H -o -x all pool", "zfs get: -o needs a value, not '-x'"),
     # malformed versions of the commands the tool sends
     ("src", "zfs list -H -H pool", "zfs list: -H is given twice"),

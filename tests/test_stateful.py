@@ -34,6 +34,9 @@ import io
 import itertools
 import os
 import re
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Optional
 
 from hypothesis import HealthCheck, settings
@@ -43,9 +46,12 @@ from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
 from executors.classic import run_classic
 from executors.console import Console
 from executors.execute import Settings
+from executors.listing_store import Store, cache_path
 from executors.options import build_parser, job_from_args
 from executors.session import prepare
 from planner.compile import Options
+from reconcile.errors import ReconcileError
+from reconcile.job import Job
 from tests.fakezfs import FakeError, FakeRunner, FakeZfs, FDataset
 
 START = 1_767_225_600  # 2026-01-01 00:00 UTC
@@ -101,6 +107,8 @@ class Story(RuleBasedStateMachine):
         #: source datasets on either side of a `zfs promote`
         self.promoted: set[str] = set()
         self.naming = job_from_args(build_parser().parse_args(["bak", TARGET])).naming
+        self._folder = tempfile.TemporaryDirectory()
+        self.cache = Path(self._folder.name)
 
     # --- the world ---------------------------------------------------------------
 
@@ -186,7 +194,10 @@ class Story(RuleBasedStateMachine):
         args = build_parser().parse_args(["bak", *([target] if target else []), *flags])
         job = job_from_args(args)
         console = Console(out=io.StringIO(), err=io.StringIO(), color=False)
-        settings = Settings(parallel=args.parallel)
+        self._cached_plan_is_the_plan(job)
+        # (as from the command line: with the listing cache)
+        store = Store.load(self.cache / cache_path(job).name, console.warning, console.debug)
+        settings = Settings(parallel=args.parallel, store=store)
         failures = run_classic(
             job, False, console, self.runner, float(self.zfs.now), settings=settings
         )
@@ -195,6 +206,28 @@ class Story(RuleBasedStateMachine):
         self.last_errors = errors
         assert "dependent clones" not in errors, errors
         return failures
+
+    def _cached_plan_is_the_plan(self, job: Job) -> None:
+        """What the listing cache serves never changes the plan (#36): planned with the
+        cache (which may serve, or read again before a destroy) and without, now."""
+        meddle, self.runner.meddle = self.runner.meddle, None  # (not in these reads)
+        # (from a copy: planning saves the cache, and the run must start from the same one)
+        copy = self.cache / "copy"
+        copy.unlink(missing_ok=True)
+        if (self.cache / cache_path(job).name).exists():
+            shutil.copyfile(self.cache / cache_path(job).name, copy)
+
+        def plan(store: Optional[Store]) -> object:
+            try:
+                return prepare(job, self.runner, float(self.zfs.now), Options(), store=store).plan
+            except ReconcileError as exc:  # (a run that stops before planning)
+                return str(exc)
+
+        try:
+            cached = plan(Store.load(copy, lambda text: None, lambda text: None))
+            assert cached == plan(None)
+        finally:
+            self.runner.meddle = meddle
 
     # --- rules -------------------------------------------------------------------
 

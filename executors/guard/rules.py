@@ -224,9 +224,15 @@ def _under_target(policy: Policy, command: str, dataset: str) -> None:
 
 # --- reads (allowed everywhere) ---------------------------------------------------------
 
+#: how the tool reads a host's clock (executors.runner.CLOCK_ARGV; the guard imports
+#: nothing of the tool but the standard library and its own protocol)
+CLOCK = ("date", "+%s")
+
 
 def _zfs_list(args: Sequence[str]) -> None:
-    _, names = scan("zfs list", args, flags="Hpr", valued="ot")
+    options, names = scan("zfs list", args, flags="Hpr", valued="otd")
+    if any(not depth.isdigit() for depth in options.get("d", [])):
+        raise Refused(f"zfs list: -d {options['d'][0]!r} is not a depth")
     for name in names:
         _any_name("zfs list", name)
 
@@ -607,6 +613,8 @@ def check_command(argv: Argv, policy: Policy, lookups: Lookups) -> None:
         return
     if program == "zpool" and args[:1] == ("get",):
         _zpool_get(args[1:])
+        return
+    if tuple(argv) == CLOCK:  # (the host's clock, for the listing cache: a read)
         return
     if program != "zfs" or not args:
         raise Refused(f"{program!r} is not a command zfs-reconcile sends")

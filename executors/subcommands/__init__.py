@@ -21,6 +21,7 @@ import attrs
 
 from executors.console import Console
 from executors.execute import Settings
+from executors.listing_store import Store, cache_path
 from executors.monitor import Reporting
 from executors.options import RunOptions, job_from_args
 from executors.runner import Runner
@@ -61,6 +62,14 @@ class Run:
             f"zfs-autobackup v{__version__} (zfs-reconcile, compatible with zfs-autobackup v3)"
         )
         return job
+
+    def settings_for(self, job: Job, settings: Optional[Settings] = None) -> Settings:
+        """The run's `settings` with the job's listing cache (unless --no-cache)."""
+        settings = settings or self.settings
+        if not vars(self.args).get("cache", True):
+            return settings
+        store = Store.load(cache_path(job), self.console.warning, self.console.debug)
+        return attrs.evolve(settings, store=store)
 
 
 def _nothing(_: Any) -> None:

@@ -28,7 +28,7 @@ def _run(run: Run) -> int:
             run.runner,
             run.now,
             auto_approve=run.args.auto_approve,
-            settings=run.settings,
+            settings=run.settings_for(job),
             reporting=run.reporting,
         )
 

@@ -28,7 +28,7 @@ def _run(run: Run) -> int:
     test = run.options.test
     with contextlib.nullcontext() if test else backup_lock(job):
         return run_classic(
-            job, test, run.console, run.runner, run.now, settings=run.settings,
+            job, test, run.console, run.runner, run.now, settings=run.settings_for(job),
             reporting=run.reporting,
         )  # fmt: skip
 

@@ -37,8 +37,9 @@ def _output(g: Any) -> None:
 
 def _run(run: Run) -> int:
     args = run.args
+    job = run.job()
     return workflow.run_plan(
-        run.job(),
+        job,
         run.console,
         run.runner,
         run.now,
@@ -47,7 +48,7 @@ def _run(run: Run) -> int:
         detailed=args.detailed_exitcode,
         estimate=args.estimate,
         commands=args.commands,
-        settings=run.options.settings,
+        settings=run.settings_for(job, run.options.settings),
     )
 
 

@@ -50,6 +50,7 @@ def _run(run: Run) -> int:
         fmt=args.format,
         prometheus_file=args.prometheus_file,
         together=run.options.settings.observe_together,
+        store=run.settings_for(job).store,
         verify_max_age=args.verify_max_age,
     )
 
