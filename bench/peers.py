@@ -74,6 +74,8 @@ OURS = "zfs-reconcile"
 #: with --shared-first-run it continues from this tool's first run)
 TOOLS = {
     OURS: "zfs-autobackup {ssh} bench {d} --no-snapshot",
+    # (the listing cache off: what it saves, side by side)
+    f"{OURS} --no-cache": "zfs-autobackup {ssh} bench {d} --no-snapshot --no-cache",
     "zfs-autobackup 3.3": "zfs-autobackup-3.3 {ssh} bench {d} --no-snapshot",
 }
 BZFS = "bzfs {src}/bench {d}/{pool}/bench --recursive"
