@@ -18,7 +18,7 @@ from executors.console import Console
 from executors.execute import DEFAULTS, Executor, Settings
 from executors.monitor import Reporting
 from executors.runner import Runner
-from executors.session import no_selection, nothing_to_select, prepare
+from executors.session import Prepared, no_selection, nothing_to_select, prepare
 from planner import compile as compiler
 from planner.actions import SOURCE, TARGET, CreateSnapshots
 from planner.compile import Step
@@ -82,6 +82,14 @@ def compile_options(settings: Settings) -> compiler.Options:
     )
 
 
+def prepare_run(job: Job, runner: Runner, now: float, settings: Settings) -> Prepared:
+    """Observe, plan and compile for a run from the command line: as its settings say
+    (both hosts at once, the listing cache)."""
+    options = compile_options(settings)
+    together, store = settings.observe_together, settings.store
+    return prepare(job, runner, now, options, together=together, store=store)
+
+
 def print_selection(desired: Desired, console: Console) -> None:
     """The `#### Selecting` section."""
     console.title("Selecting")
@@ -107,14 +115,7 @@ def run_classic(
         console.warning("TEST MODE - SIMULATING WITHOUT MAKING ANY CHANGES")
     settings_summary(job, console)
     settings = attrs.evolve(settings, progress=settings.progress and not args_test)
-    prepared = prepare(
-        job,
-        runner,
-        now,
-        compile_options(settings),
-        together=settings.observe_together,
-        store=settings.store,
-    )
+    prepared = prepare_run(job, runner, now, settings)
     desired, plan = prepared.desired, prepared.plan
     print_selection(desired, console)
     if nothing_to_select(desired):

@@ -11,7 +11,6 @@ cache only ever saves reading, it never decides anything.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from collections.abc import Iterable, Mapping
@@ -20,6 +19,7 @@ from typing import Callable
 
 import attrs
 
+from executors.lock import job_digest
 from executors.runner import Runner
 from reconcile.job import Job
 from reconcile.listing_cache import Cache, CorruptCache, Entry, dumps, host_key, loads
@@ -47,16 +47,7 @@ def cache_folder() -> Path:
 
 
 def cache_path(job: Job) -> Path:
-    key = "\0".join(
-        [
-            job.naming.backup_name,
-            job.remote.source.describe(),
-            job.remote.target.describe(),
-            job.remote.target_path or "",
-        ]
-    )
-    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    return cache_folder() / f"listing-{digest}.json"
+    return cache_folder() / f"listing-{job_digest(job)}.json"
 
 
 @attrs.define

@@ -60,7 +60,9 @@ def _folder() -> Path:
     return Path(tempfile.gettempdir())
 
 
-def lock_path(job: Job) -> Path:
+def job_digest(job: Job) -> str:
+    """A short name for the job: its backup name, source, target and target path (what
+    makes two runs the same job: the lock's and the listing cache's file names)."""
     key = "\0".join(
         [
             job.naming.backup_name,
@@ -69,8 +71,11 @@ def lock_path(job: Job) -> Path:
             job.remote.target_path or "",
         ]
     )
-    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    return _folder() / f"zfs-autobackup-{job.naming.backup_name}-{digest}.lock"
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def lock_path(job: Job) -> Path:
+    return _folder() / f"zfs-autobackup-{job.naming.backup_name}-{job_digest(job)}.lock"
 
 
 @contextlib.contextmanager

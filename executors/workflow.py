@@ -19,7 +19,7 @@ import shlex
 import socket
 from typing import Optional
 
-from executors.classic import compile_options, print_selection
+from executors.classic import prepare_run, print_selection
 from executors.console import Console
 from executors.execute import DEFAULTS, Executor, Settings
 from executors.modes import EXIT_ERROR
@@ -152,14 +152,7 @@ def run_plan(
     settings: Settings = DEFAULTS,
 ) -> int:
     check_out(out)
-    prepared = prepare(
-        job,
-        runner,
-        now,
-        compile_options(settings),
-        together=settings.observe_together,
-        store=settings.store,
-    )
+    prepared = prepare_run(job, runner, now, settings)
     observed = prepared
     print_selection(observed.desired, console)
     if nothing_to_select(observed.desired):
@@ -245,14 +238,7 @@ def run_apply(
     settings: Settings = DEFAULTS,
     reporting: Optional[Reporting] = None,
 ) -> int:
-    prepared = prepare(
-        job,
-        runner,
-        now,
-        compile_options(settings),
-        together=settings.observe_together,
-        store=settings.store,
-    )
+    prepared = prepare_run(job, runner, now, settings)
     print_selection(prepared.desired, console)
     if nothing_to_select(prepared.desired):
         raise no_selection(job)

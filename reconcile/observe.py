@@ -20,7 +20,7 @@ from reconcile import selection_values, zfs_text
 from reconcile.errors import DatasetNotFound, ObservationError, UsageError, ZfsError
 from reconcile.limits import chunked
 from reconcile.listing_cache import Cache, Entry, host_key
-from reconcile.model import Dataset, Host, HostState, ResumeInfo, Side, Snapshot
+from reconcile.model import Dataset, Host, HostState, ResumeInfo, Selection, Side, Snapshot
 from reconcile.selection import select
 from reconcile.zfs_names import under
 
@@ -176,14 +176,7 @@ def observe_source(
             found.datasets, found.snapshots, values, bookmarks=found.bookmarks
         )
     datasets = dict(sorted(_holds(reader, host, label, datasets).items()))
-    return HostState(
-        host=host,
-        datasets=datasets,
-        selection=values,
-        served=read.served,
-        entries=read.entries,
-        pool_guids=read.pools,
-    )
+    return read.state(host, datasets, values)
 
 
 def observe_target(
@@ -220,14 +213,7 @@ def observe_tree(
         return None
     found = read.listing
     listed = zfs_text.assemble(found.datasets, found.snapshots, bookmarks=found.bookmarks)
-    datasets = _holds(reader, host, label, listed)
-    return HostState(
-        host=host,
-        datasets=datasets,
-        served=read.served,
-        entries=read.entries,
-        pool_guids=read.pools,
-    )
+    return read.state(host, _holds(reader, host, label, listed))
 
 
 @attrs.frozen
@@ -241,6 +227,22 @@ class Read:
     entries: Optional[tuple[Entry, ...]]
     #: the guids of the pools read (with a cache)
     pools: Mapping[str, int] = attrs.field(factory=dict)
+
+    def state(
+        self,
+        host: Host,
+        datasets: dict[str, Dataset],
+        selection: Optional[Mapping[str, Selection]] = None,
+    ) -> HostState:
+        """The host as read: `datasets` (assembled from this listing, with holds)."""
+        return HostState(
+            host=host,
+            datasets=datasets,
+            selection=selection or {},
+            served=self.served,
+            entries=self.entries,
+            pool_guids=self.pools,
+        )
 
 
 def read_listing(
