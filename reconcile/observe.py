@@ -17,7 +17,13 @@ from typing import Optional, Protocol
 import attrs
 
 from reconcile import selection_values, zfs_text
-from reconcile.errors import DatasetNotFound, ObservationError, UsageError, ZfsError
+from reconcile.errors import (
+    DatasetNotFound,
+    ObservationError,
+    ReconcileError,
+    UsageError,
+    ZfsError,
+)
 from reconcile.limits import chunked
 from reconcile.listing_cache import Cache, Entry, host_key
 from reconcile.model import Dataset, Host, HostState, ResumeInfo, Selection, Side, Snapshot
@@ -354,17 +360,17 @@ def read_entries(
 
 
 def pool_guids(reader: Reader, host: Host, pools: Sequence[str], label: str) -> dict[str, int]:
-    """Each pool's guid (`zpool get guid`; none asked: none read)."""
+    """Each pool's guid (`zpool get guid`; none asked: none read). A pool whose guid
+    can't be read is left out: the listing cache then neither serves nor keeps its
+    datasets (it is only ever a saving, never a reason to stop)."""
     if not pools:
         return {}
     argv = ["zpool", "get", "-H", "-o", "name,value", "guid", *pools]
-    return {
-        name: int(value)
-        for name, value in zfs_text.parse_received(
-            reader.run(host, argv, label=label).stdout
-        ).items()
-        if value.isdigit()
-    }
+    try:
+        values = zfs_text.parse_received(reader.run(host, argv, label=label).stdout)
+    except ReconcileError:
+        return {}
+    return {name: int(value) for name, value in values.items() if value.isdigit()}
 
 
 def exists(reader: Reader, host: Host, name: str, label: str) -> bool:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -270,6 +271,19 @@ def test_a_zfs_without_snapshots_changed_is_read_whole_without_an_error() -> Non
         zfs.write("src/data")
         assert fakecli.main(JOB, fakecli.deps(runner, now=fakecli.START + hour * 3600)) == 0
     assert len(zfs.datasets["dst/src/data"].snaps) == 2
+
+
+def test_a_pool_whose_guid_cannot_be_read_is_read_whole_without_an_error(world: World) -> None:
+    class NoGuid(FakeZfs):
+        def command(self, argv: Sequence[str], stream: object = None) -> object:
+            if argv[0] == "zpool" and "guid" in argv:
+                raise FakeError("cannot open 'src': permission denied")
+            return super().command(argv, stream)  # type: ignore[arg-type]
+
+    world.zfs.__class__ = NoGuid
+    seen = world.prepare()
+    assert not seen.source.served and seen.source.entries == ()
+    assert seen.plan == world.prepare(cached=False).plan
 
 
 def test_a_hold_made_behind_the_tools_back_is_read_before_a_destroy(world: World) -> None:
