@@ -21,6 +21,7 @@ import attrs
 
 from executors.lock import job_digest
 from executors.runner import Runner
+from reconcile.errors import ReconcileError
 from reconcile.job import Job
 from reconcile.listing_cache import Cache, CorruptCache, Entry, dumps, host_key, loads
 from reconcile.model import Host, HostState
@@ -104,7 +105,11 @@ class Store:
     def reread(self, runner: Runner) -> None:
         """After the run: read what it changed (one listing per host), and save."""
         for (key, _), what in self.changed.items():
-            entries = read_entries(runner, what.host, what.names, what.pools, what.label)
+            try:
+                entries = read_entries(runner, what.host, what.names, what.pools, what.label)
+            except ReconcileError as exc:  # (a saving only: the next run reads them)
+                self.debug(f"{what.label} Not read again for the listing cache: {exc}")
+                continue
             self.fresh.setdefault(key, {}).update((e.key, e) for e in entries)
         self.changed.clear()
         self.save()

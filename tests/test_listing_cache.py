@@ -321,6 +321,30 @@ def test_the_tools_own_changes_are_read_again_after_the_run(world: World) -> Non
     assert [s.name for s in entry.snapshots] == on_target
 
 
+def test_a_failed_read_after_the_run_fails_nothing(world: World) -> None:
+    """(The link went down at the end of the run: the next run reads what it changed.)"""
+    world.zfs.write("src/data")
+    lists = [0]
+
+    def down() -> None:
+        raise_next = world.runner.run
+
+        def failing(host: Host, argv: Sequence[str], **kw: object) -> object:
+            if "-d" in argv and "snapshots_changed" in argv[argv.index("-o") + 1]:
+                lists[0] += 1
+                return raise_next(host, ["zfs", "frobnicate"], **kw)  # type: ignore[arg-type]
+            return raise_next(host, argv, **kw)  # type: ignore[arg-type]
+
+        world.runner.run = failing  # type: ignore[method-assign]
+
+    down()
+    deps = fakecli.deps(world.runner, now=fakecli.START + 7200)
+    assert fakecli.main(JOB, deps) == 0
+    assert lists[0] == 2  # (both hosts' reads after the run failed)
+    saved = loads(world.path.read_text())
+    assert not any(e.name == "src/data" for e in saved.entries.values())
+
+
 def test_no_cache_reads_everything_and_writes_no_file(tmp_path: Path) -> None:
     zfs, runner = fakecli.world()
     job = job_from_args(build_parser().parse_args(JOB))

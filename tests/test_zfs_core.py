@@ -129,15 +129,20 @@ def test_seed_walkthrough_full_then_incremental_with_holds(zfs_bed: ZfsBed, pool
     assert zfs_bed.holds(f"{target}/{s}/data@{first}") == []
     assert zfs_bed.checksum(f"{target}/{s}/data") == zfs_bed.checksum(f"{s}/data")
 
-    # converged: a run without snapshot has nothing to do, and only reads (4 commands:
-    # per host a zfs list, the source's zfs get, the target's zfs holds; the source's
-    # snapshots have no holds to read, its bookmarks come in its zfs list)
+    # converged: a run without snapshot has nothing to do, and only reads (without the
+    # listing cache, 4 commands: per host a zfs list, the source's zfs get, the target's
+    # zfs holds; the source's snapshots have no holds to read, its bookmarks come in its
+    # zfs list; with the cache, also each host's pool guids, and the snapshots of what it
+    # does not serve)
     before = zfs_bed.names(s, d)
-    run = zfs_bed.tool("offsite1", target, "--no-snapshot", "--debug", now=stamp(1, 14))
-    assert run.returncode == 0, run.stdout + run.stderr
-    commands = [line for line in run.stdout.splitlines() if " CMD > " in line]
-    assert len(commands) == 4, commands
-    assert all(" zfs list " in c or " zfs get " in c or " zfs holds " in c for c in commands)
+    for cache, most in ((["--no-cache"], 4), ([], 8)):
+        run = zfs_bed.tool("offsite1", target, "--no-snapshot", "--debug", *cache, now=stamp(1, 14))
+        assert run.returncode == 0, run.stdout + run.stderr
+        commands = [line for line in run.stdout.splitlines() if " CMD > " in line]
+        # (exactly 4 without the cache; with it, what it serves depends on the clock)
+        assert len(commands) == most if cache else len(commands) <= most, commands
+        reads = (" zfs list ", " zfs get ", " zfs holds ", " zpool get ")
+        assert all(any(r in c for r in reads) for c in commands), commands
     assert zfs_bed.names(s, d) == before
 
 
@@ -253,7 +258,10 @@ def test_the_backups_on_the_same_host_are_not_read_as_sources(
     ]
     for name in (f"{s}/data", f"{s}/data/a", f"{d}/backup/{s}/data", f"{d}/backup/{s}/data/a"):
         assert zfs_bed.holds(f"{name}@{snap}") == ["zfs_autobackup:same"], name
-    run = zfs_bed.tool("same", f"{d}/backup", "--debug", "--no-snapshot", now=stamp(1, 13))
+    # (without the listing cache: one listing per host, whatever the cache would serve)
+    run = zfs_bed.tool(
+        "same", f"{d}/backup", "--debug", "--no-snapshot", "--no-cache", now=stamp(1, 13)
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     lists = [line for line in run.stdout.splitlines() if " CMD > zfs list " in line]
     assert len(lists) == 2, lists  # source, target
@@ -281,4 +289,6 @@ def test_observation_cost_does_not_grow_with_datasets(zfs_bed: ZfsBed, pools: Po
         counts[n] = len(reads)
         assert run.stdout.count("Would execute > zfs send") == n + 1
     assert counts[10] == counts[200]
-    assert counts[10] <= 6  # get + list + holds (source), list (target), zpool probe x2
+    # get + list + holds (source), list (target), zpool probe x2; with the listing cache
+    # (a job's first run: everything in the one listing) each host's pool guids too
+    assert counts[10] <= 8
