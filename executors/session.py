@@ -191,11 +191,12 @@ def _desired(
 
 
 def _sides(action: Action) -> list[tuple[Side, str]]:
-    """The datasets an action changes, with their side."""
+    """The datasets an action changes, with their side (a send only reads its source:
+    its bookmark or hold there is an action of its own)."""
     if isinstance(action, CreateSnapshots):
         return [(SOURCE, name) for name in action.datasets]
     if isinstance(action, Send):
-        return [(SOURCE, action.source_dataset), (TARGET, action.target_dataset)]
+        return [(TARGET, action.target_dataset)]
     return [(action.side, action.dataset)]
 
 

@@ -321,6 +321,26 @@ def test_the_tools_own_changes_are_read_again_after_the_run(world: World) -> Non
     assert [s.name for s in entry.snapshots] == on_target
 
 
+def test_a_send_reads_its_source_again_only_when_the_run_wrote_there(world: World) -> None:
+    """(A send only reads its source: a run that sends what an earlier run snapshotted,
+    with neither bookmarks nor holds on the source, reads only its target again.)"""
+    later = fakecli.deps(world.runner, now=fakecli.START + 7200)
+    assert fakecli.main([*JOB, "--no-send", "--allow-empty"], later) == 0
+    world.tick()
+    world.prepare()  # (the cache now holds the source with its new snapshots)
+    world.tick()
+    start = len(world.runner.history)
+    later = fakecli.deps(world.runner, now=fakecli.START + 7200)
+    assert fakecli.main([*JOB, "--no-snapshot", "--no-holds", "--no-bookmarks"], later) == 0
+    sent = [line for line in world.runner.history[start:] if "zfs send" in line]
+    assert sent, "nothing was sent"
+    after = world.runner.history[start:]
+    reads = [line.split(" -d 1 ", 1)[1] for line in after if line.startswith("zfs list")
+             and " -d 1 " in line]  # fmt: skip
+    read = {name for line in reads for name in line.split()}
+    assert read and all(name.startswith("dst/") for name in read), read
+
+
 def test_a_failed_read_after_the_run_fails_nothing(world: World) -> None:
     """(The link went down at the end of the run: the next run reads what it changed.)"""
     world.zfs.write("src/data")
