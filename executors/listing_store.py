@@ -23,9 +23,9 @@ from executors.lock import job_digest
 from executors.runner import Runner
 from reconcile.errors import ReconcileError
 from reconcile.job import Job
+from reconcile.listing import read_entries
 from reconcile.listing_cache import Cache, CorruptCache, Entry, dumps, host_key, loads
 from reconcile.model import Host, HostState
-from reconcile.observe import read_entries
 
 
 @attrs.frozen

@@ -38,14 +38,9 @@ from reconcile import graph as snapgraph
 from reconcile.desire import Desired, desire
 from reconcile.errors import SelectionError, UsageError
 from reconcile.job import Job
+from reconcile.listing import reread_snapshots
 from reconcile.model import HostState, ResumeInfo, Side
-from reconcile.observe import (
-    observe_source,
-    observe_target,
-    pool_features,
-    reread_snapshots,
-    resume_info,
-)
+from reconcile.observe import observe_source, observe_target, pool_features, resume_info
 
 
 @attrs.frozen

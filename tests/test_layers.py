@@ -1,7 +1,7 @@
 """Where things may happen, checked on the code (like the import-layer contracts):
 
 - commands are built in the compile stage (planner/compile.py) and the observation
-  module (reconcile/observe.py) only: nowhere else is there a list or tuple that starts
+  modules (reconcile/observe.py, reconcile/listing.py) only: nowhere else is there a list or tuple that starts
   with "zfs", "zpool" or "sh" (the runner adds the ssh transport, and only that);
 - zfs' output and error text is read in reconcile/zfs_text.py only: nowhere else is
   `... in <something's stderr/stdout>` or `... in str(exc)`.
@@ -25,6 +25,7 @@ COMMAND_BUILDERS = {
     # verify's temporary commands, next to the rule that lets only them through
     "planner/verify.py",
     "reconcile/observe.py",
+    "reconcile/listing.py",
     # the remote guard: compile's counterpart on the remote host (stdlib only: no compile import)
     "executors/guard/program.py",
     "executors/guard/rules.py",
