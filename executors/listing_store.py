@@ -65,7 +65,7 @@ class Store:
     #: per host, what the cache should hold after this run (the hosts it read)
     fresh: dict[str, dict[tuple[str, int, int], Entry]] = attrs.field(factory=dict)
     #: per host, what this run changes there: read again once it has run
-    changed: dict[tuple[str, str], Changed] = attrs.field(factory=dict)
+    changed: dict[str, Changed] = attrs.field(factory=dict)
 
     @classmethod
     def load(cls, path: Path, warn: Callable[[str], None], debug: Callable[[str], None]) -> Store:
@@ -99,12 +99,15 @@ class Store:
         kept = self.fresh.get(key, {})
         for k in [k for k, e in kept.items() if e.name in gone]:
             del kept[k]
-        if gone:
-            self.changed[(key, label)] = Changed(state.host, label, gone, state.pool_guids)
+        if gone:  # (both sides on one host: one listing after the run)
+            was = self.changed.get(key, Changed(state.host, label, set(), {}))
+            pools = {**was.pools, **state.pool_guids}
+            self.changed[key] = Changed(state.host, was.label, was.names | gone, pools)
 
     def reread(self, runner: Runner) -> None:
-        """After the run: read what it changed (one listing per host), and save."""
-        for (key, _), what in self.changed.items():
+        """After the run: read what it changed (one listing per host, for both sides
+        when they share it), and save."""
+        for key, what in self.changed.items():
             try:
                 entries = read_entries(runner, what.host, what.names, what.pools, what.label)
             except ReconcileError as exc:  # (a saving only: the next run reads them)
