@@ -122,6 +122,8 @@ def test_snapshots_destroyed_behind_its_back_are_bridged_and_foreign_bookmarks_s
     assert zfs_bed.checksum(f"{d}/{src}") == zfs_bed.checksum(src)
 
 
+@pytest.mark.slow  # (CI: test_zfs_targets' first test proves a bookmark per target and the
+# orphan's end on real ZFS; the texts are unit-tested, tests/test_bookmarks.py)
 def test_two_targets_of_one_source_each_keep_exactly_one_bookmark(
     zfs_bed: ZfsBed, pools: Pools
 ) -> None:
