@@ -53,10 +53,11 @@ def test_two_targets_one_keeps_nothing_one_away_for_a_week_and_an_orphan(
         log_a = _ok(zfs_bed.tool("bak", f"{d}/A", "--keep-source=0", "-v", now=stamp(day, 12)))
         taken = snapname("bak", day, 12)
         assert _ours(zfs_bed, src) == [taken], log_a  # kept: B lacks it
-        plan = zfs_bed.tool(
-            "plan", "bak", f"{d}/A", "--keep-source=0", "--no-snapshot", now=stamp(day, 12)
-        ).stdout
-        assert f"kept: target {tag_b} has not received it" in plan, plan
+        if day == 1:  # (the plan says why; the same every day)
+            plan = zfs_bed.tool(
+                "plan", "bak", f"{d}/A", "--keep-source=0", "--no-snapshot", now=stamp(day, 12)
+            ).stdout
+            assert f"kept: target {tag_b} has not received it" in plan, plan
         log_b = _ok(zfs_bed.tool("bak", f"{d}/B", "--no-snapshot", "--debug", now=stamp(day, 13)))
         (send,) = _sends(log_b)
         assert _base(send).startswith(f"-i {src}#"), send  # from B's bookmark
