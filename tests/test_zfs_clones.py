@@ -196,6 +196,8 @@ def test_promoted_away_is_reported_with_the_fix_and_the_fix_works(
     assert zfs_bed.checksum(f"{d}/{base}") == zfs_bed.checksum(base)
 
 
+@pytest.mark.slow  # (CI: a clone as a clone here, raw sends of encrypted datasets in
+# test_zfs_bookmarks, test_zfs_remote, test_zfs_restore and test_zfs_verify)
 def test_an_encrypted_clone_is_sent_raw_as_a_clone(zfs_bed: ZfsBed, pools: Pools) -> None:
     s, d = pools.src, pools.dst
     zfs_bed.run("echo 'correct horse battery' > /root/zfs.key")

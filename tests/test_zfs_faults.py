@@ -25,8 +25,8 @@ VICTIMS = {
     "zfs recv": "pkill -9 -f '(^|/)zfs recv'",
     "ssh": "pkill -9 -x ssh",
 }
-#: 20 for the report in docs/reliability.md (FAULT_POINTS=20); fewer keeps CI short
-POINTS = int(os.environ.get("FAULT_POINTS", "2"))
+#: 20 for the report in docs/reliability.md (FAULT_POINTS=20); CI runs one (its time)
+POINTS = int(os.environ.get("FAULT_POINTS", "1"))
 
 
 @contextlib.contextmanager
@@ -108,7 +108,8 @@ def test_killed_transfers_converge_on_rerun(zfs_bed: ZfsBed, pools: Pools) -> No
         f"\nfault points: {POINTS}, a process was killed at {hits} of them {by_victim}; "
         f"all {POINTS} converged"
     )
-    assert hits >= POINTS // 2, outcomes  # most points really interrupted a transfer
+    # most points really interrupted a transfer (one point: it did)
+    assert hits >= max(1, POINTS // 2), outcomes
 
 
 def test_full_target_pool_is_reported_and_the_next_run_converges(
