@@ -4,7 +4,7 @@ ZFS, compared after every run (tests/zfsvm/differ.py).
 - zfs-autobackup 3.3's own regression scenarios (its tests/, replayed through the
   command line with the same steps and times), each compared run by run;
 - random stories (DIFF_STORIES of them, default 2; DIFF_SEED picks the first seed,
-  DIFF_RUNS the runs per story, default 8). A longer run is one command:
+  DIFF_RUNS the runs per story, default 3). A longer run is one command:
   `DIFF_STORIES=40 tests/run -k differential` (docs/testing.md).
 
 Every divergence found is fixed or listed in docs/migration.md as a deliberate
@@ -334,7 +334,7 @@ def _seeds() -> list[Any]:
 
 @pytest.mark.parametrize("seed", _seeds())
 def test_random_story(zfs_bed: ZfsBed, seed: int) -> None:
-    runs = int(os.environ.get("DIFF_RUNS", "5"))
+    runs = int(os.environ.get("DIFF_RUNS", "3"))
     report = _play(zfs_bed, f"random-{seed}", RandomStory(seed, runs))
     print(report.text())
     assert report.divergence is None, report.text()

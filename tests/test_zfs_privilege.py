@@ -285,6 +285,9 @@ def _hostile(bed: ZfsBed, commands: Sequence[tuple[str, str, Optional[str]]]) ->
     return json.loads(out.stdout)
 
 
+@pytest.mark.slow  # (CI's time: a pull through a source guard is test_a_pull_through_a_read_only_guard,
+# every stream through a target guard and the attacks are test_zfs_guard_stream.py, the
+# hostile commands test_guard.py's tables)
 def test_pull_and_push_through_the_guard_and_what_it_refuses(users: ZfsBed, pools: Pools) -> None:
     """The backup keys are pinned to zfs-autobackup-guard (standard library only): a pull
     through a source guard and a push through a target guard run every command the tool
