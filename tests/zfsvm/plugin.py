@@ -5,14 +5,19 @@ ZFSVM=auto (default): where no guest can boot, `zfs` tests are skipped, saying w
 ZFSVM=off: skip them without trying.
 ZFSVM_GUEST=WORKDIR:NAME: use a guest that is running already (not stopped afterwards).
 
-The guest is booted once per session, before the first test runs, and the OpenZFS
-version is printed at the top of the run. Each test asks for fresh pools.
+The guest is built and booted once per session, in the background from the moment the
+run starts: the tests that need no guest run meanwhile, and the first real-ZFS test waits
+for it (printing the OpenZFS version then). Each test asks for fresh pools.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -22,9 +27,9 @@ from typing import Any, Optional
 
 import pytest
 
-from tests.zfsvm.bed import Pools, ZfsBed
+from tests.zfsvm.bed import REPO, Pools, ZfsBed
 from tests.zfsvm.guest import Guest, GuestError, free_port
-from tests.zfsvm.image import ImageUnavailable, ensure_image
+from tests.zfsvm.image import Image, ImageUnavailable, cache_root, ensure_image
 
 _STATE: dict[str, Any] = {"bed": None, "reason": None, "needed": False, "workdir": None}
 _OUTCOMES: Counter[str] = Counter()
@@ -42,54 +47,73 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     _STATE["needed"] = any(item.get_closest_marker("zfs") for item in session.items)
 
 
-def _boot(config: pytest.Config) -> Optional[ZfsBed]:
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-
-    def say(text: str) -> None:
-        if reporter:
-            reporter.write_line(text)
-
-    if shutil.which("qemu-system-x86_64") is None:
-        raise GuestError(
-            "qemu-system-x86_64 is not installed (apt install qemu-system-x86 qemu-utils)"
-        )
-    started = time.monotonic()
-    image = ensure_image()
-    built = time.monotonic() - started
-    running = os.environ.get("ZFSVM_GUEST")
-    if running:
-        # a guest that is up already (tests/zfsvm/guest.py's workdir and name, as
-        # WORKDIR:NAME): for quick reruns while developing; never stopped by the run
-        folder, _, name = running.rpartition(":")
-        guest = Guest(image, Path(folder), name)
-        bed = ZfsBed(guest)
-        bed.zfs_version = " / ".join(guest.run("zfs version").stdout.split())
-        bed.install_tool()
-        _STATE["image"] = image
-        _STATE["workdir"] = Path(tempfile.mkdtemp(prefix="zfsvm-"))
-        _STATE["peer_port"] = free_port()
-        _STATE["reused"] = True
-        say(f"real ZFS: {bed.zfs_version} in the running guest {running}")
-        return bed
-    workdir = Path(tempfile.mkdtemp(prefix="zfsvm-"))
-    _STATE["workdir"] = workdir
+def _start_boot() -> None:
+    """Start building the image and booting the guest, in tests/zfsvm/boot.py's process
+    (reusing a running guest: nothing to start)."""
+    _STATE["workdir"] = Path(tempfile.mkdtemp(prefix="zfsvm-"))
     # a second guest, booted only when a test needs it, is reachable from this one as
     # root@10.0.2.100 through a port reserved now
     _STATE["peer_port"] = free_port()
-    _STATE["image"] = image
-    guest = Guest(image, workdir, peer_port=_STATE["peer_port"])
-    _STATE["guest"] = guest
-    guest.boot()
+    if os.environ.get("ZFSVM_GUEST"):
+        return
+    log = (_STATE["workdir"] / "boot.log").open("w+")
+    _STATE["booting"] = (
+        subprocess.Popen(
+            [sys.executable, "-m", "tests.zfsvm.boot", str(_STATE["workdir"]),
+             str(_STATE["peer_port"])],
+            stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+        ),
+        log,
+    )  # fmt: skip
+
+
+def _finish_boot() -> tuple[ZfsBed, str]:
+    """Wait for the guest that _start_boot started (or take the running one), install
+    the tool in it, and say what it is."""
+    running = os.environ.get("ZFSVM_GUEST")
+    if running:
+        image = _STATE["image"] = ensure_image()
+        # a guest that is up already (tests/zfsvm/guest.py's workdir and name, as
+        # WORKDIR:NAME): for quick reruns while developing; never stopped by the run
+        folder, _, name = running.rpartition(":")
+        bed = ZfsBed(Guest(image, Path(folder), name))
+        bed.zfs_version = " / ".join(bed.guest.run("zfs version").stdout.split())
+        bed.install_tool()
+        _STATE["reused"] = True
+        return bed, f"real ZFS: {bed.zfs_version} in the running guest {running}"
+    guest = _STATE["guest"] = _booted_guest()
+    _STATE["image"] = guest.image
+    times = json.loads(_STATE["boot_output"].splitlines()[-1])
     bed = ZfsBed(guest)
     bed.zfs_version = " / ".join(guest.run("zfs version").stdout.split())
     installed = time.monotonic()
     bed.install_tool()
-    say(
+    return bed, (
         f"real ZFS: {bed.zfs_version} in a qemu guest ({guest.image.info()}); "
-        f"image {built:.0f} s, boot {guest.boot_seconds:.0f} s, "
+        f"image {times['image']:.0f} s, boot {times['boot']:.0f} s (while other tests ran), "
         f"tool install {time.monotonic() - installed:.0f} s"
     )
-    return bed
+
+
+def _booted_guest() -> Guest:
+    """The guest tests/zfsvm/boot.py booted, once its process is done (GuestError with
+    its reason where it failed)."""
+    proc, log = _STATE.pop("booting")
+    proc.wait()
+    log.seek(0)
+    _STATE["boot_output"] = output = log.read()
+    log.close()
+    lines = output.strip().splitlines()
+    # (the image it found or built, without looking for it again)
+    folder = json.loads(lines[-1])["folder"] if proc.returncode == 0 else cache_root()
+    guest = Guest(Image(Path(folder)), _STATE["workdir"], peer_port=_STATE["peer_port"])
+    pidfile = guest.workdir / "qemu.pid"
+    if pidfile.exists():
+        guest.pid = int(pidfile.read_text().strip())
+    if proc.returncode != 0:
+        guest.stop()
+        raise GuestError(lines[-1] if lines else f"the boot exited with {proc.returncode}")
+    return guest
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -100,19 +124,36 @@ def pytest_runtestloop(session: pytest.Session) -> None:
     if mode == "off":
         _STATE["reason"] = "real-ZFS tests disabled (ZFSVM=off)"
         return
-    try:
-        _STATE["bed"] = _boot(session.config)
-    except (GuestError, ImageUnavailable, OSError) as exc:
-        reason = f"no real-ZFS guest could be booted here: {exc}"
-        guest = _STATE.get("guest")
-        if guest is not None:
-            guest.stop()
-        if mode == "require":
-            pytest.exit(f"ZFSVM=require: {reason}", returncode=3)
-        _STATE["reason"] = reason
+    _start_boot()
+    _STATE["waiting"] = True
+
+
+def _wait_for_guest(config: pytest.Config) -> Optional[ZfsBed]:
+    """The guest (waiting for its boot the first time), or None; ZFSVM=require: a guest
+    that did not boot ends the run."""
+    if _STATE.pop("waiting", False):
+        try:
+            _STATE["bed"], said = _finish_boot()
+            reporter = config.pluginmanager.get_plugin("terminalreporter")
+            capture = config.pluginmanager.get_plugin("capturemanager")
+            if reporter and capture:
+                with capture.global_and_fixture_disabled():  # (inside a test's setup)
+                    reporter.write_line(said)
+        except (GuestError, ImageUnavailable, OSError) as exc:
+            _STATE["reason"] = f"no real-ZFS guest could be booted here: {exc}"
+            guest = _STATE.get("guest")
+            if guest is not None:
+                guest.stop()
+            if _mode() == "require":
+                pytest.exit(f"ZFSVM=require: {_STATE['reason']}", returncode=3)
+    return _STATE.get("bed")
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
+    if "booting" in _STATE:
+        # (no real-ZFS test was reached: stop what the boot started)
+        with contextlib.suppress(GuestError, OSError):
+            _booted_guest().stop()
     for key in ("bed", "peer"):
         bed: Optional[ZfsBed] = _STATE.get(key)
         if bed is not None and not (key == "bed" and _STATE.get("reused")):
@@ -139,8 +180,8 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 
 @pytest.fixture(scope="session")
-def zfs_bed() -> ZfsBed:
-    bed: Optional[ZfsBed] = _STATE.get("bed")
+def zfs_bed(request: pytest.FixtureRequest) -> ZfsBed:
+    bed = _wait_for_guest(request.config)
     if bed is None:
         pytest.skip(_STATE.get("reason") or "real-ZFS guest not booted")
     return bed
