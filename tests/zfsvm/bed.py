@@ -199,27 +199,34 @@ class ZfsBed:
         n = next(self._counter)
         # the peer guest's pools get a "p" so names never repeat between the two guests
         names = tuple(f"{role}{n}{'p' if self.guest.name != 'guest1' else ''}" for role in roles)
-        script = [f"mkdir -p {POOL_DIR}"]
+        # (each pool made in a process of its own, all at once: a `zpool create` is most
+        # of a second of waiting in the guest, and every real-ZFS test makes two)
+        script = [f"mkdir -p {POOL_DIR}", "pids="]
         for name in names:
             img = f"{POOL_DIR}/{name}.img"
             # (a pool an interrupted earlier session left behind in a reused guest goes)
-            script.append(f"{{ zpool destroy -f {name} 2>/dev/null; true; }}")
-            script.append(f"rm -f {img} && truncate -s {size} {img}")
+            steps = [f"{{ zpool destroy -f {name} 2>/dev/null; true; }}"]
+            steps.append(f"rm -f {img} && truncate -s {size} {img}")
             # mountpoints under /mnt keep test pools away from the guest's own tree
             where = f"-m /mnt/{name} " if under_mnt else ""
-            script.append(f"zpool create -f -o cachefile=none {where}{name} {img}")
-        self.guest.run(" && ".join(script))
+            steps.append(f"zpool create -f -o cachefile=none {where}{name} {img}")
+            script.append(f'{{ {" && ".join(steps)}; }} & pids="$pids $!"')
+        script.append('for pid in $pids; do wait "$pid" || exit 1; done')
+        self.guest.run("\n".join(script))
         return Pools(self, names)
 
     def destroy_pools(self, pools: Pools) -> None:
         """Destroy the pools (again, a moment later, where one was still busy)."""
-        names = " ".join(pools.names)
+        # (each pool in a process of its own, all at once, as they were made)
         self.guest.run(
-            f"for attempt in 1 2 3; do left=; for p in {names}; do "
-            f"zpool list -H -o name $p >/dev/null 2>&1 || continue; "
-            f"zpool destroy -f $p 2>/dev/null || left=1; done; "
-            f'[ -z "$left" ] && break; sleep 1; done; '
-            + "; ".join(f"rm -f {POOL_DIR}/{n}.img" for n in pools.names),
+            "".join(
+                f"{{ for attempt in 1 2 3; do "
+                f"zpool list -H -o name {n} >/dev/null 2>&1 || break; "
+                f"zpool destroy -f {n} 2>/dev/null && break; sleep 1; done; "
+                f"rm -f {POOL_DIR}/{n}.img; }} & "
+                for n in pools.names
+            )
+            + "wait",
             check=False,
         )
 
