@@ -108,6 +108,8 @@ class Read:
     entries: Optional[tuple[Entry, ...]]
     #: the guids of the pools read (with a cache)
     pools: Mapping[str, int] = attrs.field(factory=dict)
+    #: their features, read with their guids (with a cache)
+    features: Mapping[str, frozenset[str]] = attrs.field(factory=dict)
 
     def state(
         self,
@@ -123,6 +125,7 @@ class Read:
             served=self.served,
             entries=self.entries,
             pool_guids=self.pools,
+            features=self.features,
         )
 
 
@@ -162,7 +165,9 @@ def read_listing(
         return read_listing(reader, host, roots, label, bookmarks=bookmarks)
     found = zfs_text.parse_list(out, changed=True)
     check_names(host, roots, found.names)
-    pools = pool_guids(reader, host, sorted({d.name.split("/")[0] for d in found.datasets}), label)
+    pools, features = read_pools(
+        reader, host, sorted({d.name.split("/")[0] for d in found.datasets}), label
+    )
     served, entries, unread = [], [], []
     # (a clone made or destroyed changes no snapshots_changed of its origin's dataset:
     # one whose snapshots have clones, or are a listed dataset's origin, is read)
@@ -200,7 +205,7 @@ def read_listing(
                       listed.origin, listed.changed, clock, snaps)
             )  # fmt: skip
     listing = attrs.evolve(found, snapshots=snapshots)
-    return Read(listing, frozenset(e.name for e in served), tuple(entries), pools)
+    return Read(listing, frozenset(e.name for e in served), tuple(entries), pools, features)
 
 
 def read_entries(
@@ -234,18 +239,22 @@ def read_entries(
     return tuple(entries)
 
 
-def pool_guids(reader: Reader, host: Host, pools: Sequence[str], label: str) -> dict[str, int]:
-    """Each pool's guid (`zpool get guid`; none asked: none read). A pool whose guid
-    can't be read is left out: the listing cache then neither serves nor keeps its
-    datasets (it is only ever a saving, never a reason to stop)."""
+def read_pools(
+    reader: Reader, host: Host, pools: Sequence[str], label: str
+) -> tuple[dict[str, int], dict[str, frozenset[str]]]:
+    """Each pool's guid, and its features, in one `zpool get` (none asked: none read).
+    A pool whose guid can't be read is left out: the listing cache then neither serves
+    nor keeps its datasets (it is only ever a saving, never a reason to stop); features
+    not read are read later, where a send needs them (as without the cache)."""
     if not pools:
-        return {}
-    argv = ["zpool", "get", "-H", "-o", "name,value", "guid", *pools]
+        return {}, {}
+    wanted = ",".join(["guid", *(f"feature@{f}" for f in zfs_text.POOL_FEATURES)])
+    argv = ["zpool", "get", "-H", "-o", "name,property,value", wanted, *pools]
     try:
-        values = zfs_text.parse_received(reader.run(host, argv, label=label).stdout)
+        guids, features = zfs_text.parse_pools(reader.run(host, argv, label=label).stdout)
     except ReconcileError:
-        return {}
-    return {name: int(value) for name, value in values.items() if value.isdigit()}
+        return {}, {}
+    return guids, {pool: found for pool, found in features.items() if pool in guids}
 
 
 def reread_snapshots(

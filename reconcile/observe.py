@@ -26,13 +26,15 @@ from reconcile.zfs_names import under
 
 
 def pool_features(reader: Reader, state: HostState, pools: Sequence[str], label: str) -> HostState:
-    """`state` with the features of `pools` (one `zpool get`)."""
-    if not pools:
+    """`state` with the features of `pools` (one `zpool get`; none where the listing
+    read them already, with the pools' guids)."""
+    missing = sorted(set(pools) - set(state.features))
+    if not missing:
         return state
     features = ",".join(f"feature@{f}" for f in zfs_text.POOL_FEATURES)
-    argv = ["zpool", "get", "-H", "-o", "name,property,value", features, *sorted(set(pools))]
+    argv = ["zpool", "get", "-H", "-o", "name,property,value", features, *missing]
     out = reader.run(state.host, argv, label=label).stdout
-    return attrs.evolve(state, features=zfs_text.parse_pool_features(out))
+    return attrs.evolve(state, features={**state.features, **zfs_text.parse_pool_features(out)})
 
 
 def _minimal_roots(names: Sequence[str]) -> list[str]:

@@ -220,12 +220,23 @@ def parse_holds(output: str) -> dict[str, tuple[str, ...]]:
 
 def parse_pool_features(output: str) -> dict[str, frozenset[str]]:
     """Parse `zpool get -H -o name,property,value feature@...`: pool -> usable features."""
+    return parse_pools(output)[1]
+
+
+def parse_pools(output: str) -> tuple[dict[str, int], dict[str, frozenset[str]]]:
+    """Parse `zpool get -H -o name,property,value guid,feature@...`: each pool's guid
+    (where it is a number), and each pool's usable features (where any was asked)."""
+    guids: dict[str, int] = {}
     result: dict[str, set[str]] = {}
     for pool, prop, value in _rows(output, 3):
+        if prop == "guid":
+            if value.isdigit():
+                guids[pool] = int(value)
+            continue
         result.setdefault(pool, set())
         if value in ("enabled", "active"):
             result[pool].add(prop.partition("@")[2])
-    return {pool: frozenset(features) for pool, features in result.items()}
+    return guids, {pool: frozenset(features) for pool, features in result.items()}
 
 
 def assemble(

@@ -230,19 +230,24 @@ class FakeZfs:
 
     def command(self, argv: Sequence[str], stream: Optional[Stream] = None) -> Output:
         """Run one command (`stream`: what `zfs recv` reads). Raises FakeError."""
-        if argv[0] == "zpool" and "guid" in argv:  # zpool get -H -o name,value guid POOL...
-            pools = [a for a in argv[argv.index("guid") + 1 :] if a in self.datasets]
-            return Output("".join(f"{p}\t{self.datasets[p].guid + 7}\n" for p in pools))
-        if argv[0] == "zpool":
-            features = next(a for a in argv if a.startswith("feature@")).split(",")
-            asked = argv[argv.index(",".join(features)) + 1 :]
-            pools = asked or sorted({n.split("/")[0] for n in self.datasets})
-            lines = [
-                f"{p}\t{f}\t{'disabled' if f in self.disabled_features.get(p, ()) else 'active'}"
-                for p in pools
-                for f in features
-            ]
-            return Output("".join(line + "\n" for line in lines))
+        if argv[0] == "zpool":  # zpool get -H -o name,[property,]value PROPS [POOL...]
+            columns, props, asked = argv[4].split(","), argv[5].split(","), argv[6:]
+            pools = (
+                [p for p in asked if p in self.datasets]
+                if asked
+                else sorted({n.split("/")[0] for n in self.datasets})
+            )
+            rows = []
+            for p in pools:
+                for prop in props:
+                    if prop == "guid":
+                        value = str(self.datasets[p].guid + 7)
+                    else:
+                        off = prop in self.disabled_features.get(p, ())
+                        value = "disabled" if off else "active"
+                    row = {"name": p, "property": prop, "value": value}
+                    rows.append("\t".join(row[c] for c in columns))
+            return Output("".join(row + "\n" for row in rows))
         if list(argv[:3]) == ["sh", "-c", MOUNT_SCRIPT]:
             name = argv[4]
             ds = self.datasets[name]

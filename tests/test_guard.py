@@ -267,15 +267,13 @@ SENT = [
     # the listing cache: the clock, the pools, the datasets, the snapshots not served
     ("src", r"^date \+%s$"),
     ("tgt", r"^date \+%s$"),
-    ("src", r"^zpool get -H -o name,value guid pool$"),
-    ("tgt", r"^zpool get -H -o name,value guid backup$"),
+    ("src", r"^zpool get -H -o name,property,value guid,feature@large_blocks,\S+ pool$"),
+    ("tgt", r"^zpool get -H -o name,property,value guid,feature@large_blocks,\S+ backup$"),
     ("src", r"^zfs list -H -p -o name,\S+,snapshots_changed -t filesystem,volume,bookmark -r pool/a pool/c/d$"),
     ("tgt", r"^zfs list -H -p -o name,\S+,snapshots_changed -t filesystem,volume -r backup$"),
     ("src", r"^zfs list -H -p -o name,\S+ -t snapshot -d 1 pool/a"),
     ("tgt", r"^zfs list -H -p -o name,\S+ -t snapshot -d 1 backup"),
     ("tgt", r"^zfs holds -H backup/pool/a@\S+ backup/"),
-    ("src", r"^zpool get -H -o name,property,value feature@large_blocks,\S+ pool$"),
-    ("tgt", r"^zpool get -H -o name,property,value feature@large_blocks,\S+ backup$"),
     ("src", r"^sh -c 'for p in .* sh cat mbuffer zstd$"),
     ("tgt", r"^sh -c 'for p in .* sh cat mbuffer zstd$"),
     # snapshots and the commands around them

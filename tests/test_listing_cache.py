@@ -276,7 +276,7 @@ def test_a_zfs_without_snapshots_changed_is_read_whole_without_an_error() -> Non
 def test_a_pool_whose_guid_cannot_be_read_is_read_whole_without_an_error(world: World) -> None:
     class NoGuid(FakeZfs):
         def command(self, argv: Sequence[str], stream: object = None) -> object:
-            if argv[0] == "zpool" and "guid" in argv:
+            if argv[0] == "zpool" and "guid" in argv[5].split(","):
                 raise FakeError("cannot open 'src': permission denied")
             return super().command(argv, stream)  # type: ignore[arg-type]
 
@@ -343,6 +343,22 @@ def test_a_send_reads_its_source_again_only_when_the_run_wrote_there(world: Worl
              and " -d 1 " in line]  # fmt: skip
     read = {name for line in reads for name in line.split()}
     assert read and all(name.startswith("dst/") for name in read), read
+
+
+def test_a_run_that_sends_reads_each_hosts_pools_once(world: World) -> None:
+    """The listing cache reads each pool's guid: its features (what the sends need) come
+    in the same `zpool get`, not in one more per host once something is sent; without
+    the cache they are read as before, only when something is sent."""
+    later = fakecli.deps(world.runner, now=fakecli.START + 7200)
+    for flags, pool_reads in (([], ["guid,feature@"] * 2), (["--no-cache"], ["feature@"] * 2)):
+        world.zfs.write("src/data")
+        start = len(world.runner.history)
+        assert fakecli.main([*JOB, *flags, "--allow-empty"], later) == 0
+        later = fakecli.deps(world.runner, now=fakecli.START + 10800)
+        after = world.runner.history[start:]
+        assert any("zfs send" in line for line in after), "nothing was sent"
+        reads = [line.split()[5] for line in after if line.startswith("zpool get")]
+        assert [r.partition("large_blocks")[0] for r in reads] == pool_reads, reads
 
 
 def test_a_failed_read_after_the_run_fails_nothing(world: World) -> None:
