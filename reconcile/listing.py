@@ -125,7 +125,7 @@ class Read:
             served=self.served,
             entries=self.entries,
             pool_guids=self.pools,
-            features=self.features,
+            features_read=self.features,
         )
 
 

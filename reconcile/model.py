@@ -167,6 +167,10 @@ class HostState:
     entries: Optional[tuple[Entry, ...]] = None
     #: the guids of the pools read (with the listing cache)
     pool_guids: Mapping[str, int] = attrs.field(factory=dict)
+    #: the features the listing cache's `zpool get` read with the guids: not yet in
+    #: `features` (which hold only the pools a run sends from or bookmarks in, cache or
+    #: not), but no `zpool get` more when they are needed
+    features_read: Mapping[str, frozenset[str]] = attrs.field(factory=dict)
 
     def pool_features(self, dataset: str) -> frozenset[str]:
         return self.features.get(dataset.split("/", 1)[0], frozenset())

@@ -28,13 +28,16 @@ from reconcile.zfs_names import under
 def pool_features(reader: Reader, state: HostState, pools: Sequence[str], label: str) -> HostState:
     """`state` with the features of `pools` (one `zpool get`; none where the listing
     read them already, with the pools' guids)."""
-    missing = sorted(set(pools) - set(state.features))
-    if not missing:
+    if not pools:
         return state
-    features = ",".join(f"feature@{f}" for f in zfs_text.POOL_FEATURES)
-    argv = ["zpool", "get", "-H", "-o", "name,property,value", features, *missing]
-    out = reader.run(state.host, argv, label=label).stdout
-    return attrs.evolve(state, features={**state.features, **zfs_text.parse_pool_features(out)})
+    known = {pool: state.features_read[pool] for pool in pools if pool in state.features_read}
+    missing = sorted(set(pools) - set(known))
+    if missing:
+        features = ",".join(f"feature@{f}" for f in zfs_text.POOL_FEATURES)
+        argv = ["zpool", "get", "-H", "-o", "name,property,value", features, *missing]
+        out = reader.run(state.host, argv, label=label).stdout
+        known.update(zfs_text.parse_pool_features(out))
+    return attrs.evolve(state, features=known)
 
 
 def _minimal_roots(names: Sequence[str]) -> list[str]:

@@ -17,7 +17,7 @@ from executors.listing_store import Store, cache_path
 from executors.options import build_parser, job_from_args
 from executors.runner import kernel_clock
 from executors.session import Prepared, prepare
-from planner.actions import Destroy
+from planner.actions import Destroy, Send
 from planner.compile import Options
 from reconcile.listing_cache import Cache, CorruptCache, Entry, dumps, host_key, loads
 from reconcile.model import Host, Snapshot
@@ -359,6 +359,25 @@ def test_a_run_that_sends_reads_each_hosts_pools_once(world: World) -> None:
         assert any("zfs send" in line for line in after), "nothing was sent"
         reads = [line.split()[5] for line in after if line.startswith("zpool get")]
         assert [r.partition("large_blocks")[0] for r in reads] == pool_reads, reads
+
+
+def test_a_pool_that_cannot_bookmark_and_sends_nothing_is_planned_as_without_the_cache() -> None:
+    """With the cache, every listed pool's features are known (they come with its guid);
+    a pool the run neither sends from nor bookmarks in must weigh as it does with
+    --no-cache, where they are not read: not at all."""
+    w = World()
+    w.zfs.create("old")
+    w.zfs.create("old/x")
+    w.zfs.datasets["old"].local_props["autobackup:bak"] = "true"
+    later = fakecli.deps(w.runner, now=fakecli.START + 7200)
+    assert fakecli.main(JOB, later) == 0
+    w.zfs.disabled_features["old"] = {"feature@bookmarks", "feature@bookmark_v2"}
+    w.zfs.write("src/data")
+    w.tick()
+    cached, fresh = w.prepare(), w.prepare(cached=False)
+    assert any(isinstance(a, Send) and a.source_dataset == "src/data" for a in cached.plan.actions)
+    assert "old" in cached.source.features_read and "old" not in fresh.source.features_read
+    assert cached.plan == fresh.plan
 
 
 def test_a_failed_read_after_the_run_fails_nothing(world: World) -> None:
