@@ -2,9 +2,10 @@
 other modules hold the graph as a SnapshotGraph and ask it through the functions here).
 
 Nodes:
-  ("ds", side, name)          a filesystem or volume (attribute `dataset`)
-  ("snap", side, full_name)   a snapshot (attribute `snapshot`: dataset, name, guid, ...)
-Edges (attribute `kind`):
+  ("ds", side, name)                a filesystem or volume (attribute `dataset`)
+  ("snap", side, dataset, name)     a snapshot (the Snapshot is its dataset's, found by
+                                    name: not stored on the node)
+Edges (no attributes: an edge's kind follows from its ends, see `edge_kind`):
   child    dataset -> child dataset (parent/child in the name hierarchy)
   next     snapshot -> the next snapshot of the same dataset (createtxg order): an
            incremental send is possible along it
@@ -13,17 +14,26 @@ Edges (attribute `kind`):
 
 The latest common snapshot of a source/target pair is the newest source snapshot with a
 replica edge into the target dataset.
+
+At a million snapshots a side the graph's size is what planning costs, so nodes are
+tuples of the strings the model already holds and nothing is stored that the ends of an
+edge or the model already say.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+from itertools import pairwise
+from typing import Optional, Union
 
 import networkx as nx
 
 from reconcile.model import Dataset, HostState, Side, Snapshot
 
 SOURCE, TARGET = Side.SOURCE, Side.TARGET
+
+DsNode = tuple[str, Side, str]
+SnapNode = tuple[str, Side, str, str]
+Node = Union[DsNode, SnapNode]
 
 
 class SnapshotGraph:
@@ -35,35 +45,42 @@ class SnapshotGraph:
         self._graph = graph
 
 
-def ds_node(side: Side, name: str) -> tuple[str, str, str]:
+def ds_node(side: Side, name: str) -> DsNode:
     return ("ds", side, name)
 
 
-def snap_node(side: Side, full_name: str) -> tuple[str, str, str]:
-    return ("snap", side, full_name)
+def snap_node(side: Side, dataset: str, name: str) -> SnapNode:
+    return ("snap", side, dataset, name)
+
+
+def edge_kind(u: Node, v: Node) -> str:
+    """An edge's kind, from its ends: child, next, replica or clone."""
+    if u[0] == "ds":
+        return "child"
+    if v[0] == "ds":
+        return "clone"
+    return "next" if u[1] is v[1] else "replica"
 
 
 def _add_host(graph: nx.DiGraph, side: Side, state: HostState) -> None:
     # bulk adds: networkx is much faster with add_*_from than with one call per item
-    nodes: list[tuple[tuple[str, str, str], dict[str, object]]] = []
-    edges: list[tuple[tuple[str, str, str], tuple[str, str, str], dict[str, str]]] = []
-    child, nxt, clone = {"kind": "child"}, {"kind": "next"}, {"kind": "clone"}
+    datasets: list[tuple[DsNode, dict[str, object]]] = []
+    edges: list[tuple[Node, Node]] = []
+    clones: list[tuple[SnapNode, DsNode]] = []
     for ds in state:
         node = ds_node(side, ds.name)
-        nodes.append((node, {"kind": "ds", "dataset": ds}))
+        datasets.append((node, {"dataset": ds}))
         if ds.parent is not None and ds.parent in state.datasets:
-            edges.append((ds_node(side, ds.parent), node, child))
-        prev = None
-        for snap in ds.snapshots:
-            s_node = snap_node(side, snap.full_name)
-            nodes.append((s_node, {"kind": "snap", "snapshot": snap}))
-            if prev is not None:
-                edges.append((prev, s_node, nxt))
-            prev = s_node
+            edges.append((ds_node(side, ds.parent), node))
+        chain = [("snap", side, snap.dataset, snap.name) for snap in ds.snapshots]
+        graph.add_nodes_from(chain)
+        edges.extend(pairwise(chain))
         if ds.origin:
-            edges.append((snap_node(side, ds.origin), node, clone))
-    graph.add_nodes_from(nodes)
-    graph.add_edges_from(e for e in edges if e[2] is not clone or graph.has_node(e[0]))
+            dataset, _, name = ds.origin.partition("@")
+            clones.append((snap_node(side, dataset, name), node))
+    graph.add_nodes_from(datasets)
+    graph.add_edges_from(edges)
+    graph.add_edges_from(e for e in clones if graph.has_node(e[0]))
 
 
 def build(source: HostState, target: Optional[HostState] = None) -> SnapshotGraph:
@@ -75,9 +92,11 @@ def build(source: HostState, target: Optional[HostState] = None) -> SnapshotGrap
         for ds in target:
             for snap in ds.snapshots:
                 by_guid.setdefault(snap.guid, []).append(snap)
-        replica = {"kind": "replica"}
         graph.add_edges_from(
-            (snap_node(SOURCE, snap.full_name), snap_node(TARGET, other.full_name), replica)
+            (
+                ("snap", SOURCE, snap.dataset, snap.name),
+                ("snap", TARGET, other.dataset, other.name),
+            )
             for ds in source
             for snap in ds.snapshots
             for other in by_guid.get(snap.guid, ())
@@ -91,13 +110,22 @@ def latest_common(
     """(source snapshot, target snapshot) of the newest snapshot both hold, by guid."""
     if target is None:
         return None
-    graph = snapshots._graph
+    succ = snapshots._graph.succ
     for snap in reversed(source.snapshots):
-        for _, replica, kind in graph.out_edges(snap_node(SOURCE, snap.full_name), data="kind"):
-            if kind == "replica":
-                other: Snapshot = graph.nodes[replica]["snapshot"]
-                if other.dataset == target.name:
-                    return snap, other
+        for other in succ.get(("snap", SOURCE, snap.dataset, snap.name), ()):
+            if other[1] is TARGET and other[0] == "snap" and other[2] == target.name:
+                found = _snapshot(target, other[3])
+                if found is not None:
+                    return snap, found
+    return None
+
+
+def _snapshot(dataset: Dataset, name: str) -> Optional[Snapshot]:
+    """The snapshot of a node: the dataset's last snapshot of that name (a node is one
+    name, the last of it added)."""
+    for snap in reversed(dataset.snapshots):
+        if snap.name == name and snap.dataset == dataset.name:
+            return snap
     return None
 
 
