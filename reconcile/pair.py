@@ -5,6 +5,7 @@ and a worked example).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from typing import Optional
@@ -173,8 +174,9 @@ class _Chain:
     #: snapshot of the target's guid
     mark: Optional[Bookmark] = None
 
-    @property
+    @functools.cached_property
     def position(self) -> dict[str, int]:
+        """link name -> index (made once: before_common asks for every snapshot)."""
         return {link.name: i for i, link in enumerate(self.links)}
 
     def after_common(self) -> tuple[_Link, ...]:
