@@ -44,6 +44,7 @@ from planner.plan import Plan
 from reconcile import bookmarks
 from reconcile.desire import Desired
 from reconcile.errors import PlanRefused
+from reconcile.gcpause import paused
 from reconcile.job import Job
 from reconcile.model import Dataset
 from reconcile.pair import PairDesire
@@ -66,6 +67,7 @@ def _writes_source(action: Action) -> bool:
     return isinstance(action, (Destroy, Hold, Release)) and action.side == SOURCE
 
 
+@paused
 def check(plan: Plan, job: Job, desired: Desired) -> None:
     """Raise PlanRefused naming the first broken invariant."""
     commons: dict[tuple[str, str], str] = {}

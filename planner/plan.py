@@ -58,6 +58,7 @@ from planner.actions import (
 )
 from reconcile import bookmarks
 from reconcile.desire import POST, PRE, Desired, Fate, MissingDesire, PairDesire, SendWish
+from reconcile.gcpause import paused
 from reconcile.job import Job
 from reconcile.limits import ARG_BYTES, chunked
 from reconcile.model import HostState, Side
@@ -258,6 +259,7 @@ def _kept_notes(side: Side, dataset: str, fates: Sequence[Fate]) -> list[Note]:
     ]
 
 
+@paused
 def build_plan(job: Job, desired: Desired, source: HostState, target: Optional[HostState]) -> Plan:
     builder = _Builder()
     ctx = _Context(job, builder, target, _snapshot_actions(builder, desired))

@@ -37,6 +37,7 @@ import attrs
 
 from reconcile import clones
 from reconcile.fates import POST, PRE, Fate, fate, foreign_holds, thin_names
+from reconcile.gcpause import paused
 from reconcile.graph import SnapshotGraph
 from reconcile.job import Job
 from reconcile.mapping import map_targets
@@ -114,6 +115,7 @@ def _wants_snapshot(job: Job, ds: Dataset, name: str) -> Optional[str]:
     return None
 
 
+@paused
 def desire(
     job: Job,
     source: HostState,

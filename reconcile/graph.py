@@ -27,6 +27,7 @@ from typing import Optional, Union
 
 import networkx as nx
 
+from reconcile.gcpause import paused
 from reconcile.model import Dataset, HostState, Side, Snapshot
 
 SOURCE, TARGET = Side.SOURCE, Side.TARGET
@@ -83,6 +84,7 @@ def _add_host(graph: nx.DiGraph, side: Side, state: HostState) -> None:
     graph.add_edges_from(e for e in clones if graph.has_node(e[0]))
 
 
+@paused
 def build(source: HostState, target: Optional[HostState] = None) -> SnapshotGraph:
     graph = nx.DiGraph()
     _add_host(graph, SOURCE, source)
