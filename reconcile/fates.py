@@ -7,6 +7,7 @@ kept, and the plan says why ("kept: origin of 1 clone: backup/restore").
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Optional
 
@@ -53,6 +54,21 @@ def thin_names(
         return {}
     if schedule is None:
         return dict.fromkeys(names, (True, "--no-thinning"))
+    # a copy: callers change their verdicts
+    return dict(_thin_names(schedule, tuple(names), tuple(stamps), now, keep_newest))
+
+
+@functools.lru_cache(maxsize=256)
+def _thin_names(
+    schedule: Schedule,
+    names: tuple[str, ...],
+    stamps: tuple[float, ...],
+    now: float,
+    keep_newest: bool,
+) -> dict[str, tuple[bool, str]]:
+    """thin_names, remembered: a pool's datasets are snapshotted together, under the same
+    names, so most pairs of a run ask the same question (the same schedule, names, and
+    `now`) and get the same verdicts."""
     verdicts = thin(schedule, stamps, now, always={len(names) - 1} if keep_newest else ())
     return {n: (v.keep, v.reason) for n, v in zip(names, verdicts)}
 
