@@ -68,19 +68,22 @@ def _add_host(graph: nx.DiGraph, side: Side, state: HostState) -> None:
     datasets: list[tuple[DsNode, dict[str, object]]] = []
     edges: list[tuple[Node, Node]] = []
     clones: list[tuple[SnapNode, DsNode]] = []
+    singles: list[SnapNode] = []
     for ds in state:
         node = ds_node(side, ds.name)
         datasets.append((node, {"dataset": ds}))
         if ds.parent is not None and ds.parent in state.datasets:
             edges.append((ds_node(side, ds.parent), node))
         chain = [("snap", side, snap.dataset, snap.name) for snap in ds.snapshots]
-        graph.add_nodes_from(chain)
-        edges.extend(pairwise(chain))
+        if len(chain) == 1:
+            singles.append(chain[0])
+        edges.extend(pairwise(chain))  # (adding an edge adds its ends)
         if ds.origin:
             dataset, _, name = ds.origin.partition("@")
             clones.append((snap_node(side, dataset, name), node))
-    graph.add_nodes_from(datasets)
     graph.add_edges_from(edges)
+    graph.add_nodes_from(singles)
+    graph.add_nodes_from(datasets)
     graph.add_edges_from(e for e in clones if graph.has_node(e[0]))
 
 
