@@ -157,7 +157,8 @@ def phase_of(action: Action) -> Phase:
 
 class _Builder:
     def __init__(self) -> None:
-        self.graph = nx.DiGraph()
+        #: (need, index): the order's edges, made into the graph by `finish` at once
+        self.edges: list[tuple[int, int]] = []
         self.actions: list[Action] = []
         self.phases: list[Phase] = []
 
@@ -167,10 +168,7 @@ class _Builder:
         index = len(self.actions)
         self.actions.append(action)
         self.phases.append(phase_of(action) if phase is None else phase)
-        self.graph.add_node(index)
-        for need in needs:
-            if need is not None:
-                self.graph.add_edge(need, index)
+        self.edges.extend((need, index) for need in needs if need is not None)
         return index
 
     def finish(
@@ -182,12 +180,13 @@ class _Builder:
             # within a phase, the target's actions first, then the source's
             return (phases[i], 0 if added[i].side == TARGET else 1, i)
 
-        order = list(nx.lexicographical_topological_sort(self.graph, key=key))
+        graph = nx.DiGraph()
+        graph.add_nodes_from(range(len(added)))
+        graph.add_edges_from(self.edges)
+        order = list(nx.lexicographical_topological_sort(graph, key=key))
         position = {old: new for new, old in enumerate(order)}
         actions = tuple(self.actions[i] for i in order)
-        depends = tuple(
-            tuple(sorted(position[p] for p in self.graph.predecessors(i))) for i in order
-        )
+        depends = tuple(tuple(sorted(position[p] for p in graph.predecessors(i))) for i in order)
         return Plan(actions, depends, tuple(problems), tuple(notes), name)
 
 
