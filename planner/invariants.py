@@ -92,10 +92,13 @@ def check(plan: Plan, job: Job, desired: Desired) -> None:
             raise PlanRefused(f"BUG: the plan changes the read-only source: {action.kind}")
         if isinstance(action, Destroy):
             key = (action.side, action.dataset)
+            seen = observed.get(key)
+            # name -> the first snapshot of that name (as Dataset.snapshot), made once
+            named = {s.name: s for s in reversed(seen.snapshots)} if seen is not None else {}
+            side = str(action.side)
             for snap in action.snapshots:
-                where = f"{action.side} {action.dataset}@{snap}"
-                seen = observed.get(key)
-                found = seen.snapshot(snap) if seen is not None else None
+                where = f"{side} {action.dataset}@{snap}"
+                found = named.get(snap)
                 if found is not None and (found.clones or found.guid in bases):
                     raise PlanRefused(f"BUG: the plan destroys {where}, the origin of a clone")
                 if finals.get(key) == snap and not _bookmarked(plan, index, pairs, snap):
