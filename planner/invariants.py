@@ -67,6 +67,12 @@ def _writes_source(action: Action) -> bool:
     return isinstance(action, (Destroy, Hold, Release)) and action.side == SOURCE
 
 
+def _where(action: Destroy, snap: str) -> str:
+    """A destroyed snapshot as the refusals name it ("target backup/ds@snap"): made only
+    for a refusal."""
+    return f"{action.side} {action.dataset}@{snap}"
+
+
 @paused
 def check(plan: Plan, job: Job, desired: Desired) -> None:
     """Raise PlanRefused naming the first broken invariant."""
@@ -95,31 +101,34 @@ def check(plan: Plan, job: Job, desired: Desired) -> None:
             seen = observed.get(key)
             # name -> the first snapshot of that name (as Dataset.snapshot), made once
             named = {s.name: s for s in reversed(seen.snapshots)} if seen is not None else {}
-            side = str(action.side)
+            final, common = finals.get(key), commons.get(key)
             for snap in action.snapshots:
-                where = f"{side} {action.dataset}@{snap}"
                 found = named.get(snap)
                 if found is not None and (found.clones or found.guid in bases):
+                    where = _where(action, snap)
                     raise PlanRefused(f"BUG: the plan destroys {where}, the origin of a clone")
-                if finals.get(key) == snap and not _bookmarked(plan, index, pairs, snap):
+                if final == snap and not _bookmarked(plan, index, pairs, snap):
+                    where = _where(action, snap)
                     raise PlanRefused(f"BUG: the plan destroys the newest common snapshot {where}")
-                if commons.get(key) == snap:
+                if common == snap:
                     sent_before = any(
                         isinstance(plan.actions[a], Send) and plan.actions[a].unit == action.unit
                         for a in _ancestors(plan, index)
                     )
                     if not sent_before and not _bookmarked(plan, index, pairs, snap):
                         raise PlanRefused(
-                            f"BUG: the plan destroys the common snapshot {where} "
+                            f"BUG: the plan destroys the common snapshot {_where(action, snap)} "
                             "before a newer one was sent"
                         )
-                ours = job.naming.is_ours(snap)
+                if job.naming.is_ours(snap):
+                    continue
                 allowed = (
                     action.side == TARGET
                     and job.transfer.destroy_incompatible
                     and snap in incompatible.get(action.dataset, set())
                 )
-                if not ours and not allowed:
+                if not allowed:
+                    where = _where(action, snap)
                     raise PlanRefused(
                         f"BUG: the plan destroys {where}, which is not a snapshot of this backup"
                     )
