@@ -472,7 +472,10 @@ def _pair_actions(ctx: _Context, pair: PairDesire) -> None:
         (SOURCE, pair.name, pair.source_fates),
     ):
         post = [
-            attrs.evolve(f, held_by_us=f.held_by_us and (side, f.snapshot) not in released)
+            # (a fate whose hold was moved away is no longer held by us; the others stay)
+            attrs.evolve(f, held_by_us=False)
+            if f.held_by_us and (side, f.snapshot) in released
+            else f
             for f in fates
             if f.phase == POST and not f.keep
         ]

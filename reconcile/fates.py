@@ -100,5 +100,7 @@ def pinned(naming: Naming, snap: Snapshot) -> Optional[str]:
     if snap.clones:
         count = len(snap.clones)
         return f"origin of {count} clone{'s' if count > 1 else ''}: {', '.join(snap.clones)}"
+    if not snap.holds:
+        return None  # (most snapshots: nothing to look at)
     foreign = foreign_holds(naming, snap)
     return f"held by {', '.join(foreign)}" if foreign else None

@@ -62,9 +62,11 @@ class Naming:
 
     def timestamp(self, snapshot_name: str) -> Optional[float]:
         """Seconds since the epoch encoded in an "our" snapshot name, None if not ours."""
-        if snapshot_name not in self._memo:
-            self._memo[snapshot_name] = self._parse(snapshot_name)
-        return self._memo[snapshot_name]
+        try:
+            return self._memo[snapshot_name]
+        except KeyError:  # (once per name: one dict lookup for every other call)
+            parsed = self._memo[snapshot_name] = self._parse(snapshot_name)
+            return parsed
 
     def _parse(self, snapshot_name: str) -> Optional[float]:
         parsed = formats.parse_time(self.snapshot_pattern, snapshot_name)
