@@ -92,7 +92,14 @@ def fate(
     pin = pinned(naming, snap) if not keep else None
     if pin:
         return Fate(snap.name, True, pin, held_by_us=held, kept_because=pin)
-    return Fate(snap.name, keep, reason, phase, held_by_us=held, required=required)
+    return _shared(snap.name, keep, reason, phase, held, required)
+
+
+@functools.lru_cache(maxsize=4096)
+def _shared(name: str, keep: bool, reason: str, phase: str, held: bool, required: bool) -> Fate:
+    """One Fate value for equal decisions: a pool's datasets have snapshots of the same
+    names and the same verdicts, and a Fate is frozen."""
+    return Fate(name, keep, reason, phase, held_by_us=held, required=required)
 
 
 def pinned(naming: Naming, snap: Snapshot) -> Optional[str]:
