@@ -170,6 +170,8 @@ def test_every_mode_as_unprivileged_users(users: ZfsBed, pools: Pools, mode: str
     assert bed.snapshots(f"{target}/sub") == bed.snapshots(f"{source}/sub") == [snapname(1)]
 
 
+@pytest.mark.slow  # (CI's time: the lock file's takeover by another user is test_lock.py's
+# root-only tests, with real users; delegated runs are test_every_mode_as_unprivileged_users)
 def test_a_job_run_by_root_is_taken_over_by_a_delegated_user(users: ZfsBed, pools: Pools) -> None:
     """#31: root's run leaves a root-owned 0644 lock file in /run/lock (sticky, world
     writable); the delegated user who takes the job over locks that same file (read-only:
