@@ -106,6 +106,9 @@ def test_two_targets_one_keeps_nothing_one_away_for_a_week_and_an_orphan(
     assert _ours(zfs_bed, src) == []
 
 
+@pytest.mark.slow  # (CI's time: the same flow is test_bookmarks.py's
+# test_no_bookmarks_after_keep_source_0_runs_goes_on_from_the_bookmark; a send from a
+# bookmark on real ZFS is test_zfs_bookmarks.py's and test_zfs_guard_stream.py's)
 def test_no_bookmarks_after_keep_source_0_runs_goes_on_incrementally(
     zfs_bed: ZfsBed, pools: Pools
 ) -> None:
