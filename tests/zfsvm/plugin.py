@@ -98,8 +98,9 @@ def _finish_boot() -> tuple[ZfsBed, str]:
 def _booted_guest() -> Guest:
     """The guest tests/zfsvm/boot.py booted, once its process is done (GuestError with
     its reason where it failed)."""
-    proc, log = _STATE.pop("booting")
+    proc, log = _STATE["booting"]
     proc.wait()
+    del _STATE["booting"]  # (only now: interrupted while waiting, sessionfinish stops it)
     log.seek(0)
     _STATE["boot_output"] = output = log.read()
     log.close()
