@@ -5,7 +5,8 @@ Nodes:
   ("ds", side, name)                a filesystem or volume (attribute `dataset`)
   ("snap", side, dataset, name)     a snapshot (the Snapshot is its dataset's, found by
                                     name: not stored on the node)
-Edges (no attributes: an edge's kind follows from its ends, see `edge_kind`):
+Edges (no attributes: an edge's kind follows from its ends, dataset or snapshot, and
+their sides):
   child    dataset -> child dataset (parent/child in the name hierarchy)
   next     snapshot -> the next snapshot of the same dataset (createtxg order): an
            incremental send is possible along it
@@ -52,15 +53,6 @@ def ds_node(side: Side, name: str) -> DsNode:
 
 def snap_node(side: Side, dataset: str, name: str) -> SnapNode:
     return ("snap", side, dataset, name)
-
-
-def edge_kind(u: Node, v: Node) -> str:
-    """An edge's kind, from its ends: child, next, replica or clone."""
-    if u[0] == "ds":
-        return "child"
-    if v[0] == "ds":
-        return "clone"
-    return "next" if u[1] is v[1] else "replica"
 
 
 def _add_host(graph: nx.DiGraph, side: Side, state: HostState) -> None:
@@ -119,18 +111,9 @@ def latest_common(
     for snap in reversed(source.snapshots):
         for other in succ.get(("snap", SOURCE, snap.dataset, snap.name), ()):
             if other[1] is TARGET and other[0] == "snap" and other[2] == target.name:
-                found = _snapshot(target, other[3])
+                found = target.snapshot(other[3])
                 if found is not None:
                     return snap, found
-    return None
-
-
-def _snapshot(dataset: Dataset, name: str) -> Optional[Snapshot]:
-    """The snapshot of a node: the dataset's last snapshot of that name (a node is one
-    name, the last of it added)."""
-    for snap in reversed(dataset.snapshots):
-        if snap.name == name and snap.dataset == dataset.name:
-            return snap
     return None
 
 

@@ -248,7 +248,7 @@ def read_pools(
     not read are read later, where a send needs them (as without the cache)."""
     if not pools:
         return {}, {}
-    wanted = ",".join(["guid", *(f"feature@{f}" for f in zfs_text.POOL_FEATURES)])
+    wanted = f"guid,{zfs_text.FEATURE_PROPERTIES}"
     argv = ["zpool", "get", "-H", "-o", "name,property,value", wanted, *pools]
     try:
         guids, features = zfs_text.parse_pools(reader.run(host, argv, label=label).stdout)

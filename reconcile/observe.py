@@ -33,7 +33,7 @@ def pool_features(reader: Reader, state: HostState, pools: Sequence[str], label:
     known = {pool: state.features_read[pool] for pool in pools if pool in state.features_read}
     missing = sorted(set(pools) - set(known))
     if missing:
-        features = ",".join(f"feature@{f}" for f in zfs_text.POOL_FEATURES)
+        features = zfs_text.FEATURE_PROPERTIES
         argv = ["zpool", "get", "-H", "-o", "name,property,value", features, *missing]
         out = reader.run(state.host, argv, label=label).stdout
         known.update(zfs_text.parse_pool_features(out))

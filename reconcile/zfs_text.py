@@ -47,6 +47,8 @@ POOL_FEATURES = (
     "bookmarks",
     "bookmark_v2",
 )
+#: their properties, as `zpool get` takes them
+FEATURE_PROPERTIES = ",".join(f"feature@{f}" for f in POOL_FEATURES)
 
 
 def _rows(output: str, fields: int) -> Iterator[list[str]]:

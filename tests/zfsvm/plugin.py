@@ -83,7 +83,7 @@ def _finish_boot() -> tuple[ZfsBed, str]:
         return bed, f"real ZFS: {bed.zfs_version} in the running guest {running}"
     guest = _STATE["guest"] = _booted_guest()
     _STATE["image"] = guest.image
-    times = json.loads(_STATE["boot_output"].splitlines()[-1])
+    times = _STATE["boot_times"]
     bed = ZfsBed(guest)
     bed.zfs_version = " / ".join(guest.run("zfs version").stdout.split())
     installed = time.monotonic()
@@ -102,11 +102,11 @@ def _booted_guest() -> Guest:
     proc.wait()
     del _STATE["booting"]  # (only now: interrupted while waiting, sessionfinish stops it)
     log.seek(0)
-    _STATE["boot_output"] = output = log.read()
+    lines = log.read().strip().splitlines()
     log.close()
-    lines = output.strip().splitlines()
-    # (the image it found or built, without looking for it again)
-    folder = json.loads(lines[-1])["folder"] if proc.returncode == 0 else cache_root()
+    # (its image's folder and times: the image it found or built, not looked for again)
+    _STATE["boot_times"] = json.loads(lines[-1]) if proc.returncode == 0 else {}
+    folder = _STATE["boot_times"].get("folder", cache_root())
     guest = Guest(Image(Path(folder)), _STATE["workdir"], peer_port=_STATE["peer_port"])
     pidfile = guest.workdir / "qemu.pid"
     if pidfile.exists():
